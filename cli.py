@@ -1,0 +1,208 @@
+"""`kgqa`: a thin click layer over the library; every command is a few lines over `kgqa.*`."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import zipfile
+
+import click
+
+from kgqa.errors import KgqaError
+
+
+def _user_errors(command):
+    """A KgqaError becomes one line on stderr and exit code 1, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KgqaError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """Answer Chinese one-hop questions over a knowledge graph (KgCLUE)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+@main.command()
+@click.argument("kb", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Index directory to write.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad KB line instead of skipping it.")
+@_user_errors
+def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
+    """Build the persistent KB index (key trie + object store) once."""
+    from kgqa.index import KBIndex
+    from kgqa.kb import file_sha256
+    from kgqa.tokenizer import load_tokenizer
+
+    if checkpoint is None:
+        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
+    built = KBIndex.build(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
+                          strict=strict, kb_sha256=file_sha256(kb), progress=True)
+    h = built.header
+    click.echo(f"{output}: {h['triples']} triples, {h['surfaces']} surfaces, {h['predicates']} predicates"
+               + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
+
+
+@main.command()
+@click.option("--train", "train_file", required=True, type=click.Path(), help="KgCLUE train.json")
+@click.option("--dev", type=click.Path(), help="KgCLUE dev.json, scored each epoch.")
+@click.option("--kb", required=True, type=click.Path(), help="Knowledge base, S<TAB>P<TAB>O lines.")
+@click.option("--model", default="scratch", show_default=True,
+              help="'scratch' or a local/hub seq2seq checkpoint (T5, mT5, BART).")
+@click.option("--output", default="checkpoints/kgclue", show_default=True, type=click.Path())
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--kb-questions", type=int, default=None, help="KB-generated questions added per epoch.")
+@click.option("--d-model", type=int, default=None, help="Scratch model width.")
+@click.option("--layers", type=int, default=None, help="Scratch encoder and decoder layers.")
+@click.option("--dev-limit", type=int, default=None, help="Dev questions scored per epoch (0: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
+@_user_errors
+def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, d_model, layers,
+          dev_limit, seed, resume) -> None:
+    """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
+    from dataclasses import replace
+
+    from kgqa.model import ScratchShape
+    from kgqa.train import TrainConfig, train as run
+
+    config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if dev_limit is not None:
+        config.dev_limit = dev_limit or None
+    if d_model is not None or layers is not None:
+        shape = ScratchShape()
+        width = d_model or shape.d_model
+        depth = layers or shape.num_layers
+        config.shape = replace(shape, d_model=width, d_ff=4 * width, num_layers=depth, num_decoder_layers=depth)
+    best = run(config)
+    click.echo(f"best dev: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
+
+
+def _decode_options(command):
+    for option in reversed([
+        click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
+        click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
+        click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
+        click.option("--beams", type=int, default=4, show_default=True),
+        click.option("--batch-size", type=int, default=32, show_default=True),
+        click.option("--no-mention-restriction", is_flag=True,
+                     help="Let the subject be any KB entity, not only those in the question."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, no_mention_restriction, top_k=1):
+    from kgqa.data import read_questions
+    from kgqa.pipeline import KGQA, DecodeSettings
+
+    questions = read_questions(questions_path)
+    settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
+                              batch_size=batch_size)
+    kgqa = KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
+    return questions, kgqa.answer([q.question for q in questions], progress=True)
+
+
+@main.command()
+@click.argument("questions", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Answers, JSON lines.")
+@click.option("--top-k", type=int, default=1, show_default=True, help="Candidates listed per question.")
+@_decode_options
+@_user_errors
+def predict(questions, output, top_k, **decode) -> None:
+    """Answer a KgCLUE question file: one `{"id", "question", "answer"}` line per id, in order."""
+    from kgqa.data import write_answers
+
+    asked, candidates = _answer_file(questions, top_k=top_k, **decode)
+    records = []
+    for q, found in zip(asked, candidates):
+        record = {"id": q.id, "question": q.question, "answer": found[0].answer() if found else ""}
+        if top_k > 1:
+            record["candidates"] = [{"answer": c.answer(), "score": round(c.score, 4)} for c in found]
+        records.append(record)
+    write_answers(output, records)
+    unanswered = sum(1 for found in candidates if not found)
+    click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
+
+
+@main.command()
+@click.argument("test", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Directory for the upload files.")
+@_decode_options
+@_user_errors
+def submit(test, output, **decode) -> None:
+    """Write kgclue_predict.json and kgclue_predict.zip, the CLUE leaderboard upload."""
+    from kgqa.data import write_answers
+    from kgqa.files import atomic_file
+
+    asked, candidates = _answer_file(test, **decode)
+    if len(candidates) != len(asked):
+        raise KgqaError(f"{len(asked)} questions but {len(candidates)} answers; nothing written", test)
+    json_path = os.path.join(output, "kgclue_predict.json")
+    write_answers(json_path, ({"id": q.id, "answer": found[0].answer() if found else ""}
+                              for q, found in zip(asked, candidates)))
+    with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(json_path, "kgclue_predict.json")
+    click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(asked)} answers")
+
+
+@main.command()
+@click.argument("pred", type=click.Path())
+@click.argument("gold", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the metric table as JSON.")
+@_user_errors
+def evaluate(pred: str, gold: str, as_json: bool) -> None:
+    """KgCLUE's official metric; score = (EM_O + F1_O) / 2. Missing predictions count as wrong."""
+    from kgqa.data import read_questions
+    from kgqa.metrics import score
+
+    golds = read_questions(gold, need_answers=True)
+    predicted = {json.dumps(q.id): q.answer or "" for q in _read_predictions(pred)}
+    table = score([predicted.get(json.dumps(q.id), "") for q in golds], [q.answer for q in golds])
+    table["missing"] = sum(1 for q in golds if json.dumps(q.id) not in predicted)
+    if as_json:
+        click.echo(json.dumps(table, ensure_ascii=False))
+        return
+    for name, value in table.items():
+        click.echo(f"{name:>8}  {value}")
+
+
+def _read_predictions(path: str):
+    """Prediction lines carry `answer` but maybe no `question`; reuse the validating reader."""
+    from kgqa.data import Question
+
+    if not os.path.isfile(path):
+        raise KgqaError("no such file", path)
+    out = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                out.append(Question(record["id"], record.get("question", ""), str(record.get("answer", "")), number))
+            except (ValueError, KeyError, TypeError):
+                raise KgqaError('expected a JSON object with "id" and "answer"', path, number) from None
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A checkpoint is a directory transformers opens as it is, plus `tokenizer/` and `kgqa.json`.
+
+Written whole into a temporary directory and renamed into place, so a kill mid-save leaves
+the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from kgqa.errors import KgqaError
+from kgqa.files import atomic_directory
+from kgqa.model import load_model
+from kgqa.tokenizer import Tokenizer, load_tokenizer
+
+SETTINGS = "kgqa.json"
+TRAINER_STATE = "trainer_state.pt"
+
+
+def save_checkpoint(directory: str, model: PreTrainedModel, tokenizer: Tokenizer, settings: dict[str, Any],
+                    trainer_state: dict[str, Any] | None = None) -> None:
+    with atomic_directory(directory) as temp:
+        model.save_pretrained(temp)
+        tokenizer.save(os.path.join(temp, "tokenizer"))
+        with open(os.path.join(temp, SETTINGS), "w", encoding="utf-8") as handle:
+            json.dump({**settings, "tokenizer_sha256": tokenizer.sha256}, handle, ensure_ascii=False, indent=1)
+        if trainer_state is not None:
+            torch.save(trainer_state, os.path.join(temp, TRAINER_STATE))
+
+
+def read_settings(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, SETTINGS)
+    if not os.path.isdir(directory):
+        raise KgqaError("no such checkpoint directory", directory)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise KgqaError(f"not a kgqa checkpoint (no {SETTINGS})", directory) from None
+    except ValueError as error:
+        raise KgqaError(f"unreadable ({error})", path) from None
+
+
+def load_checkpoint(directory: str) -> tuple[PreTrainedModel, Tokenizer, dict[str, Any]]:
+    """Model, tokenizer and settings; refuses a tokenizer that is not the one trained with."""
+    settings = read_settings(directory)
+    tokenizer = load_tokenizer(os.path.join(directory, "tokenizer"))
+    if settings.get("tokenizer_sha256") not in (None, tokenizer.sha256):
+        raise KgqaError("tokenizer differs from the one this model was trained with", directory)
+    model = load_model(directory, tokenizer)
+    model.eval()
+    return model, tokenizer, settings
+
+
+def load_trainer_state(directory: str) -> dict[str, Any] | None:
+    path = os.path.join(directory, TRAINER_STATE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise KgqaError(f"unreadable trainer state ({error})", path) from None

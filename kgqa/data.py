@@ -1,0 +1,97 @@
+"""Question files in and out: KgCLUE JSON lines, validated with the file and line named."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+from kgqa.errors import KgqaError
+from kgqa.files import atomic_file
+from kgqa.kb import split_subject
+
+MAX_QUESTION_CHARS = 512  # longer questions are cut: no KgCLUE question comes near this
+
+
+@dataclass
+class Question:
+    id: object  # KgCLUE ids are ints, other files may use strings; echoed back as given
+    question: str
+    answer: str | None = None
+    line: int = 0
+
+    def gold(self) -> tuple[str, str, str] | None:
+        """(S, P, O) of the gold answer, S with its disambiguation."""
+        if self.answer is None:
+            return None
+        parts = [part.strip() for part in self.answer.split("|||")]
+        return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+def read_questions(path: str, need_answers: bool = False) -> list[Question]:
+    """Read a question file; any malformed line stops the read with its line number.
+
+    Blank lines are skipped; a duplicate id is an error, because the answer file must hold
+    exactly one line per id.
+    """
+    if not os.path.exists(path):
+        raise KgqaError("no such file", path)
+    if os.path.isdir(path):
+        raise KgqaError("is a directory, expected a question file", path)
+    questions: list[Question] = []
+    seen: set[str] = set()
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise KgqaError("bytes that are not UTF-8", path, number) from None
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise KgqaError(f"not JSON ({error.msg})", path, number) from None
+            if not isinstance(record, dict):
+                raise KgqaError("expected a JSON object", path, number)
+            if "id" not in record:
+                raise KgqaError('missing "id"', path, number)
+            question = record.get("question")
+            if not isinstance(question, str):
+                raise KgqaError('missing or non-string "question"', path, number)
+            if not question.strip():
+                raise KgqaError("empty question", path, number)
+            key = json.dumps(record["id"])
+            if key in seen:
+                raise KgqaError(f"duplicate id {record['id']!r}", path, number)
+            seen.add(key)
+            answer = record.get("answer")
+            if need_answers:
+                if not isinstance(answer, str) or answer.count("|||") != 2:
+                    raise KgqaError('missing "answer" of the form "S ||| P ||| O"', path, number)
+            questions.append(Question(record["id"], question.strip()[:MAX_QUESTION_CHARS],
+                                      answer if isinstance(answer, str) else None, number))
+    if not questions:
+        raise KgqaError("no questions in the file", path)
+    return questions
+
+
+def training_pairs(questions: Iterable[Question]) -> list[tuple[str, tuple[str, str, str]]]:
+    """(question, (S, P, M)) pairs, the decoder's targets."""
+    pairs = []
+    for q in questions:
+        gold = q.gold()
+        if gold is not None:
+            surface, disambiguation = split_subject(gold[0])
+            pairs.append((q.question, (surface, gold[1], disambiguation)))
+    return pairs
+
+
+def write_answers(path: str, records: Iterable[dict]) -> int:
+    """JSON lines, written whole or not at all."""
+    count = 0
+    with atomic_file(path) as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count

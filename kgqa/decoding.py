@@ -1,0 +1,193 @@
+"""Constrained beam search: each decoding rule is a transformers `LogitsProcessor`.
+
+`TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys of the KB, whatever
+the weights; `Lookahead` rewards predicate tokens that lead to predicates covering more of the
+question. Both read the same per-row walk (`TrieWalker`), computed once per prefix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
+
+from kgqa.index import KBIndex
+from kgqa.tokenizer import Tokenizer
+from kgqa.trie import ROOT, TokenTrie, value_of
+
+# Beam search keeps a masked (-inf) step as a huge negative score; no real answer scores this low.
+_IMPOSSIBLE = -1e4
+
+
+class State(NamedTuple):
+    """Where a decoded prefix stands: inside `trie` at `node`, or finished on `group`."""
+
+    trie: TokenTrie | None
+    node: int
+    sid: int | None  # the surface, once `S [SEP]` is written
+    group: int | None  # the KB key, once `... M [EOS]` is written
+
+
+DEAD = State(None, -1, None, None)
+
+
+class TrieWalker:
+    """Maps each beam row's prefix to its State, memoised by prefix so a step costs one trie step.
+
+    `subject_tries[q]` is the trie the subject of question q is drawn from: the KB entities that
+    occur in the question, or every KB surface.
+    """
+
+    def __init__(self, index: KBIndex, tokenizer: Tokenizer, subject_tries: list[TokenTrie]) -> None:
+        self.index = index
+        self.tokenizer = tokenizer
+        self.subject_tries = subject_tries
+        self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
+        self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
+
+    def state(self, question: int, prefix: tuple[int, ...]) -> State:
+        key = (question, prefix)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        if not prefix:
+            found = State(self.subject_tries[question], ROOT, None, None)
+        else:
+            found = self._advance(self.state(question, prefix[:-1]), prefix[-1])
+        self.memo[key] = found
+        return found
+
+    def _advance(self, state: State, token: int) -> State:
+        if state.trie is None:
+            return DEAD
+        target = state.trie.step(state.node, token)
+        if target is None:
+            return DEAD
+        value = value_of(target)
+        if value is None:
+            return State(state.trie, target, state.sid, None)
+        if state.sid is None:  # `S [SEP]` complete: continue in this surface's P/M trie
+            return State(self.index.tail_trie(value, self.tokenizer), ROOT, value, None)
+        return State(None, -1, state.sid, value)
+
+    def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, State | None]]:
+        """(question, state) per row; state None while the forced label prefix is being written."""
+        rows = []
+        for row, ids in enumerate(input_ids.tolist()):
+            question = row // num_beams
+            if len(ids) < self.skip:
+                rows.append((question, None))
+            else:
+                rows.append((question, self.state(question, tuple(ids[self.skip:]))))
+        return rows
+
+
+class TrieConstraint(LogitsProcessor):
+    """Masks every token that would leave the KB's key set; finished rows may only repeat EOS."""
+
+    def __init__(self, walker: TrieWalker, num_beams: int) -> None:
+        self.walker = walker
+        self.num_beams = num_beams
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        tokenizer = self.walker.tokenizer
+        rows: list[int] = []
+        allowed: list[int] = []
+        length = input_ids.shape[1]
+        for row, (_, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
+            if state is None:
+                tokens = [tokenizer.target_prefix[length - 1]]
+            elif state.trie is None:
+                tokens = [tokenizer.eos_id]
+            else:
+                tokens = state.trie.children(state.node).tolist()
+            rows.extend([row] * len(tokens))
+            allowed.extend(tokens)
+        mask = torch.ones_like(scores, dtype=torch.bool)
+        mask[rows, allowed] = False
+        return scores.masked_fill(mask, float("-inf"))
+
+
+@dataclass
+class Candidate:
+    surface: str
+    predicate: str
+    disambiguation: str
+    obj: str
+    score: float
+    group: int  # the KB key in the index, for explanation and reranking
+
+    @property
+    def subject(self) -> str:
+        from kgqa.kb import join_subject
+
+        return join_subject(self.surface, self.disambiguation)
+
+    def answer(self) -> str:
+        """KgCLUE's answer string `S ||| P ||| O`, S with its disambiguation."""
+        return f"{self.subject} ||| {self.predicate} ||| {self.obj}"
+
+
+def subject_trie(index: KBIndex, tokenizer: Tokenizer, question: str, restrict: bool) -> TokenTrie:
+    """The subjects the decoder may write for this question: the KB entities it mentions,
+    falling back to all KB surfaces when it mentions none."""
+    if restrict:
+        sids = index.mentions(question)
+        if sids:
+            return TokenTrie.build((tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], sid) for sid in sids)
+    return index.surface_trie
+
+
+@torch.no_grad()
+def constrained_generate(
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    index: KBIndex,
+    questions: list[str],
+    num_beams: int = 4,
+    top_k: int = 1,
+    restrict_mentions: bool = True,
+    max_question_tokens: int = 128,
+) -> list[list[Candidate]]:
+    """Top-k KB answers per question, best first; a question with no reachable key gets []."""
+    top_k = min(top_k, num_beams)
+    encoded = [tokenizer.encode_question(q)[:max_question_tokens] for q in questions]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for i, ids in enumerate(encoded):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+    walker = TrieWalker(index, tokenizer, [subject_trie(index, tokenizer, q, restrict_mentions) for q in questions])
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention,
+        num_beams=num_beams,
+        num_return_sequences=top_k,
+        max_new_tokens=96,
+        do_sample=False,
+        early_stopping=True,
+        logits_processor=LogitsProcessorList([TrieConstraint(walker, num_beams)]),
+        return_dict_in_generate=True,
+        output_scores=True,
+        pad_token_id=tokenizer.pad_id,
+        eos_token_id=tokenizer.eos_id,
+    )
+    sequences = output.sequences.tolist()
+    scores = output.sequences_scores.tolist() if num_beams > 1 else [0.0] * len(sequences)
+    results: list[list[Candidate]] = []
+    for q in range(len(questions)):
+        found: list[Candidate] = []
+        for k in range(q * top_k, (q + 1) * top_k):
+            ids = sequences[k][walker.skip:]
+            if tokenizer.eos_id not in ids or not scores[k] > _IMPOSSIBLE:
+                continue
+            state = walker.state(q, tuple(ids[: ids.index(tokenizer.eos_id) + 1]))
+            if state.group is None or any(c.group == state.group for c in found):
+                continue
+            answer = index.answer(state.group)
+            found.append(Candidate(answer.surface, answer.predicate, answer.disambiguation,
+                                   answer.objects[0], float(scores[k]), state.group))
+        results.append(found)
+    return results

@@ -1,0 +1,12 @@
+"""The one error type the CLI turns into a one-line message instead of a traceback."""
+from __future__ import annotations
+
+
+class KgqaError(Exception):
+    """A problem with the user's input (a file, a line, a flag), not a bug in kgqa."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = path
+        self.line = line

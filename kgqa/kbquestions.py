@@ -1,0 +1,29 @@
+"""Questions generated from KB triples, so the model practises predicates the QA data never has.
+
+KgCLUE's splits are relation-disjoint: dev asks about predicates train never shows. Questions
+written around (S, P) from the KB given to training teach the model to copy the predicate the
+question names from whatever the entity offers. Only the training KB is read; never dev or test.
+"""
+from __future__ import annotations
+
+import random
+
+from kgqa.index import KBIndex
+
+TEMPLATES = (
+    "{s}的{p}是什么？", "{s}的{p}是什么", "请问{s}的{p}是什么？", "你知道{s}的{p}吗？",
+    "我想知道{s}的{p}。", "{s}的{p}是？", "{s}{p}是什么？", "谁知道{s}的{p}是什么啊？",
+    "{s}的{p}是哪个？", "我很好奇{s}的{p}是什么啊？", "{s}有什么{p}？", "{p}，{s}的是什么？",
+)
+
+
+def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple[str, str, str]]]:
+    """`count` (question, (S, P, M)) pairs from uniformly drawn KB keys, seeded."""
+    rng = random.Random(seed)
+    n_groups = len(index.grp_pred)
+    pairs = []
+    for _ in range(count):
+        answer = index.answer(rng.randrange(n_groups))
+        question = rng.choice(TEMPLATES).format(s=answer.surface, p=answer.predicate)
+        pairs.append((question, (answer.surface, answer.predicate, answer.disambiguation)))
+    return pairs

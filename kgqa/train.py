@@ -1,0 +1,193 @@
+"""Training: question -> `S [SEP] P [SEP] M`, teacher-forced; dev scored each epoch with the same
+constrained decoding `kgqa predict` uses; best checkpoint kept by the official score.
+
+Short and linear on purpose (nanoGPT's loop). Under `torchrun` each process takes every
+world_size-th example of the same seeded order and gradients are averaged (DDP on gloo).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from kgqa.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from kgqa.data import read_questions, training_pairs
+from kgqa.errors import KgqaError
+from kgqa.index import ensure_index
+from kgqa.kb import read_kb
+from kgqa.kbquestions import kb_questions
+from kgqa.metrics import score
+from kgqa.model import ScratchShape, count_parameters, load_model, scratch_model
+from kgqa.pipeline import KGQA, DecodeSettings
+from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
+
+
+@dataclass
+class TrainConfig:
+    train: str
+    kb: str
+    dev: str | None = None
+    model: str = "scratch"
+    output: str = "checkpoints/kgclue"
+    epochs: int = 9
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    kb_questions: int = 6000  # KB-generated questions mixed into each epoch
+    vocab_size: int = 6000
+    shape: ScratchShape = field(default_factory=ScratchShape)
+    dev_limit: int | None = 500  # dev questions scored per epoch (None: all)
+    beams: int = 4
+    save_every: int = 200  # steps between resumable saves of `last/`
+    seed: int = 0
+    resume: bool = False
+    index_dir: str | None = None
+    progress: bool = True
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _scratch_tokenizer(config: TrainConfig, pairs: list) -> Tokenizer:
+    """Characters of training questions and of every KB string the decoder may write."""
+    def texts():
+        for question, _ in pairs:
+            yield question
+        for triple in read_kb(config.kb):
+            yield triple.surface
+            yield triple.predicate
+            if triple.disambiguation:
+                yield triple.disambiguation
+    return SentencePieceTokenizer.train(texts(), config.vocab_size)
+
+
+def _batch(tokenizer: Tokenizer, pairs: list) -> dict[str, torch.Tensor]:
+    sources = [tokenizer.encode_question(q)[:128] for q, _ in pairs]
+    targets = [tokenizer.encode_target(*spm) for _, spm in pairs]
+
+    def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+    input_ids = pad(sources, tokenizer.pad_id)
+    return {"input_ids": input_ids, "attention_mask": (input_ids != tokenizer.pad_id).long()
+            if tokenizer.pad_id is not None else torch.ones_like(input_ids), "labels": pad(targets, -100)}
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10%: a high peak rate gets the model copying early."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def evaluate_dev(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
+    subset = dev[:limit] if limit else dev
+    candidates = kgqa.answer([q.question for q in subset])
+    predictions = [c[0].answer() if c else "" for c in candidates]
+    return score(predictions, [q.answer for q in subset])
+
+
+def train(config: TrainConfig) -> dict[str, float]:
+    """Run training; returns the best dev metrics (empty without a dev file)."""
+    rank, world = _distributed()
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    pairs = training_pairs(read_questions(config.train, need_answers=True))
+    dev = read_questions(config.dev, need_answers=True) if config.dev else []
+    last_dir, best_dir = os.path.join(config.output, "last"), os.path.join(config.output, "best")
+    state = load_trainer_state(last_dir) if config.resume else None
+    if config.resume and state is None:
+        raise KgqaError("nothing to resume (no last/trainer_state.pt)", config.output)
+    if state is not None:
+        model, tokenizer, _ = load_checkpoint(last_dir)
+        model.train()
+    elif config.model == "scratch":
+        tokenizer = _scratch_tokenizer(config, pairs)
+        model = scratch_model(tokenizer, config.shape, config.seed)
+    else:
+        tokenizer = HFTokenizer.from_pretrained(config.model)
+        model = load_model(config.model, tokenizer)
+    index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = len(pairs) + config.kb_questions
+    steps_per_epoch = math.ceil(per_epoch / (config.batch_size * world))
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, config.warmup_steps, total))
+    step, best = 0, {}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best = state["step"], state["best"]
+        torch.set_rng_state(state["torch_rng"])
+    settings = {"source_model": config.model, "train": asdict(config) | {"shape": asdict(config.shape)}}
+    log_path = os.path.join(config.output, "metrics.jsonl")
+    os.makedirs(config.output, exist_ok=True)
+    if rank == 0 and state is None:
+        tqdm.write(f"model: {count_parameters(model) / 1e6:.1f}M parameters, vocab {len(tokenizer)}; "
+                   f"{len(pairs)} QA + {config.kb_questions} KB questions an epoch, {total} steps")
+
+    def save_last() -> None:
+        save_checkpoint(last_dir, model, tokenizer, settings | {"step": step}, {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "best": best, "torch_rng": torch.get_rng_state()})
+
+    started = time.time()
+    for epoch in range(step // steps_per_epoch, config.epochs):
+        epoch_pairs = pairs + kb_questions(index, config.kb_questions, config.seed * 1000 + epoch)
+        order = np.random.default_rng(config.seed * 1000 + epoch).permutation(len(epoch_pairs))
+        model.train()
+        bar = tqdm(range(step % steps_per_epoch, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress or rank != 0, mininterval=5)
+        for batch_no in bar:
+            start = batch_no * config.batch_size * world
+            chosen = order[start:start + config.batch_size * world][rank::world]
+            batch = _batch(tokenizer, [epoch_pairs[i] for i in chosen])
+            logits = ddp(**batch).logits
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1),
+                                   ignore_index=-100, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            if rank == 0 and step % config.save_every == 0:
+                save_last()
+        record = {"epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
+                  "minutes": round((time.time() - started) / 60, 2)}
+        if rank == 0:
+            if dev:
+                kgqa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
+                record["dev"] = evaluate_dev(kgqa, dev, config.dev_limit)
+                if record["dev"]["score"] >= best.get("score", -1.0):
+                    best = record["dev"]
+                    save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "dev": best})
+            else:
+                save_checkpoint(best_dir, model, tokenizer, settings | {"step": step})
+            save_last()
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            tqdm.write(json.dumps(record, ensure_ascii=False))
+    if world > 1:
+        torch.distributed.barrier()
+    return best
