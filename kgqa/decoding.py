@@ -109,6 +109,75 @@ class TrieConstraint(LogitsProcessor):
         return scores.masked_fill(mask, float("-inf"))
 
 
+def common_subsequence(a: str, b: str) -> int:
+    """Length of the longest common subsequence: how much of the question a predicate covers."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+class Lookahead(LogitsProcessor):
+    """Once the subject is written, the trie knows every predicate still reachable: a predicate
+    token is penalised by `weight` per question character the best predicate through it covers
+    less than the best predicate reachable before it (longest common subsequence with the
+    question, the mention removed). The model decides where the question says nothing.
+
+    This is the lever for predicates never seen in training: their wording in the question is
+    the evidence, and the trie turns it into a per-token score.
+    """
+
+    def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int, weight: float = 1.0) -> None:
+        self.walker = walker
+        self.questions = questions
+        self.num_beams = num_beams
+        self.weight = weight
+        self.coverage: dict[tuple[int, int], dict[int, int]] = {}
+
+    def _coverage(self, question: int, sid: int, trie: TokenTrie) -> dict[int, int]:
+        """Per tail-trie node inside a predicate: the best coverage among predicates below it."""
+        key = (question, sid)
+        if key not in self.coverage:
+            index, tokenizer = self.walker.index, self.walker.tokenizer
+            rest = self.questions[question].replace(index.surface(sid), "", 1)
+            best: dict[int, int] = {}
+            for predicate in {p for _, p, _ in index.groups(sid)}:
+                covered = common_subsequence(rest, predicate)
+                node: int | None = ROOT
+                for token in tokenizer.encode(predicate) + [tokenizer.sep_id]:
+                    best[node] = max(best.get(node, 0), covered)
+                    node = trie.step(node, token)
+                best[node] = max(best.get(node, 0), covered)
+            self.coverage[key] = best
+        return self.coverage[key]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        rows: list[int] = []
+        tokens: list[int] = []
+        bonus: list[float] = []
+        for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
+            if state is None or state.trie is None or state.sid is None:
+                continue
+            best = self._coverage(question, state.sid, state.trie)
+            here = best.get(state.node)
+            if here is None:  # past the predicate: the disambiguation is the model's call
+                continue
+            lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
+            for token, target in zip(state.trie.tokens[lo:hi].tolist(), state.trie.targets[lo:hi].tolist()):
+                loss = here - best.get(target, here)
+                if loss:
+                    rows.append(row)
+                    tokens.append(token)
+                    bonus.append(-self.weight * loss)
+        if rows:
+            scores = scores.index_put((torch.tensor(rows), torch.tensor(tokens)),
+                                      torch.tensor(bonus, dtype=scores.dtype), accumulate=True)
+        return scores
+
+
 @dataclass
 class Candidate:
     surface: str
@@ -148,9 +217,12 @@ def constrained_generate(
     num_beams: int = 4,
     top_k: int = 1,
     restrict_mentions: bool = True,
+    lookahead: float = 0.0,
     max_question_tokens: int = 128,
 ) -> list[list[Candidate]]:
-    """Top-k KB answers per question, best first; a question with no reachable key gets []."""
+    """Top-k KB answers per question, best first; a question with no reachable key gets [].
+
+    `lookahead` is the weight of `Lookahead` (0 switches it off)."""
     top_k = min(top_k, num_beams)
     encoded = [tokenizer.encode_question(q)[:max_question_tokens] for q in questions]
     width = max(len(ids) for ids in encoded)
@@ -160,6 +232,9 @@ def constrained_generate(
         input_ids[i, : len(ids)] = torch.tensor(ids)
         attention[i, : len(ids)] = 1
     walker = TrieWalker(index, tokenizer, [subject_trie(index, tokenizer, q, restrict_mentions) for q in questions])
+    processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
+    if lookahead:
+        processors.append(Lookahead(walker, questions, num_beams, lookahead))
     output = model.generate(
         input_ids=input_ids,
         attention_mask=attention,
@@ -167,8 +242,7 @@ def constrained_generate(
         num_return_sequences=top_k,
         max_new_tokens=96,
         do_sample=False,
-        early_stopping=True,
-        logits_processor=LogitsProcessorList([TrieConstraint(walker, num_beams)]),
+        logits_processor=LogitsProcessorList(processors),
         return_dict_in_generate=True,
         output_scores=True,
         pad_token_id=tokenizer.pad_id,

@@ -17,6 +17,7 @@ class DecodeSettings:
     beams: int = 4
     top_k: int = 1
     restrict_mentions: bool = True
+    lookahead: float = 1.0
     batch_size: int = 32
 
 
@@ -42,5 +43,6 @@ class KGQA:
                           disable=not progress):
             results.extend(constrained_generate(
                 self.model, self.tokenizer, self.index, questions[start:start + s.batch_size],
-                num_beams=s.beams, top_k=s.top_k, restrict_mentions=s.restrict_mentions))
+                num_beams=s.beams, top_k=s.top_k, restrict_mentions=s.restrict_mentions,
+                lookahead=s.lookahead))
         return results

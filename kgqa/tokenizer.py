@@ -91,6 +91,8 @@ class SentencePieceTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 6000) -> "SentencePieceTokenizer":
         model = io.BytesIO()
+        # 256 byte pieces and the control ids come out of the budget before any character.
+        vocab_size = max(vocab_size, 512)
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts),
             model_writer=model,

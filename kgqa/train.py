@@ -130,8 +130,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     per_epoch = len(pairs) + config.kb_questions
     steps_per_epoch = math.ceil(per_epoch / (config.batch_size * world))
     total = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, config.warmup_steps, total))
+    warmup = min(config.warmup_steps, total // 5)  # short runs still reach the peak rate
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total))
     step, best = 0, {}
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,92 @@
+import json
+import zipfile
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+from conftest import SAMPLE, write
+
+TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory):
+    """Train a tiny model on 8 sample questions until it knows them: the end-to-end path."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        lines = handle.readlines()[:8]
+    train = write(tmp / "train.json", "".join(lines))
+    runner = CliRunner()
+    env = {"KGQA_CACHE": str(tmp / "cache")}
+    result = runner.invoke(main, ["train", "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output",
+                                  str(tmp / "ck"), "--epochs", "120", "--batch-size", "8", "--lr", "1e-2"] + TINY,
+                           env=env)
+    assert result.exit_code == 0, result.output
+    return tmp, train, [json.loads(line) for line in lines], env
+
+
+def test_train_predict_returns_the_exact_answers_it_learned(overfit):
+    tmp, train, gold, env = overfit
+    out = tmp / "pred.json"
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp / "ck/best"),
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--top-k", "2"], env=env)
+    assert result.exit_code == 0, result.output
+    predicted = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [p["id"] for p in predicted] == [g["id"] for g in gold]
+    assert [p["answer"] for p in predicted] == [g["answer"] for g in gold]
+    assert all(len(p["candidates"]) == 2 for p in predicted)
+    result = CliRunner().invoke(main, ["evaluate", str(out), train, "--json"])
+    assert json.loads(result.output)["score"] == 100.0
+
+
+def test_submit_writes_every_test_id_in_order_and_a_zip(overfit):
+    tmp, _, _, env = overfit
+    result = CliRunner().invoke(main, ["submit", f"{SAMPLE}/test.json", "-o", str(tmp / "sub"),
+                                       "--checkpoint", str(tmp / "ck/best"), "--kb", f"{SAMPLE}/kb.tsv"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = (tmp / "sub/kgclue_predict.json").read_text(encoding="utf-8").splitlines()
+    with open(f"{SAMPLE}/test.json", encoding="utf-8") as handle:
+        ids = [json.loads(line)["id"] for line in handle]
+    assert [json.loads(line)["id"] for line in lines] == ids
+    assert all(json.loads(line)["answer"].count(" ||| ") == 2 for line in lines)
+    with zipfile.ZipFile(tmp / "sub/kgclue_predict.zip") as archive:
+        assert archive.read("kgclue_predict.json").decode("utf-8").splitlines() == lines
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"id": 1, "question": "a"}\nnot json\n', "q.json:2: not JSON"),
+    ('{"id": 1, "question": "a"}\n{"question": "b"}\n', 'q.json:2: missing "id"'),
+    ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "q.json:2: duplicate id 1"),
+    ('{"id": 1, "question": "  "}\n', "q.json:1: empty question"),
+])
+def test_bad_question_files_get_one_line_and_leave_no_output(overfit, content, message):
+    tmp, _, _, env = overfit
+    questions = write(tmp / "q.json", content)
+    out = tmp / "never.json"
+    result = CliRunner().invoke(main, ["predict", questions, "-o", str(out), "--checkpoint", str(tmp / "ck/best"),
+                                       "--kb", f"{SAMPLE}/kb.tsv"], env=env)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_checkpoint_and_kb_are_named(overfit, tmp_path):
+    tmp, train, _, env = overfit
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(tmp_path / "o"), "--checkpoint",
+                                       str(tmp_path / "nope"), "--kb", f"{SAMPLE}/kb.tsv"], env=env)
+    assert result.exit_code == 1 and "no such checkpoint directory" in result.output
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(tmp_path / "o"), "--checkpoint",
+                                       str(tmp / "ck/best"), "--kb", str(tmp_path / "missing.tsv")], env=env)
+    assert result.exit_code == 1 and "missing.tsv: no such file" in result.output
+
+
+def test_evaluate_counts_missing_predictions_as_wrong(tmp_path):
+    gold = write(tmp_path / "gold.json", '{"id": 1, "question": "q", "answer": "A ||| p ||| o"}\n'
+                                        '{"id": 2, "question": "q", "answer": "B ||| p ||| o"}\n')
+    pred = write(tmp_path / "pred.json", '{"id": 2, "answer": "B ||| p ||| o"}\n')
+    result = CliRunner().invoke(main, ["evaluate", pred, gold, "--json"])
+    table = json.loads(result.output)
+    assert table["missing"] == 1 and table["EM_O"] == 50.0

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from kgqa.decoding import constrained_generate
+from kgqa.index import ensure_index
+from kgqa.kb import read_kb
+from kgqa.model import ScratchShape, scratch_model
+from kgqa.tokenizer import SentencePieceTokenizer
+
+from conftest import SAMPLE
+
+TINY = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    kb = f"{SAMPLE}/kb.tsv"
+    triples = list(read_kb(kb))
+    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in triples), 400)
+    return kb, triples, tokenizer
+
+
+def test_target_round_trip_cuts_at_the_first_eos(sample):
+    _, _, tokenizer = sample
+    ids = tokenizer.encode_target("刘晓华", "主讲课程", "广东工业大学教授")
+    assert tokenizer.decode_target(ids + [tokenizer.eos_id, 5, 6]) == ("刘晓华", "主讲课程", "广东工业大学教授")
+    assert tokenizer.decode_target(tokenizer.encode("无分隔")) is None
+    assert tokenizer.encode("a[SEP]b").count(tokenizer.sep_id) == 0  # text can't forge a separator
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("restrict", [True, False])
+def test_an_untrained_model_only_yields_kb_triples(tmp_path, monkeypatch, sample, seed, restrict):
+    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
+    kb, triples, tokenizer = sample
+    index = ensure_index(kb, tokenizer)
+    kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
+    model = scratch_model(tokenizer, TINY, seed).eval()
+    questions = ["高军英是在哪里出生的？", "完全无关的问题", "马磊静的配偶是谁？", "？"]
+    results = constrained_generate(model, tokenizer, index, questions, num_beams=4, top_k=4,
+                                   restrict_mentions=restrict)
+    assert len(results) == len(questions)
+    for found in results:
+        assert found, "every sample question reaches some KB key"
+        assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+        for c in found:
+            assert (c.surface, c.predicate, c.disambiguation, c.obj) in kb_keys
+    if restrict:
+        assert all(c.surface == "高军英" for c in results[0])
+
+
+def test_greedy_decoding_is_constrained_too(tmp_path, monkeypatch, sample):
+    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
+    kb, triples, tokenizer = sample
+    index = ensure_index(kb, tokenizer)
+    model = scratch_model(tokenizer, TINY, 3).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 5)  # wild weights: the constraint must still hold
+    (found,) = constrained_generate(model, tokenizer, index, ["马磊静的出生日期是？"], num_beams=1)
+    assert index.lookup(found[0].surface, found[0].predicate, found[0].disambiguation) is not None
+
+
+def test_common_subsequence():
+    from kgqa.decoding import common_subsequence
+
+    assert common_subsequence("主要讲什么课", "主讲课程") == 3
+    assert common_subsequence("", "abc") == 0
+    assert common_subsequence("abc", "abc") == 3
+
+
+def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names(tmp_path, monkeypatch, sample):
+    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
+    kb, triples, tokenizer = sample
+    index = ensure_index(kb, tokenizer)
+    model = scratch_model(tokenizer, TINY, 0).eval()
+    asked = [(t.surface, t.predicate) for t in triples if t.surface == triples[0].surface]
+    questions = [f"{surface}的{predicate}是什么？" for surface, predicate in asked]
+    results = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=50.0)
+    assert [found[0].predicate for found in results] == [predicate for _, predicate in asked]
+    plain = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=0.0)
+    assert [found[0].predicate for found in plain] != [predicate for _, predicate in asked]

@@ -1,0 +1,61 @@
+import pytest
+
+from kgqa.index import KBIndex, ensure_index
+from kgqa.tokenizer import SentencePieceTokenizer
+
+from conftest import write
+
+KB = ("刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》\n"
+      "刘晓华（演员）\t代表作品\t《星河》\n"
+      "刘晓华（演员）\t代表作品\t《远山》\n"
+      "刘晓\t别名\t小刘\n"
+      "北京\t人口\t2189万\n")
+
+
+@pytest.fixture
+def tokenizer():
+    return SentencePieceTokenizer.train(["刘晓华主讲课程固体物理代表作品星河远山别名人口北京广东工业大学教授演员"], 100)
+
+
+def test_lookup_keeps_every_object_and_answers_the_first(tmp_path, tokenizer):
+    index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
+    answer = index.lookup("刘晓华", "代表作品", "演员")
+    assert answer.objects == ["《星河》", "《远山》"]
+    assert index.lookup("刘晓华", "主讲课程", "广东工业大学教授").objects == ["《固体物理》"]
+    assert index.lookup("刘晓华", "主讲课程", "演员") is None
+    assert index.lookup("无此人", "人口", "") is None
+
+
+def test_mentions_are_kb_surfaces_in_the_question_longest_first(tmp_path, tokenizer):
+    index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
+    assert [index.surface(s) for s in index.mentions("刘晓华主要讲什么课啊？")] == ["刘晓华", "刘晓"]
+    assert index.mentions("没有实体") == []
+
+
+def test_tail_trie_holds_each_predicate_and_disambiguation(tmp_path, tokenizer):
+    index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
+    sid = index.surfaces["刘晓华"]
+    keys = {(p, m) for _, p, m in index.groups(sid)}
+    assert keys == {("主讲课程", "广东工业大学教授"), ("代表作品", "演员")}
+    trie = index.tail_trie(sid, tokenizer)
+    first_tokens = {tokenizer.encode("主讲课程")[0], tokenizer.encode("代表作品")[0]}
+    assert set(trie.get(())) == first_tokens
+
+
+def test_index_is_reused_and_rebuilt_for_another_kb_or_tokenizer(tmp_path, tokenizer):
+    kb = write(tmp_path / "kb.tsv", KB)
+    first = ensure_index(kb, tokenizer, str(tmp_path / "idx"))
+    assert ensure_index(kb, tokenizer, str(tmp_path / "idx")).header == first.header
+    write(tmp_path / "kb.tsv", KB + "上海\t人口\t2487万\n")
+    rebuilt = ensure_index(kb, tokenizer, str(tmp_path / "idx"))
+    assert rebuilt.header["kb_sha256"] != first.header["kb_sha256"]
+    assert rebuilt.lookup("上海", "人口", "").objects == ["2487万"]
+    other = SentencePieceTokenizer.train(["上海北京刘晓华人口别名"], 60)
+    assert ensure_index(kb, other, str(tmp_path / "idx")).header["tokenizer_sha256"] == other.sha256
+
+
+def test_opening_something_else_is_a_clear_error(tmp_path):
+    from kgqa.errors import KgqaError
+
+    with pytest.raises(KgqaError, match="not a kgqa index"):
+        KBIndex(str(tmp_path))

@@ -1,0 +1,61 @@
+import gzip
+
+import pytest
+
+from kgqa.errors import KgqaError
+from kgqa.kb import ReadStats, read_kb, split_subject
+
+from conftest import write
+
+
+def test_split_subject_takes_only_a_trailing_fullwidth_group():
+    assert split_subject("刘晓华（广东工业大学教授）") == ("刘晓华", "广东工业大学教授")
+    assert split_subject("刘晓华") == ("刘晓华", "")
+    assert split_subject("（a）中间（b）") == ("（a）中间", "b")
+    assert split_subject("半角(x)") == ("半角(x)", "")
+    assert split_subject("（只有括号）") == ("（只有括号）", "")
+
+
+def test_read_kb_splits_and_normalises(tmp_path):
+    path = write(tmp_path / "kb.tsv", "\ufeff刘晓华（教授）\t主讲课程\t《固体  物理》 \r\nA\tB\tC\n")
+    triples = list(read_kb(path))
+    assert [(t.surface, t.predicate, t.obj, t.disambiguation, t.line) for t in triples] == [
+        ("刘晓华", "主讲课程", "《固体 物理》", "教授", 1), ("A", "B", "C", "", 2)]
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("a\tb\n", "expected 3 tab-separated fields, found 2"),
+    ("a\tb\tc\td\n", "expected 3 tab-separated fields, found 4"),
+    ("\tb\tc\n", "empty subject or predicate"),
+    ("a\t \tc\n", "empty subject or predicate"),
+])
+def test_bad_lines_stop_when_strict_and_are_counted_otherwise(tmp_path, line, reason):
+    path = write(tmp_path / "kb.tsv", "A\tB\tC\n" + line)
+    with pytest.raises(KgqaError, match=f"kb.tsv:2: {reason}"):
+        list(read_kb(path, strict=True))
+    stats = ReadStats()
+    assert len(list(read_kb(path, stats=stats))) == 1
+    assert stats.skipped == {reason: 1}
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    path = write(tmp_path / "kb.tsv", b"A\tB\tC\n\xff\xfe\tB\tC\n")
+    with pytest.raises(KgqaError, match="kb.tsv:2: bytes that are not UTF-8"):
+        list(read_kb(path, strict=True))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: write(p / "empty.tsv", ""), "no triples"),
+    (lambda p: str(p / "missing.tsv"), "no such file"),
+    (lambda p: str(p), "is a directory"),
+])
+def test_unusable_files(tmp_path, make, message):
+    with pytest.raises(KgqaError, match=message):
+        list(read_kb(make(tmp_path)))
+
+
+def test_gzip(tmp_path):
+    path = tmp_path / "kb.tsv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("A（m）\tB\tC\n")
+    assert [(t.surface, t.disambiguation) for t in read_kb(str(path))] == [("A", "m")]
