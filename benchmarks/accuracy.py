@@ -1,0 +1,102 @@
+"""Dev accuracy ablation for a checkpoint: the peer, then each decoding lever switched on in
+turn, with decode time per row, and the errors of the default decoding sorted into kinds.
+
+    python benchmarks/accuracy.py --checkpoint checkpoints/kgclue/best [--limit N]
+
+Reads ../shared/data/kgclue/ (skips cleanly without it). Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from kgqa.checkpoint import load_checkpoint  # noqa: E402
+from kgqa.data import read_questions  # noqa: E402
+from kgqa.index import ensure_index  # noqa: E402
+from kgqa.kb import split_subject  # noqa: E402
+from kgqa.metrics import score  # noqa: E402
+from kgqa.peer import peer_answer  # noqa: E402
+from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
+COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
+
+
+def error_kind(index, question: str, predicted: str, gold: str) -> str:
+    """Why one answer is wrong, in the order the decoder makes its choices."""
+    p_s, p_p, p_o = (part.strip() for part in (predicted or " ||| ||| ").split("|||", 2))
+    g_s, g_p, g_o = (part.strip() for part in gold.split("|||", 2))
+    if p_o == g_o:
+        return "correct"
+    g_surface, g_m = split_subject(g_s)
+    if g_surface not in {index.surface(sid) for sid in index.mentions(question)}:
+        return "unreachable: gold subject not in the question"
+    if not predicted:
+        return "no answer"
+    p_surface, _ = split_subject(p_s)
+    if p_surface != g_surface:
+        return "wrong mention"
+    if p_p != g_p:
+        return "wrong predicate"
+    if p_s != g_s:
+        shares = index.lookup(p_surface, g_p, split_subject(p_s)[1]) is not None
+        return "wrong homonym (shares the gold predicate)" if shares else "wrong homonym"
+    return "same key, another object"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--lookahead", type=float, nargs="*", default=[0.5, 1.0, 2.0])
+    args = parser.parse_args()
+    default = DecodeSettings()
+    if default.lookahead not in args.lookahead:
+        args.lookahead.append(default.lookahead)
+    if not os.path.isfile(args.dev):
+        print(f"skipped: no {args.dev}")
+        return
+    dev = read_questions(args.dev, need_answers=True)[: args.limit]
+    golds = [q.answer for q in dev]
+    model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    index = ensure_index(args.kb, tokenizer)
+    rows = []
+    started = time.time()
+    peer = [peer_answer(index, q.question) for q in dev]
+    rows.append(("non-neural peer (longest mention + LCS predicate)", [c.answer() if c else "" for c in peer],
+                 time.time() - started))
+    configs = [("model, trie only", DecodeSettings(args.beams, restrict_mentions=False, lookahead=0.0)),
+               ("+ subject restricted to mentions", DecodeSettings(args.beams, lookahead=0.0))]
+    configs += [(f"+ look-ahead, weight {w}", DecodeSettings(args.beams, lookahead=w)) for w in args.lookahead]
+    for name, settings in configs:
+        qa = KGQA(model, tokenizer, index, settings)
+        started = time.time()
+        found = qa.answer([q.question for q in dev])
+        rows.append((name, [c[0].answer() if c else "" for c in found], time.time() - started))
+    print(f"dev questions: {len(dev)}, beams: {args.beams}, checkpoint: {args.checkpoint}\n")
+    print("| system | " + " | ".join(COLUMNS) + " | decode s |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    for name, predictions, seconds in rows:
+        table = score(predictions, golds)
+        print(f"| {name} | " + " | ".join(f"{table[c]:.1f}" for c in COLUMNS) + f" | {seconds:.0f} |")
+    chosen = rows[2 + args.lookahead.index(default.lookahead)][1]
+    kinds = collections.Counter(error_kind(index, q.question, p, q.answer) for q, p in zip(dev, chosen))
+    print(f"\nerrors of the default decoding (beams {args.beams}, look-ahead {default.lookahead}):\n")
+    print("| kind | count |\n|---|---|")
+    for kind, count in kinds.most_common():
+        print(f"| {kind} | {count} |")
+    print(json.dumps({"kinds": dict(kinds)}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

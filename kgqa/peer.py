@@ -1,0 +1,30 @@
+"""The non-neural peer: the longest KB mention in the question, then that surface's predicate
+with the longest common subsequence with the rest of the question. Ties go to the predicate
+covering the larger share of itself, then to string order: never to KB file order, which in a
+KB assembled around gold triples can leak the answer.
+
+Kept as a library piece because it is the baseline every accuracy figure is read against, and
+a sanity check of the index: it needs no model.
+"""
+from __future__ import annotations
+
+from kgqa.decoding import Candidate, common_subsequence
+from kgqa.index import KBIndex
+
+
+def peer_answer(index: KBIndex, question: str) -> Candidate | None:
+    mentions = index.mentions(question)
+    if not mentions:
+        return None
+    sid = mentions[0]
+    rest = question.replace(index.surface(sid), "", 1)
+
+    def rank(item: tuple[int, str, str]) -> tuple:
+        _, predicate, disambiguation = item
+        cover = common_subsequence(rest, predicate)
+        return -cover, -cover / len(predicate), predicate, disambiguation
+
+    group, predicate, _ = min(index.groups(sid), key=rank)
+    answer = index.answer(group)
+    return Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0],
+                     float(common_subsequence(rest, predicate)), group)
