@@ -13,6 +13,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from kgqa.index import KBIndex
+from kgqa.model import CopyT5
 from kgqa.tokenizer import Tokenizer
 from kgqa.trie import ROOT, TokenTrie, value_of
 
@@ -235,7 +236,9 @@ def constrained_generate(
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
     if lookahead:
         processors.append(Lookahead(walker, questions, num_beams, lookahead))
+    extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
     output = model.generate(
+        **extra,
         input_ids=input_ids,
         attention_mask=attention,
         num_beams=num_beams,

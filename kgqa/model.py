@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
 
 from kgqa.errors import KgqaError
 from kgqa.tokenizer import Tokenizer
@@ -23,7 +23,43 @@ class ScratchShape:
     dropout_rate: float = 0.1
 
 
-def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int) -> PreTrainedModel:
+class CopyT5(T5ForConditionalGeneration):
+    """T5 with a copy (pointer) path: the output distribution mixes the vocabulary softmax with
+    the last decoder layer's cross-attention over the question's tokens, gated per step.
+
+    Why: from scratch, T5 learns to copy a mention only after a long plateau (the circuit that
+    moves a source token to the output forms late); with a pointer, attending to the right
+    question characters is itself the output, so the signal to learn it is direct. The returned
+    `logits` are log-probabilities, so generation, beam scores and the loss work unchanged.
+    Saved checkpoints still open as plain T5 in transformers (the gate is then ignored).
+    """
+
+    def __init__(self, config: T5Config) -> None:
+        config.kgqa_copy = True
+        super().__init__(config)
+        self.copy_gate = torch.nn.Linear(config.d_model, 1)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, labels=None,
+                source_ids=None, **kwargs):
+        """`source_ids`: the question's ids; generate passes them on, as input_ids are not."""
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = self._shift_right(labels)
+        kwargs.update(output_attentions=True, output_hidden_states=True, return_dict=True)
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                              decoder_input_ids=decoder_input_ids, **kwargs)
+        source = input_ids if source_ids is None else source_ids
+        attention = out.cross_attentions[-1].mean(dim=1)  # (batch, target, source)
+        gate = torch.sigmoid(self.copy_gate(out.decoder_hidden_states[-1]))
+        copy = torch.zeros_like(out.logits).scatter_add_(
+            -1, source.unsqueeze(1).expand(-1, attention.size(1), -1), attention.to(out.logits.dtype))
+        probs = gate * out.logits.softmax(-1) + (1 - gate) * copy
+        out.logits = torch.log(probs.clamp_min(1e-12))
+        out.cross_attentions = out.decoder_hidden_states = out.encoder_hidden_states = None
+        out.decoder_attentions = out.encoder_attentions = None
+        return out
+
+
+def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int, copy: bool = True) -> PreTrainedModel:
     torch.manual_seed(seed)
     config = T5Config(
         vocab_size=len(tokenizer),
@@ -32,15 +68,20 @@ def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int) -> PreTr
         eos_token_id=tokenizer.eos_id,
         decoder_start_token_id=tokenizer.pad_id,
         tie_word_embeddings=True,
+        attn_implementation="eager",  # the copy path reads attention weights
         **asdict(shape),
     )
-    return T5ForConditionalGeneration(config)
+    return CopyT5(config) if copy else T5ForConditionalGeneration(config)
 
 
 def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrainedModel:
     """Open a checkpoint; with a tokenizer, grow the embeddings for ids it added (`[SEP]`)."""
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path)
+        if getattr(config, "kgqa_copy", False):
+            model = CopyT5.from_pretrained(name_or_path, attn_implementation="eager")
+        else:
+            model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     except (OSError, ValueError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise KgqaError(f"cannot load model: {first}", name_or_path) from None

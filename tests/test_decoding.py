@@ -72,7 +72,7 @@ def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names
     monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
     kb, triples, tokenizer = sample
     index = ensure_index(kb, tokenizer)
-    model = scratch_model(tokenizer, TINY, 0).eval()
+    model = scratch_model(tokenizer, TINY, 0, copy=False).eval()  # no copy path: knows nothing of the question
     asked = [(t.surface, t.predicate) for t in triples if t.surface == triples[0].surface]
     questions = [f"{surface}的{predicate}是什么？" for surface, predicate in asked]
     results = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=50.0)
