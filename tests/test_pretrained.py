@@ -1,0 +1,62 @@
+"""`--model DIR`: any local HF seq2seq checkpoint, with its own tokenizer (here a tiny BART,
+built and saved on the spot: no weights can be downloaded)."""
+import json
+
+import pytest
+from click.testing import CliRunner
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+from cli import main
+from kgqa.kb import read_kb
+from kgqa.tokenizer import HFTokenizer
+
+from conftest import SAMPLE, write
+
+
+@pytest.fixture(scope="module")
+def bart_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bart")
+    texts = [t.surface + t.predicate + t.disambiguation + t.obj for t in read_kb(f"{SAMPLE}/kb.tsv")]
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        texts += [json.loads(line)["question"] for line in handle]
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token a character
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    core.decoder = decoders.Fuse()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    config = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                        decoder_start_token_id=2, forced_bos_token_id=0)
+    BartForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def test_a_checkpoints_own_tokenizer_gets_sep_and_keeps_bos_first(bart_dir):
+    tokenizer = HFTokenizer.from_pretrained(bart_dir)
+    assert tokenizer.target_prefix == [0]
+    ids = tokenizer.encode_target("马磊静", "出生地", "广州画家")
+    assert ids[0] == 0 and ids[-1] == 2 and ids.count(tokenizer.sep_id) == 2
+    assert tokenizer.decode_target(ids) == ("马磊静", "出生地", "广州画家")
+
+
+def test_train_and_predict_with_a_local_bart(bart_dir, tmp_path):
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        train = write(tmp_path / "train.json", "".join(handle.readlines()[:16]))
+    env = {"KGQA_CACHE": str(tmp_path / "cache")}
+    result = CliRunner().invoke(main, ["train", "--model", bart_dir, "--train", train, "--kb", f"{SAMPLE}/kb.tsv",
+                                       "--output", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "8",
+                                       "--kb-questions", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp_path / "ck/best"),
+                                       "--kb", f"{SAMPLE}/kb.tsv"], env=env)
+    assert result.exit_code == 0, result.output
+    kb = {f"{t.surface}（{t.disambiguation}）" if t.disambiguation else t.surface for t in read_kb(f"{SAMPLE}/kb.tsv")}
+    answers = [json.loads(line)["answer"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(answers) == 16
+    assert all(answer.split(" ||| ")[0] in kb for answer in answers)
