@@ -104,6 +104,8 @@ def _decode_options(command):
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--lookahead", type=float, default=1.0, show_default=True,
                      help="Per-character weight of question coverage when choosing the predicate (0: off)."),
+        click.option("--mention-lookahead", type=float, default=0.0, show_default=True,
+                     help="Per-character weight of mention length when choosing the subject (0: off)."),
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
     ]):
@@ -111,14 +113,14 @@ def _decode_options(command):
     return command
 
 
-def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, lookahead, no_mention_restriction,
-                 top_k=1):
+def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead,
+                 no_mention_restriction, top_k=1):
     from kgqa.data import read_questions
     from kgqa.pipeline import KGQA, DecodeSettings
 
     questions = read_questions(questions_path)
     settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
-                              lookahead=lookahead, batch_size=batch_size)
+                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size)
     kgqa = KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
     return questions, kgqa.answer([q.question for q in questions], progress=True)
 

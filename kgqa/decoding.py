@@ -13,6 +13,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from kgqa.index import KBIndex
+from kgqa.kb import join_subject
 from kgqa.model import CopyT5
 from kgqa.tokenizer import Tokenizer
 from kgqa.trie import ROOT, TokenTrie, value_of
@@ -121,48 +122,69 @@ def common_subsequence(a: str, b: str) -> int:
     return previous[-1]
 
 
-class Lookahead(LogitsProcessor):
-    """Once the subject is written, the trie knows every predicate still reachable: a predicate
-    token is penalised by `weight` per question character the best predicate through it covers
-    less than the best predicate reachable before it (longest common subsequence with the
-    question, the mention removed). The model decides where the question says nothing.
+def best_below(trie: TokenTrie, keys: list[tuple[list[int], int]]) -> dict[int, int]:
+    """For each node on the paths of `keys` (token lists, each with a value): the best value of
+    any key through that node. The root is node ROOT; a node past the keys' ends is absent."""
+    best: dict[int, int] = {}
+    for tokens, value in keys:
+        node: int | None = ROOT
+        for token in tokens:
+            best[node] = max(best.get(node, value), value)
+            node = trie.step(node, token)
+        best[node] = max(best.get(node, value), value)
+    return best
 
-    This is the lever for predicates never seen in training: their wording in the question is
-    the evidence, and the trie turns it into a per-token score.
+
+class Lookahead(LogitsProcessor):
+    """The trie knows every key still reachable from a prefix; a token is penalised by `weight`
+    per unit of evidence the best key through it has less of than the best key before it.
+
+    Two kinds of evidence, each with its own weight:
+    - while the subject is written, the mention's length in characters (the peer's rule: the
+      longest KB mention in the question is most often the one asked about);
+    - while the predicate is written, its longest common subsequence with the question, the
+      mention removed (the lever for predicates never seen in training: their wording in the
+      question is the evidence).
+    The model decides wherever the evidence is tied, and always for the disambiguation.
     """
 
-    def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int, weight: float = 1.0) -> None:
+    def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int,
+                 predicate_weight: float = 1.0, mention_weight: float = 0.0) -> None:
         self.walker = walker
         self.questions = questions
         self.num_beams = num_beams
-        self.weight = weight
-        self.coverage: dict[tuple[int, int], dict[int, int]] = {}
+        self.predicate_weight = predicate_weight
+        self.mention_weight = mention_weight
+        self.evidence: dict[tuple[int, int | None], dict[int, int]] = {}
 
-    def _coverage(self, question: int, sid: int, trie: TokenTrie) -> dict[int, int]:
-        """Per tail-trie node inside a predicate: the best coverage among predicates below it."""
-        key = (question, sid)
-        if key not in self.coverage:
+    def _evidence(self, question: int, state: State) -> tuple[dict[int, int], float]:
+        key = (question, state.sid)
+        if key not in self.evidence:
             index, tokenizer = self.walker.index, self.walker.tokenizer
-            rest = self.questions[question].replace(index.surface(sid), "", 1)
-            best: dict[int, int] = {}
-            for predicate in {p for _, p, _ in index.groups(sid)}:
-                covered = common_subsequence(rest, predicate)
-                node: int | None = ROOT
-                for token in tokenizer.encode(predicate) + [tokenizer.sep_id]:
-                    best[node] = max(best.get(node, 0), covered)
-                    node = trie.step(node, token)
-                best[node] = max(best.get(node, 0), covered)
-            self.coverage[key] = best
-        return self.coverage[key]
+            text = self.questions[question]
+            if state.sid is None:
+                if state.trie is index.surface_trie:  # no mention restriction: no length evidence
+                    keys = []
+                else:
+                    keys = [(tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], len(index.surface(sid)))
+                            for sid in index.mentions(text)]
+            else:
+                rest = text.replace(index.surface(state.sid), "", 1)
+                keys = [(tokenizer.encode(p) + [tokenizer.sep_id], common_subsequence(rest, p))
+                        for p in {p for _, p, _ in index.groups(state.sid)}]
+            self.evidence[key] = best_below(state.trie, keys)
+        return self.evidence[key], self.mention_weight if state.sid is None else self.predicate_weight
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         rows: list[int] = []
         tokens: list[int] = []
         bonus: list[float] = []
         for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
-            if state is None or state.trie is None or state.sid is None:
+            if state is None or state.trie is None:
                 continue
-            best = self._coverage(question, state.sid, state.trie)
+            if not (self.mention_weight if state.sid is None else self.predicate_weight):
+                continue
+            best, weight = self._evidence(question, state)
             here = best.get(state.node)
             if here is None:  # past the predicate: the disambiguation is the model's call
                 continue
@@ -172,7 +194,7 @@ class Lookahead(LogitsProcessor):
                 if loss:
                     rows.append(row)
                     tokens.append(token)
-                    bonus.append(-self.weight * loss)
+                    bonus.append(-weight * loss)
         if rows:
             scores = scores.index_put((torch.tensor(rows), torch.tensor(tokens)),
                                       torch.tensor(bonus, dtype=scores.dtype), accumulate=True)
@@ -190,8 +212,6 @@ class Candidate:
 
     @property
     def subject(self) -> str:
-        from kgqa.kb import join_subject
-
         return join_subject(self.surface, self.disambiguation)
 
     def answer(self) -> str:
@@ -219,11 +239,13 @@ def constrained_generate(
     top_k: int = 1,
     restrict_mentions: bool = True,
     lookahead: float = 0.0,
+    mention_lookahead: float = 0.0,
     max_question_tokens: int = 128,
 ) -> list[list[Candidate]]:
     """Top-k KB answers per question, best first; a question with no reachable key gets [].
 
-    `lookahead` is the weight of `Lookahead` (0 switches it off)."""
+    `lookahead` and `mention_lookahead` weigh `Lookahead`'s predicate and mention evidence
+    (0 switches each off)."""
     top_k = min(top_k, num_beams)
     encoded = [tokenizer.encode_question(q)[:max_question_tokens] for q in questions]
     width = max(len(ids) for ids in encoded)
@@ -234,8 +256,8 @@ def constrained_generate(
         attention[i, : len(ids)] = 1
     walker = TrieWalker(index, tokenizer, [subject_trie(index, tokenizer, q, restrict_mentions) for q in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
-    if lookahead:
-        processors.append(Lookahead(walker, questions, num_beams, lookahead))
+    if lookahead or mention_lookahead:
+        processors.append(Lookahead(walker, questions, num_beams, lookahead, mention_lookahead))
     extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
     output = model.generate(
         **extra,

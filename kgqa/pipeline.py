@@ -18,6 +18,7 @@ class DecodeSettings:
     top_k: int = 1
     restrict_mentions: bool = True
     lookahead: float = 1.0
+    mention_lookahead: float = 0.0
     batch_size: int = 32
 
 
@@ -44,5 +45,5 @@ class KGQA:
             results.extend(constrained_generate(
                 self.model, self.tokenizer, self.index, questions[start:start + s.batch_size],
                 num_beams=s.beams, top_k=s.top_k, restrict_mentions=s.restrict_mentions,
-                lookahead=s.lookahead))
+                lookahead=s.lookahead, mention_lookahead=s.mention_lookahead))
         return results

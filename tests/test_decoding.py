@@ -79,3 +79,20 @@ def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names
     assert [found[0].predicate for found in results] == [predicate for _, predicate in asked]
     plain = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=0.0)
     assert [found[0].predicate for found in plain] != [predicate for _, predicate in asked]
+
+
+def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_path, monkeypatch):
+    from kgqa.tokenizer import SentencePieceTokenizer
+    from conftest import write
+
+    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
+    kb = write(tmp_path / "kb.tsv", "主要\t拼音\tzhu yao\n刘晓华\t主讲课程\t《固体物理》\n刘晓\t别名\t小刘\n什么\t拼音\tshen me\n")
+    tokenizer = SentencePieceTokenizer.train(["刘晓华主要讲什么课啊？拼音主讲课程别名"], 100)
+    index = ensure_index(kb, tokenizer)
+    model = scratch_model(tokenizer, TINY, 0, copy=False).eval()
+    questions = ["刘晓华主要讲什么课啊？"]
+    (found,) = constrained_generate(model, tokenizer, index, questions, num_beams=4, mention_lookahead=50.0)
+    assert found[0].surface == "刘晓华"
+    chosen = {constrained_generate(scratch_model(tokenizer, TINY, seed, copy=False).eval(), tokenizer, index,
+                                   questions, num_beams=4)[0][0].surface for seed in range(4)}
+    assert chosen != {"刘晓华"}  # without the evidence, untrained models pick other mentions
