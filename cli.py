@@ -104,7 +104,7 @@ def _decode_options(command):
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--lookahead", type=float, default=1.0, show_default=True,
                      help="Per-character weight of question coverage when choosing the predicate (0: off)."),
-        click.option("--mention-lookahead", type=float, default=0.0, show_default=True,
+        click.option("--mention-lookahead", type=float, default=2.0, show_default=True,
                      help="Per-character weight of mention length when choosing the subject (0: off)."),
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),

@@ -58,11 +58,11 @@ def main() -> None:
     parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--beams", type=int, default=4)
-    parser.add_argument("--lookahead", type=float, nargs="*", default=[0.5, 1.0, 2.0])
+    parser.add_argument("--mention-lookahead", type=float, nargs="*", default=[1.0, 2.0])
     args = parser.parse_args()
     default = DecodeSettings()
-    if default.lookahead not in args.lookahead:
-        args.lookahead.append(default.lookahead)
+    if default.mention_lookahead not in args.mention_lookahead:
+        args.mention_lookahead.append(default.mention_lookahead)
     if not os.path.isfile(args.dev):
         print(f"skipped: no {args.dev}")
         return
@@ -75,9 +75,12 @@ def main() -> None:
     peer = [peer_answer(index, q.question) for q in dev]
     rows.append(("non-neural peer (longest mention + LCS predicate)", [c.answer() if c else "" for c in peer],
                  time.time() - started))
-    configs = [("model, trie only", DecodeSettings(args.beams, restrict_mentions=False, lookahead=0.0)),
-               ("+ subject restricted to mentions", DecodeSettings(args.beams, lookahead=0.0))]
-    configs += [(f"+ look-ahead, weight {w}", DecodeSettings(args.beams, lookahead=w)) for w in args.lookahead]
+    configs = [("model, trie only", DecodeSettings(args.beams, restrict_mentions=False, lookahead=0.0,
+                                                   mention_lookahead=0.0)),
+               ("+ subject restricted to mentions", DecodeSettings(args.beams, lookahead=0.0, mention_lookahead=0.0))]
+    configs.append(("+ predicate look-ahead 1.0", DecodeSettings(args.beams, lookahead=1.0, mention_lookahead=0.0)))
+    configs += [(f"+ mention look-ahead {w}", DecodeSettings(args.beams, lookahead=1.0, mention_lookahead=w))
+                for w in args.mention_lookahead]
     for name, settings in configs:
         qa = KGQA(model, tokenizer, index, settings)
         started = time.time()
@@ -89,9 +92,10 @@ def main() -> None:
     for name, predictions, seconds in rows:
         table = score(predictions, golds)
         print(f"| {name} | " + " | ".join(f"{table[c]:.1f}" for c in COLUMNS) + f" | {seconds:.0f} |")
-    chosen = rows[2 + args.lookahead.index(default.lookahead)][1]
+    chosen = rows[4 + args.mention_lookahead.index(default.mention_lookahead)][1]
     kinds = collections.Counter(error_kind(index, q.question, p, q.answer) for q, p in zip(dev, chosen))
-    print(f"\nerrors of the default decoding (beams {args.beams}, look-ahead {default.lookahead}):\n")
+    print(f"\nerrors of the default decoding (beams {args.beams}, predicate look-ahead {default.lookahead}, "
+          f"mention look-ahead {default.mention_lookahead}):\n")
     print("| kind | count |\n|---|---|")
     for kind, count in kinds.most_common():
         print(f"| {kind} | {count} |")

@@ -18,7 +18,7 @@ class DecodeSettings:
     top_k: int = 1
     restrict_mentions: bool = True
     lookahead: float = 1.0
-    mention_lookahead: float = 0.0
+    mention_lookahead: float = 2.0
     batch_size: int = 32
 
 
