@@ -92,7 +92,8 @@ def main() -> None:
     for name, predictions, seconds in rows:
         table = score(predictions, golds)
         print(f"| {name} | " + " | ".join(f"{table[c]:.1f}" for c in COLUMNS) + f" | {seconds:.0f} |")
-    chosen = rows[4 + args.mention_lookahead.index(default.mention_lookahead)][1]
+    chosen = next(predictions for name, predictions, _ in rows
+                  if name == f"+ mention look-ahead {default.mention_lookahead}")
     kinds = collections.Counter(error_kind(index, q.question, p, q.answer) for q, p in zip(dev, chosen))
     print(f"\nerrors of the default decoding (beams {args.beams}, predicate look-ahead {default.lookahead}, "
           f"mention look-ahead {default.mention_lookahead}):\n")

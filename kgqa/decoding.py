@@ -37,14 +37,18 @@ DEAD = State(None, -1, None, None)
 class TrieWalker:
     """Maps each beam row's prefix to its State, memoised by prefix so a step costs one trie step.
 
-    `subject_tries[q]` is the trie the subject of question q is drawn from: the KB entities that
-    occur in the question, or every KB surface.
+    `mentions[q]` are the surface ids the subject of question q is drawn from: the KB entities
+    that occur in the question; where it is empty, every KB surface.
     """
 
-    def __init__(self, index: KBIndex, tokenizer: Tokenizer, subject_tries: list[TokenTrie]) -> None:
+    def __init__(self, index: KBIndex, tokenizer: Tokenizer, mentions: list[list[int]]) -> None:
         self.index = index
         self.tokenizer = tokenizer
-        self.subject_tries = subject_tries
+        # (tokens of `S [SEP]`, surface id) per question: the subject trie's keys, which the
+        # mention look-ahead reads too
+        self.mention_keys = [[(tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], sid) for sid in sids]
+                             for sids in mentions]
+        self.subject_tries = [TokenTrie.build(keys) if keys else index.surface_trie for keys in self.mention_keys]
         self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
         self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
 
@@ -157,23 +161,18 @@ class Lookahead(LogitsProcessor):
         self.mention_weight = mention_weight
         self.evidence: dict[tuple[int, int | None], dict[int, int]] = {}
 
-    def _evidence(self, question: int, state: State) -> tuple[dict[int, int], float]:
+    def _evidence(self, question: int, state: State) -> dict[int, int]:
         key = (question, state.sid)
         if key not in self.evidence:
             index, tokenizer = self.walker.index, self.walker.tokenizer
-            text = self.questions[question]
-            if state.sid is None:
-                if state.trie is index.surface_trie:  # no mention restriction: no length evidence
-                    keys = []
-                else:
-                    keys = [(tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], len(index.surface(sid)))
-                            for sid in index.mentions(text)]
+            if state.sid is None:  # unrestricted subjects have no mention keys: no length evidence
+                keys = [(tokens, len(index.surface(sid))) for tokens, sid in self.walker.mention_keys[question]]
             else:
-                rest = text.replace(index.surface(state.sid), "", 1)
+                rest = self.questions[question].replace(index.surface(state.sid), "", 1)
                 keys = [(tokenizer.encode(p) + [tokenizer.sep_id], common_subsequence(rest, p))
                         for p in {p for _, p, _ in index.groups(state.sid)}]
             self.evidence[key] = best_below(state.trie, keys)
-        return self.evidence[key], self.mention_weight if state.sid is None else self.predicate_weight
+        return self.evidence[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         rows: list[int] = []
@@ -182,11 +181,12 @@ class Lookahead(LogitsProcessor):
         for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
             if state is None or state.trie is None:
                 continue
-            if not (self.mention_weight if state.sid is None else self.predicate_weight):
+            weight = self.mention_weight if state.sid is None else self.predicate_weight
+            if not weight:
                 continue
-            best, weight = self._evidence(question, state)
+            best = self._evidence(question, state)
             here = best.get(state.node)
-            if here is None:  # past the predicate: the disambiguation is the model's call
+            if here is None:  # no evidence here, e.g. in the disambiguation: the model's call
                 continue
             lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
             for token, target in zip(state.trie.tokens[lo:hi].tolist(), state.trie.targets[lo:hi].tolist()):
@@ -219,16 +219,6 @@ class Candidate:
         return f"{self.subject} ||| {self.predicate} ||| {self.obj}"
 
 
-def subject_trie(index: KBIndex, tokenizer: Tokenizer, question: str, restrict: bool) -> TokenTrie:
-    """The subjects the decoder may write for this question: the KB entities it mentions,
-    falling back to all KB surfaces when it mentions none."""
-    if restrict:
-        sids = index.mentions(question)
-        if sids:
-            return TokenTrie.build((tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], sid) for sid in sids)
-    return index.surface_trie
-
-
 @torch.no_grad()
 def constrained_generate(
     model: PreTrainedModel,
@@ -254,7 +244,7 @@ def constrained_generate(
     for i, ids in enumerate(encoded):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         attention[i, : len(ids)] = 1
-    walker = TrieWalker(index, tokenizer, [subject_trie(index, tokenizer, q, restrict_mentions) for q in questions])
+    walker = TrieWalker(index, tokenizer, [index.mentions(q) if restrict_mentions else [] for q in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
     if lookahead or mention_lookahead:
         processors.append(Lookahead(walker, questions, num_beams, lookahead, mention_lookahead))

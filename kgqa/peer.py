@@ -24,7 +24,7 @@ def peer_answer(index: KBIndex, question: str) -> Candidate | None:
         cover = common_subsequence(rest, predicate)
         return -cover, -cover / len(predicate), predicate, disambiguation
 
-    group, predicate, _ = min(index.groups(sid), key=rank)
-    answer = index.answer(group)
+    best = min(index.groups(sid), key=rank)
+    answer = index.answer(best[0])
     return Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0],
-                     float(common_subsequence(rest, predicate)), group)
+                     -rank(best)[0], best[0])
