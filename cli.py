@@ -58,7 +58,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 
 @main.command()
 @click.option("--train", "train_file", required=True, type=click.Path(), help="KgCLUE train.json")
-@click.option("--dev", type=click.Path(), help="KgCLUE dev.json, scored each epoch.")
+@click.option("--dev", type=click.Path(), help="KgCLUE dev.json, reported each epoch (never used to choose the checkpoint).")
 @click.option("--kb", required=True, type=click.Path(), help="Knowledge base, S<TAB>P<TAB>O lines.")
 @click.option("--model", default="scratch", show_default=True,
               help="'scratch' or a local/hub seq2seq checkpoint (T5, mT5, BART).")
@@ -92,7 +92,7 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
         depth = layers or shape.num_layers
         config.shape = replace(shape, d_model=width, d_ff=4 * width, num_layers=depth, num_decoder_layers=depth)
     best = run(config)
-    click.echo(f"best dev: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
+    click.echo(f"best held-out: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
 
 
 def _decode_options(command):

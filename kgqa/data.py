@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -85,6 +86,18 @@ def training_pairs(questions: Iterable[Question]) -> list[tuple[str, tuple[str, 
             surface, disambiguation = split_subject(gold[0])
             pairs.append((q.question, (surface, gold[1], disambiguation)))
     return pairs
+
+
+def hold_out_predicates(questions: list[Question], fraction: float, seed: int) -> tuple[list[Question], list[Question]]:
+    """Split off the questions of a seeded `fraction` of the predicates.
+
+    KgCLUE's dev shares no predicate with train, so checkpoint choice and the reranker are fitted
+    on questions whose predicates the model never trained on: the same situation as dev's.
+    """
+    predicates = sorted({q.gold()[1] for q in questions if q.gold() is not None})
+    held = set(random.Random(seed).sample(predicates, round(len(predicates) * fraction)))
+    kept = [q for q in questions if q.gold() is None or q.gold()[1] not in held]
+    return kept, [q for q in questions if q.gold() is not None and q.gold()[1] in held]
 
 
 def write_answers(path: str, records: Iterable[dict]) -> int:

@@ -1,5 +1,6 @@
-"""Training: question -> `S [SEP] P [SEP] M`, teacher-forced; dev scored each epoch with the same
-constrained decoding `kgqa predict` uses; best checkpoint kept by the official score.
+"""Training: question -> `S [SEP] P [SEP] M`, teacher-forced; a predicate-disjoint slice of train
+is held out and scored each epoch with the same constrained decoding `kgqa predict` uses; the
+best checkpoint is kept by the official score on it, and the reranker is fitted on it.
 
 Short and linear on purpose (nanoGPT's loop). Under `torchrun` each process takes every
 world_size-th example of the same seeded order and gradients are averaged (DDP on gloo).
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from kgqa.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
-from kgqa.data import read_questions, training_pairs
+from kgqa.data import hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.index import ensure_index
 from kgqa.kb import read_kb
@@ -46,7 +47,9 @@ class TrainConfig:
     kb_questions: int = 6000  # KB-generated questions mixed into each epoch
     vocab_size: int = 6000
     shape: ScratchShape = field(default_factory=ScratchShape)
-    dev_limit: int | None = 500  # dev questions scored per epoch (None: all)
+    dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose
+    holdout: float = 0.08  # share of train predicates held out for checkpoint choice and reranking
+    holdout_limit: int | None = 400  # held-out questions scored per epoch (None: all)
     beams: int = 4
     save_every: int = 200  # steps between resumable saves of `last/`
     seed: int = 0
@@ -96,7 +99,7 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def evaluate_dev(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
+def evaluate(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
     subset = dev[:limit] if limit else dev
     candidates = kgqa.answer([q.question for q in subset])
     predictions = [c[0].answer() if c else "" for c in candidates]
@@ -104,12 +107,13 @@ def evaluate_dev(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
 
 
 def train(config: TrainConfig) -> dict[str, float]:
-    """Run training; returns the best dev metrics (empty without a dev file)."""
+    """Run training; returns the best held-out metrics (empty when nothing is held out)."""
     rank, world = _distributed()
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    pairs = training_pairs(read_questions(config.train, need_answers=True))
+    kept, held = hold_out_predicates(read_questions(config.train, need_answers=True), config.holdout, config.seed)
+    pairs = training_pairs(kept)
     dev = read_questions(config.dev, need_answers=True) if config.dev else []
     last_dir, best_dir = os.path.join(config.output, "last"), os.path.join(config.output, "best")
     state = load_trainer_state(last_dir) if config.resume else None
@@ -128,7 +132,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = len(pairs) + config.kb_questions
-    steps_per_epoch = math.ceil(per_epoch / (config.batch_size * world))
+    steps_per_epoch = max(1, per_epoch // (config.batch_size * world))  # a ragged tail could leave a rank empty
     total = steps_per_epoch * config.epochs
     warmup = min(config.warmup_steps, total // 5)  # short runs still reach the peak rate
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total))
@@ -143,7 +147,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     os.makedirs(config.output, exist_ok=True)
     if rank == 0 and state is None:
         tqdm.write(f"model: {count_parameters(model) / 1e6:.1f}M parameters, vocab {len(tokenizer)}; "
-                   f"{len(pairs)} QA + {config.kb_questions} KB questions an epoch, {total} steps")
+                   f"{len(pairs)} QA + {config.kb_questions} KB questions an epoch, "
+                   f"{len(held)} held out, {total} steps")
 
     def save_last() -> None:
         save_checkpoint(last_dir, model, tokenizer, settings | {"step": step}, {
@@ -176,14 +181,14 @@ def train(config: TrainConfig) -> dict[str, float]:
         record = {"epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
+            kgqa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
             if dev:
-                kgqa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
-                record["dev"] = evaluate_dev(kgqa, dev, config.dev_limit)
-                if record["dev"]["score"] >= best.get("score", -1.0):
-                    best = record["dev"]
-                    save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "dev": best})
-            else:
-                save_checkpoint(best_dir, model, tokenizer, settings | {"step": step})
+                record["dev"] = evaluate(kgqa, dev, config.dev_limit)
+            if held:
+                record["held_out"] = evaluate(kgqa, held, config.holdout_limit)
+            if not held or record["held_out"]["score"] >= best.get("score", -1.0):
+                best = record.get("held_out", {})
+                save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})
             save_last()
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
