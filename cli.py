@@ -70,11 +70,13 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 @click.option("--d-model", type=int, default=None, help="Scratch model width.")
 @click.option("--layers", type=int, default=None, help="Scratch encoder and decoder layers.")
 @click.option("--dev-limit", type=int, default=None, help="Dev questions scored per epoch (0: all).")
+@click.option("--holdout", type=float, default=None,
+              help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
 @_user_errors
 def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, d_model, layers,
-          dev_limit, seed, resume) -> None:
+          dev_limit, holdout, seed, resume) -> None:
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
     from dataclasses import replace
 
@@ -82,7 +84,8 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     from kgqa.train import TrainConfig, train as run
 
     config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume)
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
+                 "holdout": holdout}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if dev_limit is not None:
         config.dev_limit = dev_limit or None
@@ -108,19 +111,21 @@ def _decode_options(command):
                      help="Per-character weight of mention length when choosing the subject (0: off)."),
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
+        click.option("--no-rerank", is_flag=True, help="Keep the beam's order; ignore the checkpoint's reranker."),
     ]):
         command = option(command)
     return command
 
 
 def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead,
-                 no_mention_restriction, top_k=1):
+                 no_mention_restriction, no_rerank, top_k=1):
     from kgqa.data import read_questions
     from kgqa.pipeline import KGQA, DecodeSettings
 
     questions = read_questions(questions_path)
     settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
-                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size)
+                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
+                              rerank=not no_rerank)
     kgqa = KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
     return questions, kgqa.answer([q.question for q in questions], progress=True)
 

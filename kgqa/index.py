@@ -2,13 +2,14 @@
 
 Layout, one id space per level, each level a CSR range into the next:
     surface (marisa id) -> entities (one per disambiguation M) -> groups (one per predicate)
-    -> objects (file order; the first is the answer)
+    -> objects (file order; the first is the answer) -> their bytes in `strings.bin`
 plus `surfaces.*.npy`, a TokenTrie over `tokens(S) [SEP]` whose values are surface ids. The rest
 of a key, `P [SEP] M [EOS]`, is a tiny trie built per surface when decoding reaches it: a surface
 has tens of groups, and building those on demand keeps the index to the size of the KB.
 """
 from __future__ import annotations
 
+import array
 import functools
 import json
 import os
@@ -23,9 +24,10 @@ from kgqa.kb import ReadStats, file_sha256, read_kb
 from kgqa.tokenizer import Tokenizer
 from kgqa.trie import TokenTrie
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = "header.json"
-_ARRAYS = ("ent_start", "ent_m", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start", "obj_span")
+_ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
+           "obj_offset")
 
 
 class Answer(NamedTuple):
@@ -60,8 +62,11 @@ class KBIndex:
         return self.header["kb_sha256"] == kb_sha256 and self.header["tokenizer_sha256"] == tokenizer.sha256
 
     # -- strings ---------------------------------------------------------------------------
-    def _string(self, span: np.ndarray) -> str:
-        return bytes(self.blob[int(span[0]):int(span[1])]).decode("utf-8")
+    def _string(self, offsets: np.ndarray, at: int) -> str:
+        return bytes(self.blob[int(offsets[at]):int(offsets[at + 1])]).decode("utf-8")
+
+    def disambiguation(self, entity: int) -> str:
+        return self._string(self.m_offset, int(self.ent_m[entity]))
 
     def surface(self, sid: int) -> str:
         return self.surfaces.restore_key(sid)
@@ -78,16 +83,16 @@ class KBIndex:
     def groups(self, sid: int) -> Iterator[tuple[int, str, str]]:
         """(group id, predicate, disambiguation) of every key under one surface."""
         for entity in range(int(self.ent_start[sid]), int(self.ent_start[sid + 1])):
-            disambiguation = self._string(self.ent_m[entity])
+            disambiguation = self.disambiguation(entity)
             for group in range(int(self.grp_start[entity]), int(self.grp_start[entity + 1])):
                 yield group, self.predicate(int(self.grp_pred[group])), disambiguation
 
     def answer(self, group: int) -> Answer:
         entity = int(self.grp_ent[group])
-        objects = [self._string(self.obj_span[i])
+        objects = [self._string(self.obj_offset, i)
                    for i in range(int(self.obj_start[group]), int(self.obj_start[group + 1]))]
         return Answer(self.surface(int(self.ent_sid[entity])), self.predicate(int(self.grp_pred[group])),
-                      self._string(self.ent_m[entity]), objects)
+                      self.disambiguation(entity), objects)
 
     def lookup(self, surface: str, predicate: str, disambiguation: str) -> Answer | None:
         if surface not in self.surfaces:
@@ -110,52 +115,76 @@ class KBIndex:
     @staticmethod
     def build(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
               kb_sha256: str | None = None, progress: bool = False) -> "KBIndex":
-        """Read the KB once, write every array to a temporary directory, then rename it in."""
+        """Read the KB once, write every array to a temporary directory, then rename it in.
+
+        Sized for the real KB (20M triples) on a 24 GB machine: the read keeps one id per
+        distinct string (surfaces, disambiguations, predicates) and five numbers plus the bytes
+        of the object per triple, no Python object per triple; the levels then come from one
+        numpy sort. A repeated (S, P, O) keeps its first line and is counted as skipped.
+        """
         from tqdm import tqdm
 
         stats = ReadStats()
-        # surface -> M -> predicate -> objects; insertion order keeps file order at every level.
-        tree: dict[str, dict[str, dict[str, list[str]]]] = {}
+        surface_ids: dict[str, int] = {}
+        m_ids: dict[str, int] = {"": 0}
+        predicate_ids: dict[str, int] = {}
+        sids, mids, pids = array.array("i"), array.array("i"), array.array("i")
+        hashes, offsets, blob = array.array("q"), array.array("q", [0]), bytearray()
         for triple in tqdm(read_kb(kb_path, strict, stats), desc="reading KB", unit=" triples",
                            disable=not progress, mininterval=2):
-            objects = tree.setdefault(triple.surface, {}).setdefault(triple.disambiguation, {}) \
-                .setdefault(triple.predicate, [])
-            if triple.obj not in objects:
-                objects.append(triple.obj)
-        surfaces = marisa_trie.Trie(tree.keys())
-        predicates = marisa_trie.Trie({p for ents in tree.values() for preds in ents.values() for p in preds})
+            sids.append(surface_ids.setdefault(triple.surface, len(surface_ids)))
+            mids.append(m_ids.setdefault(triple.disambiguation, len(m_ids)))
+            pids.append(predicate_ids.setdefault(triple.predicate, len(predicate_ids)))
+            encoded = triple.obj.encode("utf-8")
+            hashes.append(hash(encoded))
+            blob += encoded
+            offsets.append(len(blob))
+        surfaces = marisa_trie.Trie(surface_ids)
+        predicates = marisa_trie.Trie(predicate_ids)
+        s = _renumbered(surface_ids, surfaces)[np.frombuffer(sids, np.int32)]
+        p = _renumbered(predicate_ids, predicates)[np.frombuffer(pids, np.int32)]
+        m = np.frombuffer(mids, np.int32)
+        starts = np.frombuffer(offsets, np.int64)
+        lengths = np.diff(starts)
+        digest = np.frombuffer(hashes, np.int64)
+        data = np.frombuffer(blob, np.uint8)
+        order = np.lexsort((np.arange(len(s)), digest, lengths, p, m, s))
+        first, then = order[:-1], order[1:]
+        repeat = np.zeros(len(order), bool)
+        repeat[1:] = ((s[first] == s[then]) & (m[first] == m[then]) & (p[first] == p[then])
+                      & (lengths[first] == lengths[then]) & (digest[first] == digest[then]))
+        for at in np.flatnonzero(repeat):  # a hash match is confirmed byte for byte
+            repeat[at] = np.array_equal(_gather(data, starts, order[at - 1:at]), _gather(data, starts, order[at:at + 1]))
+        if repeat.any():
+            stats.skipped["duplicate triples"] = int(repeat.sum())
+        kept = order[~repeat]
+        order = kept[np.lexsort((kept, p[kept], m[kept], s[kept]))]  # file order within a group
+        s, m, p = s[order], m[order], p[order]
+        new_entity = np.ones(len(order), bool)
+        new_entity[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1])
+        new_group = new_entity.copy()
+        new_group[1:] |= p[1:] != p[:-1]
+        group_first = np.flatnonzero(new_group)
+        entity_first = np.flatnonzero(new_entity)
+        ent_sid = s[entity_first].astype(np.int32)
+        obj_offset = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
+        m_bytes = [key.encode("utf-8") for key in m_ids]
         n = len(surfaces)
-        by_sid = [""] * n
-        for key, sid in surfaces.items():
-            by_sid[sid] = key
-        blob = bytearray()
-
-        def span(text: str) -> tuple[int, int]:
-            data = text.encode("utf-8")
-            blob.extend(data)
-            return len(blob) - len(data), len(blob)
-
-        ent_start, ent_m, ent_sid, grp_start, grp_pred, grp_ent, obj_start, obj_span = ([0], [], [], [0], [], [], [0], [])
-        for sid, surface in enumerate(by_sid):
-            for m, preds in tree[surface].items():
-                ent_m.append(span(m))
-                ent_sid.append(sid)
-                for p, objects in preds.items():
-                    grp_pred.append(predicates[p])
-                    grp_ent.append(len(ent_sid) - 1)
-                    obj_span.extend(span(o) for o in objects)
-                    obj_start.append(len(obj_span))
-                grp_start.append(len(grp_pred))
-            ent_start.append(len(ent_sid))
         arrays = {
-            "ent_start": np.asarray(ent_start, np.int64), "ent_m": np.asarray(ent_m, np.int64).reshape(-1, 2),
-            "ent_sid": np.asarray(ent_sid, np.int32), "grp_start": np.asarray(grp_start, np.int64),
-            "grp_pred": np.asarray(grp_pred, np.int32), "grp_ent": np.asarray(grp_ent, np.int32),
-            "obj_start": np.asarray(obj_start, np.int64), "obj_span": np.asarray(obj_span, np.int64).reshape(-1, 2),
+            "ent_start": np.searchsorted(ent_sid, np.arange(n + 1)).astype(np.int64),
+            "ent_m": m[entity_first].astype(np.int32),
+            "m_offset": obj_offset[-1] + np.concatenate([[0], np.cumsum([len(b) for b in m_bytes])]).astype(np.int64),
+            "ent_sid": ent_sid,
+            "grp_start": np.append(np.searchsorted(group_first, entity_first), len(group_first)).astype(np.int64),
+            "grp_pred": p[group_first].astype(np.int32),
+            "grp_ent": (np.cumsum(new_entity) - 1)[group_first].astype(np.int32),
+            "obj_start": np.append(group_first, len(order)).astype(np.int64),
+            "obj_offset": obj_offset,
         }
+        by_sid = surfaces.restore_key
         surface_trie = TokenTrie.build(
-            (tokenizer.encode(surface) + [tokenizer.sep_id], sid)
-            for sid, surface in enumerate(tqdm(by_sid, desc="surface trie", disable=not progress, mininterval=2))
+            (tokenizer.encode(by_sid(sid)) + [tokenizer.sep_id], sid)
+            for sid in tqdm(range(n), desc="surface trie", disable=not progress, mininterval=2)
         )
         header = {
             "format": FORMAT_VERSION,
@@ -171,14 +200,31 @@ class KBIndex:
         with atomic_directory(directory) as temp:
             surfaces.save(os.path.join(temp, "surfaces.marisa"))
             predicates.save(os.path.join(temp, "predicates.marisa"))
-            for name, array in arrays.items():
-                np.save(os.path.join(temp, f"{name}.npy"), array)
+            for name, values in arrays.items():
+                np.save(os.path.join(temp, f"{name}.npy"), values)
             with open(os.path.join(temp, "strings.bin"), "wb") as handle:
-                handle.write(blob)
+                for chunk in range(0, len(order), 1 << 20):
+                    handle.write(_gather(data, starts, order[chunk:chunk + (1 << 20)]).tobytes())
+                handle.write(b"".join(m_bytes))
             surface_trie.save(temp, "surfaces")
             with open(os.path.join(temp, HEADER), "w", encoding="utf-8") as handle:
                 json.dump(header, handle, ensure_ascii=False, indent=1)
         return KBIndex(directory)
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """The bytes of objects `picks` (each data[starts[k]:starts[k + 1]]), concatenated in order."""
+    lengths = starts[picks + 1] - starts[picks]
+    begin = starts[picks] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return data[np.repeat(begin, lengths) + np.arange(int(lengths.sum()))]
+
+
+def _renumbered(first_seen: dict[str, int], trie: marisa_trie.Trie) -> np.ndarray:
+    """old id (first-seen order) -> marisa id."""
+    mapping = np.empty(len(first_seen), np.int32)
+    for key, old in first_seen.items():
+        mapping[old] = trie[key]
+    return mapping
 
 
 def cache_root() -> str:

@@ -20,14 +20,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from kgqa.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
-from kgqa.data import hold_out_predicates, read_questions, training_pairs
+from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.index import ensure_index
-from kgqa.kb import read_kb
+from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model import ScratchShape, count_parameters, load_model, scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
+from kgqa.rerank import Reranker
 from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
 
 
@@ -104,6 +105,27 @@ def evaluate(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
     candidates = kgqa.answer([q.question for q in subset])
     predictions = [c[0].answer() if c else "" for c in candidates]
     return score(predictions, [q.answer for q in subset])
+
+
+def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker, float]:
+    """The reranker's weights, fitted on held-out questions; and the share of them whose gold
+    key is among the candidates (the reranker's ceiling)."""
+    examples = []
+    size = kgqa.settings.batch_size
+    for start in range(0, len(held), size):
+        batch = held[start:start + size]
+        questions = [q.question for q in batch]
+        beams = kgqa.beam(questions, top_k=kgqa.settings.beams)
+        for q, (groups, features) in zip(batch, kgqa.candidates(questions, beams)):
+            subject, predicate, _ = q.gold()
+            for k, group in enumerate(groups):
+                answer = kgqa.index.answer(group)
+                if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
+                    examples.append((features, k))
+                    break
+    if not examples:
+        raise KgqaError("no held-out question has its gold key among the candidates: nothing to fit")
+    return Reranker.fit(examples), len(examples) / len(held)
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -193,6 +215,11 @@ def train(config: TrainConfig) -> dict[str, float]:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             tqdm.write(json.dumps(record, ensure_ascii=False))
+    if rank == 0 and held:
+        best_model, _, _ = load_checkpoint(best_dir)
+        reranker, reach = fit_reranker(KGQA(best_model, tokenizer, index, DecodeSettings(beams=config.beams)), held)
+        reranker.save(best_dir)
+        tqdm.write(f"reranker fitted on {len(held)} held-out questions (gold among candidates: {100 * reach:.1f}%)")
     if world > 1:
         torch.distributed.barrier()
     return best

@@ -59,3 +59,11 @@ def test_opening_something_else_is_a_clear_error(tmp_path):
 
     with pytest.raises(KgqaError, match="not a kgqa index"):
         KBIndex(str(tmp_path))
+
+
+def test_repeated_triples_are_kept_once_and_counted(tmp_path, tokenizer):
+    text = KB + "北京\t人口\t2189万\n" + "刘晓华（演员）\t代表作品\t《星河》\n" + "北京\t人口\t2190万\n"
+    index = ensure_index(write(tmp_path / "kb.tsv", text), tokenizer)
+    assert index.lookup("北京", "人口", "").objects == ["2189万", "2190万"]
+    assert index.lookup("刘晓华", "代表作品", "演员").objects == ["《星河》", "《远山》"]
+    assert index.header["skipped"] == {"duplicate triples": 2}

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from kgqa.index import ensure_index
+from kgqa.kb import read_kb
+from kgqa.model import ScratchShape, scratch_model
+from kgqa.pipeline import KGQA, DecodeSettings
+from kgqa.rerank import FEATURES, Reranker, log_likelihoods
+from kgqa.tokenizer import SentencePieceTokenizer
+
+from conftest import SAMPLE
+
+TINY = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    kb = f"{SAMPLE}/kb.tsv"
+    triples = list(read_kb(kb))
+    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in triples), 400)
+    index = ensure_index(kb, tokenizer, str(tmp_path_factory.mktemp("index")))
+    return triples, tokenizer, index
+
+
+def test_fit_learns_which_feature_marks_the_gold_candidate(tmp_path):
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(200):
+        features = rng.normal(size=(6, len(FEATURES)))
+        gold = int(rng.integers(6))
+        features[gold, FEATURES.index("literal")] += 3.0  # gold is the one the question names
+        examples.append((features, gold))
+    reranker = Reranker.fit(examples)
+    assert int(np.argmax(np.abs(reranker.weights))) == FEATURES.index("literal")
+    hits = sum(int(np.argmax(reranker.scores(f))) == g for f, g in examples)
+    assert hits >= 180
+    reranker.save(str(tmp_path))
+    assert Reranker.load(str(tmp_path)) == reranker
+    assert Reranker.load(str(tmp_path / "elsewhere")) is None
+
+
+def test_log_likelihoods_agree_with_the_model_loss(sample):
+    _, tokenizer, index = sample
+    model = scratch_model(tokenizer, TINY, 0).eval()
+    question = "马磊静的配偶是谁？"
+    groups = [group for sid in index.mentions(question) for group, _, _ in index.groups(sid)][:5]
+    found = log_likelihoods(model, tokenizer, index, [question], [groups])[0]
+    for group, (total, length) in zip(groups, found):
+        answer = index.answer(group)
+        labels = torch.tensor([tokenizer.encode_target(answer.surface, answer.predicate, answer.disambiguation)])
+        source = torch.tensor([tokenizer.encode_question(question)])
+        with torch.no_grad():
+            logits = model(input_ids=source, labels=labels).logits  # CopyT5 returns log-probabilities
+        loss = torch.nn.functional.cross_entropy(logits[0], labels[0]).item()
+        assert length == labels.shape[1]
+        assert total / length == pytest.approx(-loss, abs=1e-4)
+
+
+def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
+    triples, tokenizer, index = sample
+    kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
+    model = scratch_model(tokenizer, TINY, 1).eval()
+    weights = [0.0] * len(FEATURES)
+    weights[FEATURES.index("predicate_covered")] = 1.0
+    reranker = Reranker([0.0] * len(FEATURES), [1.0] * len(FEATURES), weights)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker)
+    questions = ["马磊静的配偶是谁？", "完全无关的问题"]
+    found = qa.answer(questions)
+    assert len(found) == 2
+    assert len(found[0]) > 2  # every key of the written subject, not only the 2 beams
+    for candidates in found:
+        for c in candidates:
+            assert (c.surface, c.predicate, c.disambiguation, c.obj) in kb_keys
+        assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+    assert found[0][0].predicate == "配偶"  # covered whole by the question: ranked first
