@@ -53,7 +53,7 @@ class KBIndex:
         self.predicates = marisa_trie.Trie()
         self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
         for name in _ARRAYS:
-            setattr(self, name, np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r"))
+            setattr(self, name, np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")))
         self.blob = np.memmap(os.path.join(directory, "strings.bin"), dtype=np.uint8, mode="r") \
             if os.path.getsize(os.path.join(directory, "strings.bin")) else np.zeros(0, np.uint8)
         self.surface_trie = TokenTrie.open(directory, "surfaces")

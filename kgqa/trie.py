@@ -24,10 +24,11 @@ _FILES = ("first", "tokens", "targets")
 
 class TokenTrie:
     def __init__(self, first: np.ndarray, tokens: np.ndarray, targets: np.ndarray) -> None:
-        # children of node n: tokens[first[n]:first[n + 1]], each leading to targets[...]
-        self.first = first
-        self.tokens = tokens
-        self.targets = targets
+        # children of node n: tokens[first[n]:first[n + 1]], each leading to targets[...]; plain
+        # ndarray views, as slicing an np.memmap costs several times more per call
+        self.first = np.asarray(first)
+        self.tokens = np.asarray(tokens)
+        self.targets = np.asarray(targets)
 
     @classmethod
     def build(cls, items: Iterable[tuple[Sequence[int], int]]) -> "TokenTrie":
@@ -79,14 +80,15 @@ class TokenTrie:
             return None
         return int(self.targets[at])
 
-    def get(self, prefix: Sequence[int]) -> list[int]:
-        """GENRE's query: the tokens allowed after `prefix` (empty once a key is complete)."""
+    def get(self, prefix: Sequence[int]) -> np.ndarray:
+        """GENRE's query: the tokens allowed after `prefix` (empty once a key is complete), as a
+        view into the trie: a list would cost the number of children again."""
         node: int | None = ROOT
         for token in prefix:
             node = self.step(node, token)
             if node is None or node < 0:
-                return []
-        return self.children(node).tolist()
+                return self.tokens[:0]
+        return self.children(node)
 
     def save(self, directory: str, name: str) -> None:
         for part in _FILES:

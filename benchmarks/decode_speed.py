@@ -1,0 +1,131 @@
+"""Decoding speed at 4 beams: unconstrained `generate`, the trie-constrained beam, and the full
+default pipeline (beam + reranker), on the same model and questions in one run, with the share
+of the constrained decode spent in constraint logic.
+
+    python benchmarks/decode_speed.py --checkpoint CKPT [--kb KB] [--questions 512]
+
+Constraint logic is timed where it runs: the mention scan (`KBIndex.mentions`), the subject tries
+built per batch (`TrieWalker.__init__`), and the `TrieConstraint` and `Lookahead` logits processors; mapping
+finished beams back to KB keys (not timed: one memoised lookup per returned beam).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from kgqa import decoding  # noqa: E402
+from kgqa.checkpoint import load_checkpoint  # noqa: E402
+from kgqa.data import read_questions  # noqa: E402
+from kgqa.index import KBIndex, ensure_index  # noqa: E402
+from kgqa.model import CopyT5  # noqa: E402
+from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
+from kgqa.rerank import Reranker  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
+SPENT: collections.Counter = collections.Counter()
+CALLS: collections.Counter = collections.Counter()
+
+
+@contextlib.contextmanager
+def timing(owner, name: str, label: str):
+    """Accumulate the wall time of every call of owner.name into SPENT[label]."""
+    original = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SPENT[label] += time.perf_counter() - start
+            CALLS[label] += 1
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser.add_argument("--questions", type=int, default=512)
+    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
+    args = parser.parse_args()
+    if not os.path.isfile(args.file) or not os.path.isfile(args.kb):
+        print(f"skipped: no {args.file} or {args.kb}")
+        return
+    model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    index = ensure_index(args.kb, tokenizer)
+    questions = [q.question for q in read_questions(args.file)][: args.questions]
+    settings = DecodeSettings()
+    size = settings.batch_size
+    batches = [questions[i:i + size] for i in range(0, len(questions), size)]
+    print(f"{len(questions)} questions, batches of {size}, {settings.beams} beams, "
+          f"{torch.get_num_threads()} threads, checkpoint {args.checkpoint}\n")
+
+    def unconstrained(batch: list[str], steps: int) -> float:
+        """Seconds for plain beam search forced to run the same number of steps."""
+        ids = [tokenizer.encode_question(q)[:128] for q in batch]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([i + [tokenizer.pad_id] * (width - len(i)) for i in ids])
+        extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.generate(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_id).long(),
+                           num_beams=settings.beams, min_new_tokens=steps, max_new_tokens=steps, do_sample=False,
+                           pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id, **extra)
+        return time.perf_counter() - start
+
+    plain = KGQA(model, tokenizer, index, replace(settings, rerank=False))
+    constrained = free = 0.0
+    steps = 0
+    with timing(KBIndex, "mentions", "mention scan"), \
+            timing(decoding.TrieWalker, "__init__", "subject tries"), \
+            timing(decoding.TrieConstraint, "__call__", "TrieConstraint"), \
+            timing(decoding.Lookahead, "__call__", "Lookahead"):
+        for batch in batches:
+            calls = CALLS["TrieConstraint"]
+            started = time.perf_counter()
+            plain.answer(batch)
+            constrained += time.perf_counter() - started
+            batch_steps = CALLS["TrieConstraint"] - calls
+            steps += batch_steps
+            free += unconstrained(batch, batch_steps)
+    logic = sum(SPENT.values())
+
+    reranker = Reranker.load(args.checkpoint)
+    full = None
+    if reranker is not None:
+        started = time.perf_counter()
+        KGQA(model, tokenizer, index, settings, reranker).answer(questions)
+        full = time.perf_counter() - started
+
+    n = len(questions)
+    print("| decoding | questions/s | s per 100 questions |")
+    print("|---|---|---|")
+    print(f"| unconstrained `generate`, same steps per batch ({steps} in all) | "
+          f"{n / free:.1f} | {100 * free / n:.2f} |")
+    print(f"| trie-constrained beam + look-ahead | {n / constrained:.1f} | {100 * constrained / n:.2f} |")
+    if full is not None:
+        print(f"| default pipeline (beam + reranker) | {n / full:.1f} | {100 * full / n:.2f} |")
+    print(f"\nconstraint logic: {logic:.2f} s of {constrained:.2f} s constrained decode "
+          f"= {100 * logic / constrained:.1f}%")
+    for label in ("mention scan", "subject tries", "TrieConstraint", "Lookahead"):
+        print(f"  {label}: {SPENT[label]:.2f} s")
+    print(f"constrained vs unconstrained wall: {100 * (constrained - free) / constrained:+.1f}% of constrained")
+
+
+if __name__ == "__main__":
+    main()
