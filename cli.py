@@ -117,9 +117,16 @@ def _decode_options(command):
     return command
 
 
-def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead,
-                 no_mention_restriction, no_rerank, top_k=1):
+def _answer_file(questions_path, output, record_of, checkpoint, kb, index_dir, beams, batch_size, lookahead,
+                 mention_lookahead, no_mention_restriction, no_rerank, top_k=1):
+    """Answer every question, one batch at a time, journaled beside `output` so a killed run resumes."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
     from kgqa.data import read_questions
+    from kgqa.journal import Journal, fingerprint
+    from kgqa.kb import file_sha256
     from kgqa.pipeline import KGQA, DecodeSettings
 
     questions = read_questions(questions_path)
@@ -127,7 +134,18 @@ def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, l
                               lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
                               rerank=not no_rerank)
     kgqa = KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
-    return questions, kgqa.answer([q.question for q in questions], progress=True)
+    weights = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                     for entry in os.scandir(checkpoint) if entry.is_file())
+    journal = Journal(output, fingerprint(file_sha256(questions_path), weights, kgqa.index.header["kb_sha256"],
+                                          asdict(settings), record_of.__name__))
+    pending = [i for i in range(len(questions)) if i not in journal.done]
+    if journal.done:
+        click.echo(f"resuming: {len(journal.done)} answers already in {journal.path}", err=True)
+    for start in tqdm(range(0, len(pending), batch_size), desc="answering", unit=" batches"):
+        chunk = pending[start:start + batch_size]
+        found = kgqa.answer([questions[i].question for i in chunk])
+        journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
+    return [journal.done[i] for i in range(len(questions))], journal
 
 
 @main.command()
@@ -137,18 +155,21 @@ def _answer_file(questions_path, checkpoint, kb, index_dir, beams, batch_size, l
 @_decode_options
 @_user_errors
 def predict(questions, output, top_k, **decode) -> None:
-    """Answer a KgCLUE question file: one `{"id", "question", "answer"}` line per id, in order."""
+    """Answer a KgCLUE question file: one `{"id", "question", "answer"}` line per id, in order.
+
+    Killed and run again with the same arguments, it resumes from OUTPUT.partial."""
     from kgqa.data import write_answers
 
-    asked, candidates = _answer_file(questions, top_k=top_k, **decode)
-    records = []
-    for q, found in zip(asked, candidates):
+    def answer_record(q, found):
         record = {"id": q.id, "question": q.question, "answer": found[0].answer() if found else ""}
         if top_k > 1:
             record["candidates"] = [{"answer": c.answer(), "score": round(c.score, 4)} for c in found]
-        records.append(record)
+        return record
+
+    records, journal = _answer_file(questions, output, answer_record, top_k=top_k, **decode)
     write_answers(output, records)
-    unanswered = sum(1 for found in candidates if not found)
+    journal.close()
+    unanswered = sum(1 for record in records if not record["answer"])
     click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
 
 
@@ -162,16 +183,17 @@ def submit(test, output, **decode) -> None:
     from kgqa.data import write_answers
     from kgqa.files import atomic_file
 
-    asked, candidates = _answer_file(test, **decode)
-    if len(candidates) != len(asked):
-        raise KgqaError(f"{len(asked)} questions but {len(candidates)} answers; nothing written", test)
+    def leaderboard_record(q, found):
+        return {"id": q.id, "answer": found[0].answer() if found else ""}
+
     json_path = os.path.join(output, "kgclue_predict.json")
-    write_answers(json_path, ({"id": q.id, "answer": found[0].answer() if found else ""}
-                              for q, found in zip(asked, candidates)))
+    records, journal = _answer_file(test, json_path, leaderboard_record, **decode)
+    write_answers(json_path, records)
     with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
         with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(json_path, "kgclue_predict.json")
-    click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(asked)} answers")
+    journal.close()
+    click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(records)} answers")
 
 
 @main.command()

@@ -184,6 +184,7 @@ def train(config: TrainConfig) -> dict[str, float]:
         model.train()
         bar = tqdm(range(step % steps_per_epoch, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress or rank != 0, mininterval=5)
+        losses = []
         for batch_no in bar:
             start = batch_no * config.batch_size * world
             chosen = order[start:start + config.batch_size * world][rank::world]
@@ -197,10 +198,15 @@ def train(config: TrainConfig) -> dict[str, float]:
             optimizer.step()
             scheduler.step()
             step += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
             if rank == 0 and step % config.save_every == 0:
                 save_last()
-        record = {"epoch": epoch + 1, "step": step, "loss": round(loss.item(), 4),
+        mean_loss = torch.tensor(float(np.mean(losses)) if losses else float("nan"))
+        if world > 1:  # every process's share of the batch counts
+            torch.distributed.all_reduce(mean_loss)
+            mean_loss /= world
+        record = {"epoch": epoch + 1, "step": step, "loss": round(mean_loss.item(), 4),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
             kgqa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))

@@ -1,4 +1,9 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import pytest
@@ -6,7 +11,7 @@ from click.testing import CliRunner
 
 from cli import main
 
-from conftest import SAMPLE, write
+from conftest import ROOT, SAMPLE, write
 
 TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]
 
@@ -90,3 +95,35 @@ def test_evaluate_counts_missing_predictions_as_wrong(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", pred, gold, "--json"])
     table = json.loads(result.output)
     assert table["missing"] == 1 and table["EM_O"] == 50.0
+
+
+def test_predict_killed_mid_run_resumes_without_redoing_finished_batches(overfit, tmp_path):
+    tmp, _, gold, env = overfit
+    n = 300
+    questions = write(tmp_path / "many.json", "".join(
+        json.dumps({"id": i, "question": gold[i % len(gold)]["question"]}, ensure_ascii=False) + "\n"
+        for i in range(n)))
+    out = tmp_path / "pred.json"
+    partial = tmp_path / "pred.json.partial"
+    command = [sys.executable, os.path.join(ROOT, "cli.py"), "predict", questions, "--checkpoint",
+               str(tmp / "ck" / "best"), "--kb", f"{SAMPLE}/kb.tsv", "-o", str(out), "--batch-size", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not partial.exists() or partial.read_bytes().count(b"\n") < 11):
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not out.exists()  # nothing half-written where the answers go
+    finished = partial.read_bytes().count(b"\n") - 1
+    assert 10 <= finished < n
+    with open(partial, "ab") as handle:
+        handle.write(b'{"position": 9')  # as if the kill had torn a line
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    resumed = int(again.stderr.split("resuming: ")[1].split()[0])
+    assert resumed >= finished
+    predicted = [json.loads(line) for line in open(out, encoding="utf-8")]
+    assert [p["id"] for p in predicted] == list(range(n))
+    assert all(p["answer"] == gold[p["id"] % len(gold)]["answer"] for p in predicted)
+    assert not partial.exists()

@@ -1,0 +1,89 @@
+"""Scale on a KB of real size: `kgqa index` wall time, peak RSS and size on disk; the time to open
+the index; `kgqa predict` peak RSS with it, beside the same run with a 1k-triple KB.
+
+    python benchmarks/make_kb.py -o /tmp/kb20m.tsv
+    python benchmarks/scale.py --kb /tmp/kb20m.tsv --checkpoint checkpoints/kgclue/best [--questions 1000]
+
+Every step runs as its own process (`kgqa ...` as a user runs it), so peak RSS is that process's
+own (`wait4`'s ru_maxrss).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
+CLI = [sys.executable, os.path.join(ROOT, "cli.py")]
+
+
+def run(command: list[str]) -> tuple[float, float, str]:
+    """(wall s, peak RSS GiB, stdout) of one child process; stops the benchmark if it fails."""
+    started = time.time()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        sys.exit(f"failed ({status}): {' '.join(command)}")
+    return time.time() - started, usage.ru_maxrss / 2**20, out.strip()
+
+
+def size_of(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(directory) for f in files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kb", required=True, help="the big KB (benchmarks/make_kb.py writes one)")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"), help="questions to predict")
+    parser.add_argument("--work", default=None, help="where indexes go (default: a temp dir, removed)")
+    args = parser.parse_args()
+    if not os.path.isfile(args.kb) or not os.path.isfile(args.file):
+        print(f"skipped: no {args.kb} or {args.file}")
+        return
+    work = args.work or tempfile.mkdtemp(prefix="kgqa-scale-")
+    try:
+        big = os.path.join(work, "index-big")
+        shutil.rmtree(big, ignore_errors=True)
+        wall, rss, out = run(CLI + ["index", args.kb, "--checkpoint", args.checkpoint, "-o", big])
+        tsv, index_bytes = os.path.getsize(args.kb), size_of(big)
+        print(f"kgqa index: {out}")
+        print(f"| `kgqa index` | wall {wall / 60:.1f} min | peak RSS {rss:.2f} GiB | index {index_bytes / 2**30:.2f} GiB "
+              f"= {index_bytes / tsv:.2f}× the TSV ({tsv / 2**30:.2f} GiB) |")
+
+        probe = ("import sys, time; from kgqa.index import KBIndex; t = time.perf_counter(); "
+                 "i = KBIndex(sys.argv[1]); i.mentions('刘晓华主要讲什么课啊？'); print(time.perf_counter() - t)")
+        opened = min(float(run([sys.executable, "-c", probe, big])[2]) for _ in range(3))
+        print(f"| open the index + first mention query | {opened:.3f} s (best of 3, imports excluded) |")
+
+        small_kb = os.path.join(work, "kb1k.tsv")
+        with open(args.kb, encoding="utf-8") as source, open(small_kb, "w", encoding="utf-8") as out_file:
+            for _, line in zip(range(1000), source):
+                out_file.write(line)
+        questions = os.path.join(work, "questions.json")
+        with open(args.file, encoding="utf-8") as source, open(questions, "w", encoding="utf-8") as out_file:
+            for _, line in zip(range(args.questions), source):
+                out_file.write(line)
+        small = os.path.join(work, "index-small")
+        run(CLI + ["index", small_kb, "--checkpoint", args.checkpoint, "-o", small])
+        rows = {}
+        for name, kb, index in (("1k-triple KB", small_kb, small), ("big KB", args.kb, big)):
+            rows[name] = run(CLI + ["predict", questions, "--checkpoint", args.checkpoint, "--kb", kb,
+                                    "--index", index, "-o", os.path.join(work, f"pred-{len(name)}.json")])
+            print(f"| `kgqa predict` {args.questions} questions, {name} | wall {rows[name][0]:.0f} s | "
+                  f"peak RSS {rows[name][1]:.2f} GiB |")
+        print(f"| predict RSS, big KB minus 1k KB | {rows['big KB'][1] - rows['1k-triple KB'][1]:.2f} GiB |")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
