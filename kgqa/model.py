@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
 
 from kgqa.errors import KgqaError
@@ -82,7 +83,7 @@ def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrai
             model = CopyT5.from_pretrained(name_or_path, attn_implementation="eager")
         else:
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # e.g. missing or truncated weights
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise KgqaError(f"cannot load model: {first}", name_or_path) from None
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:

@@ -65,6 +65,9 @@ def test_submit_writes_every_test_id_in_order_and_a_zip(overfit):
     ('{"id": 1, "question": "a"}\n{"question": "b"}\n', 'q.json:2: missing "id"'),
     ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "q.json:2: duplicate id 1"),
     ('{"id": 1, "question": "  "}\n', "q.json:1: empty question"),
+    ('{"id": 1, "question": "a"}\n{"id": 2}\n', 'q.json:2: missing or non-string "question"'),
+    ('{"id": 1, "question": "a"}\n[1, 2]\n', "q.json:2: expected a JSON object"),
+    (b'{"id": 1, "question": "\xff"}\n', "q.json:1: bytes that are not UTF-8"),
 ])
 def test_bad_question_files_get_one_line_and_leave_no_output(overfit, content, message):
     tmp, _, _, env = overfit
@@ -127,3 +130,52 @@ def test_predict_killed_mid_run_resumes_without_redoing_finished_batches(overfit
     assert [p["id"] for p in predicted] == list(range(n))
     assert all(p["answer"] == gold[p["id"] % len(gold)]["answer"] for p in predicted)
     assert not partial.exists()
+
+
+def test_odd_but_valid_questions_each_get_one_answer_line(overfit, tmp_path):
+    tmp, _, _, env = overfit
+    odd = ["马磊静" * 3400, "🙂马磊静的配偶是谁？🙂", "𠀀𠀁的配偶是谁", "劉曉華主要講什麼課？", "?"]
+    text = "\n\n".join(json.dumps({"id": f"q{i}", "question": q}, ensure_ascii=False) for i, q in enumerate(odd))
+    questions = write(tmp_path / "odd.json", text + "\n\n")
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(main, ["predict", questions, "--checkpoint", str(tmp / "ck/best"), "--kb",
+                                       f"{SAMPLE}/kb.tsv", "-o", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    predicted = [json.loads(line) for line in open(out, encoding="utf-8")]
+    assert [p["id"] for p in predicted] == [f"q{i}" for i in range(len(odd))]
+    assert all(p["answer"] == "" or p["answer"].count(" ||| ") == 2 for p in predicted)
+
+
+def _truncate(path):
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) // 2)
+
+
+def _foreign_tokenizer(checkpoint):
+    import shutil
+
+    from kgqa.tokenizer import SentencePieceTokenizer
+
+    shutil.rmtree(checkpoint / "tokenizer")
+    SentencePieceTokenizer.train(["另一个检查点的分词器"], 100).save(str(checkpoint / "tokenizer"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda ck: os.unlink(ck / "model.safetensors"), "cannot load model"),
+    (lambda ck: _truncate(ck / "model.safetensors"), "cannot load model"),
+    (_foreign_tokenizer, "tokenizer differs from the one this model was trained with"),
+])
+def test_damaged_checkpoints_are_refused_in_one_line(overfit, tmp_path, damage, message):
+    import shutil
+
+    tmp, train, _, env = overfit
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(tmp / "ck" / "best", checkpoint)
+    damage(checkpoint)
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(main, ["predict", train, "--checkpoint", str(checkpoint), "--kb",
+                                       f"{SAMPLE}/kb.tsv", "-o", str(out)], env=env)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
