@@ -117,8 +117,17 @@ def _decode_options(command):
     return command
 
 
-def _answer_file(questions_path, output, record_of, checkpoint, kb, index_dir, beams, batch_size, lookahead,
-                 mention_lookahead, no_mention_restriction, no_rerank, top_k=1):
+def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead, no_mention_restriction,
+          no_rerank, top_k=1):
+    from kgqa.pipeline import KGQA, DecodeSettings
+
+    settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
+                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
+                              rerank=not no_rerank)
+    return KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
+
+
+def _answer_file(questions_path, output, record_of, top_k=1, **decode):
     """Answer every question, one batch at a time, journaled beside `output` so a killed run resumes."""
     from dataclasses import asdict
 
@@ -127,22 +136,19 @@ def _answer_file(questions_path, output, record_of, checkpoint, kb, index_dir, b
     from kgqa.data import read_questions
     from kgqa.journal import Journal, fingerprint
     from kgqa.kb import file_sha256
-    from kgqa.pipeline import KGQA, DecodeSettings
 
     questions = read_questions(questions_path)
-    settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
-                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
-                              rerank=not no_rerank)
-    kgqa = KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
+    kgqa = _open(top_k=top_k, **decode)
     weights = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-                     for entry in os.scandir(checkpoint) if entry.is_file())
+                     for entry in os.scandir(decode["checkpoint"]) if entry.is_file())
     journal = Journal(output, fingerprint(file_sha256(questions_path), weights, kgqa.index.header["kb_sha256"],
-                                          asdict(settings), record_of.__name__))
+                                          asdict(kgqa.settings), record_of.__name__))
     pending = [i for i in range(len(questions)) if i not in journal.done]
     if journal.done:
         click.echo(f"resuming: {len(journal.done)} answers already in {journal.path}", err=True)
-    for start in tqdm(range(0, len(pending), batch_size), desc="answering", unit=" batches"):
-        chunk = pending[start:start + batch_size]
+    size = kgqa.settings.batch_size
+    for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches"):
+        chunk = pending[start:start + size]
         found = kgqa.answer([questions[i].question for i in chunk])
         journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
     return [journal.done[i] for i in range(len(questions))], journal
@@ -171,6 +177,50 @@ def predict(questions, output, top_k, **decode) -> None:
     journal.close()
     unanswered = sum(1 for record in records if not record["answer"])
     click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
+
+
+@main.command()
+@click.argument("question", required=False)
+@click.option("--top-k", type=int, default=5, show_default=True, help="Candidates shown.")
+@click.option("--explain", is_flag=True, help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON line.")
+@_decode_options
+@_user_errors
+def ask(question, top_k, explain, as_json, **decode) -> None:
+    """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
+    kgqa = _open(**decode)
+
+    def show(text: str) -> None:
+        info = kgqa.explain(text)
+        if not explain:
+            info["candidates"] = info["candidates"][:top_k]
+        if as_json:
+            click.echo(json.dumps(info, ensure_ascii=False))
+            return
+        click.echo(info["answer"] or "(no KB key reachable)")
+        for rank, c in enumerate((info["candidates"] if info["reranked"] else info["beam"])[:top_k], start=1):
+            click.echo(f"  {rank}. {c['score']:8.3f}  {c['answer']}")
+        if explain:
+            click.echo(f"mentions in the question: {', '.join(info['mentions']) or '(none: any KB subject)'}")
+            click.echo("beam (model + look-ahead): " + "; ".join(f"{b['answer']} ({b['score']:.3f})" for b in info["beam"]))
+            click.echo("candidates (score; predicate covered by the question; model log-likelihood):")
+            for c in info["candidates"]:
+                f = c["features"]
+                click.echo(f"  {c['score']:8.3f}  {f['predicate_covered']:.2f}  {f['log_likelihood']:8.2f}  {c['answer']}")
+            click.echo("homonyms of the chosen subject: " + ", ".join(
+                (h["disambiguation"] or "(none)") + (" [chosen]" if h["chosen"] else "")
+                + (" [has the predicate]" if h["has_predicate"] else "") for h in info["homonyms"]))
+
+    if question:
+        show(question)
+        return
+    while True:
+        try:
+            text = input("问题> ").strip()
+        except EOFError:
+            break
+        if text:
+            show(text)
 
 
 @main.command()

@@ -13,6 +13,7 @@ import array
 import functools
 import json
 import os
+import sys
 from typing import Iterator, NamedTuple
 
 import marisa_trie
@@ -157,6 +158,8 @@ class KBIndex:
             repeat[at] = np.array_equal(_gather(data, starts, order[at - 1:at]), _gather(data, starts, order[at:at + 1]))
         if repeat.any():
             stats.skipped["duplicate triples"] = int(repeat.sum())
+        if stats.skipped and progress:
+            tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
         kept = order[~repeat]
         order = kept[np.lexsort((kept, p[kept], m[kept], s[kept]))]  # file order within a group
         s, m, p = s[order], m[order], p[order]

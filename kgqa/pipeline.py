@@ -57,6 +57,35 @@ class KGQA:
             results.extend(found[: s.top_k] for found in beams)
         return results
 
+    def explain(self, question: str) -> dict:
+        """How one answer was reached, as JSON-ready data: the KB mentions found in the question,
+        the beam's keys (model + look-ahead), every candidate key with its reranker features and
+        score, and the homonyms of the chosen subject with whether each has the chosen predicate."""
+        s = self.settings
+        beam = self.beam([question], top_k=s.beams)[0]
+        groups, features = self.candidates([question], [beam])[0]
+        rerank = self.reranker is not None and s.rerank
+        scores = self.reranker.scores(features) if rerank and groups else np.zeros(len(groups))
+        order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(groups))  # the beam's keys lead
+        ranked = [(groups[k], float(scores[k]), features[k]) for k in order]
+        chosen = self._candidate(ranked[0][0], ranked[0][1]) if ranked else None
+        homonyms: dict[str, bool] = {}
+        if chosen:
+            for _, predicate, disambiguation in self.index.groups(self.index.surfaces[chosen.surface]):
+                homonyms[disambiguation] = homonyms.get(disambiguation, False) or predicate == chosen.predicate
+        return {
+            "question": question,
+            "answer": chosen.answer() if chosen else "",
+            "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
+            "beam": [{"answer": c.answer(), "score": round(c.score, 4)} for c in beam],
+            "candidates": [{"answer": self._candidate(g, score).answer(), "score": round(score, 4),
+                            "features": {name: round(float(v), 4) for name, v in zip(FEATURES, row)}}
+                           for g, score, row in ranked],
+            "homonyms": [{"disambiguation": m, "has_predicate": has, "chosen": m == chosen.disambiguation}
+                         for m, has in homonyms.items()],
+            "reranked": rerank,
+        }
+
     def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
         s = self.settings
         return constrained_generate(
@@ -74,10 +103,9 @@ class KGQA:
             features[i] = candidate_features(self.index, questions[i], groups[i], likelihoods, beams[i])
         return list(zip(groups, features))
 
+    def _candidate(self, group: int, score: float) -> Candidate:
+        answer = self.index.answer(group)
+        return Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, group)
+
     def _ranked(self, groups: list[int], scores: np.ndarray) -> list[Candidate]:
-        ranked = []
-        for k in np.argsort(-scores, kind="stable"):
-            answer = self.index.answer(groups[k])
-            ranked.append(Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0],
-                                    float(scores[k]), groups[k]))
-        return ranked
+        return [self._candidate(groups[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]

@@ -107,14 +107,18 @@ class Reranker:
 
 def candidate_groups(index: KBIndex, question: str, beam: list[Candidate], surfaces: int = 2,
                      limit: int = 64) -> list[int]:
-    """The beam's keys, then the other keys of its first `surfaces` subjects, those whose
-    predicate covers more of the question first, up to `limit` keys in all."""
+    """The beam's keys, then the other keys of its first `surfaces` subjects and of the longest
+    KB mention in the question (the peer's subject), those whose predicate covers more of the
+    question first, up to `limit` keys in all."""
     chosen = [c.group for c in beam]
     sids: list[int] = []
     for c in beam:
         sid = int(index.ent_sid[int(index.grp_ent[c.group])])
         if sid not in sids and len(sids) < surfaces:
             sids.append(sid)
+    longest = index.mentions(question)[:1]
+    if beam and longest and longest[0] not in sids:
+        sids.append(longest[0])
     others = [(group, p) for sid in sids for group, p, _ in index.groups(sid) if group not in chosen]
     others.sort(key=lambda item: (-common_subsequence(question, item[1]), item[1], item[0]))
     return (chosen + [group for group, _ in others])[:limit]

@@ -179,3 +179,22 @@ def test_damaged_checkpoints_are_refused_in_one_line(overfit, tmp_path, damage, 
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_ask_answers_explains_and_keeps_a_prompt_open(overfit):
+    tmp, _, gold, env = overfit
+    decode = ["--checkpoint", str(tmp / "ck/best"), "--kb", f"{SAMPLE}/kb.tsv"]
+    result = CliRunner().invoke(main, ["ask", gold[0]["question"], "--explain", "--json"] + decode, env=env)
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output.strip().splitlines()[-1])
+    assert info["answer"] == gold[0]["answer"]
+    surface = gold[0]["answer"].split(" ||| ")[0].split("（")[0]
+    assert surface in info["mentions"]
+    assert info["candidates"][0]["answer"] == info["answer"]
+    assert set(info["candidates"][0]["features"]) >= {"log_likelihood", "predicate_covered"}
+    assert any(h["chosen"] and h["has_predicate"] for h in info["homonyms"])
+    typed = gold[1]["question"] + "\n\n" + gold[2]["question"] + "\n"
+    result = CliRunner().invoke(main, ["ask", "--top-k", "2"] + decode, input=typed, env=env)
+    assert result.exit_code == 0, result.output
+    for g in gold[1:3]:
+        assert g["answer"] in result.output

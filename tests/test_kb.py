@@ -1,6 +1,8 @@
 import gzip
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgqa.errors import KgqaError
 from kgqa.kb import ReadStats, read_kb, split_subject
@@ -59,3 +61,33 @@ def test_gzip(tmp_path):
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write("A（m）\tB\tC\n")
     assert [(t.surface, t.disambiguation) for t in read_kb(str(path))] == [("A", "m")]
+
+
+FIELD = st.text(alphabet=st.sampled_from(list("甲乙a（）\t \r")), max_size=5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(FIELD, min_size=1, max_size=4), min_size=1, max_size=12))
+def test_lenient_read_keeps_exactly_the_well_formed_lines(tmp_path_factory, rows):
+    """Against a brute-force model: a line is a triple iff it has 3 tab-separated fields with a
+    non-empty S and P; every other non-blank line is counted as skipped, none is lost silently."""
+    lines = ["\t".join(row) for row in rows]
+    path = write(tmp_path_factory.mktemp("kb") / "kb.tsv", "\n".join(lines) + "\n")
+    expected, bad = [], 0
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip("\r")
+        if not text.strip():
+            continue
+        parts = [part.strip() for part in text.split("\t")]
+        if len(parts) == 3 and parts[0] and parts[1]:
+            expected.append((*split_subject(parts[0]), parts[1], number))
+        else:
+            bad += 1
+    stats = ReadStats()
+    if not expected:
+        with pytest.raises(KgqaError, match="no triples"):
+            list(read_kb(path, stats=stats))
+        return
+    found = [(t.surface, t.disambiguation, t.predicate, t.line) for t in read_kb(path, stats=stats)]
+    assert found == expected
+    assert sum(n for reason, n in stats.skipped.items() if reason != "blank lines") == bad

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,8 +22,10 @@ def _train_command(train_file, output, *extra):
             "--d-model", "32", "--layers", "1", *extra]
 
 
-def test_resume_after_sigkill_continues_with_the_same_state_and_data_order(tmp_path):
-    """Killed mid-run and resumed, training ends with exactly the weights of an unbroken run."""
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_a_kill_continues_with_the_same_state_and_data_order(tmp_path, stop):
+    """Killed (or interrupted) mid-run and resumed, training ends with exactly the weights of an
+    unbroken run."""
     with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
         train_file = write(tmp_path / "train.json", "".join(handle.readlines()[:40]))
     env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"))
@@ -32,8 +35,8 @@ def test_resume_after_sigkill_continues_with_the_same_state_and_data_order(tmp_p
     deadline = time.time() + 120
     while not (tmp_path / "split/metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    killed.send_signal(stop)
+    assert killed.wait() == (130 if stop == signal.SIGINT else -signal.SIGKILL)
     steps_done = len(open(tmp_path / "split/metrics.jsonl", encoding="utf-8").readlines())
     assert 1 <= steps_done < 6, "the kill landed mid-run"
     subprocess.run(_train_command(train_file, tmp_path / "split", "--resume"), env=env, check=True,
