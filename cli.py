@@ -224,6 +224,21 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--top-k", type=int, default=5, show_default=True, help="Candidates per answer.")
+@_decode_options
+@_user_errors
+def serve(host, port, top_k, **decode) -> None:
+    """HTTP service: POST /ask, GET /health, and a page at / to ask from a browser."""
+    from kgqa.server import serve as run
+
+    kgqa = _open(top_k=top_k, **decode)
+    click.echo(f"kgqa: serving on http://{host}:{port}", err=True)
+    run(kgqa, host, port)
+
+
+@main.command()
 @click.argument("test", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Directory for the upload files.")
 @_decode_options
