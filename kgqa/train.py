@@ -107,9 +107,12 @@ def evaluate(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
     return score(predictions, [q.answer for q in subset])
 
 
-def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker, float]:
-    """The reranker's weights, fitted on held-out questions; and the share of them whose gold
-    key is among the candidates (the reranker's ceiling)."""
+MIN_RERANK_EXAMPLES = 20  # fewer held-out questions than this fit noise, not weights
+
+
+def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker | None, float]:
+    """The reranker's weights, fitted on held-out questions (None when too few have their gold
+    key among the candidates); and the share that do (the reranker's ceiling)."""
     examples = []
     size = kgqa.settings.batch_size
     for start in range(0, len(held), size):
@@ -123,9 +126,8 @@ def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker, float]:
                 if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
                     examples.append((features, k))
                     break
-    if not examples:
-        raise KgqaError("no held-out question has its gold key among the candidates: nothing to fit")
-    return Reranker.fit(examples), len(examples) / len(held)
+    reach = len(examples) / len(held)
+    return (Reranker.fit(examples) if len(examples) >= MIN_RERANK_EXAMPLES else None), reach
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -224,8 +226,11 @@ def train(config: TrainConfig) -> dict[str, float]:
     if rank == 0 and held:
         best_model, _, _ = load_checkpoint(best_dir)
         reranker, reach = fit_reranker(KGQA(best_model, tokenizer, index, DecodeSettings(beams=config.beams)), held)
-        reranker.save(best_dir)
-        tqdm.write(f"reranker fitted on {len(held)} held-out questions (gold among candidates: {100 * reach:.1f}%)")
+        if reranker is None:
+            tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
+        else:
+            reranker.save(best_dir)
+            tqdm.write(f"reranker fitted on {len(held)} held-out questions (gold among candidates: {100 * reach:.1f}%)")
     if world > 1:
         torch.distributed.barrier()
     return best

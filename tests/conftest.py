@@ -1,7 +1,11 @@
+import json
 import os
 
 import pytest
 import torch
+from click.testing import CliRunner
+
+from cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "sample")
@@ -19,3 +23,22 @@ def write(path, text: str | bytes) -> str:
     with open(path, mode, **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as handle:
         handle.write(text)
     return str(path)
+
+
+TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]
+
+
+@pytest.fixture(scope="session")
+def overfit(tmp_path_factory):
+    """Train a tiny model on 8 sample questions until it knows them: the end-to-end path."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        lines = handle.readlines()[:8]
+    train = write(tmp / "train.json", "".join(lines))
+    runner = CliRunner()
+    env = {"KGQA_CACHE": str(tmp / "cache")}
+    result = runner.invoke(main, ["train", "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output",
+                                  str(tmp / "ck"), "--epochs", "120", "--batch-size", "8", "--lr", "1e-2"] + TINY,
+                           env=env)
+    assert result.exit_code == 0, result.output
+    return tmp, train, [json.loads(line) for line in lines], env

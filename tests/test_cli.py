@@ -13,24 +13,6 @@ from cli import main
 
 from conftest import ROOT, SAMPLE, write
 
-TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]
-
-
-@pytest.fixture(scope="module")
-def overfit(tmp_path_factory):
-    """Train a tiny model on 8 sample questions until it knows them: the end-to-end path."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
-        lines = handle.readlines()[:8]
-    train = write(tmp / "train.json", "".join(lines))
-    runner = CliRunner()
-    env = {"KGQA_CACHE": str(tmp / "cache")}
-    result = runner.invoke(main, ["train", "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output",
-                                  str(tmp / "ck"), "--epochs", "120", "--batch-size", "8", "--lr", "1e-2"] + TINY,
-                           env=env)
-    assert result.exit_code == 0, result.output
-    return tmp, train, [json.loads(line) for line in lines], env
-
 
 def test_train_predict_returns_the_exact_answers_it_learned(overfit):
     tmp, train, gold, env = overfit
