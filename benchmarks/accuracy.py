@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -24,6 +25,7 @@ from kgqa.kb import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
+from kgqa.rerank import Reranker  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
 COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
@@ -75,14 +77,17 @@ def main() -> None:
     peer = [peer_answer(index, q.question) for q in dev]
     rows.append(("non-neural peer (longest mention + LCS predicate)", [c.answer() if c else "" for c in peer],
                  time.time() - started))
-    configs = [("model, trie only", DecodeSettings(args.beams, restrict_mentions=False, lookahead=0.0,
-                                                   mention_lookahead=0.0)),
-               ("+ subject restricted to mentions", DecodeSettings(args.beams, lookahead=0.0, mention_lookahead=0.0))]
-    configs.append(("+ predicate look-ahead 1.0", DecodeSettings(args.beams, lookahead=1.0, mention_lookahead=0.0)))
-    configs += [(f"+ mention look-ahead {w}", DecodeSettings(args.beams, lookahead=1.0, mention_lookahead=w))
-                for w in args.mention_lookahead]
+    beam_only = replace(default, beams=args.beams, rerank=False)
+    configs = [("model, trie only", replace(beam_only, restrict_mentions=False, lookahead=0.0, mention_lookahead=0.0)),
+               ("+ subject restricted to mentions", replace(beam_only, lookahead=0.0, mention_lookahead=0.0)),
+               ("+ predicate look-ahead 1.0", replace(beam_only, lookahead=1.0, mention_lookahead=0.0))]
+    configs += [(f"+ mention look-ahead {w}", replace(beam_only, mention_lookahead=w)) for w in args.mention_lookahead]
+    default = replace(default, beams=args.beams)
+    reranker = Reranker.load(args.checkpoint)
+    if reranker is not None:
+        configs.append(("+ reranker (the default)", default))
     for name, settings in configs:
-        qa = KGQA(model, tokenizer, index, settings)
+        qa = KGQA(model, tokenizer, index, settings, reranker if settings.rerank else None)
         started = time.time()
         found = qa.answer([q.question for q in dev])
         rows.append((name, [c[0].answer() if c else "" for c in found], time.time() - started))
@@ -92,11 +97,11 @@ def main() -> None:
     for name, predictions, seconds in rows:
         table = score(predictions, golds)
         print(f"| {name} | " + " | ".join(f"{table[c]:.1f}" for c in COLUMNS) + f" | {seconds:.0f} |")
-    chosen = next(predictions for name, predictions, _ in rows
-                  if name == f"+ mention look-ahead {default.mention_lookahead}")
+    chosen = rows[-1][1] if reranker is not None else next(
+        predictions for name, predictions, _ in rows if name == f"+ mention look-ahead {default.mention_lookahead}")
     kinds = collections.Counter(error_kind(index, q.question, p, q.answer) for q, p in zip(dev, chosen))
     print(f"\nerrors of the default decoding (beams {args.beams}, predicate look-ahead {default.lookahead}, "
-          f"mention look-ahead {default.mention_lookahead}):\n")
+          f"mention look-ahead {default.mention_lookahead}, reranker {'on' if reranker else 'absent'}):\n")
     print("| kind | count |\n|---|---|")
     for kind, count in kinds.most_common():
         print(f"| {kind} | {count} |")
