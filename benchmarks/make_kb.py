@@ -97,10 +97,12 @@ def generate(ref: dict, triples: int, subjects: int, n_predicates: int, disambig
         counts[picks] = np.maximum(1, counts[picks] + np.sign(diff))
     # subjects with a disambiguation come in homonym sets that share a surface
     n_with_m = int(round(subjects * disambiguated))
-    set_sizes = []
-    while sum(set_sizes) < n_with_m:
-        set_sizes.append(int(rng.choice(ref["homonyms"])))
-    set_sizes[-1] -= sum(set_sizes) - n_with_m
+    drawn = rng.choice(ref["homonyms"], n_with_m)  # more sets than needed: cut where they cover n_with_m
+    ends = np.cumsum(drawn)
+    used = int(np.searchsorted(ends, n_with_m)) + 1
+    set_sizes = [int(size) for size in drawn[:used]]
+    if set_sizes:
+        set_sizes[-1] -= int(ends[used - 1]) - n_with_m
     set_sizes = [size for size in set_sizes if size > 0]
     taken: set[str] = set()
     surfaces = ref["surface"].draw(rng, subjects - n_with_m + len(set_sizes), taken)
