@@ -86,8 +86,19 @@ def _questions(body: object) -> list[str] | str:
     return [q.strip() for q in asked]
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """aiohttp's own 4xx (unknown path, wrong method, body too large) as JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _error(error.status, error.reason)
+
+
 def make_app(kgqa: KGQA, max_batch: int = 32, wait_s: float = 0.01) -> web.Application:
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20, middlewares=[_json_errors])
     started = time.time()
 
     async def start_batcher(app: web.Application) -> None:

@@ -45,6 +45,10 @@ def test_ask_one_or_many_and_health(kgqa):
         assert health["status"] == "ok" and health["decodes"] >= 2
         page = await client.get("/")
         assert page.status == 200 and "<form" in await page.text()
+        missing = await client.get("/nowhere")
+        assert missing.status == 404 and "error" in await missing.json()
+        wrong = await client.get("/ask")
+        assert wrong.status == 405 and "error" in await wrong.json()
     _with_client(kgqa, scenario)
 
 
