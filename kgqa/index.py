@@ -10,6 +10,7 @@ has tens of groups, and building those on demand keeps the index to the size of 
 from __future__ import annotations
 
 import array
+import fcntl
 import functools
 import json
 import os
@@ -248,11 +249,17 @@ def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = Non
     kb_sha256 = file_sha256(kb_path)
     if directory is None:
         directory = os.path.join(cache_root(), "index", f"{kb_sha256[:16]}-{tokenizer.sha256[:16]}")
-    if os.path.isfile(os.path.join(directory, HEADER)):
-        try:
-            index = KBIndex(directory)
-            if index.matches(kb_sha256, tokenizer):
-                return index
-        except KgqaError:
-            pass  # a stale or foreign index: rebuilt below
-    return KBIndex.build(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress)
+    directory = os.path.abspath(directory)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    # Processes sharing an index (torchrun's ranks, predicts side by side) take turns: one builds,
+    # the others wait and then open what it built, instead of swapping directories under each other.
+    with open(directory + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(os.path.join(directory, HEADER)):
+            try:
+                index = KBIndex(directory)
+                if index.matches(kb_sha256, tokenizer):
+                    return index
+            except KgqaError:
+                pass  # a stale or foreign index: rebuilt below
+        return KBIndex.build(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress)

@@ -67,3 +67,15 @@ def test_repeated_triples_are_kept_once_and_counted(tmp_path, tokenizer):
     assert index.lookup("北京", "人口", "").objects == ["2189万", "2190万"]
     assert index.lookup("刘晓华", "代表作品", "演员").objects == ["《星河》", "《远山》"]
     assert index.header["skipped"] == {"duplicate triples": 2}
+
+
+def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer):
+    """torchrun's ranks (or predicts side by side) ask for the same index at once: one builds it,
+    the others open that one; none sees a directory swapped under it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kb = write(tmp_path / "kb.tsv", KB)
+    with ThreadPoolExecutor(4) as pool:
+        opened = list(pool.map(lambda _: ensure_index(kb, tokenizer, str(tmp_path / "shared")), range(4)))
+    assert all(index.lookup("北京", "人口", "").objects == ["2189万"] for index in opened)
+    assert len({index.header["kb_sha256"] for index in opened}) == 1

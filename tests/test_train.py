@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,13 +52,18 @@ def test_resume_after_a_kill_continues_with_the_same_state_and_data_order(tmp_pa
 def test_two_processes_train_data_parallel_on_gloo(tmp_path):
     with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
         train_file = write(tmp_path / "train.json", "".join(handle.readlines()[:32]))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    with socket.socket() as probe:  # a fixed port can be taken by another run on the machine
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", port,
                os.path.join(ROOT, "cli.py"), "train", "--train", train_file, "--kb", f"{SAMPLE}/kb.tsv",
                "--output", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "4", "--kb-questions", "0",
                "--d-model", "32", "--layers", "1"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"), GLOO_SOCKET_IFNAME="lo")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [line for line in done.stderr.splitlines() if line.startswith("[rank")]  # each process's traceback
+    assert done.returncode == 0, "\n".join(ranks[-30:]) or done.stderr[-2000:]
     records = [json.loads(line) for line in open(tmp_path / "ck/metrics.jsonl", encoding="utf-8")]
     assert [r["step"] for r in records] == [3, 6]  # 25 kept of 32 (8% of predicates held out) // (4 x 2)
     assert os.path.isfile(tmp_path / "ck/best/model.safetensors")
