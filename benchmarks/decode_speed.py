@@ -77,13 +77,11 @@ def main() -> None:
 
     def unconstrained(batch: list[str], steps: int) -> float:
         """Seconds for plain beam search forced to run the same number of steps."""
-        ids = [tokenizer.encode_question(q)[:128] for q in batch]
-        width = max(map(len, ids))
-        input_ids = torch.tensor([i + [tokenizer.pad_id] * (width - len(i)) for i in ids])
+        input_ids, attention = decoding.encode_questions(tokenizer, batch)
         extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
         start = time.perf_counter()
         with torch.no_grad():
-            model.generate(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_id).long(),
+            model.generate(input_ids=input_ids, attention_mask=attention,
                            num_beams=settings.beams, min_new_tokens=steps, max_new_tokens=steps, do_sample=False,
                            pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id, **extra)
         return time.perf_counter() - start

@@ -218,6 +218,25 @@ class Candidate:
         """KgCLUE's answer string `S ||| P ||| O`, S with its disambiguation."""
         return f"{self.subject} ||| {self.predicate} ||| {self.obj}"
 
+    @classmethod
+    def of(cls, index: KBIndex, group: int, score: float) -> "Candidate":
+        """The KB key `group` as an answer: its first object, as the issue's rule says."""
+        answer = index.answer(group)
+        return cls(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, group)
+
+
+def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`."""
+    encoded = [tokenizer.encode_question(q)[:max_tokens] for q in questions]
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for i, ids in enumerate(encoded):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+    return input_ids, attention
+
 
 @torch.no_grad()
 def constrained_generate(
@@ -237,13 +256,7 @@ def constrained_generate(
     `lookahead` and `mention_lookahead` weigh `Lookahead`'s predicate and mention evidence
     (0 switches each off)."""
     top_k = min(top_k, num_beams)
-    encoded = [tokenizer.encode_question(q)[:max_question_tokens] for q in questions]
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for i, ids in enumerate(encoded):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
+    input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens)
     walker = TrieWalker(index, tokenizer, [index.mentions(q) if restrict_mentions else [] for q in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
     if lookahead or mention_lookahead:
@@ -275,8 +288,6 @@ def constrained_generate(
             state = walker.state(q, tuple(ids[: ids.index(tokenizer.eos_id) + 1]))
             if state.group is None or any(c.group == state.group for c in found):
                 continue
-            answer = index.answer(state.group)
-            found.append(Candidate(answer.surface, answer.predicate, answer.disambiguation,
-                                   answer.objects[0], float(scores[k]), state.group))
+            found.append(Candidate.of(index, state.group, float(scores[k])))
         results.append(found)
     return results

@@ -25,6 +25,4 @@ def peer_answer(index: KBIndex, question: str) -> Candidate | None:
         return -cover, -cover / len(predicate), predicate, disambiguation
 
     best = min(index.groups(sid), key=rank)
-    answer = index.answer(best[0])
-    return Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0],
-                     -rank(best)[0], best[0])
+    return Candidate.of(index, best[0], -rank(best)[0])

@@ -35,6 +35,10 @@ class KGQA:
         self.settings = settings or DecodeSettings()
         self.reranker = reranker
 
+    @property
+    def reranking(self) -> bool:
+        return self.reranker is not None and self.settings.rerank
+
     @classmethod
     def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
                         settings: DecodeSettings | None = None, progress: bool = False) -> "KGQA":
@@ -45,7 +49,7 @@ class KGQA:
     def answer(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
         """Top-k KB candidates per question, in input order; [] where no KB key is reachable."""
         s = self.settings
-        rerank = self.reranker is not None and s.rerank
+        rerank = self.reranking
         results: list[list[Candidate]] = []
         for start in tqdm(range(0, len(questions), s.batch_size), desc="answering", unit=" batches",
                           disable=not progress):
@@ -61,14 +65,13 @@ class KGQA:
         """How one answer was reached, as JSON-ready data: the KB mentions found in the question,
         the beam's keys (model + look-ahead), every candidate key with its reranker features and
         score, and the homonyms of the chosen subject with whether each has the chosen predicate."""
-        s = self.settings
-        beam = self.beam([question], top_k=s.beams)[0]
+        beam = self.beam([question], top_k=self.settings.beams)[0]
         groups, features = self.candidates([question], [beam])[0]
-        rerank = self.reranker is not None and s.rerank
+        rerank = self.reranking
         scores = self.reranker.scores(features) if rerank and groups else np.zeros(len(groups))
         order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(groups))  # the beam's keys lead
-        ranked = [(groups[k], float(scores[k]), features[k]) for k in order]
-        chosen = self._candidate(ranked[0][0], ranked[0][1]) if ranked else None
+        ranked = [(Candidate.of(self.index, groups[k], float(scores[k])), features[k]) for k in order]
+        chosen = ranked[0][0] if ranked else None
         homonyms: dict[str, bool] = {}
         if chosen:
             for _, predicate, disambiguation in self.index.groups(self.index.surfaces[chosen.surface]):
@@ -78,9 +81,9 @@ class KGQA:
             "answer": chosen.answer() if chosen else "",
             "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
             "beam": [{"answer": c.answer(), "score": round(c.score, 4)} for c in beam],
-            "candidates": [{"answer": self._candidate(g, score).answer(), "score": round(score, 4),
+            "candidates": [{"answer": c.answer(), "score": round(c.score, 4),
                             "features": {name: round(float(v), 4) for name, v in zip(FEATURES, row)}}
-                           for g, score, row in ranked],
+                           for c, row in ranked],
             "homonyms": [{"disambiguation": m, "has_predicate": has, "chosen": m == chosen.disambiguation}
                          for m, has in homonyms.items()],
             "reranked": rerank,
@@ -95,17 +98,15 @@ class KGQA:
     def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[tuple[list[int], np.ndarray]]:
         """(KB keys, their reranking features) per question: the beam's keys and their subjects' others."""
         groups = [candidate_groups(self.index, q, beam) for q, beam in zip(questions, beams)]
+        answers = [[self.index.answer(g) for g in keys] for keys in groups]
         asked = [i for i, keys in enumerate(groups) if keys]
-        found = log_likelihoods(self.model, self.tokenizer, self.index, [questions[i] for i in asked],
-                                [groups[i] for i in asked]) if asked else []
+        targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in answers[i]]
+                   for i in asked]
+        found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets) if asked else []
         features = [np.zeros((0, len(FEATURES)))] * len(questions)
         for i, likelihoods in zip(asked, found):
-            features[i] = candidate_features(self.index, questions[i], groups[i], likelihoods, beams[i])
+            features[i] = candidate_features(questions[i], groups[i], answers[i], likelihoods, beams[i])
         return list(zip(groups, features))
 
-    def _candidate(self, group: int, score: float) -> Candidate:
-        answer = self.index.answer(group)
-        return Candidate(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, group)
-
     def _ranked(self, groups: list[int], scores: np.ndarray) -> list[Candidate]:
-        return [self._candidate(groups[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]
+        return [Candidate.of(self.index, groups[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]

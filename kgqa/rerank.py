@@ -19,9 +19,9 @@ import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from kgqa.decoding import Candidate, common_subsequence
+from kgqa.decoding import Candidate, common_subsequence, encode_questions
 from kgqa.files import atomic_file
-from kgqa.index import KBIndex
+from kgqa.index import Answer, KBIndex
 from kgqa.metrics import longest_common_substring
 from kgqa.model import CopyT5
 from kgqa.tokenizer import Tokenizer
@@ -59,7 +59,7 @@ class Reranker:
 
     def save(self, checkpoint: str) -> None:
         with atomic_file(os.path.join(checkpoint, RERANKER)) as out:
-            json.dump(asdict(self) | {"features": list(self.features)}, out, indent=1)
+            json.dump(asdict(self), out, indent=1)
 
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:
@@ -74,13 +74,13 @@ class Reranker:
         return cls(saved["mean"], saved["std"], saved["weights"])
 
     @classmethod
-    def fit(cls, examples: list[tuple[np.ndarray, int]], l2: float = 1e-3, seed: int = 0) -> Reranker:
+    def fit(cls, examples: list[tuple[np.ndarray, int]], l2: float = 1e-3) -> Reranker:
         """Conditional logit: maximise each question's probability of its gold candidate.
 
         `examples` are (features of a question's candidates, index of the gold one); questions
         whose gold key is not among the candidates teach nothing and are left out by the caller.
+        L-BFGS from zero weights on a convex loss: deterministic, no seed needed.
         """
-        torch.manual_seed(seed)
         rows = np.concatenate([f for f, _ in examples])
         mean, std = rows.mean(0), rows.std(0) + 1e-6
         blocks = [torch.tensor((f - mean) / std, dtype=torch.float64) for f, _ in examples]
@@ -125,27 +125,18 @@ def candidate_groups(index: KBIndex, question: str, beam: list[Candidate], surfa
 
 
 @torch.no_grad()
-def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
-                    groups: list[list[int]], rows_per_pass: int = 512) -> list[np.ndarray]:
-    """(log p of the whole target, target tokens) per key, each question encoded once."""
-    encoded = [tokenizer.encode_question(q)[:128] for q in questions]
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    for i, ids in enumerate(encoded):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-    attention = (input_ids != tokenizer.pad_id).long()
+def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
+                    targets: list[list[list[int]]], rows_per_pass: int = 512) -> list[np.ndarray]:
+    """(log p of the whole target, target tokens) per target token list, each question encoded once."""
+    input_ids, attention = encode_questions(tokenizer, questions)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
-    pairs = [(q, group) for q, keys in enumerate(groups) for group in keys]
+    pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]
     totals = np.zeros((len(pairs), 2))
     for start in range(0, len(pairs), rows_per_pass):
         chunk = pairs[start:start + rows_per_pass]
         owner = torch.tensor([q for q, _ in chunk])
-        targets = []
-        for _, group in chunk:
-            answer = index.answer(group)
-            targets.append(tokenizer.encode_target(answer.surface, answer.predicate, answer.disambiguation))
-        labels = torch.full((len(chunk), max(len(t) for t in targets)), -100, dtype=torch.long)
-        for i, target in enumerate(targets):
+        labels = torch.full((len(chunk), max(len(t) for _, t in chunk)), -100, dtype=torch.long)
+        for i, (_, target) in enumerate(chunk):
             labels[i, : len(target)] = torch.tensor(target)
         extra = {"source_ids": input_ids[owner]} if isinstance(model, CopyT5) else {}
         logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
@@ -155,16 +146,15 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex
         totals[start:start + len(chunk), 0] = token_ll.sum(-1).numpy()
         totals[start:start + len(chunk), 1] = (labels >= 0).sum(-1).numpy()
     out, at = [], 0
-    for keys in groups:
+    for keys in targets:
         out.append(totals[at:at + len(keys)])
         at += len(keys)
     return out
 
 
-def candidate_features(index: KBIndex, question: str, groups: list[int], likelihoods: np.ndarray,
+def candidate_features(question: str, groups: list[int], answers: list[Answer], likelihoods: np.ndarray,
                        beam: list[Candidate]) -> np.ndarray:
-    """One row of FEATURES per key, in `groups` order."""
-    answers = [index.answer(group) for group in groups]
+    """One row of FEATURES per key (`groups`, their `answers`), in that order."""
     covers = []
     for answer in answers:
         rest = question.replace(answer.surface, "", 1)

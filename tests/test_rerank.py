@@ -45,10 +45,10 @@ def test_log_likelihoods_agree_with_the_model_loss(sample):
     model = scratch_model(tokenizer, TINY, 0).eval()
     question = "马磊静的配偶是谁？"
     groups = [group for sid in index.mentions(question) for group, _, _ in index.groups(sid)][:5]
-    found = log_likelihoods(model, tokenizer, index, [question], [groups])[0]
-    for group, (total, length) in zip(groups, found):
-        answer = index.answer(group)
-        labels = torch.tensor([tokenizer.encode_target(answer.surface, answer.predicate, answer.disambiguation)])
+    targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.answer, groups)]
+    found = log_likelihoods(model, tokenizer, [question], [targets])[0]
+    for target, (total, length) in zip(targets, found):
+        labels = torch.tensor([target])
         source = torch.tensor([tokenizer.encode_question(question)])
         with torch.no_grad():
             logits = model(input_ids=source, labels=labels).logits  # CopyT5 returns log-probabilities
