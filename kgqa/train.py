@@ -39,7 +39,7 @@ class TrainConfig:
     dev: str | None = None
     model: str = "scratch"
     output: str = "checkpoints/kgclue"
-    epochs: int = 8
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 300
