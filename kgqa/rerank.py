@@ -4,14 +4,16 @@ wording, combined with weights fitted on held-out training questions.
 Why: beam search keeps a handful of predicates per subject, and the look-ahead trades the model's
 preference against the question's wording with one fixed weight for every question. Scoring every
 predicate of the chosen subjects, and learning the trade-off, recovers answers the beam dropped.
-No feature names a predicate (model log-likelihood, how much of the predicate the question
-covers, ...), so weights fitted on held-out predicates carry over to dev's and test's, which
-training never shows.
+The object a key gives is evidence too: a question that asks how many or when wants one holding
+a digit, and no question asks for what it already says. No feature names a predicate (model
+log-likelihood, how much of the predicate the question covers, the object's kind, ...), so
+weights fitted on held-out predicates carry over to dev's and test's, which training never shows.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,7 +44,14 @@ FEATURES = (
     "longest_mention",  # 1 for the longest of the candidate subjects
     "in_beam",
     "beam_first",
+    "number_asked",  # the object holds a digit and the question asks how many, how long, when
+    "number",  # the object holds a digit
+    "object_in_question",  # 1 when the object occurs in the question as it is: asked for, not given
+    "object_covered",  # subsequence of the object in the question / |object|
 )
+# Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
+ASKS_NUMBER = re.compile("多少|几|哪一年|哪年|什么时候|何时|多大|多高|多长|多重|多久|年份|日期|时间|哪天")
+DIGIT = re.compile(r"\d")
 
 
 @dataclass
@@ -163,13 +172,18 @@ def candidate_features(question: str, groups: list[int], answers: list[Answer], 
     longest = max(len(answer.surface) for answer in answers)
     beam_groups = [c.group for c in beam]
     rows = []
+    asks_number = float(bool(ASKS_NUMBER.search(question)))
     for answer, (rest, cover), (ll, length), group in zip(answers, covers, likelihoods, groups):
         p, m = answer.predicate, answer.disambiguation
+        o = answer.objects[0] if answer.objects else ""
+        number = float(bool(DIGIT.search(o)))
         rows.append([
             ll, ll / max(length, 1), cover / len(p), cover / max(len(rest), 1), float(cover == best_cover),
             float(p in rest), longest_common_substring(list(p), list(rest)) / len(p), len(p),
             common_subsequence(question, m) / len(m) if m else 0.0, float(bool(m)), len(answer.surface),
             float(len(answer.surface) == longest), float(group in beam_groups),
             float(bool(beam_groups) and group == beam_groups[0]),
+            number * asks_number, number, float(bool(o) and o in question),
+            common_subsequence(question, o) / len(o) if o else 0.0,
         ])
     return np.array(rows, dtype=np.float64)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.index import ensure_index
+from kgqa.index import Answer, ensure_index
 from kgqa.kb import read_kb
 from kgqa.model import ScratchShape, scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.rerank import FEATURES, Reranker, log_likelihoods
+from kgqa.rerank import FEATURES, Reranker, candidate_features, log_likelihoods
 from kgqa.tokenizer import SentencePieceTokenizer
 
 from conftest import SAMPLE
@@ -74,3 +74,17 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
             assert (c.surface, c.predicate, c.disambiguation, c.obj) in kb_keys
         assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
     assert found[0][0].predicate == "配偶"  # covered whole by the question: ranked first
+
+
+def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
+    question = "刘晓华多少岁了？"
+    answers = [Answer("刘晓华", "年龄", "", ["45"]), Answer("刘晓华", "姓名", "", ["刘晓华"]),
+               Answer("刘晓华", "职业", "", ["教授"])]
+    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [])
+    column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURES)}
+    assert column["number_asked"] == [1.0, 0.0, 0.0]
+    assert column["number"] == [1.0, 0.0, 0.0]
+    assert column["object_in_question"] == [0.0, 1.0, 0.0]
+    assert column["object_covered"] == [0.0, 1.0, 0.0]
+    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [])
+    assert asked_name[0, FEATURES.index("number_asked")] == 0.0  # a digit the question does not ask for
