@@ -11,12 +11,10 @@ import argparse
 import collections
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
@@ -27,7 +25,6 @@ from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
 COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
 
 
@@ -65,8 +62,7 @@ def main() -> None:
     default = DecodeSettings()
     if default.mention_lookahead not in args.mention_lookahead:
         args.mention_lookahead.append(default.mention_lookahead)
-    if not os.path.isfile(args.dev):
-        print(f"skipped: no {args.dev}")
+    if missing(args.dev):
         return
     dev = read_questions(args.dev, need_answers=True)[: args.limit]
     golds = [q.answer for q in dev]

@@ -14,14 +14,12 @@ import argparse
 import collections
 import contextlib
 import os
-import sys
 import time
 from dataclasses import replace
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa import decoding  # noqa: E402
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
@@ -31,7 +29,6 @@ from kgqa.model import CopyT5  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
 SPENT: collections.Counter = collections.Counter()
 CALLS: collections.Counter = collections.Counter()
 
@@ -63,8 +60,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=512)
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
     args = parser.parse_args()
-    if not os.path.isfile(args.file) or not os.path.isfile(args.kb):
-        print(f"skipped: no {args.file} or {args.kb}")
+    if missing(args.file, args.kb):
         return
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     index = ensure_index(args.kb, tokenizer)

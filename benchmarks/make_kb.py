@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.files import atomic_file  # noqa: E402
 from kgqa.kb import read_kb  # noqa: E402
 
-REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue", "kb.tsv")
+REFERENCE = os.path.join(DATA, "kb.tsv")
 REAL = {"triples": 20_559_652, "subjects": 3_121_457, "predicates": 245_838}
 
 
@@ -136,8 +134,7 @@ def main() -> None:
     parser.add_argument("--disambiguated", type=float, default=0.25, help="share of subjects with an M")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if not os.path.isfile(args.reference):
-        print(f"skipped: no {args.reference}")
+    if missing(args.reference):
         return
     if not 0 < args.subjects <= args.triples:
         parser.error("need 0 < subjects <= triples")

@@ -17,9 +17,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
-CLI = [sys.executable, os.path.join(ROOT, "cli.py")]
+from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 
 def run(command: list[str]) -> tuple[float, float, str]:
@@ -45,8 +43,7 @@ def main() -> None:
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"), help="questions to predict")
     parser.add_argument("--work", default=None, help="where indexes go (default: a temp dir, removed)")
     args = parser.parse_args()
-    if not os.path.isfile(args.kb) or not os.path.isfile(args.file):
-        print(f"skipped: no {args.kb} or {args.file}")
+    if missing(args.kb, args.file):
         return
     work = args.work or tempfile.mkdtemp(prefix="kgqa-scale-")
     try:

@@ -11,18 +11,14 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import time
 
 import aiohttp
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
-
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
 
 
 async def client(session: aiohttp.ClientSession, url: str, questions: list[str], until: float, seed: int,
@@ -62,15 +58,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
-    if not os.path.isfile(args.kb) or not os.path.isfile(args.questions):
-        print(f"skipped: no {args.kb} or {args.questions}")
+    if missing(args.kb, args.questions):
         return
     questions = [q.question for q in read_questions(args.questions)]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, os.path.join(ROOT, "cli.py"), "serve", "--checkpoint", args.checkpoint,
-                               "--kb", args.kb, "--port", str(port)],
+    server = subprocess.Popen(CLI + ["serve", "--checkpoint", args.checkpoint, "--kb", args.kb, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

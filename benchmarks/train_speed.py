@@ -21,15 +21,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from shared_data import CLI, DATA, ROOT, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.model import ScratchShape, count_parameters, scratch_model  # noqa: E402
 from kgqa.tokenizer import SentencePieceTokenizer  # noqa: E402
 from kgqa.train import TrainConfig, _batch  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
 
 
 def throughput(pairs: list, steps: int, batch_size: int) -> None:
@@ -61,7 +59,7 @@ def data_parallel(train: str, kb: str, examples: int) -> None:
     common = ["train", "--train", subset, "--kb", kb, "--epochs", "1", "--kb-questions", "0", "--holdout", "0",
               "--seed", "0"]
     runs = {
-        "1 process, batch 64": [sys.executable, os.path.join(ROOT, "cli.py")] + common + ["--batch-size", "64"],
+        "1 process, batch 64": CLI + common + ["--batch-size", "64"],
         "2 processes (gloo), batch 32 each": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                               "--master_port", "29541", os.path.join(ROOT, "cli.py")]
                                              + common + ["--batch-size", "32"],
@@ -82,8 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--examples", type=int, default=2048)
     args = parser.parse_args()
-    if not os.path.isfile(args.train) or not os.path.isfile(args.kb):
-        print(f"skipped: no {args.train} or {args.kb}")
+    if missing(args.train, args.kb):
         return
     pairs = training_pairs(read_questions(args.train, need_answers=True))
     throughput(pairs, args.steps, TrainConfig.batch_size)

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import marisa_trie
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import shared_data  # noqa: F401 (puts kgqa on sys.path)
 
 from kgqa.index import KBIndex  # noqa: E402
 from kgqa.tokenizer import load_tokenizer  # noqa: E402
-from kgqa.trie import ROOT as TRIE_ROOT  # noqa: E402
+from kgqa.trie import ROOT  # noqa: E402
 
 DEPTHS = (0, 1, 2, 4, 8, "deep")
 CODEPOINT = 0x10000  # token t is the character chr(CODEPOINT + t) in the baseline's string keys
@@ -65,7 +63,7 @@ def main() -> None:
         return {ord(key[len(prefix)]) - CODEPOINT for key in baseline.keys(text)}
 
     def node_of(prefix: list[int]) -> int:
-        node = TRIE_ROOT
+        node = ROOT
         for token in prefix:
             node = trie.step(node, token)
         return node

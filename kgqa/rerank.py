@@ -175,7 +175,7 @@ def candidate_features(question: str, groups: list[int], answers: list[Answer], 
     asks_number = float(bool(ASKS_NUMBER.search(question)))
     for answer, (rest, cover), (ll, length), group in zip(answers, covers, likelihoods, groups):
         p, m = answer.predicate, answer.disambiguation
-        o = answer.objects[0] if answer.objects else ""
+        o = answer.objects[0]  # the one an answer gives (Candidate.of); "" where the KB has an empty O
         number = float(bool(DIGIT.search(o)))
         rows.append([
             ll, ll / max(length, 1), cover / len(p), cover / max(len(rest), 1), float(cover == best_cover),
