@@ -42,15 +42,21 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Stop at the first bad KB line instead of skipping it.")
 @_user_errors
 def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
-    """Build the persistent KB index (key trie + object store) once."""
-    from kgqa.index import KBIndex
+    """Build the persistent KB index (key trie + object store) once.
+
+    OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
+    from kgqa.checkpoint import read_settings
+    from kgqa.index import KBIndex, check_kb_path, index_lock
     from kgqa.kb import file_sha256
     from kgqa.tokenizer import load_tokenizer
 
     if checkpoint is None:
         raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
-    built = KBIndex.build(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
-                          strict=strict, kb_sha256=file_sha256(kb), progress=True)
+    check_kb_path(kb)
+    read_settings(checkpoint)
+    with index_lock(output):
+        built = KBIndex.build(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
+                              strict=strict, kb_sha256=file_sha256(kb), progress=True)
     h = built.header
     click.echo(f"{output}: {h['triples']} triples, {h['surfaces']} surfaces, {h['predicates']} predicates"
                + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
@@ -63,14 +69,14 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 @click.option("--model", default="scratch", show_default=True,
               help="'scratch' or a local/hub seq2seq checkpoint (T5, mT5, BART).")
 @click.option("--output", default="checkpoints/kgclue", show_default=True, type=click.Path())
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--kb-questions", type=int, default=None, help="KB-generated questions added per epoch.")
-@click.option("--d-model", type=int, default=None, help="Scratch model width.")
-@click.option("--layers", type=int, default=None, help="Scratch encoder and decoder layers.")
-@click.option("--dev-limit", type=int, default=None, help="Dev questions scored per epoch (0: all).")
-@click.option("--holdout", type=float, default=None,
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--kb-questions", type=click.IntRange(min=0), default=None, help="KB-generated questions added per epoch.")
+@click.option("--d-model", type=click.IntRange(min=1), default=None, help="Scratch model width.")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Scratch encoder and decoder layers.")
+@click.option("--dev-limit", type=click.IntRange(min=0), default=None, help="Dev questions scored per epoch (0: all).")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
@@ -103,11 +109,11 @@ def _decode_options(command):
         click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
         click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
-        click.option("--beams", type=int, default=4, show_default=True),
-        click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option("--lookahead", type=float, default=1.0, show_default=True,
+        click.option("--beams", type=click.IntRange(min=1), default=4, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option("--lookahead", type=click.FloatRange(min=0), default=1.0, show_default=True,
                      help="Per-character weight of question coverage when choosing the predicate (0: off)."),
-        click.option("--mention-lookahead", type=float, default=2.0, show_default=True,
+        click.option("--mention-lookahead", type=click.FloatRange(min=0), default=2.0, show_default=True,
                      help="Per-character weight of mention length when choosing the subject (0: off)."),
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
@@ -128,7 +134,11 @@ def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_looka
 
 
 def _answer_file(questions_path, output, record_of, top_k=1, **decode):
-    """Answer every question, one batch at a time, journaled beside `output` so a killed run resumes."""
+    """Answer every question, one batch at a time, journaled beside `output` so a killed run resumes.
+
+    What can be checked without the model is checked first: an output that is a directory, or
+    one another run is writing, fails before minutes of loading, not after the answers. Yields
+    the records once; the journal goes only after the caller has written the output."""
     from dataclasses import asdict
 
     from tqdm import tqdm
@@ -137,27 +147,31 @@ def _answer_file(questions_path, output, record_of, top_k=1, **decode):
     from kgqa.journal import Journal, fingerprint
     from kgqa.kb import file_sha256
 
+    if os.path.isdir(output):
+        raise KgqaError("is a directory, expected the answer file to write", output)
     questions = read_questions(questions_path)
-    kgqa = _open(top_k=top_k, **decode)
-    weights = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-                     for entry in os.scandir(decode["checkpoint"]) if entry.is_file())
-    journal = Journal(output, fingerprint(file_sha256(questions_path), weights, kgqa.index.header["kb_sha256"],
-                                          asdict(kgqa.settings), record_of.__name__))
-    pending = [i for i in range(len(questions)) if i not in journal.done]
-    if journal.done:
-        click.echo(f"resuming: {len(journal.done)} answers already in {journal.path}", err=True)
-    size = kgqa.settings.batch_size
-    for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches"):
-        chunk = pending[start:start + size]
-        found = kgqa.answer([questions[i].question for i in chunk])
-        journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
-    return [journal.done[i] for i in range(len(questions))], journal
+    with Journal(output) as journal:
+        kgqa = _open(top_k=top_k, **decode)
+        weights = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                         for entry in os.scandir(decode["checkpoint"]) if entry.is_file())
+        journal.begin(fingerprint(file_sha256(questions_path), weights, kgqa.index.header["kb_sha256"],
+                                  asdict(kgqa.settings), record_of.__name__))
+        pending = [i for i in range(len(questions)) if i not in journal.done]
+        if journal.done:
+            click.echo(f"resuming: {len(journal.done)} answers already in {journal.path}", err=True)
+        size = kgqa.settings.batch_size
+        for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches"):
+            chunk = pending[start:start + size]
+            found = kgqa.answer([questions[i].question for i in chunk])
+            journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
+        yield [journal.done[i] for i in range(len(questions))]
+        journal.close()
 
 
 @main.command()
 @click.argument("questions", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Answers, JSON lines.")
-@click.option("--top-k", type=int, default=1, show_default=True, help="Candidates listed per question.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates listed per question.")
 @_decode_options
 @_user_errors
 def predict(questions, output, top_k, **decode) -> None:
@@ -169,28 +183,31 @@ def predict(questions, output, top_k, **decode) -> None:
     def answer_record(q, found):
         record = {"id": q.id, "question": q.question, "answer": found[0].answer() if found else ""}
         if top_k > 1:
-            record["candidates"] = [{"answer": c.answer(), "score": round(c.score, 4)} for c in found]
+            record["candidates"] = [c.as_json() for c in found]
         return record
 
-    records, journal = _answer_file(questions, output, answer_record, top_k=top_k, **decode)
-    write_answers(output, records)
-    journal.close()
+    for records in _answer_file(questions, output, answer_record, top_k=top_k, **decode):
+        write_answers(output, records)
     unanswered = sum(1 for record in records if not record["answer"])
     click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
 
 
 @main.command()
 @click.argument("question", required=False)
-@click.option("--top-k", type=int, default=5, show_default=True, help="Candidates shown.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates shown.")
 @click.option("--explain", is_flag=True, help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON line.")
 @_decode_options
 @_user_errors
 def ask(question, top_k, explain, as_json, **decode) -> None:
     """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
+    from kgqa.data import is_text
+
     kgqa = _open(**decode)
 
     def show(text: str) -> None:
+        if not is_text(text):
+            raise KgqaError("the question holds bytes that are not UTF-8 text")
         info = kgqa.explain(text)
         if not explain:
             info["candidates"] = info["candidates"][:top_k]
@@ -225,17 +242,21 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
-@click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--top-k", type=int, default=5, show_default=True, help="Candidates per answer.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates per answer.")
 @_decode_options
 @_user_errors
 def serve(host, port, top_k, **decode) -> None:
     """HTTP service: POST /ask, GET /health, and a page at / to ask from a browser."""
-    from kgqa.server import serve as run
+    from kgqa.server import is_loopback, listen, serve as run
 
+    sock = listen(host, port)
     kgqa = _open(top_k=top_k, **decode)
+    if not is_loopback(host):
+        click.echo(f"warning: {host} is not loopback and kgqa serve has no authentication: anyone who can "
+                   f"reach {host}:{port} can ask it questions", err=True)
     click.echo(f"kgqa: serving on http://{host}:{port}", err=True)
-    run(kgqa, host, port)
+    run(kgqa, sock)
 
 
 @main.command()
@@ -251,13 +272,14 @@ def submit(test, output, **decode) -> None:
     def leaderboard_record(q, found):
         return {"id": q.id, "answer": found[0].answer() if found else ""}
 
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise KgqaError("is a file, expected a directory for the upload files", output)
     json_path = os.path.join(output, "kgclue_predict.json")
-    records, journal = _answer_file(test, json_path, leaderboard_record, **decode)
-    write_answers(json_path, records)
-    with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
-        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.write(json_path, "kgclue_predict.json")
-    journal.close()
+    for records in _answer_file(test, json_path, leaderboard_record, **decode):
+        write_answers(json_path, records)
+        with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.write(json_path, "kgclue_predict.json")
     click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(records)} answers")
 
 
@@ -272,9 +294,17 @@ def evaluate(pred: str, gold: str, as_json: bool) -> None:
     from kgqa.metrics import score
 
     golds = read_questions(gold, need_answers=True)
-    predicted = {json.dumps(q.id): q.answer or "" for q in _read_predictions(pred)}
+    predictions = _read_predictions(pred)
+    predicted = {json.dumps(q.id): q.answer or "" for q in predictions}
     table = score([predicted.get(json.dumps(q.id), "") for q in golds], [q.answer for q in golds])
-    table["missing"] = sum(1 for q in golds if json.dumps(q.id) not in predicted)
+    missing = [q.id for q in golds if json.dumps(q.id) not in predicted]
+    table["missing"] = len(missing)
+    as_text = {str(q.id): q.id for q in predictions}
+    near = [(g, as_text[str(g)]) for g in missing if str(g) in as_text]
+    if near:  # 1, "1" and 1.0 are different ids to KgCLUE's scorer too, but nobody means that
+        gold_id, pred_id = near[0]
+        click.echo(f"warning: {len(near)} gold ids match a prediction id only as text (gold {json.dumps(gold_id)}, "
+                   f"prediction {json.dumps(pred_id)}); they count as missing", err=True)
     if as_json:
         click.echo(json.dumps(table, ensure_ascii=False))
         return
@@ -283,21 +313,15 @@ def evaluate(pred: str, gold: str, as_json: bool) -> None:
 
 
 def _read_predictions(path: str):
-    """Prediction lines carry `answer` but maybe no `question`; reuse the validating reader."""
-    from kgqa.data import Question
+    """Prediction lines carry `answer` but maybe no `question`."""
+    from kgqa.data import Question, json_lines
 
-    if not os.path.isfile(path):
-        raise KgqaError("no such file", path)
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                out.append(Question(record["id"], record.get("question", ""), str(record.get("answer", "")), number))
-            except (ValueError, KeyError, TypeError):
-                raise KgqaError('expected a JSON object with "id" and "answer"', path, number) from None
+    for number, record in json_lines(path):
+        try:
+            out.append(Question(record["id"], record.get("question", ""), str(record.get("answer", "")), number))
+        except (KeyError, TypeError, AttributeError):
+            raise KgqaError('expected a JSON object with "id" and "answer"', path, number) from None
     return out
 
 

@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedModel
 
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_directory
+from kgqa.files import atomic_directory, recover_directory
 from kgqa.model import load_model
 from kgqa.tokenizer import Tokenizer, load_tokenizer
 
@@ -23,7 +23,7 @@ TRAINER_STATE = "trainer_state.pt"
 
 def save_checkpoint(directory: str, model: PreTrainedModel, tokenizer: Tokenizer, settings: dict[str, Any],
                     trainer_state: dict[str, Any] | None = None) -> None:
-    with atomic_directory(directory) as temp:
+    with atomic_directory(directory, is_checkpoint, "checkpoint") as temp:
         model.save_pretrained(temp)
         tokenizer.save(os.path.join(temp, "tokenizer"))
         with open(os.path.join(temp, SETTINGS), "w", encoding="utf-8") as handle:
@@ -32,7 +32,12 @@ def save_checkpoint(directory: str, model: PreTrainedModel, tokenizer: Tokenizer
             torch.save(trainer_state, os.path.join(temp, TRAINER_STATE))
 
 
+def is_checkpoint(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, SETTINGS))
+
+
 def read_settings(directory: str) -> dict[str, Any]:
+    recover_directory(directory)
     path = os.path.join(directory, SETTINGS)
     if not os.path.isdir(directory):
         raise KgqaError("no such checkpoint directory", directory)
@@ -57,10 +62,15 @@ def load_checkpoint(directory: str) -> tuple[PreTrainedModel, Tokenizer, dict[st
 
 
 def load_trainer_state(directory: str) -> dict[str, Any] | None:
+    """The optimizer, scheduler and RNG state to resume from, as tensors and plain values only:
+    a pickle may run code, and a checkpoint can come from anyone."""
+    recover_directory(directory)
     path = os.path.join(directory, TRAINER_STATE)
     if not os.path.isfile(path):
         return None
     try:
-        return torch.load(path, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise KgqaError(f"unreadable trainer state ({error})", path) from None
+        return torch.load(path, weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by damage
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise KgqaError(f"unreadable trainer state, or one holding more than tensors and plain values ({reason})",
+                        path) from None

@@ -5,7 +5,7 @@ import json
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
@@ -29,18 +29,23 @@ class Question:
         return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
-def read_questions(path: str, need_answers: bool = False) -> list[Question]:
-    """Read a question file; any malformed line stops the read with its line number.
+def is_text(value: str) -> bool:
+    """False for a string JSON let through that is not text (a lone surrogate such as "\\ud800"):
+    it cannot be encoded, so it would fail later, inside a shared decode or an output write."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
-    Blank lines are skipped; a duplicate id is an error, because the answer file must hold
-    exactly one line per id.
-    """
+
+def json_lines(path: str) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line; a line that is not UTF-8 or not JSON
+    stops the read with its number. Shared by question, gold and prediction files."""
     if not os.path.exists(path):
         raise KgqaError("no such file", path)
     if os.path.isdir(path):
-        raise KgqaError("is a directory, expected a question file", path)
-    questions: list[Question] = []
-    seen: set[str] = set()
+        raise KgqaError("is a directory, expected a JSON-lines file", path)
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -50,28 +55,43 @@ def read_questions(path: str, need_answers: bool = False) -> list[Question]:
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                yield number, json.loads(text)
             except json.JSONDecodeError as error:
                 raise KgqaError(f"not JSON ({error.msg})", path, number) from None
-            if not isinstance(record, dict):
-                raise KgqaError("expected a JSON object", path, number)
-            if "id" not in record:
-                raise KgqaError('missing "id"', path, number)
-            question = record.get("question")
-            if not isinstance(question, str):
-                raise KgqaError('missing or non-string "question"', path, number)
-            if not question.strip():
-                raise KgqaError("empty question", path, number)
-            key = json.dumps(record["id"])
-            if key in seen:
-                raise KgqaError(f"duplicate id {record['id']!r}", path, number)
-            seen.add(key)
-            answer = record.get("answer")
-            if need_answers:
-                if not isinstance(answer, str) or answer.count("|||") != 2:
-                    raise KgqaError('missing "answer" of the form "S ||| P ||| O"', path, number)
-            questions.append(Question(record["id"], question.strip()[:MAX_QUESTION_CHARS],
-                                      answer if isinstance(answer, str) else None, number))
+            except RecursionError:
+                raise KgqaError("JSON nested too deeply", path, number) from None
+
+
+def read_questions(path: str, need_answers: bool = False) -> list[Question]:
+    """Read a question file; any malformed line stops the read with its line number.
+
+    Blank lines are skipped; a duplicate id is an error, because the answer file must hold
+    exactly one line per id.
+    """
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for number, record in json_lines(path):
+        if not isinstance(record, dict):
+            raise KgqaError("expected a JSON object", path, number)
+        if "id" not in record:
+            raise KgqaError('missing "id"', path, number)
+        question = record.get("question")
+        if not isinstance(question, str):
+            raise KgqaError('missing or non-string "question"', path, number)
+        if not question.strip():
+            raise KgqaError("empty question", path, number)
+        if not is_text(question):
+            raise KgqaError('"question" holds a lone surrogate escape (not text)', path, number)
+        key = json.dumps(record["id"])
+        if key in seen:
+            raise KgqaError(f"duplicate id {record['id']!r}", path, number)
+        seen.add(key)
+        answer = record.get("answer")
+        if need_answers:
+            if not isinstance(answer, str) or answer.count("|||") != 2:
+                raise KgqaError('missing "answer" of the form "S ||| P ||| O"', path, number)
+        questions.append(Question(record["id"], question.strip()[:MAX_QUESTION_CHARS],
+                                  answer if isinstance(answer, str) else None, number))
     if not questions:
         raise KgqaError("no questions in the file", path)
     return questions

@@ -218,6 +218,10 @@ class Candidate:
         """KgCLUE's answer string `S ||| P ||| O`, S with its disambiguation."""
         return f"{self.subject} ||| {self.predicate} ||| {self.obj}"
 
+    def as_json(self) -> dict:
+        """The candidate as predict, ask and serve print it."""
+        return {"answer": self.answer(), "score": round(self.score, 4)}
+
     @classmethod
     def of(cls, index: KBIndex, group: int, score: float) -> "Candidate":
         """The KB key `group` as an answer: its first object, as the issue's rule says."""

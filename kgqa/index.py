@@ -10,6 +10,7 @@ has tens of groups, and building those on demand keeps the index to the size of 
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import functools
 import json
@@ -21,13 +22,14 @@ import marisa_trie
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_directory
+from kgqa.files import atomic_directory, recover_directory
 from kgqa.kb import ReadStats, file_sha256, read_kb
 from kgqa.tokenizer import Tokenizer
 from kgqa.trie import TokenTrie
 
 FORMAT_VERSION = 2
 HEADER = "header.json"
+_HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "surfaces", "entities", "predicates")
 _ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
            "obj_offset")
 
@@ -39,26 +41,70 @@ class Answer(NamedTuple):
     objects: list[str]
 
 
+class DamagedIndex(KgqaError):
+    """An index whose files are unreadable or disagree with each other (a kill mid-copy, a full disk)."""
+
+    def __init__(self, problem: str, directory: str) -> None:
+        super().__init__(f"damaged index: {problem} (rebuild it with `kgqa index`, or remove it)", directory)
+
+
 class KBIndex:
     def __init__(self, directory: str) -> None:
+        """Open an index and check that its parts agree in size: a truncated or half-copied
+        index is a `KgqaError` here, never an IndexError (or a wrong answer) mid-decode."""
         header_path = os.path.join(directory, HEADER)
         try:
             with open(header_path, encoding="utf-8") as handle:
                 self.header = json.load(handle)
+        except FileNotFoundError:
+            raise KgqaError(f"not a kgqa index (no {HEADER})", directory) from None
         except (OSError, ValueError) as error:
-            raise KgqaError(f"not a kgqa index ({error})", directory) from None
-        if self.header.get("format") != FORMAT_VERSION:
-            raise KgqaError(f"index format {self.header.get('format')}, this kgqa reads {FORMAT_VERSION}", directory)
+            raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
+        if not isinstance(self.header, dict) or self.header.get("format") != FORMAT_VERSION:
+            found = self.header.get("format") if isinstance(self.header, dict) else None
+            raise KgqaError(f"index format {found}, this kgqa reads {FORMAT_VERSION}", directory)
+        missing = [key for key in _HEADER_FIELDS if key not in self.header]
+        if missing:
+            raise DamagedIndex(f"header lacks {', '.join(missing)}", directory)
         self.directory = directory
-        self.surfaces = marisa_trie.Trie()
-        self.surfaces.mmap(os.path.join(directory, "surfaces.marisa"))
-        self.predicates = marisa_trie.Trie()
-        self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
-        for name in _ARRAYS:
-            setattr(self, name, np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")))
-        self.blob = np.memmap(os.path.join(directory, "strings.bin"), dtype=np.uint8, mode="r") \
-            if os.path.getsize(os.path.join(directory, "strings.bin")) else np.zeros(0, np.uint8)
-        self.surface_trie = TokenTrie.open(directory, "surfaces")
+        try:
+            self.surfaces = marisa_trie.Trie()
+            self.surfaces.mmap(os.path.join(directory, "surfaces.marisa"))
+            self.predicates = marisa_trie.Trie()
+            self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
+            for name in _ARRAYS:
+                setattr(self, name, np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")))
+            strings = os.path.join(directory, "strings.bin")
+            self.blob = np.memmap(strings, dtype=np.uint8, mode="r") if os.path.getsize(strings) \
+                else np.zeros(0, np.uint8)
+            self.surface_trie = TokenTrie.open(directory, "surfaces")
+        except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
+            raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
+        problem = self._inconsistency()
+        if problem:
+            raise DamagedIndex(problem, directory)
+
+    def _inconsistency(self) -> str | None:
+        """What does not add up between the header and the arrays (lengths and end points only:
+        cheap on a 20M-triple index), or None."""
+        h = self.header
+        groups, objects = len(self.grp_pred), len(self.obj_offset) - 1
+        trie = self.surface_trie
+        checks = [
+            (len(self.surfaces) == h["surfaces"], "surface count"),
+            (len(self.predicates) == h["predicates"], "predicate count"),
+            (len(self.ent_start) == h["surfaces"] + 1 and self.ent_start[-1] == h["entities"], "ent_start"),
+            (len(self.ent_m) == h["entities"] and len(self.ent_sid) == h["entities"], "entity arrays"),
+            (len(self.grp_start) == h["entities"] + 1 and self.grp_start[-1] == groups, "grp_start"),
+            (len(self.grp_ent) == groups, "grp_ent"),
+            (len(self.obj_start) == groups + 1 and self.obj_start[-1] == objects, "obj_start"),
+            (objects >= 0 and len(self.m_offset) >= 1, "offsets"),
+            (objects >= 0 and self.obj_offset[-1] == self.m_offset[0], "obj_offset"),
+            (len(self.m_offset) >= 1 and self.m_offset[-1] == len(self.blob), "strings.bin size"),
+            (len(trie.first) >= 1 and trie.first[-1] == len(trie.tokens) == len(trie.targets), "surface trie"),
+        ]
+        wrong = [what for ok, what in checks if not ok]
+        return f"{', '.join(wrong)} disagree with the header" if wrong else None
 
     def matches(self, kb_sha256: str, tokenizer: Tokenizer) -> bool:
         return self.header["kb_sha256"] == kb_sha256 and self.header["tokenizer_sha256"] == tokenizer.sha256
@@ -116,13 +162,15 @@ class KBIndex:
     # -- building --------------------------------------------------------------------------
     @staticmethod
     def build(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
-              kb_sha256: str | None = None, progress: bool = False) -> "KBIndex":
+              kb_sha256: str | None = None, progress: bool = False, cached: bool = False) -> "KBIndex":
         """Read the KB once, write every array to a temporary directory, then rename it in.
 
         Sized for the real KB (20M triples) on a 24 GB machine: the read keeps one id per
         distinct string (surfaces, disambiguations, predicates) and five numbers plus the bytes
         of the object per triple, no Python object per triple; the levels then come from one
         numpy sort. A repeated (S, P, O) keeps its first line and is counted as skipped.
+        `directory` may replace an earlier index there (any directory when `cached`: the cache is
+        kgqa's own), never a directory of the user's.
         """
         from tqdm import tqdm
 
@@ -201,7 +249,8 @@ class KBIndex:
             "entities": len(ent_sid),
             "predicates": len(predicates),
         }
-        with atomic_directory(directory) as temp:
+        replaceable = (lambda _: True) if cached else (lambda path: os.path.isfile(os.path.join(path, HEADER)))
+        with atomic_directory(directory, replaceable, "index") as temp:
             surfaces.save(os.path.join(temp, "surfaces.marisa"))
             predicates.save(os.path.join(temp, "predicates.marisa"))
             for name, values in arrays.items():
@@ -235,31 +284,51 @@ def cache_root() -> str:
     return os.environ.get("KGQA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kgqa")
 
 
+def check_kb_path(kb_path: str) -> None:
+    if not os.path.exists(kb_path):
+        raise KgqaError("no such file", kb_path)
+    if os.path.isdir(kb_path):
+        raise KgqaError("is a directory, expected a KB file", kb_path)
+
+
+@contextlib.contextmanager
+def index_lock(directory: str) -> Iterator[None]:
+    """Processes sharing an index (torchrun's ranks, predicts side by side, `kgqa index`) take
+    turns: one builds, the others wait and then open what it built, instead of swapping
+    directories under each other."""
+    directory = os.path.abspath(directory)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    with open(directory + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        recover_directory(directory)
+        yield
+
+
 def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = None,
                  strict: bool = False, progress: bool = False) -> KBIndex:
     """Open the index for this KB and tokenizer, building it first when none matches.
 
     An index records the hashes it was built from; one built from another KB or tokenizer is
-    rebuilt, never used, so an answer can't come from the wrong KB.
+    rebuilt, never used, so an answer can't come from the wrong KB. A damaged index in the cache
+    is rebuilt; a damaged one the user named (`--index`) is their file: an error says so.
     """
-    if not os.path.exists(kb_path):
-        raise KgqaError("no such file", kb_path)
-    if os.path.isdir(kb_path):
-        raise KgqaError("is a directory, expected a KB file", kb_path)
+    check_kb_path(kb_path)
     kb_sha256 = file_sha256(kb_path)
-    if directory is None:
+    cached = directory is None
+    if cached:
         directory = os.path.join(cache_root(), "index", f"{kb_sha256[:16]}-{tokenizer.sha256[:16]}")
     directory = os.path.abspath(directory)
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
-    # Processes sharing an index (torchrun's ranks, predicts side by side) take turns: one builds,
-    # the others wait and then open what it built, instead of swapping directories under each other.
-    with open(directory + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with index_lock(directory):
         if os.path.isfile(os.path.join(directory, HEADER)):
             try:
                 index = KBIndex(directory)
+            except DamagedIndex:
+                if not cached:
+                    raise
+            except KgqaError:
+                pass  # an index of an older format: rebuilt below
+            else:
                 if index.matches(kb_sha256, tokenizer):
                     return index
-            except KgqaError:
-                pass  # a stale or foreign index: rebuilt below
-        return KBIndex.build(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress)
+        return KBIndex.build(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress,
+                             cached=cached)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import fcntl
 import os
 from typing import Any
+
+from kgqa.errors import KgqaError
 
 PARTIAL = ".partial"
 
@@ -21,46 +24,67 @@ def fingerprint(*parts: Any) -> str:
 
 
 class Journal:
-    def __init__(self, output: str, key: str) -> None:
-        self.path = output + PARTIAL
-        self.key = key
-        self.done: dict[int, dict] = {}
-        if os.path.isfile(self.path):
-            self._recover()
-        if not self.done:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            with open(self.path, "w", encoding="utf-8") as out:
-                out.write(json.dumps({"fingerprint": key}) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
+    """The journal of one output. Opening it takes a lock held until `close` or `release`: two
+    runs writing the same output would truncate each other's journal and could mix their
+    answers, so the second fails at once, before loading anything."""
 
-    def _recover(self) -> None:
-        with open(self.path, "rb") as handle:
-            raw = handle.read()
+    def __init__(self, output: str) -> None:
+        self.path = output + PARTIAL
+        self.done: dict[int, dict] = {}
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._handle = open(self.path, "a+b")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._handle.close()
+            raise KgqaError("another kgqa run is writing this output now (its journal is locked)", output) from None
+
+    def begin(self, key: str) -> "Journal":
+        """Take up the answers of an earlier run of the same `key`, or start the journal afresh."""
+        self._handle.seek(0)
+        raw = self._handle.read()
         whole = raw[: raw.rfind(b"\n") + 1]  # a torn last line is dropped
+        self.done = self._recovered(whole, key)
+        if self.done:
+            self._handle.truncate(len(whole))
+        else:
+            self._handle.truncate(0)
+            self._write([{"fingerprint": key}])
+        return self
+
+    @staticmethod
+    def _recovered(whole: bytes, key: str) -> dict[int, dict]:
         lines = whole.decode("utf-8", errors="replace").splitlines()
         try:
-            header = json.loads(lines[0]) if lines else {}
-            if header.get("fingerprint") != self.key:
-                return
-            for line in lines[1:]:
-                entry = json.loads(line)
-                self.done[entry["position"]] = entry["record"]
-        except (ValueError, KeyError, TypeError):
-            self.done = {}
-            return
-        with open(self.path, "r+b") as handle:
-            handle.truncate(len(whole))
+            if not lines or json.loads(lines[0]).get("fingerprint") != key:
+                return {}
+            return {entry["position"]: entry["record"] for entry in map(json.loads, lines[1:])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    def _write(self, entries: list[dict]) -> None:
+        self._handle.seek(0, os.SEEK_END)
+        self._handle.write("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode("utf-8"))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
 
     def append(self, records: dict[int, dict]) -> None:
         """Record one finished batch (position in the input -> answer record), durably."""
-        with open(self.path, "a", encoding="utf-8") as out:
-            for position, record in records.items():
-                out.write(json.dumps({"position": position, "record": record}, ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        self._write([{"position": position, "record": record} for position, record in records.items()])
         self.done.update(records)
+
+    def release(self) -> None:
+        """Stop without finishing: the journal stays for a later run to resume from."""
+        self._handle.close()
 
     def close(self) -> None:
         """The run is complete and its output written: the journal has no more use."""
         os.unlink(self.path)
+        self._handle.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if not self._handle.closed:
+            self.release()

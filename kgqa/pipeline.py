@@ -80,9 +80,8 @@ class KGQA:
             "question": question,
             "answer": chosen.answer() if chosen else "",
             "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
-            "beam": [{"answer": c.answer(), "score": round(c.score, 4)} for c in beam],
-            "candidates": [{"answer": c.answer(), "score": round(c.score, 4),
-                            "features": {name: round(float(v), 4) for name, v in zip(FEATURES, row)}}
+            "beam": [c.as_json() for c in beam],
+            "candidates": [{**c.as_json(), "features": {name: round(float(v), 4) for name, v in zip(FEATURES, row)}}
                            for c, row in ranked],
             "homonyms": [{"disambiguation": m, "has_predicate": has, "chosen": m == chosen.disambiguation}
                          for m, has in homonyms.items()],

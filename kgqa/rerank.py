@@ -22,6 +22,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from kgqa.decoding import Candidate, common_subsequence, encode_questions
+from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
 from kgqa.metrics import longest_common_substring
@@ -76,11 +77,18 @@ class Reranker:
         path = os.path.join(checkpoint, RERANKER)
         if not os.path.isfile(path):
             return None
-        with open(path, encoding="utf-8") as handle:
-            saved = json.load(handle)
-        if tuple(saved.get("features", ())) != FEATURES:
-            return None
-        return cls(saved["mean"], saved["std"], saved["weights"])
+        try:
+            with open(path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            if tuple(saved.get("features", ())) != FEATURES:
+                return None
+            reranker = cls(saved["mean"], saved["std"], saved["weights"])
+            widths = {len(np.asarray(v, dtype=float)) for v in (reranker.mean, reranker.std, reranker.weights)}
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise KgqaError(f"unreadable reranker ({type(error).__name__}: {error})", path) from None
+        if widths != {len(FEATURES)}:
+            raise KgqaError(f"unreadable reranker (expected {len(FEATURES)} weights per field)", path)
+        return reranker
 
     @classmethod
     def fit(cls, examples: list[tuple[np.ndarray, int]], l2: float = 1e-3) -> Reranker:
