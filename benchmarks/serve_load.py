@@ -1,7 +1,12 @@
 """Load on `kgqa serve` over loopback: N concurrent clients, each asking dev questions one at a time
 for T seconds; throughput, latency p50/p99, errors, and how many decodes the batcher ran.
 
-    python benchmarks/serve_load.py --checkpoint CKPT [--kb KB] [--clients 8] [--seconds 30]
+    python benchmarks/serve_load.py --checkpoint CKPT [--kb KB] [--clients 8] [--seconds 30] [--poison]
+
+With --poison the same load runs twice against one server, first alone, then beside a client that
+sends nothing but abuse (lone surrogates, deeply nested JSON, bodies over the size limit, wrong
+content types and charsets, rebound Host names, requests it abandons mid-flight): the
+well-behaved clients should see no error and a p99 within 2x of the first run.
 """
 from __future__ import annotations
 
@@ -38,16 +43,53 @@ async def client(session: aiohttp.ClientSession, url: str, questions: list[str],
         latencies.append(time.perf_counter() - started)
 
 
-async def load(url: str, questions: list[str], clients: int, seconds: float) -> tuple[list[float], list[str], dict]:
+POISON = [  # (body, headers) a hostile or broken client sends
+    (b'{"question": "\\ud800\\udfff\\ud800"}', {"Content-Type": "application/json"}),
+    (b"[" * 200_000 + b"]" * 200_000, {"Content-Type": "application/json"}),
+    (b'{"question": "' + "长".encode() * 400_000 + b'"}', {"Content-Type": "application/json"}),
+    (b'{"question": "x"}', {"Content-Type": "text/plain"}),
+    (b'{"question": "x"}', {"Content-Type": "application/json; charset=bogus"}),
+    (b'{"question": "x"}', {"Content-Type": "application/json", "Host": "evil.example"}),
+    (b'{"questions": [' + b",".join([b'"' + "长".encode() * 500 + b'"'] * 256) + b"]}", {"Content-Type": "application/json"}),
+    (b"\xff\xfe not utf-8", {"Content-Type": "application/json"}),
+]
+
+
+async def poison(session: aiohttp.ClientSession, url: str, until: float, statuses: dict) -> None:
+    """Abuse, in a loop; every third request is abandoned 5 ms in (a client that went away)."""
+    rng = random.Random(1)
+    sent = 0
+    while time.time() < until:
+        body, headers = POISON[sent % len(POISON)]
+        sent += 1
+        try:
+            if sent % 3 == 0:
+                (await asyncio.wait_for(session.post(url + "/ask", data=body, headers=headers), timeout=0.005)).release()
+                continue
+            async with session.post(url + "/ask", data=body, headers=headers) as response:
+                await response.json()  # a body that is not JSON raises
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+        except asyncio.TimeoutError:
+            statuses["abandoned"] = statuses.get("abandoned", 0) + 1
+        except (aiohttp.ClientError, ValueError) as error:
+            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+        await asyncio.sleep(rng.uniform(0, 0.01))
+
+
+async def load(url: str, questions: list[str], clients: int, seconds: float, with_poison: bool = False
+               ) -> tuple[list[float], list[str], dict]:
     latencies: list[float] = []
     errors: list[str] = []
+    statuses: dict = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         before = await (await session.get(url + "/health")).json()
         until = time.time() + seconds
+        abuse = [poison(session, url, until, statuses)] if with_poison else []
         await asyncio.gather(*(client(session, url, questions, until, seed, latencies, errors)
-                               for seed in range(clients)))
+                               for seed in range(clients)), *abuse)
         after = await (await session.get(url + "/health")).json()
-    return latencies, errors, {"decodes": after["decodes"] - before["decodes"]}
+    return latencies, errors, {"decodes": after["decodes"] - before["decodes"], "poison": statuses,
+                               "worker_running": after["worker_running"]}
 
 
 def main() -> None:
@@ -57,6 +99,7 @@ def main() -> None:
     parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--poison", action="store_true", help="Run again beside an abusive client.")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -79,18 +122,23 @@ def main() -> None:
                 raise SystemExit("kgqa serve did not come up")
 
         asyncio.run(wait_up())
-        latencies, errors, extra = asyncio.run(load(url, questions, args.clients, args.seconds))
+        runs = [(False, asyncio.run(load(url, questions, args.clients, args.seconds)))]
+        if args.poison:
+            runs.append((True, asyncio.run(load(url, questions, args.clients, args.seconds, with_poison=True))))
     finally:
         server.terminate()
         server.wait(timeout=30)
-    ms = np.array(latencies) * 1000
-    print("| clients | seconds | answers | errors | answers/s | p50 ms | p99 ms | decodes (mean batch) |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.clients} | {args.seconds:.0f} | {len(ms)} | {len(errors)} | {len(ms) / args.seconds:.1f} | "
-          f"{np.percentile(ms, 50):.0f} | {np.percentile(ms, 99):.0f} | {extra['decodes']} "
-          f"({len(ms) / max(1, extra['decodes']):.1f}) |")
-    for error in errors[:5]:
-        print("error:", error)
+    print("| clients | poison client | seconds | answers | errors | answers/s | p50 ms | p99 ms | decodes (mean batch) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for poisoned, (latencies, errors, extra) in runs:
+        ms = np.array(latencies) * 1000
+        print(f"| {args.clients} | {'yes' if poisoned else 'no'} | {args.seconds:.0f} | {len(ms)} | {len(errors)} | "
+              f"{len(ms) / args.seconds:.1f} | {np.percentile(ms, 50):.0f} | {np.percentile(ms, 99):.0f} | "
+              f"{extra['decodes']} ({len(ms) / max(1, extra['decodes']):.1f}) |")
+        if poisoned:
+            print(f"poison client's replies: {extra['poison']}; worker running after: {extra['worker_running']}")
+        for error in errors[:5]:
+            print("error:", error)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,13 @@ def _remove_abandoned(path: str) -> None:
             os.close(handle)
 
 
+def check_replaceable(path: str, replaceable: Callable[[str], bool], kind: str) -> None:
+    """Refuse, before any work, to replace a path that is not one of ours (see atomic_directory)."""
+    recover_directory(path)
+    if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or replaceable(path))):
+        raise KgqaError(f"exists and is not a kgqa {kind}; not replacing it (choose another path)", path)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str, replaceable: Callable[[str], bool], kind: str) -> Iterator[str]:
     """Fill a temporary directory, then swap it in for `path`; the old one goes only after.
@@ -103,9 +110,7 @@ def atomic_directory(path: str, replaceable: Callable[[str], bool], kind: str) -
     `path` is replaced only when it does not exist, is empty, or `replaceable(path)` says it is
     one of ours (a kgqa `kind`); anything else is the user's and is refused before any work."""
     path = os.path.abspath(path)
-    recover_directory(path)
-    if os.path.lexists(path) and not (os.path.isdir(path) and (not os.listdir(path) or replaceable(path))):
-        raise KgqaError(f"exists and is not a kgqa {kind}; not replacing it (choose another path)", path)
+    check_replaceable(path, replaceable, kind)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     _remove_abandoned(path)

@@ -22,7 +22,7 @@ import marisa_trie
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_directory, recover_directory
+from kgqa.files import atomic_directory, check_replaceable, recover_directory
 from kgqa.kb import ReadStats, file_sha256, read_kb
 from kgqa.tokenizer import Tokenizer
 from kgqa.trie import TokenTrie
@@ -174,6 +174,8 @@ class KBIndex:
         """
         from tqdm import tqdm
 
+        replaceable = (lambda _: True) if cached else (lambda path: os.path.isfile(os.path.join(path, HEADER)))
+        check_replaceable(directory, replaceable, "index")
         stats = ReadStats()
         surface_ids: dict[str, int] = {}
         m_ids: dict[str, int] = {"": 0}
@@ -249,7 +251,6 @@ class KBIndex:
             "entities": len(ent_sid),
             "predicates": len(predicates),
         }
-        replaceable = (lambda _: True) if cached else (lambda path: os.path.isfile(os.path.join(path, HEADER)))
         with atomic_directory(directory, replaceable, "index") as temp:
             surfaces.save(os.path.join(temp, "surfaces.marisa"))
             predicates.save(os.path.join(temp, "predicates.marisa"))

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from kgqa.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from kgqa.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
 from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
+from kgqa.files import check_replaceable
 from kgqa.index import ensure_index
 from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
@@ -140,6 +141,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     pairs = training_pairs(kept)
     dev = read_questions(config.dev, need_answers=True) if config.dev else []
     last_dir, best_dir = os.path.join(config.output, "last"), os.path.join(config.output, "best")
+    for directory in (last_dir, best_dir):  # refused now, not after the first epoch
+        check_replaceable(directory, is_checkpoint, "checkpoint")
     state = load_trainer_state(last_dir) if config.resume else None
     if config.resume and state is None:
         raise KgqaError("nothing to resume (no last/trainer_state.pt)", config.output)

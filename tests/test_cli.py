@@ -180,3 +180,127 @@ def test_ask_answers_explains_and_keeps_a_prompt_open(overfit):
     assert result.exit_code == 0, result.output
     for g in gold[1:3]:
         assert g["answer"] in result.output
+
+
+def _one_line_error(result, message):
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp_path):
+    tmp, train, _, env = overfit
+    checkpoint = str(tmp / "ck/best")
+    before = sorted(os.listdir(checkpoint))
+    result = CliRunner().invoke(main, ["index", f"{SAMPLE}/kb.tsv", "--checkpoint", checkpoint, "-o", checkpoint],
+                                env=env)
+    _one_line_error(result, "exists and is not a kgqa index; not replacing it")
+    assert sorted(os.listdir(checkpoint)) == before
+    index = str(tmp_path / "idx")
+    for _ in range(2):  # a new directory, then the index it now holds, may be (re)written
+        result = CliRunner().invoke(main, ["index", f"{SAMPLE}/kb.tsv", "--checkpoint", checkpoint, "-o", index],
+                                    env=env)
+        assert result.exit_code == 0, result.output
+    data = tmp_path / "data"
+    data.mkdir()
+    write(data / "train.json", "mine")
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(tmp_path / "p.json"), "--checkpoint", checkpoint,
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--index", str(data)], env=env)
+    _one_line_error(result, "data: exists and is not a kgqa index")
+    assert os.listdir(data) == ["train.json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["index", "MISSING", "--checkpoint", "CK", "-o", "OUT"], "MISSING: no such file"),
+    (["index", "TMP", "--checkpoint", "CK", "-o", "OUT"], "is a directory, expected a KB file"),
+    (["index", f"{SAMPLE}/kb.tsv", "--checkpoint", "TMP/nope", "-o", "OUT"], "no such checkpoint directory"),
+    (["evaluate", "LATIN1", f"{SAMPLE}/dev.json"], "latin1.json:1: bytes that are not UTF-8"),
+    (["evaluate", "TMP", f"{SAMPLE}/dev.json"], "is a directory"),
+    (["predict", "TRAIN", "-o", "TMP", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
+     "is a directory, expected the answer file to write"),
+    (["submit", "TRAIN", "-o", "LATIN1", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
+     "is a file, expected a directory"),
+    (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADRERANK", "--kb", f"{SAMPLE}/kb.tsv"],
+     "reranker.json: unreadable reranker"),
+    (["predict", "SURROGATE", "-o", "OUT", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
+     "surrogate.json:1: \"question\" holds a lone surrogate"),
+], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "evaluate-latin1", "evaluate-dir",
+        "predict-o-dir", "submit-o-file", "bad-reranker", "surrogate-question"])
+def test_each_failure_is_one_line_before_any_work(overfit, tmp_path, args, message):
+    import shutil
+
+    tmp, train, _, env = overfit
+    bad = tmp_path / "badrerank"
+    shutil.copytree(tmp / "ck/best", bad)
+    write(bad / "reranker.json", '{"features": ')
+    names = {"MISSING": str(tmp_path / "MISSING"), "TMP": str(tmp_path), "CK": str(tmp / "ck/best"),
+             "OUT": str(tmp_path / "out"), "TRAIN": train, "BADRERANK": str(bad),
+             "LATIN1": write(tmp_path / "latin1.json", '{"id": 1, "answer": "caf\xe9"}\n'.encode("latin-1")),
+             "SURROGATE": write(tmp_path / "surrogate.json", '{"id": 1, "question": "\\ud800的配偶"}\n')}
+    result = CliRunner().invoke(main, [names.get(a, a) for a in args], env=env)
+    _one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["predict", "Q", "-o", "O", "--checkpoint", "C", "--kb", "K", "--top-k", "0"],
+    ["predict", "Q", "-o", "O", "--checkpoint", "C", "--kb", "K", "--batch-size", "0"],
+    ["predict", "Q", "-o", "O", "--checkpoint", "C", "--kb", "K", "--beams", "0"],
+    ["predict", "Q", "-o", "O", "--checkpoint", "C", "--kb", "K", "--lookahead", "-1"],
+    ["train", "--train", "T", "--kb", "K", "--holdout", "1.5"],
+    ["train", "--train", "T", "--kb", "K", "--epochs", "0"],
+    ["serve", "--checkpoint", "C", "--kb", "K", "--port", "70000"],
+], ids=["top-k", "batch-size", "beams", "lookahead", "holdout", "epochs", "port"])
+def test_options_out_of_range_are_usage_errors(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Invalid value" in result.output and "Traceback" not in result.output
+
+
+def test_serve_on_a_port_in_use_says_so_at_once(overfit):
+    import socket
+
+    tmp, _, _, env = overfit
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        started = time.time()
+        result = CliRunner().invoke(main, ["serve", "--checkpoint", str(tmp / "ck/best"), "--kb", f"{SAMPLE}/kb.tsv",
+                                           "--port", str(port)], env=env)
+    _one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
+    assert time.time() - started < 5  # before the model and index load
+
+
+def test_a_second_predict_to_the_same_output_fails_at_once_and_spares_the_first(overfit, tmp_path):
+    from kgqa.journal import Journal
+
+    tmp, train, _, env = overfit
+    out = str(tmp_path / "pred.json")
+    with Journal(out).begin("the first run") as first:
+        first.append({0: {"id": 1, "answer": "甲"}})
+        result = CliRunner().invoke(main, ["predict", train, "-o", out, "--checkpoint", str(tmp / "ck/best"),
+                                           "--kb", f"{SAMPLE}/kb.tsv"], env=env)
+        _one_line_error(result, "another kgqa run is writing this output now")
+    with Journal(out) as again:
+        assert again.begin("the first run").done == {0: {"id": 1, "answer": "甲"}}
+    assert not os.path.exists(out)
+
+
+def test_evaluate_says_when_ids_match_only_as_text(tmp_path):
+    gold = write(tmp_path / "gold.json", '{"id": 1, "question": "q", "answer": "A ||| p ||| o"}\n'
+                                        '{"id": 2, "question": "q", "answer": "B ||| p ||| o"}\n')
+    pred = write(tmp_path / "pred.json", '{"id": "1", "answer": "A ||| p ||| o"}\n{"id": 2, "answer": "B ||| p ||| o"}\n')
+    result = CliRunner(mix_stderr=False).invoke(main, ["evaluate", pred, gold, "--json"]) \
+        if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner().invoke(main, ["evaluate", pred, gold, "--json"])
+    assert result.exit_code == 0
+    assert "1 gold ids match a prediction id only as text (gold 1, prediction \"1\")" in result.stderr
+    assert json.loads(result.stdout)["missing"] == 1
+
+
+def test_train_refuses_an_output_whose_best_is_not_a_checkpoint_before_training(tmp_path):
+    (tmp_path / "out/best").mkdir(parents=True)
+    write(tmp_path / "out/best/thesis.tex", "mine")
+    result = CliRunner().invoke(main, ["train", "--train", f"{SAMPLE}/train.json", "--kb", f"{SAMPLE}/kb.tsv",
+                                       "--output", str(tmp_path / "out")])
+    _one_line_error(result, "best: exists and is not a kgqa checkpoint")
+    assert os.listdir(tmp_path / "out/best") == ["thesis.tex"]

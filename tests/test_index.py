@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from kgqa.index import KBIndex, ensure_index
@@ -79,3 +81,53 @@ def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer):
         opened = list(pool.map(lambda _: ensure_index(kb, tokenizer, str(tmp_path / "shared")), range(4)))
     assert all(index.lookup("北京", "人口", "").objects == ["2189万"] for index in opened)
     assert len({index.header["kb_sha256"] for index in opened}) == 1
+
+
+def _cached_dir(tmp_path, kb, tokenizer):
+    index = ensure_index(kb, tokenizer)
+    return index.directory
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: open(f"{d}/ent_sid.npy", "r+b").truncate(70),  # a truncated .npy
+    lambda d: _rewrite_header(d, lambda h: h.pop("entities")),  # a header missing a field
+    lambda d: __import__("numpy").save(f"{d}/obj_start.npy", __import__("numpy").zeros(2, "int64")),  # too short
+    lambda d: open(f"{d}/strings.bin", "r+b").truncate(3),
+], ids=["truncated-npy", "header-field", "short-array", "short-strings"])
+def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it(tmp_path, tokenizer, damage):
+    from kgqa.errors import KgqaError
+    from kgqa.index import DamagedIndex
+
+    kb = write(tmp_path / "kb.tsv", KB)
+    cached = ensure_index(kb, tokenizer).directory
+    damage(cached)
+    with pytest.raises(DamagedIndex):
+        KBIndex(cached)
+    assert ensure_index(kb, tokenizer).lookup("北京", "人口", "").objects == ["2189万"]
+    mine = str(tmp_path / "mine")
+    ensure_index(kb, tokenizer, mine)
+    damage(mine)
+    with pytest.raises(KgqaError, match="mine: damaged index: .*rebuild it with `kgqa index`"):
+        ensure_index(kb, tokenizer, mine)
+
+
+def _rewrite_header(directory, change):
+    import json
+
+    with open(f"{directory}/header.json", encoding="utf-8") as handle:
+        header = json.load(handle)
+    change(header)
+    with open(f"{directory}/header.json", "w", encoding="utf-8") as handle:
+        json.dump(header, handle)
+
+
+def test_an_index_path_holding_the_users_files_is_refused_and_kept(tmp_path, tokenizer):
+    from kgqa.errors import KgqaError
+
+    kb = write(tmp_path / "kb.tsv", KB)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(KgqaError, match="data: exists and is not a kgqa index; not replacing it"):
+        ensure_index(kb, tokenizer, str(folder))
+    assert sorted(os.listdir(folder)) == ["notes.txt"]

@@ -77,3 +77,147 @@ def test_concurrent_requests_are_batched_into_fewer_decodes(kgqa):
         health = await (await client.get("/health")).json()
         assert health["decodes"] < len(questions)
     _with_client(kgqa, scenario, wait_s=0.2)
+
+
+class _Poisoned(KGQA):
+    """A pipeline whose decode breaks on any batch holding the question "毒": as a bug would."""
+
+    def __init__(self, inner):
+        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
+        self.threads = set()
+
+    def answer(self, questions, progress=False):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if "毒" in questions:
+            raise RuntimeError("poisoned")
+        return super().answer(questions, progress)
+
+    def explain(self, question):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        return super().explain(question)
+
+
+def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(kgqa):
+    poisoned = _Poisoned(kgqa)
+
+    async def scenario(client):
+        replies = await asyncio.gather(
+            client.post("/ask", json={"question": "毒"}),
+            *(client.post("/ask", json={"question": f"马磊静的配偶是谁？{i}"}) for i in range(4)))
+        assert replies[0].status == 500 and "poisoned" in (await replies[0].json())["error"]
+        assert all(r.status == 200 for r in replies[1:])
+        again = await client.post("/ask", json={"question": "高军英是在哪里出生的？", "explain": True})
+        assert again.status == 200 and "explanation" in await again.json()
+        health = await client.get("/health")
+        assert health.status == 200 and (await health.json())["worker_running"] is True
+    _with_client(poisoned, scenario, wait_s=0.2)
+    assert poisoned.threads and all(name.startswith("kgqa-decode") for name in poisoned.threads)
+
+
+def test_health_says_when_the_worker_has_stopped(kgqa):
+    from kgqa.server import BATCHER_TASK
+
+    async def scenario(client):
+        task = client.server.app[BATCHER_TASK]
+        task.cancel()
+        await asyncio.sleep(0.05)
+        health = await client.get("/health")
+        assert health.status == 503 and (await health.json())["worker_running"] is False
+    _with_client(kgqa, scenario)
+
+
+def test_a_full_queue_is_a_503_with_retry_after(kgqa):
+    async def scenario(client):
+        reply = await client.post("/ask", json={"questions": ["马磊静的配偶是谁？"] * 3})
+        assert reply.status == 503 and reply.headers["Retry-After"] == "1"
+        assert "busy" in (await reply.json())["error"]
+        assert (await client.post("/ask", json={"question": "马磊静的配偶是谁？"})).status == 200
+    _with_client(kgqa, scenario, max_pending=2)
+
+
+def test_requests_whose_client_left_are_dropped_before_decoding(kgqa):
+    from kgqa.server import Batcher
+
+    async def scenario():
+        batcher = Batcher(kgqa, wait_s=0.01)
+        asked = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？", "高军英是在哪里出生的？"]))
+        await asyncio.sleep(0)
+        asked.cancel()  # the client disconnected
+        await asyncio.sleep(0)
+        await batcher._one_batch()
+        return batcher
+    batcher = asyncio.run(scenario())
+    assert batcher.dropped == 2 and batcher.decodes == 0
+
+
+@pytest.mark.parametrize("body, headers, status, message", [
+    ('{"question": "\\ud800的配偶是谁"}', {}, 400, "lone surrogate"),
+    ("[" * 100000 + "]" * 100000, {}, 400, "nested too deeply"),
+    ('{"question": "马磊静的配偶是谁？"}', {"Content-Type": "text/plain"}, 415, "application/json"),
+    ('{"question": "马磊静的配偶是谁？"}', {"Content-Type": "application/json; charset=bogus"}, 415, "UTF-8"),
+    ('{"questions": [%s]}' % ",".join(['"' + "长" * 500 + '"'] * 30), {}, 200, None),
+    ('{"questions": [%s]}' % ",".join(['"' + "长" * 500 + '"'] * 40), {}, 400, "characters of questions"),
+    ('{"question": "马磊静的配偶是谁？", "explain": "yes"}', {}, 400, "explain"),
+], ids=["surrogate", "deep-json", "text-plain", "bogus-charset", "long-ok", "char-budget", "explain-type"])
+def test_hostile_bodies_get_a_json_4xx(kgqa, body, headers, status, message):
+    async def scenario(client):
+        response = await client.post("/ask", data=body.encode("utf-8", "surrogatepass"),
+                                     headers={"Content-Type": "application/json", **headers})
+        assert response.status == status
+        payload = await response.json()
+        if message:
+            assert message in payload["error"]
+    _with_client(kgqa, scenario)
+
+
+def test_on_loopback_only_loopback_host_names_are_served(kgqa):
+    from kgqa.server import LOOPBACK_NAMES
+
+    async def scenario(client):
+        rebound = await client.post("/ask", json={"question": "马磊静的配偶是谁？"}, headers={"Host": "evil.example:8000"})
+        assert rebound.status == 403 and "loopback" in (await rebound.json())["error"]
+        assert (await client.get("/", headers={"Host": "evil.example"})).status == 403
+        for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+            reply = await client.post("/ask", json={"question": "马磊静的配偶是谁？"}, headers={"Host": host})
+            assert reply.status == 200, host
+    _with_client(kgqa, scenario, allowed_hosts=LOOPBACK_NAMES)
+
+
+def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(kgqa):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    texts = st.text(max_size=40) | st.text(st.characters(categories=["Cs", "Lo"]), max_size=5)  # lone surrogates
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+        max_leaves=12)
+    requests = st.dictionaries(st.sampled_from(["question", "questions", "explain", "top_k"]), json_values,
+                               max_size=3).map(lambda d: __import__("json").dumps(d).encode())
+    deep = st.integers(1, 50000).map(lambda n: b'{"question": ' * 1 + b"[" * n + b"]" * n + b"}")
+    bodies = requests | json_values.map(lambda v: __import__("json").dumps(v).encode()) | st.binary(max_size=200) | deep
+    types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
+                             "application/json; charset=latin-1", "application/json; charset=bogus",
+                             "multipart/form-data", ""])
+    loop = asyncio.new_event_loop()
+    client = TestClient(TestServer(make_app(kgqa, wait_s=0.001)), loop=loop)
+    loop.run_until_complete(client.start_server())
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+    @given(body=bodies, content_type=types)
+    def check(body, content_type):
+        async def post():
+            response = await client.post("/ask", data=body, headers={"Content-Type": content_type})
+            return response.status, await response.read()
+        status, raw = loop.run_until_complete(post())
+        assert status < 500, raw
+        __import__("json").loads(raw)
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
