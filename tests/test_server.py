@@ -221,3 +221,12 @@ def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(kgqa):
     finally:
         loop.run_until_complete(client.close())
         loop.close()
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
+                                            ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
+                                            ("192.168.1.2", False), ("example.org", False)])
+def test_only_loopback_binds_skip_the_no_authentication_warning_and_get_the_host_guard(host, loopback):
+    from kgqa.server import is_loopback
+
+    assert is_loopback(host) is loopback
