@@ -46,7 +46,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
     from kgqa.checkpoint import read_settings
-    from kgqa.index import KBIndex, check_kb_path, index_lock
+    from kgqa.indexer import build_index, check_kb_path, index_lock
     from kgqa.kb import file_sha256
     from kgqa.tokenizer import load_tokenizer
 
@@ -55,7 +55,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
     check_kb_path(kb)
     read_settings(checkpoint)
     with index_lock(output):
-        built = KBIndex.build(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
+        built = build_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
                               strict=strict, kb_sha256=file_sha256(kb), progress=True)
     h = built.header
     click.echo(f"{output}: {h['triples']} triples, {h['surfaces']} surfaces, {h['predicates']} predicates"

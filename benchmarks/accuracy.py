@@ -16,9 +16,10 @@ from dataclasses import replace
 
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
+from kgqa.candidate import parse_answer  # noqa: E402
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.index import ensure_index  # noqa: E402
+from kgqa.indexer import ensure_index  # noqa: E402
 from kgqa.kb import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
@@ -30,8 +31,8 @@ COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
 
 def error_kind(index, question: str, predicted: str, gold: str) -> str:
     """Why one answer is wrong, in the order the decoder makes its choices."""
-    p_s, p_p, p_o = (part.strip() for part in (predicted or " ||| ||| ").split("|||", 2))
-    g_s, g_p, g_o = (part.strip() for part in gold.split("|||", 2))
+    p_s, p_p, p_o = parse_answer(predicted)
+    g_s, g_p, g_o = parse_answer(gold)
     if p_o == g_o:
         return "correct"
     g_surface, g_m = split_subject(g_s)

@@ -24,7 +24,8 @@ from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 from kgqa import decoding  # noqa: E402
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.index import KBIndex, ensure_index  # noqa: E402
+from kgqa.index import KBIndex
+from kgqa.indexer import ensure_index  # noqa: E402
 from kgqa.model import CopyT5  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from kgqa.candidate import SEPARATOR, parse_answer
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.kb import split_subject
@@ -23,10 +24,9 @@ class Question:
 
     def gold(self) -> tuple[str, str, str] | None:
         """(S, P, O) of the gold answer, S with its disambiguation."""
-        if self.answer is None:
+        if self.answer is None or self.answer.count(SEPARATOR) != 2:
             return None
-        parts = [part.strip() for part in self.answer.split("|||")]
-        return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+        return parse_answer(self.answer)
 
 
 def is_text(value: str) -> bool:
@@ -88,7 +88,7 @@ def read_questions(path: str, need_answers: bool = False) -> list[Question]:
         seen.add(key)
         answer = record.get("answer")
         if need_answers:
-            if not isinstance(answer, str) or answer.count("|||") != 2:
+            if not isinstance(answer, str) or answer.count(SEPARATOR) != 2:
                 raise KgqaError('missing "answer" of the form "S ||| P ||| O"', path, number)
         questions.append(Question(record["id"], question.strip()[:MAX_QUESTION_CHARS],
                                   answer if isinstance(answer, str) else None, number))

@@ -6,16 +6,16 @@ question. Both read the same per-row walk (`TrieWalker`), computed once per pref
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
+from kgqa.candidate import Candidate
 from kgqa.index import KBIndex
-from kgqa.kb import join_subject
 from kgqa.model import CopyT5
 from kgqa.tokenizer import Tokenizer
+from kgqa.text import common_subsequence, without_mention
 from kgqa.trie import ROOT, TokenTrie, value_of
 
 # Beam search keeps a masked (-inf) step as a huge negative score; no real answer scores this low.
@@ -23,12 +23,12 @@ _IMPOSSIBLE = -1e4
 
 
 class State(NamedTuple):
-    """Where a decoded prefix stands: inside `trie` at `node`, or finished on `group`."""
+    """Where a decoded prefix stands: inside `trie` at `node`, or finished on `key`."""
 
     trie: TokenTrie | None
     node: int
     sid: int | None  # the surface, once `S [SEP]` is written
-    group: int | None  # the KB key, once `... M [EOS]` is written
+    key: int | None  # the KB key, once `... M [EOS]` is written
 
 
 DEAD = State(None, -1, None, None)
@@ -74,7 +74,7 @@ class TrieWalker:
         if value is None:
             return State(state.trie, target, state.sid, None)
         if state.sid is None:  # `S [SEP]` complete: continue in this surface's P/M trie
-            return State(self.index.tail_trie(value, self.tokenizer), ROOT, value, None)
+            return State(self.index.tail_trie(value), ROOT, value, None)
         return State(None, -1, state.sid, value)
 
     def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, State | None]]:
@@ -113,17 +113,6 @@ class TrieConstraint(LogitsProcessor):
         mask = torch.ones_like(scores, dtype=torch.bool)
         mask[rows, allowed] = False
         return scores.masked_fill(mask, float("-inf"))
-
-
-def common_subsequence(a: str, b: str) -> int:
-    """Length of the longest common subsequence: how much of the question a predicate covers."""
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
 
 
 def best_below(trie: TokenTrie, keys: list[tuple[list[int], int]]) -> dict[int, int]:
@@ -168,9 +157,9 @@ class Lookahead(LogitsProcessor):
             if state.sid is None:  # unrestricted subjects have no mention keys: no length evidence
                 keys = [(tokens, len(index.surface(sid))) for tokens, sid in self.walker.mention_keys[question]]
             else:
-                rest = self.questions[question].replace(index.surface(state.sid), "", 1)
+                rest = without_mention(self.questions[question], index.surface(state.sid))
                 keys = [(tokenizer.encode(p) + [tokenizer.sep_id], common_subsequence(rest, p))
-                        for p in {p for _, p, _ in index.groups(state.sid)}]
+                        for p in {p for _, p, _ in index.keys(state.sid)}]
             self.evidence[key] = best_below(state.trie, keys)
         return self.evidence[key]
 
@@ -199,34 +188,6 @@ class Lookahead(LogitsProcessor):
             scores = scores.index_put((torch.tensor(rows), torch.tensor(tokens)),
                                       torch.tensor(bonus, dtype=scores.dtype), accumulate=True)
         return scores
-
-
-@dataclass
-class Candidate:
-    surface: str
-    predicate: str
-    disambiguation: str
-    obj: str
-    score: float
-    group: int  # the KB key in the index, for explanation and reranking
-
-    @property
-    def subject(self) -> str:
-        return join_subject(self.surface, self.disambiguation)
-
-    def answer(self) -> str:
-        """KgCLUE's answer string `S ||| P ||| O`, S with its disambiguation."""
-        return f"{self.subject} ||| {self.predicate} ||| {self.obj}"
-
-    def as_json(self) -> dict:
-        """The candidate as predict, ask and serve print it."""
-        return {"answer": self.answer(), "score": round(self.score, 4)}
-
-    @classmethod
-    def of(cls, index: KBIndex, group: int, score: float) -> "Candidate":
-        """The KB key `group` as an answer: its first object, as the issue's rule says."""
-        answer = index.answer(group)
-        return cls(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, group)
 
 
 def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
@@ -290,8 +251,8 @@ def constrained_generate(
             if tokenizer.eos_id not in ids or not scores[k] > _IMPOSSIBLE:
                 continue
             state = walker.state(q, tuple(ids[: ids.index(tokenizer.eos_id) + 1]))
-            if state.group is None or any(c.group == state.group for c in found):
+            if state.key is None or any(c.key == state.key for c in found):
                 continue
-            found.append(Candidate.of(index, state.group, float(scores[k])))
+            found.append(Candidate.of(index, state.key, float(scores[k])))
         results.append(found)
     return results

@@ -20,10 +20,9 @@ TEMPLATES = (
 def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple[str, str, str]]]:
     """`count` (question, (S, P, M)) pairs from uniformly drawn KB keys, seeded."""
     rng = random.Random(seed)
-    n_groups = len(index.grp_pred)
     pairs = []
     for _ in range(count):
-        answer = index.answer(rng.randrange(n_groups))
+        answer = index.answer(rng.randrange(index.key_count))
         question = rng.choice(TEMPLATES).format(s=answer.surface, p=answer.predicate)
         pairs.append((question, (answer.surface, answer.predicate, answer.disambiguation)))
     return pairs

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from kgqa.candidate import parse_answer
+from kgqa.text import longest_common_substring
+
 _CJK_OR_PUNCT = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\u3000-\u303f\uff00-\uffef]|[^\s\w]")
 
 
@@ -33,19 +36,6 @@ def segments(text: str) -> list[str]:
     return out
 
 
-def longest_common_substring(a: list[str], b: list[str]) -> int:
-    best = 0
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0] * (len(b) + 1)
-        for j, y in enumerate(b, start=1):
-            if x == y:
-                current[j] = previous[j - 1] + 1
-                best = max(best, current[j])
-        previous = current
-    return best
-
-
 def f1(prediction: str, gold: str) -> float:
     pred, ref = segments(prediction), segments(gold)
     common = longest_common_substring(pred, ref)
@@ -59,18 +49,13 @@ def exact(prediction: str, gold: str) -> float:
     return float(normalize(prediction) == normalize(gold))
 
 
-def split_answer(answer: str) -> tuple[str, str, str]:
-    parts = [part.strip() for part in answer.split("|||", 2)] + ["", ""]
-    return parts[0], parts[1], parts[2]
-
-
 def score(predictions: list[str], golds: list[str]) -> dict[str, float]:
     """Metric table over paired answer strings `S ||| P ||| O`; a missing answer is ''."""
     if len(predictions) != len(golds):
         raise ValueError("predictions and gold answers differ in number")
     totals = {f"{kind}_{part}": 0.0 for kind in ("EM", "F1") for part in ("S", "P", "O", "SPO")}
     for prediction, gold in zip(predictions, golds):
-        pred_parts, gold_parts = split_answer(prediction), split_answer(gold)
+        pred_parts, gold_parts = parse_answer(prediction), parse_answer(gold)
         for name, p, g in zip(("S", "P", "O"), pred_parts, gold_parts):
             totals[f"EM_{name}"] += exact(p, g)
             totals[f"F1_{name}"] += f1(p, g)

@@ -8,8 +8,9 @@ a sanity check of the index: it needs no model.
 """
 from __future__ import annotations
 
-from kgqa.decoding import Candidate, common_subsequence
+from kgqa.candidate import Candidate
 from kgqa.index import KBIndex
+from kgqa.text import common_subsequence, without_mention
 
 
 def peer_answer(index: KBIndex, question: str) -> Candidate | None:
@@ -17,12 +18,12 @@ def peer_answer(index: KBIndex, question: str) -> Candidate | None:
     if not mentions:
         return None
     sid = mentions[0]
-    rest = question.replace(index.surface(sid), "", 1)
+    rest = without_mention(question, index.surface(sid))
 
     def rank(item: tuple[int, str, str]) -> tuple:
         _, predicate, disambiguation = item
         cover = common_subsequence(rest, predicate)
         return -cover, -cover / len(predicate), predicate, disambiguation
 
-    best = min(index.groups(sid), key=rank)
+    best = min(index.keys(sid), key=rank)
     return Candidate.of(index, best[0], -rank(best)[0])

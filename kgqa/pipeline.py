@@ -9,9 +9,11 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from kgqa.checkpoint import load_checkpoint
-from kgqa.decoding import Candidate, constrained_generate
-from kgqa.index import KBIndex, ensure_index
-from kgqa.rerank import FEATURES, Reranker, candidate_features, candidate_groups, log_likelihoods
+from kgqa.candidate import Candidate
+from kgqa.decoding import constrained_generate
+from kgqa.index import KBIndex
+from kgqa.indexer import ensure_index
+from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, candidate_keys, log_likelihoods
 from kgqa.tokenizer import Tokenizer
 
 
@@ -56,8 +58,8 @@ class KGQA:
             batch = questions[start:start + s.batch_size]
             beams = self.beam(batch, top_k=s.beams if rerank else s.top_k)
             if rerank:
-                beams = [self._ranked(groups, self.reranker.scores(features))
-                         for groups, features in self.candidates(batch, beams)]
+                beams = [self._ranked(keys, self.reranker.scores(features))
+                         for keys, features in self.candidates(batch, beams)]
             results.extend(found[: s.top_k] for found in beams)
         return results
 
@@ -66,22 +68,22 @@ class KGQA:
         the beam's keys (model + look-ahead), every candidate key with its reranker features and
         score, and the homonyms of the chosen subject with whether each has the chosen predicate."""
         beam = self.beam([question], top_k=self.settings.beams)[0]
-        groups, features = self.candidates([question], [beam])[0]
+        keys, features = self.candidates([question], [beam])[0]
         rerank = self.reranking
-        scores = self.reranker.scores(features) if rerank and groups else np.zeros(len(groups))
-        order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(groups))  # the beam's keys lead
-        ranked = [(Candidate.of(self.index, groups[k], float(scores[k])), features[k]) for k in order]
+        scores = self.reranker.scores(features) if rerank and keys else np.zeros(len(keys))
+        order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(keys))  # the beam's keys lead
+        ranked = [(Candidate.of(self.index, keys[k], float(scores[k])), features[k]) for k in order]
         chosen = ranked[0][0] if ranked else None
         homonyms: dict[str, bool] = {}
         if chosen:
-            for _, predicate, disambiguation in self.index.groups(self.index.surfaces[chosen.surface]):
+            for _, predicate, disambiguation in self.index.keys(self.index.surfaces[chosen.surface]):
                 homonyms[disambiguation] = homonyms.get(disambiguation, False) or predicate == chosen.predicate
         return {
             "question": question,
             "answer": chosen.answer() if chosen else "",
             "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
             "beam": [c.as_json() for c in beam],
-            "candidates": [{**c.as_json(), "features": {name: round(float(v), 4) for name, v in zip(FEATURES, row)}}
+            "candidates": [{**c.as_json(), "features": {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)}}
                            for c, row in ranked],
             "homonyms": [{"disambiguation": m, "has_predicate": has, "chosen": m == chosen.disambiguation}
                          for m, has in homonyms.items()],
@@ -96,16 +98,16 @@ class KGQA:
 
     def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[tuple[list[int], np.ndarray]]:
         """(KB keys, their reranking features) per question: the beam's keys and their subjects' others."""
-        groups = [candidate_groups(self.index, q, beam) for q, beam in zip(questions, beams)]
-        answers = [[self.index.answer(g) for g in keys] for keys in groups]
-        asked = [i for i, keys in enumerate(groups) if keys]
+        keys = [candidate_keys(self.index, q, beam) for q, beam in zip(questions, beams)]
+        answers = [[self.index.answer(key) for key in chosen] for chosen in keys]
+        asked = [i for i, chosen in enumerate(keys) if chosen]
         targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in answers[i]]
                    for i in asked]
         found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets) if asked else []
-        features = [np.zeros((0, len(FEATURES)))] * len(questions)
+        features = [np.zeros((0, len(FEATURE_NAMES)))] * len(questions)
         for i, likelihoods in zip(asked, found):
-            features[i] = candidate_features(questions[i], groups[i], answers[i], likelihoods, beams[i])
-        return list(zip(groups, features))
+            features[i] = candidate_features(questions[i], keys[i], answers[i], likelihoods, beams[i])
+        return list(zip(keys, features))
 
-    def _ranked(self, groups: list[int], scores: np.ndarray) -> list[Candidate]:
-        return [Candidate.of(self.index, groups[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]
+    def _ranked(self, keys: list[int], scores: np.ndarray) -> list[Candidate]:
+        return [Candidate.of(self.index, keys[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]

@@ -15,44 +15,92 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from kgqa.decoding import Candidate, common_subsequence, encode_questions
+from kgqa.candidate import Candidate
+from kgqa.decoding import encode_questions
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
-from kgqa.metrics import longest_common_substring
 from kgqa.model import CopyT5
+from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
 RERANKER = "reranker.json"
-FEATURES = (
-    "log_likelihood",  # the model's log p(S [SEP] P [SEP] M [EOS] | question)
-    "mean_log_likelihood",  # the same per target token: long predicates are not penalised
-    "predicate_covered",  # longest common subsequence with the question (mention removed) / |P|
-    "question_covered",  # the same / |rest of the question|
-    "best_cover",  # 1 for the predicates with the question's highest subsequence count
-    "literal",  # 1 when P occurs in the question as it is
-    "substring",  # longest common substring with the question / |P|
-    "predicate_chars",
-    "disambiguation_covered",  # subsequence of M in the question / |M|
-    "has_disambiguation",
-    "mention_chars",
-    "longest_mention",  # 1 for the longest of the candidate subjects
-    "in_beam",
-    "beam_first",
-    "number_asked",  # the object holds a digit and the question asks how many, how long, when
-    "number",  # the object holds a digit
-    "object_in_question",  # 1 when the object occurs in the question as it is: asked for, not given
-    "object_covered",  # subsequence of the object in the question / |object|
-)
 # Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
 ASKS_NUMBER = re.compile("多少|几|哪一年|哪年|什么时候|何时|多大|多高|多长|多重|多久|年份|日期|时间|哪天")
 DIGIT = re.compile(r"\d")
+
+
+@dataclass
+class Evidence:
+    """What the features of one candidate key are computed from: the key's KB answer, the model's
+    log-likelihood of it, and what the question's other candidates share (best cover, longest
+    surface, the beam)."""
+
+    question: str
+    answer: Answer
+    key: int
+    log_likelihood: float
+    target_tokens: int
+    rest: str  # the question without this key's subject mention
+    cover: int  # longest common subsequence of `rest` and the predicate
+    best_cover: int  # the highest `cover` among the question's candidates
+    longest_surface: int  # the longest subject surface among them
+    beam_keys: list[int]
+    asks_number: bool
+
+    @property
+    def obj(self) -> str:
+        return self.answer.objects[0]  # the one an answer gives (Candidate.of); "" where the KB has an empty O
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+# Each feature by name, computed where it is named: the fitted weights are stored and loaded by
+# these names, so adding, dropping or reordering one is one edit here.
+FEATURES: dict[str, Callable[[Evidence], float]] = {
+    # the model's log p(S [SEP] P [SEP] M [EOS] | question)
+    "log_likelihood": lambda e: e.log_likelihood,
+    # the same per target token: long predicates are not penalised
+    "mean_log_likelihood": lambda e: e.log_likelihood / max(e.target_tokens, 1),
+    # longest common subsequence with the question (mention removed) / |P|
+    "predicate_covered": lambda e: e.cover / len(e.answer.predicate),
+    # the same / |rest of the question|
+    "question_covered": lambda e: e.cover / max(len(e.rest), 1),
+    # 1 for the predicates with the question's highest subsequence count
+    "best_cover": lambda e: float(e.cover == e.best_cover),
+    # 1 when P occurs in the question as it is
+    "literal": lambda e: float(e.answer.predicate in e.rest),
+    # longest common substring with the question / |P|
+    "substring": lambda e: longest_common_substring(list(e.answer.predicate), list(e.rest)) / len(e.answer.predicate),
+    "predicate_chars": lambda e: len(e.answer.predicate),
+    # subsequence of M in the question / |M|
+    "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.answer.disambiguation),
+                                               len(e.answer.disambiguation)),
+    "has_disambiguation": lambda e: float(bool(e.answer.disambiguation)),
+    "mention_chars": lambda e: len(e.answer.surface),
+    # 1 for the longest of the candidate subjects
+    "longest_mention": lambda e: float(len(e.answer.surface) == e.longest_surface),
+    "in_beam": lambda e: float(e.key in e.beam_keys),
+    "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
+    # the object holds a digit and the question asks how many, how long, when
+    "number_asked": lambda e: float(bool(DIGIT.search(e.obj))) * float(e.asks_number),
+    # the object holds a digit
+    "number": lambda e: float(bool(DIGIT.search(e.obj))),
+    # 1 when the object occurs in the question as it is: asked for, not given
+    "object_in_question": lambda e: float(bool(e.obj) and e.obj in e.question),
+    # subsequence of the object in the question / |object|
+    "object_covered": lambda e: _share(common_subsequence(e.question, e.obj), len(e.obj)),
+}
+FEATURE_NAMES = tuple(FEATURES)
 
 
 @dataclass
@@ -62,7 +110,7 @@ class Reranker:
     mean: list[float]
     std: list[float]
     weights: list[float]
-    features: tuple[str, ...] = FEATURES
+    features: tuple[str, ...] = FEATURE_NAMES
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         return ((features - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights)
@@ -73,22 +121,24 @@ class Reranker:
 
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:
-        """The checkpoint's reranker; None where it has none, or one over other features."""
+        """The checkpoint's reranker, its weights paired with features by name; None where it has
+        none, or one fitted over other features."""
         path = os.path.join(checkpoint, RERANKER)
         if not os.path.isfile(path):
             return None
         try:
             with open(path, encoding="utf-8") as handle:
                 saved = json.load(handle)
-            if tuple(saved.get("features", ())) != FEATURES:
+            names = list(saved.get("features", ()))
+            if sorted(names) != sorted(FEATURE_NAMES):
                 return None
-            reranker = cls(saved["mean"], saved["std"], saved["weights"])
-            widths = {len(np.asarray(v, dtype=float)) for v in (reranker.mean, reranker.std, reranker.weights)}
+            fields = [np.asarray(saved[field], dtype=float) for field in ("mean", "std", "weights")]
+            if any(values.shape != (len(names),) for values in fields):
+                raise ValueError(f"expected {len(names)} numbers in mean, std and weights")
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise KgqaError(f"unreadable reranker ({type(error).__name__}: {error})", path) from None
-        if widths != {len(FEATURES)}:
-            raise KgqaError(f"unreadable reranker (expected {len(FEATURES)} weights per field)", path)
-        return reranker
+        order = [names.index(name) for name in FEATURE_NAMES]
+        return cls(*(values[order].tolist() for values in fields))
 
     @classmethod
     def fit(cls, examples: list[tuple[np.ndarray, int]], l2: float = 1e-3) -> Reranker:
@@ -102,13 +152,13 @@ class Reranker:
         mean, std = rows.mean(0), rows.std(0) + 1e-6
         blocks = [torch.tensor((f - mean) / std, dtype=torch.float64) for f, _ in examples]
         width = max(len(b) for b in blocks)
-        x = torch.zeros(len(blocks), width, len(FEATURES), dtype=torch.float64)
+        x = torch.zeros(len(blocks), width, len(FEATURE_NAMES), dtype=torch.float64)
         valid = torch.zeros(len(blocks), width, dtype=torch.bool)
         for i, block in enumerate(blocks):
             x[i, : len(block)] = block
             valid[i, : len(block)] = True
         gold = torch.tensor([g for _, g in examples])
-        weights = torch.zeros(len(FEATURES), dtype=torch.float64, requires_grad=True)
+        weights = torch.zeros(len(FEATURE_NAMES), dtype=torch.float64, requires_grad=True)
         optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
@@ -122,23 +172,23 @@ class Reranker:
         return cls(mean.tolist(), std.tolist(), weights.detach().tolist())
 
 
-def candidate_groups(index: KBIndex, question: str, beam: list[Candidate], surfaces: int = 2,
+def candidate_keys(index: KBIndex, question: str, beam: list[Candidate], surfaces: int = 2,
                      limit: int = 64) -> list[int]:
     """The beam's keys, then the other keys of its first `surfaces` subjects and of the longest
     KB mention in the question (the peer's subject), those whose predicate covers more of the
     question first, up to `limit` keys in all."""
-    chosen = [c.group for c in beam]
+    chosen = [c.key for c in beam]
     sids: list[int] = []
     for c in beam:
-        sid = int(index.ent_sid[int(index.grp_ent[c.group])])
+        sid = index.surface_of(c.key)
         if sid not in sids and len(sids) < surfaces:
             sids.append(sid)
     longest = index.mentions(question)[:1]
     if beam and longest and longest[0] not in sids:
         sids.append(longest[0])
-    others = [(group, p) for sid in sids for group, p, _ in index.groups(sid) if group not in chosen]
+    others = [(key, p) for sid in sids for key, p, _ in index.keys(sid) if key not in chosen]
     others.sort(key=lambda item: (-common_subsequence(question, item[1]), item[1], item[0]))
-    return (chosen + [group for group, _ in others])[:limit]
+    return (chosen + [key for key, _ in others])[:limit]
 
 
 @torch.no_grad()
@@ -169,29 +219,17 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     return out
 
 
-def candidate_features(question: str, groups: list[int], answers: list[Answer], likelihoods: np.ndarray,
+def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
                        beam: list[Candidate]) -> np.ndarray:
-    """One row of FEATURES per key (`groups`, their `answers`), in that order."""
-    covers = []
-    for answer in answers:
-        rest = question.replace(answer.surface, "", 1)
-        covers.append((rest, common_subsequence(rest, answer.predicate)))
-    best_cover = max(cover for _, cover in covers)
-    longest = max(len(answer.surface) for answer in answers)
-    beam_groups = [c.group for c in beam]
+    """One row per key (`keys`, their `answers`, in that order), one column per FEATURES name."""
+    rests = [without_mention(question, answer.surface) for answer in answers]
+    covers = [common_subsequence(rest, answer.predicate) for rest, answer in zip(rests, answers)]
+    shared = {"question": question, "best_cover": max(covers), "beam_keys": [c.key for c in beam],
+              "longest_surface": max(len(answer.surface) for answer in answers),
+              "asks_number": bool(ASKS_NUMBER.search(question))}
     rows = []
-    asks_number = float(bool(ASKS_NUMBER.search(question)))
-    for answer, (rest, cover), (ll, length), group in zip(answers, covers, likelihoods, groups):
-        p, m = answer.predicate, answer.disambiguation
-        o = answer.objects[0]  # the one an answer gives (Candidate.of); "" where the KB has an empty O
-        number = float(bool(DIGIT.search(o)))
-        rows.append([
-            ll, ll / max(length, 1), cover / len(p), cover / max(len(rest), 1), float(cover == best_cover),
-            float(p in rest), longest_common_substring(list(p), list(rest)) / len(p), len(p),
-            common_subsequence(question, m) / len(m) if m else 0.0, float(bool(m)), len(answer.surface),
-            float(len(answer.surface) == longest), float(group in beam_groups),
-            float(bool(beam_groups) and group == beam_groups[0]),
-            number * asks_number, number, float(bool(o) and o in question),
-            common_subsequence(question, o) / len(o) if o else 0.0,
-        ])
+    for answer, key, (ll, length), rest, cover in zip(answers, keys, likelihoods, rests, covers):
+        evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest, cover=cover,
+                            **shared)
+        rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)

@@ -23,7 +23,7 @@ from kgqa.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, 
 from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
-from kgqa.index import ensure_index
+from kgqa.indexer import ensure_index
 from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
@@ -120,10 +120,10 @@ def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker | None, flo
         batch = held[start:start + size]
         questions = [q.question for q in batch]
         beams = kgqa.beam(questions, top_k=kgqa.settings.beams)
-        for q, (groups, features) in zip(batch, kgqa.candidates(questions, beams)):
+        for q, (keys, features) in zip(batch, kgqa.candidates(questions, beams)):
             subject, predicate, _ = q.gold()
-            for k, group in enumerate(groups):
-                answer = kgqa.index.answer(group)
+            for k, key in enumerate(keys):
+                answer = kgqa.index.answer(key)
                 if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
                     examples.append((features, k))
                     break

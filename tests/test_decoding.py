@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kgqa.decoding import constrained_generate
-from kgqa.index import ensure_index
+from kgqa.indexer import ensure_index
 from kgqa.kb import read_kb
 from kgqa.model import ScratchShape, scratch_model
 from kgqa.tokenizer import SentencePieceTokenizer

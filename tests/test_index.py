@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from kgqa.index import KBIndex, ensure_index
+from kgqa.index import KBIndex
+from kgqa.indexer import ensure_index
 from kgqa.tokenizer import SentencePieceTokenizer
 
 from conftest import write
@@ -37,9 +38,9 @@ def test_mentions_are_kb_surfaces_in_the_question_longest_first(tmp_path, tokeni
 def test_tail_trie_holds_each_predicate_and_disambiguation(tmp_path, tokenizer):
     index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
     sid = index.surfaces["刘晓华"]
-    keys = {(p, m) for _, p, m in index.groups(sid)}
+    keys = {(p, m) for _, p, m in index.keys(sid)}
     assert keys == {("主讲课程", "广东工业大学教授"), ("代表作品", "演员")}
-    trie = index.tail_trie(sid, tokenizer)
+    trie = index.tail_trie(sid)
     first_tokens = {tokenizer.encode("主讲课程")[0], tokenizer.encode("代表作品")[0]}
     assert set(trie.get(())) == first_tokens
 

@@ -1,4 +1,4 @@
-from kgqa.index import ensure_index
+from kgqa.indexer import ensure_index
 from kgqa.peer import peer_answer
 from kgqa.tokenizer import SentencePieceTokenizer
 

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.index import Answer, ensure_index
+from kgqa.index import Answer
+from kgqa.indexer import ensure_index
 from kgqa.kb import read_kb
 from kgqa.model import ScratchShape, scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.rerank import FEATURES, Reranker, candidate_features, log_likelihoods
+from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, log_likelihoods
 from kgqa.tokenizer import SentencePieceTokenizer
 
 from conftest import SAMPLE
@@ -27,12 +28,12 @@ def test_fit_learns_which_feature_marks_the_gold_candidate(tmp_path):
     rng = np.random.default_rng(0)
     examples = []
     for _ in range(200):
-        features = rng.normal(size=(6, len(FEATURES)))
+        features = rng.normal(size=(6, len(FEATURE_NAMES)))
         gold = int(rng.integers(6))
-        features[gold, FEATURES.index("literal")] += 3.0  # gold is the one the question names
+        features[gold, FEATURE_NAMES.index("literal")] += 3.0  # gold is the one the question names
         examples.append((features, gold))
     reranker = Reranker.fit(examples)
-    assert int(np.argmax(np.abs(reranker.weights))) == FEATURES.index("literal")
+    assert int(np.argmax(np.abs(reranker.weights))) == FEATURE_NAMES.index("literal")
     hits = sum(int(np.argmax(reranker.scores(f))) == g for f, g in examples)
     assert hits >= 180
     reranker.save(str(tmp_path))
@@ -44,7 +45,7 @@ def test_log_likelihoods_agree_with_the_model_loss(sample):
     _, tokenizer, index = sample
     model = scratch_model(tokenizer, TINY, 0).eval()
     question = "马磊静的配偶是谁？"
-    groups = [group for sid in index.mentions(question) for group, _, _ in index.groups(sid)][:5]
+    groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
     targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.answer, groups)]
     found = log_likelihoods(model, tokenizer, [question], [targets])[0]
     for target, (total, length) in zip(targets, found):
@@ -61,9 +62,9 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
     triples, tokenizer, index = sample
     kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
     model = scratch_model(tokenizer, TINY, 1).eval()
-    weights = [0.0] * len(FEATURES)
-    weights[FEATURES.index("predicate_covered")] = 1.0
-    reranker = Reranker([0.0] * len(FEATURES), [1.0] * len(FEATURES), weights)
+    weights = [0.0] * len(FEATURE_NAMES)
+    weights[FEATURE_NAMES.index("predicate_covered")] = 1.0
+    reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), weights)
     qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker)
     questions = ["马磊静的配偶是谁？", "完全无关的问题"]
     found = qa.answer(questions)
@@ -81,10 +82,40 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     answers = [Answer("刘晓华", "年龄", "", ["45"]), Answer("刘晓华", "姓名", "", ["刘晓华"]),
                Answer("刘晓华", "职业", "", ["教授"])]
     rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [])
-    column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURES)}
+    column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
     asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [])
-    assert asked_name[0, FEATURES.index("number_asked")] == 0.0  # a digit the question does not ask for
+    assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
+
+
+def test_feature_rows_are_in_the_order_of_their_names():
+    answers = [Answer("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Answer("刘晓", "别名", "", ["小刘"])]
+    rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [])
+    assert rows.shape == (2, len(FEATURE_NAMES))
+    column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
+    assert column["log_likelihood"] == [-2.0, -9.0] and column["mean_log_likelihood"] == [-0.5, -3.0]
+    assert column["predicate_covered"] == [1.0, 0.0] and column["predicate_chars"] == [4.0, 2.0]
+    assert column["mention_chars"] == [3.0, 2.0] and column["longest_mention"] == [1.0, 0.0]
+    assert column["has_disambiguation"] == [1.0, 0.0]
+
+
+def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):
+    import json
+
+    n = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * n, [1.0] * n, [float(i) for i in range(n)])
+    reranker.save(str(tmp_path))
+    with open(tmp_path / "reranker.json", encoding="utf-8") as handle:
+        saved = json.load(handle)
+    for field in ("features", "mean", "std", "weights"):
+        saved[field] = saved[field][::-1]  # the same reranker, its features listed the other way round
+    with open(tmp_path / "reranker.json", "w", encoding="utf-8") as handle:
+        json.dump(saved, handle)
+    assert Reranker.load(str(tmp_path)).weights == reranker.weights
+    saved["features"][0] = "a feature this kgqa does not compute"
+    with open(tmp_path / "reranker.json", "w", encoding="utf-8") as handle:
+        json.dump(saved, handle)
+    assert Reranker.load(str(tmp_path)) is None

@@ -3,7 +3,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from kgqa.index import ensure_index
+from kgqa.indexer import ensure_index
 from kgqa.kb import read_kb
 from kgqa.model import ScratchShape, scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings

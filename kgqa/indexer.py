@@ -1,0 +1,227 @@
+"""The persistent KB index, write side: `build_index` turns a KB file into the arrays `KBIndex`
+opens, and `ensure_index` finds the index of a KB and tokenizer in the cache, or builds it.
+
+Sized for the real KB (20M triples) on a 24 GB machine: the read keeps one id per distinct string
+(surfaces, disambiguations, predicates) and five numbers plus the bytes of the object per triple,
+no Python object per triple; the levels then come from one numpy sort.
+"""
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import marisa_trie
+import numpy as np
+
+from kgqa.errors import KgqaError
+from kgqa.files import atomic_directory, check_replaceable, recover_directory
+from kgqa.index import FORMAT_VERSION, HEADER, DamagedIndex, KBIndex
+from kgqa.kb import ReadStats, file_sha256, read_kb
+from kgqa.tokenizer import Tokenizer
+from kgqa.trie import TokenTrie
+
+
+@dataclass
+class _Triples:
+    """The KB as flat arrays, in file order: per triple a surface, disambiguation and predicate
+    id (first-seen numbering), and the object's bytes (`blob[offsets[i]:offsets[i + 1]]`)."""
+
+    surface_ids: dict[str, int] = field(default_factory=dict)
+    m_ids: dict[str, int] = field(default_factory=lambda: {"": 0})
+    predicate_ids: dict[str, int] = field(default_factory=dict)
+    sids: array.array = field(default_factory=lambda: array.array("i"))
+    mids: array.array = field(default_factory=lambda: array.array("i"))
+    pids: array.array = field(default_factory=lambda: array.array("i"))
+    hashes: array.array = field(default_factory=lambda: array.array("q"))
+    offsets: array.array = field(default_factory=lambda: array.array("q", [0]))
+    blob: bytearray = field(default_factory=bytearray)
+
+
+def _read(kb_path: str, strict: bool, stats: ReadStats, progress: bool) -> _Triples:
+    from tqdm import tqdm
+
+    t = _Triples()
+    for triple in tqdm(read_kb(kb_path, strict, stats), desc="reading KB", unit=" triples",
+                       disable=not progress, mininterval=2):
+        t.sids.append(t.surface_ids.setdefault(triple.surface, len(t.surface_ids)))
+        t.mids.append(t.m_ids.setdefault(triple.disambiguation, len(t.m_ids)))
+        t.pids.append(t.predicate_ids.setdefault(triple.predicate, len(t.predicate_ids)))
+        encoded = triple.obj.encode("utf-8")
+        t.hashes.append(hash(encoded))
+        t.blob += encoded
+        t.offsets.append(len(t.blob))
+    return t
+
+
+def _repeats(s: np.ndarray, m: np.ndarray, p: np.ndarray, starts: np.ndarray, digest: np.ndarray,
+             data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(an order of the triples, which of them in that order repeat the triple before): a repeated
+    (S, M, P, O) keeps its first line. A hash match is confirmed byte for byte."""
+    lengths = np.diff(starts)
+    order = np.lexsort((np.arange(len(s)), digest, lengths, p, m, s))
+    first, then = order[:-1], order[1:]
+    repeat = np.zeros(len(order), bool)
+    repeat[1:] = ((s[first] == s[then]) & (m[first] == m[then]) & (p[first] == p[then])
+                  & (lengths[first] == lengths[then]) & (digest[first] == digest[then]))
+    for at in np.flatnonzero(repeat):
+        repeat[at] = np.array_equal(_gather(data, starts, order[at - 1:at]), _gather(data, starts, order[at:at + 1]))
+    return order, repeat
+
+
+def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_bytes: list[bytes],
+            surfaces: int) -> dict[str, np.ndarray]:
+    """The CSR arrays KBIndex reads, from the kept triples sorted by (S, M, P, file order);
+    `lengths` are their objects' byte lengths in that order."""
+    new_entity = np.ones(len(s), bool)
+    new_entity[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1])
+    new_key = new_entity.copy()
+    new_key[1:] |= p[1:] != p[:-1]
+    key_first = np.flatnonzero(new_key)
+    entity_first = np.flatnonzero(new_entity)
+    ent_sid = s[entity_first].astype(np.int32)
+    obj_offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return {
+        "ent_start": np.searchsorted(ent_sid, np.arange(surfaces + 1)).astype(np.int64),
+        "ent_m": m[entity_first].astype(np.int32),
+        "m_offset": obj_offset[-1] + np.concatenate([[0], np.cumsum([len(b) for b in m_bytes])]).astype(np.int64),
+        "ent_sid": ent_sid,
+        "grp_start": np.append(np.searchsorted(key_first, entity_first), len(key_first)).astype(np.int64),
+        "grp_pred": p[key_first].astype(np.int32),
+        "grp_ent": (np.cumsum(new_entity) - 1)[key_first].astype(np.int32),
+        "obj_start": np.append(key_first, len(s)).astype(np.int64),
+        "obj_offset": obj_offset,
+    }
+
+
+def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
+                kb_sha256: str | None = None, progress: bool = False, cached: bool = False) -> KBIndex:
+    """Read the KB once, write every array to a temporary directory, then rename it in.
+
+    `directory` may replace an earlier index there (any directory when `cached`: the cache is
+    kgqa's own), never a directory of the user's: that is refused before the KB is read.
+    """
+    from tqdm import tqdm
+
+    replaceable = (lambda _: True) if cached else (lambda path: os.path.isfile(os.path.join(path, HEADER)))
+    check_replaceable(directory, replaceable, "index")
+    stats = ReadStats()
+    t = _read(kb_path, strict, stats, progress)
+    surfaces = marisa_trie.Trie(t.surface_ids)
+    predicates = marisa_trie.Trie(t.predicate_ids)
+    s = _renumbered(t.surface_ids, surfaces)[np.frombuffer(t.sids, np.int32)]
+    p = _renumbered(t.predicate_ids, predicates)[np.frombuffer(t.pids, np.int32)]
+    m = np.frombuffer(t.mids, np.int32)
+    starts = np.frombuffer(t.offsets, np.int64)
+    data = np.frombuffer(t.blob, np.uint8)
+    order, repeat = _repeats(s, m, p, starts, np.frombuffer(t.hashes, np.int64), data)
+    if repeat.any():
+        stats.skipped["duplicate triples"] = int(repeat.sum())
+    if stats.skipped and progress:
+        tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
+    kept = order[~repeat]
+    order = kept[np.lexsort((kept, p[kept], m[kept], s[kept]))]  # file order within a key
+    m_bytes = [key.encode("utf-8") for key in t.m_ids]
+    arrays = _levels(s[order], m[order], p[order], np.diff(starts)[order], m_bytes, len(surfaces))
+    surface_trie = TokenTrie.build(
+        (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
+        for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)
+    )
+    header = {
+        "format": FORMAT_VERSION,
+        "kb_sha256": kb_sha256 or file_sha256(kb_path),
+        "tokenizer_sha256": tokenizer.sha256,
+        "kb_path": os.path.abspath(kb_path),
+        "triples": stats.triples,
+        "skipped": stats.skipped,
+        "surfaces": len(surfaces),
+        "entities": len(arrays["ent_sid"]),
+        "predicates": len(predicates),
+    }
+    with atomic_directory(directory, replaceable, "index") as temp:
+        surfaces.save(os.path.join(temp, "surfaces.marisa"))
+        predicates.save(os.path.join(temp, "predicates.marisa"))
+        for name, values in arrays.items():
+            np.save(os.path.join(temp, f"{name}.npy"), values)
+        with open(os.path.join(temp, "strings.bin"), "wb") as handle:
+            for chunk in range(0, len(order), 1 << 20):
+                handle.write(_gather(data, starts, order[chunk:chunk + (1 << 20)]).tobytes())
+            handle.write(b"".join(m_bytes))
+        surface_trie.save(temp, "surfaces")
+        with open(os.path.join(temp, HEADER), "w", encoding="utf-8") as handle:
+            json.dump(header, handle, ensure_ascii=False, indent=1)
+    return KBIndex(directory, tokenizer)
+
+
+def _gather(data: np.ndarray, starts: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """The bytes of objects `picks` (each data[starts[k]:starts[k + 1]]), concatenated in order."""
+    lengths = starts[picks + 1] - starts[picks]
+    begin = starts[picks] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return data[np.repeat(begin, lengths) + np.arange(int(lengths.sum()))]
+
+
+def _renumbered(first_seen: dict[str, int], trie: marisa_trie.Trie) -> np.ndarray:
+    """old id (first-seen order) -> marisa id."""
+    mapping = np.empty(len(first_seen), np.int32)
+    for key, old in first_seen.items():
+        mapping[old] = trie[key]
+    return mapping
+
+
+def cache_root() -> str:
+    return os.environ.get("KGQA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kgqa")
+
+
+def check_kb_path(kb_path: str) -> None:
+    if not os.path.exists(kb_path):
+        raise KgqaError("no such file", kb_path)
+    if os.path.isdir(kb_path):
+        raise KgqaError("is a directory, expected a KB file", kb_path)
+
+
+@contextlib.contextmanager
+def index_lock(directory: str) -> Iterator[None]:
+    """Processes sharing an index (torchrun's ranks, predicts side by side, `kgqa index`) take
+    turns: one builds, the others wait and then open what it built, instead of swapping
+    directories under each other."""
+    directory = os.path.abspath(directory)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    with open(directory + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        recover_directory(directory)
+        yield
+
+
+def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = None,
+                 strict: bool = False, progress: bool = False) -> KBIndex:
+    """Open the index for this KB and tokenizer, building it first when none matches.
+
+    An index records the hashes it was built from; one built from another KB or tokenizer is
+    rebuilt, never used, so an answer can't come from the wrong KB. A damaged index in the cache
+    is rebuilt; a damaged one the user named (`--index`) is their file: an error says so.
+    """
+    check_kb_path(kb_path)
+    kb_sha256 = file_sha256(kb_path)
+    cached = directory is None
+    if cached:
+        directory = os.path.join(cache_root(), "index", f"{kb_sha256[:16]}-{tokenizer.sha256[:16]}")
+    directory = os.path.abspath(directory)
+    with index_lock(directory):
+        if os.path.isfile(os.path.join(directory, HEADER)):
+            try:
+                index = KBIndex(directory, tokenizer)
+            except DamagedIndex:
+                if not cached:
+                    raise
+            except KgqaError:
+                pass  # an index of an older format: rebuilt below
+            else:
+                if index.matches(kb_sha256, tokenizer):
+                    return index
+        return build_index(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress,
+                           cached=cached)
