@@ -105,16 +105,19 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 
 
 def _decode_options(command):
+    from kgqa.settings import DecodeSettings
+
+    default = DecodeSettings()
     for option in reversed([
         click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
         click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
-        click.option("--beams", type=click.IntRange(min=1), default=4, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
-        click.option("--lookahead", type=click.FloatRange(min=0), default=1.0, show_default=True,
+        click.option("--beams", type=click.IntRange(min=1), default=default.beams, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=default.batch_size, show_default=True),
+        click.option("--lookahead", type=click.FloatRange(min=0), default=default.lookahead, show_default=True,
                      help="Per-character weight of question coverage when choosing the predicate (0: off)."),
-        click.option("--mention-lookahead", type=click.FloatRange(min=0), default=2.0, show_default=True,
-                     help="Per-character weight of mention length when choosing the subject (0: off)."),
+        click.option("--mention-lookahead", type=click.FloatRange(min=0), default=default.mention_lookahead,
+                     show_default=True, help="Per-character weight of mention length when choosing the subject (0: off)."),
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
         click.option("--no-rerank", is_flag=True, help="Keep the beam's order; ignore the checkpoint's reranker."),
@@ -125,47 +128,13 @@ def _decode_options(command):
 
 def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead, no_mention_restriction,
           no_rerank, top_k=1):
-    from kgqa.pipeline import KGQA, DecodeSettings
+    from kgqa.settings import DecodeSettings
+    from kgqa.pipeline import KGQA
 
     settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
                               lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
                               rerank=not no_rerank)
     return KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
-
-
-def _answer_file(questions_path, output, record_of, top_k=1, **decode):
-    """Answer every question, one batch at a time, journaled beside `output` so a killed run resumes.
-
-    What can be checked without the model is checked first: an output that is a directory, or
-    one another run is writing, fails before minutes of loading, not after the answers. Yields
-    the records once; the journal goes only after the caller has written the output."""
-    from dataclasses import asdict
-
-    from tqdm import tqdm
-
-    from kgqa.data import read_questions
-    from kgqa.journal import Journal, fingerprint
-    from kgqa.kb import file_sha256
-
-    if os.path.isdir(output):
-        raise KgqaError("is a directory, expected the answer file to write", output)
-    questions = read_questions(questions_path)
-    with Journal(output) as journal:
-        kgqa = _open(top_k=top_k, **decode)
-        weights = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
-                         for entry in os.scandir(decode["checkpoint"]) if entry.is_file())
-        journal.begin(fingerprint(file_sha256(questions_path), weights, kgqa.index.header["kb_sha256"],
-                                  asdict(kgqa.settings), record_of.__name__))
-        pending = [i for i in range(len(questions)) if i not in journal.done]
-        if journal.done:
-            click.echo(f"resuming: {len(journal.done)} answers already in {journal.path}", err=True)
-        size = kgqa.settings.batch_size
-        for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches"):
-            chunk = pending[start:start + size]
-            found = kgqa.answer([questions[i].question for i in chunk])
-            journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
-        yield [journal.done[i] for i in range(len(questions))]
-        journal.close()
 
 
 @main.command()
@@ -179,6 +148,7 @@ def predict(questions, output, top_k, **decode) -> None:
 
     Killed and run again with the same arguments, it resumes from OUTPUT.partial."""
     from kgqa.data import write_answers
+    from kgqa.journal import answer_file
 
     def answer_record(q, found):
         record = {"id": q.id, "question": q.question, "answer": found[0].answer() if found else ""}
@@ -186,7 +156,7 @@ def predict(questions, output, top_k, **decode) -> None:
             record["candidates"] = [c.as_json() for c in found]
         return record
 
-    for records in _answer_file(questions, output, answer_record, top_k=top_k, **decode):
+    for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), answer_record):
         write_answers(output, records)
     unanswered = sum(1 for record in records if not record["answer"])
     click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
@@ -268,6 +238,7 @@ def submit(test, output, **decode) -> None:
     """Write kgclue_predict.json and kgclue_predict.zip, the CLUE leaderboard upload."""
     from kgqa.data import write_answers
     from kgqa.files import atomic_file
+    from kgqa.journal import answer_file
 
     def leaderboard_record(q, found):
         return {"id": q.id, "answer": found[0].answer() if found else ""}
@@ -275,7 +246,7 @@ def submit(test, output, **decode) -> None:
     if os.path.exists(output) and not os.path.isdir(output):
         raise KgqaError("is a file, expected a directory for the upload files", output)
     json_path = os.path.join(output, "kgclue_predict.json")
-    for records in _answer_file(test, json_path, leaderboard_record, **decode):
+    for records in answer_file(test, json_path, lambda: _open(**decode), leaderboard_record):
         write_answers(json_path, records)
         with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
             with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -290,11 +261,11 @@ def submit(test, output, **decode) -> None:
 @_user_errors
 def evaluate(pred: str, gold: str, as_json: bool) -> None:
     """KgCLUE's official metric; score = (EM_O + F1_O) / 2. Missing predictions count as wrong."""
-    from kgqa.data import read_questions
+    from kgqa.data import read_predictions, read_questions
     from kgqa.metrics import score
 
     golds = read_questions(gold, need_answers=True)
-    predictions = _read_predictions(pred)
+    predictions = read_predictions(pred)
     predicted = {json.dumps(q.id): q.answer or "" for q in predictions}
     table = score([predicted.get(json.dumps(q.id), "") for q in golds], [q.answer for q in golds])
     missing = [q.id for q in golds if json.dumps(q.id) not in predicted]
@@ -310,19 +281,6 @@ def evaluate(pred: str, gold: str, as_json: bool) -> None:
         return
     for name, value in table.items():
         click.echo(f"{name:>8}  {value}")
-
-
-def _read_predictions(path: str):
-    """Prediction lines carry `answer` but maybe no `question`."""
-    from kgqa.data import Question, json_lines
-
-    out = []
-    for number, record in json_lines(path):
-        try:
-            out.append(Question(record["id"], record.get("question", ""), str(record.get("answer", "")), number))
-        except (KeyError, TypeError, AttributeError):
-            raise KgqaError('expected a JSON object with "id" and "answer"', path, number) from None
-    return out
 
 
 if __name__ == "__main__":

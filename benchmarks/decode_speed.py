@@ -24,9 +24,9 @@ from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 from kgqa import decoding  # noqa: E402
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.index import KBIndex
+from kgqa.index import KBIndex  # noqa: E402
 from kgqa.indexer import ensure_index  # noqa: E402
-from kgqa.model import CopyT5  # noqa: E402
+from kgqa.model import extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
 
@@ -75,12 +75,12 @@ def main() -> None:
     def unconstrained(batch: list[str], steps: int) -> float:
         """Seconds for plain beam search forced to run the same number of steps."""
         input_ids, attention = decoding.encode_questions(tokenizer, batch)
-        extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
         start = time.perf_counter()
         with torch.no_grad():
             model.generate(input_ids=input_ids, attention_mask=attention,
                            num_beams=settings.beams, min_new_tokens=steps, max_new_tokens=steps, do_sample=False,
-                           pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id, **extra)
+                           pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id,
+                           **extra_inputs(model, input_ids))
         return time.perf_counter() - start
 
     plain = KGQA(model, tokenizer, index, replace(settings, rerank=False))

@@ -97,6 +97,17 @@ def read_questions(path: str, need_answers: bool = False) -> list[Question]:
     return questions
 
 
+def read_predictions(path: str) -> list[Question]:
+    """Prediction lines (`kgqa evaluate`): `id` and `answer`, maybe no `question`."""
+    out = []
+    for number, record in json_lines(path):
+        try:
+            out.append(Question(record["id"], record.get("question", ""), str(record.get("answer", "")), number))
+        except (KeyError, TypeError, AttributeError):
+            raise KgqaError('expected a JSON object with "id" and "answer"', path, number) from None
+    return out
+
+
 def training_pairs(questions: Iterable[Question]) -> list[tuple[str, tuple[str, str, str]]]:
     """(question, (S, P, M)) pairs, the decoder's targets."""
     pairs = []

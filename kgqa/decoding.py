@@ -13,7 +13,8 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from kgqa.candidate import Candidate
 from kgqa.index import KBIndex
-from kgqa.model import CopyT5
+from kgqa.model import extra_inputs
+from kgqa.settings import DecodeSettings
 from kgqa.tokenizer import Tokenizer
 from kgqa.text import common_subsequence, without_mention
 from kgqa.trie import ROOT, TokenTrie, value_of
@@ -204,31 +205,20 @@ def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int
 
 
 @torch.no_grad()
-def constrained_generate(
-    model: PreTrainedModel,
-    tokenizer: Tokenizer,
-    index: KBIndex,
-    questions: list[str],
-    num_beams: int = 4,
-    top_k: int = 1,
-    restrict_mentions: bool = True,
-    lookahead: float = 0.0,
-    mention_lookahead: float = 0.0,
-    max_question_tokens: int = 128,
-) -> list[list[Candidate]]:
-    """Top-k KB answers per question, best first; a question with no reachable key gets [].
-
-    `lookahead` and `mention_lookahead` weigh `Lookahead`'s predicate and mention evidence
-    (0 switches each off)."""
-    top_k = min(top_k, num_beams)
-    input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens)
-    walker = TrieWalker(index, tokenizer, [index.mentions(q) if restrict_mentions else [] for q in questions])
+def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
+                         settings: DecodeSettings, top_k: int | None = None) -> list[list[Candidate]]:
+    """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
+    of `settings.beams`; a question with no reachable key gets []."""
+    num_beams = settings.beams
+    top_k = min(settings.top_k if top_k is None else top_k, num_beams)
+    input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens)
+    walker = TrieWalker(index, tokenizer,
+                        [index.mentions(q) if settings.restrict_mentions else [] for q in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
-    if lookahead or mention_lookahead:
-        processors.append(Lookahead(walker, questions, num_beams, lookahead, mention_lookahead))
-    extra = {"source_ids": input_ids} if isinstance(model, CopyT5) else {}
+    if settings.lookahead or settings.mention_lookahead:
+        processors.append(Lookahead(walker, questions, num_beams, settings.lookahead, settings.mention_lookahead))
     output = model.generate(
-        **extra,
+        **extra_inputs(model, input_ids),
         input_ids=input_ids,
         attention_mask=attention,
         num_beams=num_beams,

@@ -8,13 +8,18 @@ written only once every question has its answer, by the atomic writer.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-import fcntl
 import os
-from typing import Any
+import sys
+from dataclasses import asdict
+from typing import Any, Callable, Iterator
 
+from kgqa.candidate import Candidate
+from kgqa.data import Question, read_questions
 from kgqa.errors import KgqaError
+from kgqa.kb import file_sha256
 
 PARTIAL = ".partial"
 
@@ -88,3 +93,37 @@ class Journal:
     def __exit__(self, *_: object) -> None:
         if not self._handle.closed:
             self.release()
+
+
+def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], Any],
+                record_of: Callable[[Question, list[Candidate]], dict], progress: bool = True) -> Iterator[list[dict]]:
+    """Answer every question of a file, one batch at a time, journaled beside `output` so a killed
+    run resumes; yields the records (one per question, input order) once, and removes the journal
+    only after the caller has written them.
+
+    What can be checked without the model is checked first: an output that is a directory, or
+    one another run is writing, fails before minutes of loading (`open_pipeline` is called after),
+    not after the answers. The journal's fingerprint covers the questions, the checkpoint's files,
+    the KB, the decoding settings and the kind of record.
+    """
+    from tqdm import tqdm
+
+    if os.path.isdir(output):
+        raise KgqaError("is a directory, expected the answer file to write", output)
+    questions = read_questions(questions_path)
+    with Journal(output) as journal:
+        qa = open_pipeline()
+        files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                       for entry in os.scandir(qa.checkpoint) if entry.is_file()) if qa.checkpoint else None
+        journal.begin(fingerprint(file_sha256(questions_path), files, qa.index.header["kb_sha256"],
+                                  asdict(qa.settings), record_of.__name__))
+        pending = [i for i in range(len(questions)) if i not in journal.done]
+        if journal.done:
+            tqdm.write(f"resuming: {len(journal.done)} answers already in {journal.path}", file=sys.stderr)
+        size = qa.settings.batch_size
+        for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches", disable=not progress):
+            chunk = pending[start:start + size]
+            found = qa.answer([questions[i].question for i in chunk])
+            journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
+        yield [journal.done[i] for i in range(len(questions))]
+        journal.close()

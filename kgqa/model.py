@@ -60,6 +60,12 @@ class CopyT5(T5ForConditionalGeneration):
         return out
 
 
+def extra_inputs(model: PreTrainedModel, question_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a model needs beside its usual inputs, the one place that knows: CopyT5 copies from
+    the question's ids, which generate() and a call with precomputed encoder outputs do not pass."""
+    return {"source_ids": question_ids} if isinstance(model, CopyT5) else {}
+
+
 def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int, copy: bool = True) -> PreTrainedModel:
     torch.manual_seed(seed)
     config = T5Config(

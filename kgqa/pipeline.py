@@ -1,7 +1,6 @@
 """The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).answer(questions)`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,18 +13,8 @@ from kgqa.decoding import constrained_generate
 from kgqa.index import KBIndex
 from kgqa.indexer import ensure_index
 from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, candidate_keys, log_likelihoods
+from kgqa.settings import DecodeSettings
 from kgqa.tokenizer import Tokenizer
-
-
-@dataclass
-class DecodeSettings:
-    beams: int = 4
-    top_k: int = 1
-    restrict_mentions: bool = True
-    lookahead: float = 1.0
-    mention_lookahead: float = 2.0
-    batch_size: int = 32
-    rerank: bool = True  # where the checkpoint has a reranker
 
 
 class KGQA:
@@ -36,6 +25,7 @@ class KGQA:
         self.index = index
         self.settings = settings or DecodeSettings()
         self.reranker = reranker
+        self.checkpoint: str | None = None  # the directory it was loaded from, if any
 
     @property
     def reranking(self) -> bool:
@@ -45,8 +35,10 @@ class KGQA:
     def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
                         settings: DecodeSettings | None = None, progress: bool = False) -> "KGQA":
         model, tokenizer, _ = load_checkpoint(checkpoint)
-        return cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
-                   Reranker.load(checkpoint))
+        qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
+                 Reranker.load(checkpoint))
+        qa.checkpoint = checkpoint
+        return qa
 
     def answer(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
         """Top-k KB candidates per question, in input order; [] where no KB key is reachable."""
@@ -91,10 +83,7 @@ class KGQA:
         }
 
     def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
-        s = self.settings
-        return constrained_generate(
-            self.model, self.tokenizer, self.index, questions, num_beams=s.beams, top_k=top_k,
-            restrict_mentions=s.restrict_mentions, lookahead=s.lookahead, mention_lookahead=s.mention_lookahead)
+        return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k)
 
     def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[tuple[list[int], np.ndarray]]:
         """(KB keys, their reranking features) per question: the beam's keys and their subjects' others."""

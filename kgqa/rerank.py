@@ -27,7 +27,7 @@ from kgqa.decoding import encode_questions
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
-from kgqa.model import CopyT5
+from kgqa.model import extra_inputs
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
@@ -205,9 +205,8 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         labels = torch.full((len(chunk), max(len(t) for _, t in chunk)), -100, dtype=torch.long)
         for i, (_, target) in enumerate(chunk):
             labels[i, : len(target)] = torch.tensor(target)
-        extra = {"source_ids": input_ids[owner]} if isinstance(model, CopyT5) else {}
         logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
-                       attention_mask=attention[owner], labels=labels, **extra).logits
+                       attention_mask=attention[owner], labels=labels, **extra_inputs(model, input_ids[owner])).logits
         scored = labels.clamp_min(0).unsqueeze(-1)
         token_ll = logits.log_softmax(-1).gather(-1, scored).squeeze(-1).masked_fill(labels < 0, 0.0)
         totals[start:start + len(chunk), 0] = token_ll.sum(-1).numpy()

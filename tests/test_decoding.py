@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from kgqa.decoding import constrained_generate
+from kgqa.settings import DecodeSettings
 from kgqa.indexer import ensure_index
 from kgqa.kb import read_kb
 from kgqa.model import ScratchShape, scratch_model
@@ -37,11 +38,13 @@ def test_an_untrained_model_only_yields_kb_triples(tmp_path, monkeypatch, sample
     kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
     model = scratch_model(tokenizer, TINY, seed).eval()
     questions = ["高军英是在哪里出生的？", "完全无关的问题", "马磊静的配偶是谁？", "？"]
-    results = constrained_generate(model, tokenizer, index, questions, num_beams=4, top_k=4,
-                                   restrict_mentions=restrict)
+    plain = DecodeSettings(beams=4, top_k=4, restrict_mentions=restrict, lookahead=0.0, mention_lookahead=0.0)
+    results = constrained_generate(model, tokenizer, index, questions, plain)
     assert len(results) == len(questions)
-    for found in results:
-        assert found, "every sample question reaches some KB key"
+    for question, found in zip(questions, results):
+        sids = index.mentions(question) if restrict else []
+        reachable = sum(1 for sid in sids for _ in index.keys(sid)) if sids else index.key_count
+        assert len(found) == min(4, reachable), "a finished beam was dropped"  # four distinct KB keys back
         assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
         for c in found:
             assert (c.surface, c.predicate, c.disambiguation, c.obj) in kb_keys
@@ -56,16 +59,8 @@ def test_greedy_decoding_is_constrained_too(tmp_path, monkeypatch, sample):
     model = scratch_model(tokenizer, TINY, 3).eval()
     with torch.no_grad():
         model.lm_head.weight.normal_(0, 5)  # wild weights: the constraint must still hold
-    (found,) = constrained_generate(model, tokenizer, index, ["马磊静的出生日期是？"], num_beams=1)
+    (found,) = constrained_generate(model, tokenizer, index, ["马磊静的出生日期是？"], DecodeSettings(beams=1))
     assert index.lookup(found[0].surface, found[0].predicate, found[0].disambiguation) is not None
-
-
-def test_common_subsequence():
-    from kgqa.decoding import common_subsequence
-
-    assert common_subsequence("主要讲什么课", "主讲课程") == 3
-    assert common_subsequence("", "abc") == 0
-    assert common_subsequence("abc", "abc") == 3
 
 
 def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names(tmp_path, monkeypatch, sample):
@@ -75,9 +70,10 @@ def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names
     model = scratch_model(tokenizer, TINY, 0, copy=False).eval()  # no copy path: knows nothing of the question
     asked = [(t.surface, t.predicate) for t in triples if t.surface == triples[0].surface]
     questions = [f"{surface}的{predicate}是什么？" for surface, predicate in asked]
-    results = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=50.0)
+    results = constrained_generate(model, tokenizer, index, questions,
+                                   DecodeSettings(lookahead=50.0, mention_lookahead=0.0))
     assert [found[0].predicate for found in results] == [predicate for _, predicate in asked]
-    plain = constrained_generate(model, tokenizer, index, questions, num_beams=4, lookahead=0.0)
+    plain = constrained_generate(model, tokenizer, index, questions, DecodeSettings(lookahead=0.0, mention_lookahead=0.0))
     assert [found[0].predicate for found in plain] != [predicate for _, predicate in asked]
 
 
@@ -91,8 +87,9 @@ def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_
     index = ensure_index(kb, tokenizer)
     model = scratch_model(tokenizer, TINY, 0, copy=False).eval()
     questions = ["刘晓华主要讲什么课啊？"]
-    (found,) = constrained_generate(model, tokenizer, index, questions, num_beams=4, mention_lookahead=50.0)
+    (found,) = constrained_generate(model, tokenizer, index, questions, DecodeSettings(lookahead=0.0, mention_lookahead=50.0))
     assert found[0].surface == "刘晓华"
     chosen = {constrained_generate(scratch_model(tokenizer, TINY, seed, copy=False).eval(), tokenizer, index,
-                                   questions, num_beams=4)[0][0].surface for seed in range(4)}
+                                   questions, DecodeSettings(lookahead=0.0, mention_lookahead=0.0))[0][0].surface
+              for seed in range(4)}
     assert chosen != {"刘晓华"}  # without the evidence, untrained models pick other mentions

@@ -19,6 +19,11 @@ def test_common_subsequence_is_the_textbook_one(a, b):
     assert common_subsequence(a, b) == _textbook_subsequence(a, b)
 
 
+def test_common_subsequence_examples():
+    assert common_subsequence("主要讲什么课", "主讲课程") == 3
+    assert common_subsequence("", "abc") == 0 and common_subsequence("abc", "abc") == 3
+
+
 def test_longest_common_substring_and_the_question_without_its_mention():
     assert longest_common_substring("固体化学", "固体物理") == 2
     assert longest_common_substring(["ab", "c"], ["x", "ab", "c"]) == 2
