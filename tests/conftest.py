@@ -6,6 +6,10 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
+from kgqa.indexer import ensure_index
+from kgqa.kb import read_kb
+from kgqa.model import ScratchShape
+from kgqa.tokenizer import SentencePieceTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "sample")
@@ -25,7 +29,18 @@ def write(path, text: str | bytes) -> str:
     return str(path)
 
 
-TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]
+TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]  # as CLI options
+TINY_SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)  # as a library shape
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory):
+    """The sample KB, its triples, a character tokenizer trained on them, and its index."""
+    kb = f"{SAMPLE}/kb.tsv"
+    triples = list(read_kb(kb))
+    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in triples), 400)
+    index = ensure_index(kb, tokenizer, str(tmp_path_factory.mktemp("sample-index")))
+    return kb, triples, tokenizer, index
 
 
 @pytest.fixture(scope="session")

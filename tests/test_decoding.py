@@ -4,25 +4,11 @@ import torch
 from kgqa.decoding import constrained_generate
 from kgqa.settings import DecodeSettings
 from kgqa.indexer import ensure_index
-from kgqa.kb import read_kb
-from kgqa.model import ScratchShape, scratch_model
-from kgqa.tokenizer import SentencePieceTokenizer
+from kgqa.model import scratch_model
+from conftest import TINY_SHAPE
 
-from conftest import SAMPLE
-
-TINY = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
-
-
-@pytest.fixture(scope="module")
-def sample():
-    kb = f"{SAMPLE}/kb.tsv"
-    triples = list(read_kb(kb))
-    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in triples), 400)
-    return kb, triples, tokenizer
-
-
-def test_target_round_trip_cuts_at_the_first_eos(sample):
-    _, _, tokenizer = sample
+def test_target_round_trip_cuts_at_the_first_eos(sample_kb):
+    _, _, tokenizer, _ = sample_kb
     ids = tokenizer.encode_target("刘晓华", "主讲课程", "广东工业大学教授")
     assert tokenizer.decode_target(ids + [tokenizer.eos_id, 5, 6]) == ("刘晓华", "主讲课程", "广东工业大学教授")
     assert tokenizer.decode_target(tokenizer.encode("无分隔")) is None
@@ -31,12 +17,10 @@ def test_target_round_trip_cuts_at_the_first_eos(sample):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("restrict", [True, False])
-def test_an_untrained_model_only_yields_kb_triples(tmp_path, monkeypatch, sample, seed, restrict):
-    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
-    kb, triples, tokenizer = sample
-    index = ensure_index(kb, tokenizer)
+def test_an_untrained_model_only_yields_kb_triples(sample_kb, seed, restrict):
+    _, triples, tokenizer, index = sample_kb
     kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
-    model = scratch_model(tokenizer, TINY, seed).eval()
+    model = scratch_model(tokenizer, TINY_SHAPE, seed).eval()
     questions = ["高军英是在哪里出生的？", "完全无关的问题", "马磊静的配偶是谁？", "？"]
     plain = DecodeSettings(beams=4, top_k=4, restrict_mentions=restrict, lookahead=0.0, mention_lookahead=0.0)
     results = constrained_generate(model, tokenizer, index, questions, plain)
@@ -52,22 +36,18 @@ def test_an_untrained_model_only_yields_kb_triples(tmp_path, monkeypatch, sample
         assert all(c.surface == "高军英" for c in results[0])
 
 
-def test_greedy_decoding_is_constrained_too(tmp_path, monkeypatch, sample):
-    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
-    kb, triples, tokenizer = sample
-    index = ensure_index(kb, tokenizer)
-    model = scratch_model(tokenizer, TINY, 3).eval()
+def test_greedy_decoding_is_constrained_too(sample_kb):
+    _, triples, tokenizer, index = sample_kb
+    model = scratch_model(tokenizer, TINY_SHAPE, 3).eval()
     with torch.no_grad():
         model.lm_head.weight.normal_(0, 5)  # wild weights: the constraint must still hold
     (found,) = constrained_generate(model, tokenizer, index, ["马磊静的出生日期是？"], DecodeSettings(beams=1))
     assert index.lookup(found[0].surface, found[0].predicate, found[0].disambiguation) is not None
 
 
-def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names(tmp_path, monkeypatch, sample):
-    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
-    kb, triples, tokenizer = sample
-    index = ensure_index(kb, tokenizer)
-    model = scratch_model(tokenizer, TINY, 0, copy=False).eval()  # no copy path: knows nothing of the question
+def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names(sample_kb):
+    _, triples, tokenizer, index = sample_kb
+    model = scratch_model(tokenizer, TINY_SHAPE, 0, copy=False).eval()  # no copy path: knows nothing of the question
     asked = [(t.surface, t.predicate) for t in triples if t.surface == triples[0].surface]
     questions = [f"{surface}的{predicate}是什么？" for surface, predicate in asked]
     results = constrained_generate(model, tokenizer, index, questions,
@@ -77,19 +57,18 @@ def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names
     assert [found[0].predicate for found in plain] != [predicate for _, predicate in asked]
 
 
-def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_path, monkeypatch):
+def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_path):
     from kgqa.tokenizer import SentencePieceTokenizer
     from conftest import write
 
-    monkeypatch.setenv("KGQA_CACHE", str(tmp_path))
     kb = write(tmp_path / "kb.tsv", "主要\t拼音\tzhu yao\n刘晓华\t主讲课程\t《固体物理》\n刘晓\t别名\t小刘\n什么\t拼音\tshen me\n")
     tokenizer = SentencePieceTokenizer.train(["刘晓华主要讲什么课啊？拼音主讲课程别名"], 100)
     index = ensure_index(kb, tokenizer)
-    model = scratch_model(tokenizer, TINY, 0, copy=False).eval()
+    model = scratch_model(tokenizer, TINY_SHAPE, 0, copy=False).eval()
     questions = ["刘晓华主要讲什么课啊？"]
     (found,) = constrained_generate(model, tokenizer, index, questions, DecodeSettings(lookahead=0.0, mention_lookahead=50.0))
     assert found[0].surface == "刘晓华"
-    chosen = {constrained_generate(scratch_model(tokenizer, TINY, seed, copy=False).eval(), tokenizer, index,
+    chosen = {constrained_generate(scratch_model(tokenizer, TINY_SHAPE, seed, copy=False).eval(), tokenizer, index,
                                    questions, DecodeSettings(lookahead=0.0, mention_lookahead=0.0))[0][0].surface
               for seed in range(4)}
     assert chosen != {"刘晓华"}  # without the evidence, untrained models pick other mentions

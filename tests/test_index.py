@@ -72,14 +72,28 @@ def test_repeated_triples_are_kept_once_and_counted(tmp_path, tokenizer):
     assert index.header["skipped"] == {"duplicate triples": 2}
 
 
-def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer):
+def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer, monkeypatch):
     """torchrun's ranks (or predicts side by side) ask for the same index at once: one builds it,
     the others open that one; none sees a directory swapped under it."""
+    import threading
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
+    import kgqa.indexer
+
+    builds = []
+    build = kgqa.indexer.build_index
+
+    def slow_build(*args, **kwargs):
+        builds.append(threading.current_thread().name)
+        time.sleep(0.3)  # long enough for every other caller to arrive while it builds
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(kgqa.indexer, "build_index", slow_build)
     kb = write(tmp_path / "kb.tsv", KB)
     with ThreadPoolExecutor(4) as pool:
         opened = list(pool.map(lambda _: ensure_index(kb, tokenizer, str(tmp_path / "shared")), range(4)))
+    assert len(builds) == 1
     assert all(index.lookup("北京", "人口", "").objects == ["2189万"] for index in opened)
     assert len({index.header["kb_sha256"] for index in opened}) == 1
 

@@ -3,24 +3,15 @@ import pytest
 import torch
 
 from kgqa.index import Answer
-from kgqa.indexer import ensure_index
-from kgqa.kb import read_kb
-from kgqa.model import ScratchShape, scratch_model
+from kgqa.model import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, log_likelihoods
-from kgqa.tokenizer import SentencePieceTokenizer
 
-from conftest import SAMPLE
+from conftest import TINY_SHAPE
 
-TINY = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    kb = f"{SAMPLE}/kb.tsv"
-    triples = list(read_kb(kb))
-    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in triples), 400)
-    index = ensure_index(kb, tokenizer, str(tmp_path_factory.mktemp("index")))
+@pytest.fixture
+def sample(sample_kb):
+    _, triples, tokenizer, index = sample_kb
     return triples, tokenizer, index
 
 
@@ -43,7 +34,7 @@ def test_fit_learns_which_feature_marks_the_gold_candidate(tmp_path):
 
 def test_log_likelihoods_agree_with_the_model_loss(sample):
     _, tokenizer, index = sample
-    model = scratch_model(tokenizer, TINY, 0).eval()
+    model = scratch_model(tokenizer, TINY_SHAPE, 0).eval()
     question = "马磊静的配偶是谁？"
     groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
     targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.answer, groups)]
@@ -61,7 +52,7 @@ def test_log_likelihoods_agree_with_the_model_loss(sample):
 def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
     triples, tokenizer, index = sample
     kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
-    model = scratch_model(tokenizer, TINY, 1).eval()
+    model = scratch_model(tokenizer, TINY_SHAPE, 1).eval()
     weights = [0.0] * len(FEATURE_NAMES)
     weights[FEATURE_NAMES.index("predicate_covered")] = 1.0
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), weights)
@@ -119,3 +110,22 @@ def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):
     with open(tmp_path / "reranker.json", "w", encoding="utf-8") as handle:
         json.dump(saved, handle)
     assert Reranker.load(str(tmp_path)) is None
+
+
+def test_candidate_keys_lead_with_the_beam_then_the_best_covered_and_stop_at_the_limit(sample):
+    from kgqa.candidate import Candidate
+    from kgqa.rerank import candidate_keys
+    from kgqa.text import common_subsequence
+
+    _, _, index = sample
+    question = "马磊静的配偶是谁？"
+    sid = index.mentions(question)[0]
+    keys = [key for key, _, _ in index.keys(sid)]
+    beam = [Candidate.of(index, keys[-1], -1.0), Candidate.of(index, keys[0], -2.0)]
+    found = candidate_keys(index, question, beam)
+    assert found[:2] == [keys[-1], keys[0]]  # the beam's keys first, in the beam's order
+    covers = [common_subsequence(question, index.answer(key).predicate) for key in found[2:]]
+    assert covers == sorted(covers, reverse=True)  # then the others, best covered first
+    assert len(set(found)) == len(found)
+    assert candidate_keys(index, question, beam, limit=3) == found[:3]
+    assert candidate_keys(index, question, []) == []

@@ -3,24 +3,17 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from kgqa.indexer import ensure_index
-from kgqa.kb import read_kb
-from kgqa.model import ScratchShape, scratch_model
+from kgqa.model import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.server import make_app
-from kgqa.tokenizer import SentencePieceTokenizer
 
-from conftest import SAMPLE
-
-TINY = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)
+from conftest import TINY_SHAPE
 
 
 @pytest.fixture(scope="module")
-def kgqa(tmp_path_factory):
-    kb = f"{SAMPLE}/kb.tsv"
-    tokenizer = SentencePieceTokenizer.train((t.surface + t.predicate + t.disambiguation for t in read_kb(kb)), 400)
-    index = ensure_index(kb, tokenizer, str(tmp_path_factory.mktemp("index")))
-    return KGQA(scratch_model(tokenizer, TINY, 0), tokenizer, index, DecodeSettings(top_k=3))
+def kgqa(sample_kb):
+    _, _, tokenizer, index = sample_kb
+    return KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, index, DecodeSettings(top_k=3))
 
 
 def _with_client(kgqa, scenario, **options):

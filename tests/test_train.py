@@ -67,3 +67,14 @@ def test_two_processes_train_data_parallel_on_gloo(tmp_path):
     records = [json.loads(line) for line in open(tmp_path / "ck/metrics.jsonl", encoding="utf-8")]
     assert [r["step"] for r in records] == [3, 6]  # 25 kept of 32 (8% of predicates held out) // (4 x 2)
     assert os.path.isfile(tmp_path / "ck/best/model.safetensors")
+
+
+def test_held_out_predicates_never_occur_among_the_kept_questions():
+    from kgqa.data import hold_out_predicates, read_questions
+
+    questions = read_questions(f"{SAMPLE}/train.json", need_answers=True)
+    kept, held = hold_out_predicates(questions, 0.3, seed=0)
+    assert held and kept and len(kept) + len(held) == len(questions)
+    assert not {q.gold()[1] for q in kept} & {q.gold()[1] for q in held}
+    again, _ = hold_out_predicates(questions, 0.3, seed=0)
+    assert [q.id for q in again] == [q.id for q in kept]  # seeded
