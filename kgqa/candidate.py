@@ -7,9 +7,12 @@ pipeline, CLI, server) and the peer, which needs no model, must not import torch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from kgqa.index import KBIndex
 from kgqa.kb import join_subject
+
+if TYPE_CHECKING:  # only for the annotation: data and metrics import this module, and need no index
+    from kgqa.index import KBIndex
 
 SEPARATOR = "|||"
 
@@ -42,7 +45,7 @@ class Candidate:
         return {"answer": self.answer(), "score": round(self.score, 4)}
 
     @classmethod
-    def of(cls, index: KBIndex, key: int, score: float) -> "Candidate":
+    def of(cls, index: "KBIndex", key: int, score: float) -> "Candidate":
         """The KB key as an answer: its first object, as KgCLUE's rule says."""
         answer = index.answer(key)
         return cls(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, key)
