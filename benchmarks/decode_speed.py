@@ -26,7 +26,7 @@ from kgqa.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.index import KBIndex  # noqa: E402
 from kgqa.indexer import ensure_index  # noqa: E402
-from kgqa.model import extra_inputs  # noqa: E402
+from kgqa.model import encode_questions, extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
 
@@ -74,7 +74,7 @@ def main() -> None:
 
     def unconstrained(batch: list[str], steps: int) -> float:
         """Seconds for plain beam search forced to run the same number of steps."""
-        input_ids, attention = decoding.encode_questions(tokenizer, batch)
+        input_ids, attention = encode_questions(tokenizer, batch)
         start = time.perf_counter()
         with torch.no_grad():
             model.generate(input_ids=input_ids, attention_mask=attention,

@@ -13,7 +13,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from kgqa.candidate import Candidate
 from kgqa.index import KBIndex
-from kgqa.model import extra_inputs
+from kgqa.model import encode_questions, extra_inputs
 from kgqa.settings import DecodeSettings
 from kgqa.tokenizer import Tokenizer
 from kgqa.text import common_subsequence, without_mention
@@ -189,19 +189,6 @@ class Lookahead(LogitsProcessor):
             scores = scores.index_put((torch.tensor(rows), torch.tensor(tokens)),
                                       torch.tensor(bonus, dtype=scores.dtype), accumulate=True)
         return scores
-
-
-def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`."""
-    encoded = [tokenizer.encode_question(q)[:max_tokens] for q in questions]
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for i, ids in enumerate(encoded):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
-    return input_ids, attention
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
 
@@ -58,6 +59,19 @@ class CopyT5(T5ForConditionalGeneration):
         out.cross_attentions = out.decoder_hidden_states = out.encoder_hidden_states = None
         out.decoder_attentions = out.encoder_attentions = None
         return out
+
+
+def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`."""
+    rows = [torch.tensor(tokenizer.encode_question(q)[:max_tokens], dtype=torch.long) for q in questions]
+    return (pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_id),
+            pad_sequence([torch.ones_like(row) for row in rows], batch_first=True))
+
+
+def pad_targets(targets: list[list[int]]) -> torch.Tensor:
+    """Decoder labels, padded with -100: the positions the loss ignores."""
+    return pad_sequence([torch.tensor(t, dtype=torch.long) for t in targets], batch_first=True, padding_value=-100)
 
 
 def extra_inputs(model: PreTrainedModel, question_ids: torch.Tensor) -> dict[str, torch.Tensor]:

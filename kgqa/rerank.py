@@ -23,11 +23,10 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from kgqa.candidate import Candidate
-from kgqa.decoding import encode_questions
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
-from kgqa.model import extra_inputs
+from kgqa.model import encode_questions, extra_inputs, pad_targets
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
@@ -202,9 +201,7 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     for start in range(0, len(pairs), rows_per_pass):
         chunk = pairs[start:start + rows_per_pass]
         owner = torch.tensor([q for q, _ in chunk])
-        labels = torch.full((len(chunk), max(len(t) for _, t in chunk)), -100, dtype=torch.long)
-        for i, (_, target) in enumerate(chunk):
-            labels[i, : len(target)] = torch.tensor(target)
+        labels = pad_targets([target for _, target in chunk])
         logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
                        attention_mask=attention[owner], labels=labels, **extra_inputs(model, input_ids[owner])).logits
         scored = labels.clamp_min(0).unsqueeze(-1)

@@ -27,7 +27,7 @@ from kgqa.indexer import ensure_index
 from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
-from kgqa.model import ScratchShape, count_parameters, load_model, scratch_model
+from kgqa.model import ScratchShape, count_parameters, encode_questions, load_model, pad_targets, scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.rerank import Reranker
 from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
@@ -81,16 +81,9 @@ def _scratch_tokenizer(config: TrainConfig, pairs: list) -> Tokenizer:
 
 
 def _batch(tokenizer: Tokenizer, pairs: list) -> dict[str, torch.Tensor]:
-    sources = [tokenizer.encode_question(q)[:128] for q, _ in pairs]
-    targets = [tokenizer.encode_target(*spm) for _, spm in pairs]
-
-    def pad(rows: list[list[int]], value: int) -> torch.Tensor:
-        width = max(len(r) for r in rows)
-        return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-    input_ids = pad(sources, tokenizer.pad_id)
-    return {"input_ids": input_ids, "attention_mask": (input_ids != tokenizer.pad_id).long()
-            if tokenizer.pad_id is not None else torch.ones_like(input_ids), "labels": pad(targets, -100)}
+    input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs])
+    return {"input_ids": input_ids, "attention_mask": attention,
+            "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs])}
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
