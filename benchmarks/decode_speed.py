@@ -11,15 +11,13 @@ finished beams back to KB keys (not timed: one memoised lookup per returned beam
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import os
 import time
 from dataclasses import replace
 
 import torch
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
 from kgqa import decoding  # noqa: E402
 from kgqa.checkpoint import load_checkpoint  # noqa: E402
@@ -29,30 +27,6 @@ from kgqa.indexer import ensure_index  # noqa: E402
 from kgqa.model import encode_questions, extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
-
-SPENT: collections.Counter = collections.Counter()
-CALLS: collections.Counter = collections.Counter()
-
-
-@contextlib.contextmanager
-def timing(owner, name: str, label: str):
-    """Accumulate the wall time of every call of owner.name into SPENT[label]."""
-    original = getattr(owner, name)
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            SPENT[label] += time.perf_counter() - start
-            CALLS[label] += 1
-
-    setattr(owner, name, timed)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

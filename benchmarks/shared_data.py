@@ -5,8 +5,11 @@ benchmark must then skip cleanly, and all of them must look in the same place.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "kgclue")
@@ -20,3 +23,27 @@ def missing(*paths: str) -> bool:
     if absent:
         print(f"skipped: no {' or '.join(absent)}")
     return bool(absent)
+
+
+SPENT: collections.Counter = collections.Counter()  # seconds per label, filled by `timing`
+CALLS: collections.Counter = collections.Counter()
+
+
+@contextlib.contextmanager
+def timing(owner, name: str, label: str):
+    """Accumulate the wall time of every call of owner.name into SPENT[label] (and count it)."""
+    original = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SPENT[label] += time.perf_counter() - start
+            CALLS[label] += 1
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)

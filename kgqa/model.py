@@ -41,24 +41,45 @@ class CopyT5(T5ForConditionalGeneration):
         super().__init__(config)
         self.copy_gate = torch.nn.Linear(config.d_model, 1)
 
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, labels=None,
-                source_ids=None, **kwargs):
-        """`source_ids`: the question's ids; generate passes them on, as input_ids are not."""
+    def _mixture_parts(self, input_ids, attention_mask, decoder_input_ids, labels, source_ids, kwargs):
+        """The T5 output, the question ids copied from, the copy attention and the gate."""
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = self._shift_right(labels)
         kwargs.update(output_attentions=True, output_hidden_states=True, return_dict=True)
         out = super().forward(input_ids=input_ids, attention_mask=attention_mask,
                               decoder_input_ids=decoder_input_ids, **kwargs)
         source = input_ids if source_ids is None else source_ids
-        attention = out.cross_attentions[-1].mean(dim=1)  # (batch, target, source)
+        attention = out.cross_attentions[-1].mean(dim=1).to(out.logits.dtype)  # (batch, target, source)
         gate = torch.sigmoid(self.copy_gate(out.decoder_hidden_states[-1]))
+        return out, source, attention, gate
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, labels=None,
+                source_ids=None, **kwargs):
+        """`source_ids`: the question's ids; generate passes them on, as input_ids are not."""
+        out, source, attention, gate = self._mixture_parts(input_ids, attention_mask, decoder_input_ids, labels,
+                                                           source_ids, kwargs)
         copy = torch.zeros_like(out.logits).scatter_add_(
-            -1, source.unsqueeze(1).expand(-1, attention.size(1), -1), attention.to(out.logits.dtype))
+            -1, source.unsqueeze(1).expand(-1, attention.size(1), -1), attention)
         probs = gate * out.logits.softmax(-1) + (1 - gate) * copy
         out.logits = torch.log(probs.clamp_min(1e-12))
         out.cross_attentions = out.decoder_hidden_states = out.encoder_hidden_states = None
         out.decoder_attentions = out.encoder_attentions = None
         return out
+
+    def target_log_probs(self, labels: torch.Tensor, source_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        """log p(labels[t]) at each position (0 where labels are -100), equal to what `forward`'s
+        log-probabilities give there, without building the vocabulary-sized mixture: only each
+        target token's share of the softmax and of the copy attention is computed (the reranker
+        scores every candidate key this way; the mixture's elementwise work was half its time)."""
+        out, source, attention, gate = self._mixture_parts(None, kwargs.pop("attention_mask", None), None, labels,
+                                                           source_ids, kwargs)
+        target = labels.clamp_min(0)
+        logits = out.logits
+        generated = (logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).exp()
+        copied = (attention * (source.unsqueeze(1) == target.unsqueeze(-1))).sum(-1)
+        gate = gate.squeeze(-1)
+        log_p = torch.log((gate * generated + (1 - gate) * copied).clamp_min(1e-12))
+        return log_p.masked_fill(labels < 0, 0.0)
 
 
 def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
@@ -72,6 +93,17 @@ def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int
 def pad_targets(targets: list[list[int]]) -> torch.Tensor:
     """Decoder labels, padded with -100: the positions the loss ignores."""
     return pad_sequence([torch.tensor(t, dtype=torch.long) for t in targets], batch_first=True, padding_value=-100)
+
+
+def target_log_probs(model: PreTrainedModel, encoder_outputs, attention_mask: torch.Tensor, labels: torch.Tensor,
+                     question_ids: torch.Tensor) -> torch.Tensor:
+    """log p(labels[t] | question, labels[:t]) per position (0 where labels are -100), from
+    precomputed encoder outputs: how the reranker scores a candidate key."""
+    if isinstance(model, CopyT5):
+        return model.target_log_probs(labels, question_ids, encoder_outputs=encoder_outputs,
+                                      attention_mask=attention_mask)
+    logits = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, labels=labels).logits
+    return -torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
 
 
 def extra_inputs(model: PreTrainedModel, question_ids: torch.Tensor) -> dict[str, torch.Tensor]:

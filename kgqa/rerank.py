@@ -26,7 +26,7 @@ from kgqa.candidate import Candidate
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
-from kgqa.model import encode_questions, extra_inputs, pad_targets
+from kgqa.model import encode_questions, pad_targets, target_log_probs
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
@@ -192,22 +192,31 @@ def candidate_keys(index: KBIndex, question: str, beam: list[Candidate], surface
 
 @torch.no_grad()
 def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                    targets: list[list[list[int]]], rows_per_pass: int = 512) -> list[np.ndarray]:
-    """(log p of the whole target, target tokens) per target token list, each question encoded once."""
+                    targets: list[list[list[int]]], tokens_per_pass: int = 2048) -> list[np.ndarray]:
+    """(log p of the whole target, target tokens) per target token list, each question encoded once.
+
+    Targets are scored shortest first, in passes of about `tokens_per_pass` padded tokens: padded
+    to the longest target of their own pass, not of the batch (target lengths run from 5 to 40
+    tokens, so a mixed pass spent most of its work on padding). The decoder is causal, so a
+    target's log-probabilities do not depend on the padding after it."""
     input_ids, attention = encode_questions(tokenizer, questions)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
     pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
     totals = np.zeros((len(pairs), 2))
-    for start in range(0, len(pairs), rows_per_pass):
-        chunk = pairs[start:start + rows_per_pass]
-        owner = torch.tensor([q for q, _ in chunk])
-        labels = pad_targets([target for _, target in chunk])
-        logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
-                       attention_mask=attention[owner], labels=labels, **extra_inputs(model, input_ids[owner])).logits
-        scored = labels.clamp_min(0).unsqueeze(-1)
-        token_ll = logits.log_softmax(-1).gather(-1, scored).squeeze(-1).masked_fill(labels < 0, 0.0)
-        totals[start:start + len(chunk), 0] = token_ll.sum(-1).numpy()
-        totals[start:start + len(chunk), 1] = (labels >= 0).sum(-1).numpy()
+    start = 0
+    while start < len(order):
+        rows = max(1, tokens_per_pass // len(pairs[order[start]][1]))
+        while rows > 1 and start + rows <= len(order) and rows * len(pairs[order[start + rows - 1]][1]) > tokens_per_pass:
+            rows //= 2
+        chosen = order[start:start + rows]
+        owner = torch.tensor([pairs[i][0] for i in chosen])
+        labels = pad_targets([pairs[i][1] for i in chosen])
+        token_ll = target_log_probs(model, BaseModelOutput(last_hidden_state=hidden[owner]), attention[owner], labels,
+                                    input_ids[owner])
+        totals[chosen, 0] = token_ll.sum(-1).numpy()
+        totals[chosen, 1] = (labels >= 0).sum(-1).numpy()
+        start += len(chosen)
     out, at = [], 0
     for keys in targets:
         out.append(totals[at:at + len(keys)])
