@@ -1,48 +1,30 @@
-"""KgCLUE's official metric: exact match and LCS-based F1 on S, P, O and the whole triple.
+"""KgCLUE's official metric (`baselines/evaluate_f1_em.py` of CLUEbenchmark/KgCLUE), to the digit:
+exact match and F1 on S, P, O and on S + P + O concatenated ("All").
 
-Strings are lower-cased and whitespace-folded; F1 is computed over characters (CJK characters
-one by one, other runs split on whitespace) from their longest common substring, as in the
-CLUE/CMRC scorer KgCLUE uses. score = (EM_O + F1_O) / 2, in percent.
+Strings are lower-cased and whitespace-folded; F1 = 2 · LCS / (len a + len b), LCS the longest
+common *subsequence* of the two normalised strings, character by character (spaces included),
+and 0 when both are empty. score = (EM_O + F1_O) / 2, in percent (the scorer's EMF1). Where the
+scorer pairs lines by position and fails on an answer without two ` ||| `, this pairs by id and
+reads a missing or malformed answer as empty parts.
 """
 from __future__ import annotations
 
-import re
-
 from kgqa.candidate import parse_answer
-from kgqa.text import longest_common_substring
+from kgqa.text import common_subsequence
 
-_CJK_OR_PUNCT = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\u3000-\u303f\uff00-\uffef]|[^\s\w]")
+FIELDS = tuple(f"{kind}_{part}" for kind in ("EM", "F1") for part in ("All", "S", "P", "O"))
 
 
 def normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def segments(text: str) -> list[str]:
-    """CJK characters and punctuation one by one; runs of anything else as words."""
-    out: list[str] = []
-    word = ""
-    for char in normalize(text):
-        if _CJK_OR_PUNCT.match(char) or char == " ":
-            if word:
-                out.append(word)
-                word = ""
-            if char != " ":
-                out.append(char)
-        else:
-            word += char
-    if word:
-        out.append(word)
-    return out
-
-
 def f1(prediction: str, gold: str) -> float:
-    pred, ref = segments(prediction), segments(gold)
-    common = longest_common_substring(pred, ref)
-    if common == 0:
+    """The scorer's f1_sim over normalised strings."""
+    a, b = normalize(prediction), normalize(gold)
+    if not a and not b:
         return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return 2.0 * common_subsequence(a, b) / (len(a) + len(b))
 
 
 def exact(prediction: str, gold: str) -> float:
@@ -53,16 +35,17 @@ def score(predictions: list[str], golds: list[str]) -> dict[str, float]:
     """Metric table over paired answer strings `S ||| P ||| O`; a missing answer is ''."""
     if len(predictions) != len(golds):
         raise ValueError("predictions and gold answers differ in number")
-    totals = {f"{kind}_{part}": 0.0 for kind in ("EM", "F1") for part in ("S", "P", "O", "SPO")}
+    totals = dict.fromkeys(FIELDS, 0.0)
     for prediction, gold in zip(predictions, golds):
-        pred_parts, gold_parts = parse_answer(prediction), parse_answer(gold)
+        pred_parts = [normalize(part) for part in parse_answer(prediction)]
+        gold_parts = [normalize(part) for part in parse_answer(gold)]
         for name, p, g in zip(("S", "P", "O"), pred_parts, gold_parts):
-            totals[f"EM_{name}"] += exact(p, g)
+            totals[f"EM_{name}"] += float(p == g)
             totals[f"F1_{name}"] += f1(p, g)
-        totals["EM_SPO"] += float(all(exact(p, g) for p, g in zip(pred_parts, gold_parts)))
-        totals["F1_SPO"] += f1("".join(pred_parts), "".join(gold_parts))
+        totals["EM_All"] += float(pred_parts == gold_parts)
+        totals["F1_All"] += f1("".join(pred_parts), "".join(gold_parts))
     n = max(len(golds), 1)
-    table = {name: round(100 * value / n, 2) for name, value in totals.items()}
-    table["score"] = round((table["EM_O"] + table["F1_O"]) / 2, 2)
+    table = {name: round(100 * value / n, 3) for name, value in totals.items()}
+    table["score"] = round(100 * (totals["EM_O"] + totals["F1_O"]) / 2 / n, 3)
     table["n"] = len(golds)
     return table
