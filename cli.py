@@ -79,17 +79,21 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split each batch into this many micro-batches (less memory, same gradient).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
 @_user_errors
 def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, d_model, layers,
-          dev_limit, holdout, seed, resume) -> None:
+          dev_limit, holdout, seed, device, grad_accum, resume) -> None:
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
     from dataclasses import replace
 
     from kgqa.model import ScratchShape
     from kgqa.train import TrainConfig, train as run
 
-    config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume)
+    config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
+                         device=device, grad_accum=grad_accum)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
                  "holdout": holdout}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -121,20 +125,22 @@ def _decode_options(command):
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
         click.option("--no-rerank", is_flag=True, help="Keep the beam's order; ignore the checkpoint's reranker."),
+        click.option("--device", default="auto", show_default=True,
+                     help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps."),
     ]):
         command = option(command)
     return command
 
 
 def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead, no_mention_restriction,
-          no_rerank, top_k=1):
+          no_rerank, device, top_k=1):
     from kgqa.settings import DecodeSettings
     from kgqa.pipeline import KGQA
 
     settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
                               lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
                               rerank=not no_rerank)
-    return KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True)
+    return KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True, device=device)
 
 
 @main.command()

@@ -111,9 +111,9 @@ class TrieConstraint(LogitsProcessor):
                 tokens = state.trie.children(state.node).tolist()
             rows.extend([row] * len(tokens))
             allowed.extend(tokens)
-        mask = torch.ones_like(scores, dtype=torch.bool)
+        mask = torch.ones(scores.shape, dtype=torch.bool)  # built on the CPU from the trie: one transfer a step
         mask[rows, allowed] = False
-        return scores.masked_fill(mask, float("-inf"))
+        return scores.masked_fill(mask.to(scores.device, non_blocking=True), float("-inf"))
 
 
 def best_below(trie: TokenTrie, keys: list[tuple[list[int], int]]) -> dict[int, int]:
@@ -186,8 +186,8 @@ class Lookahead(LogitsProcessor):
                     tokens.append(token)
                     bonus.append(-weight * loss)
         if rows:
-            scores = scores.index_put((torch.tensor(rows), torch.tensor(tokens)),
-                                      torch.tensor(bonus, dtype=scores.dtype), accumulate=True)
+            scores = scores.index_put((torch.tensor(rows, device=scores.device), torch.tensor(tokens, device=scores.device)),
+                                      torch.tensor(bonus, dtype=scores.dtype, device=scores.device), accumulate=True)
         return scores
 
 
@@ -198,7 +198,7 @@ def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KB
     of `settings.beams`; a question with no reachable key gets []."""
     num_beams = settings.beams
     top_k = min(settings.top_k if top_k is None else top_k, num_beams)
-    input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens)
+    input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
     walker = TrieWalker(index, tokenizer,
                         [index.mentions(q) if settings.restrict_mentions else [] for q in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]

@@ -2,6 +2,7 @@
 hub checkpoint transformers can open (T5, mT5, BART), resized to its tokenizer."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -82,12 +83,12 @@ class CopyT5(T5ForConditionalGeneration):
         return log_p.masked_fill(labels < 0, 0.0)
 
 
-def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`."""
+def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128,
+                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`, on `device`."""
     rows = [torch.tensor(tokenizer.encode_question(q)[:max_tokens], dtype=torch.long) for q in questions]
-    return (pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_id),
-            pad_sequence([torch.ones_like(row) for row in rows], batch_first=True))
+    return (pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_id).to(device),
+            pad_sequence([torch.ones_like(row) for row in rows], batch_first=True).to(device))
 
 
 def pad_targets(targets: list[list[int]]) -> torch.Tensor:
@@ -104,6 +105,26 @@ def target_log_probs(model: PreTrainedModel, encoder_outputs, attention_mask: to
                                       attention_mask=attention_mask)
     logits = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask, labels=labels).logits
     return -torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: a CUDA GPU where one is present (under torchrun, this process's LOCAL_RANK one),
+    else Apple's MPS, else the CPU; or exactly the device named."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise KgqaError(f"device {name!r} is not usable here ({str(error).splitlines()[0]})") from None
+    return device
 
 
 def extra_inputs(model: PreTrainedModel, question_ids: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ from kgqa.candidate import Candidate
 from kgqa.decoding import constrained_generate
 from kgqa.index import KBIndex
 from kgqa.indexer import ensure_index
+from kgqa.model import pick_device
 from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, candidate_keys, log_likelihoods
 from kgqa.settings import DecodeSettings
 from kgqa.tokenizer import Tokenizer
@@ -33,8 +34,12 @@ class KGQA:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
-                        settings: DecodeSettings | None = None, progress: bool = False) -> "KGQA":
+                        settings: DecodeSettings | None = None, progress: bool = False,
+                        device: str = "auto") -> "KGQA":
+        """`device`: where the model runs (auto: a GPU where one is present); the KB index and the
+        trie stay in host memory, and each decoding step sends its allowed tokens over once."""
         model, tokenizer, _ = load_checkpoint(checkpoint)
+        model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
                  Reranker.load(checkpoint))
         qa.checkpoint = checkpoint

@@ -199,7 +199,7 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     to the longest target of their own pass, not of the batch (target lengths run from 5 to 40
     tokens, so a mixed pass spent most of its work on padding). The decoder is causal, so a
     target's log-probabilities do not depend on the padding after it."""
-    input_ids, attention = encode_questions(tokenizer, questions)
+    input_ids, attention = encode_questions(tokenizer, questions, device=model.device)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
     pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
@@ -210,12 +210,12 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         while rows > 1 and start + rows <= len(order) and rows * len(pairs[order[start + rows - 1]][1]) > tokens_per_pass:
             rows //= 2
         chosen = order[start:start + rows]
-        owner = torch.tensor([pairs[i][0] for i in chosen])
-        labels = pad_targets([pairs[i][1] for i in chosen])
+        owner = torch.tensor([pairs[i][0] for i in chosen], device=model.device)
+        labels = pad_targets([pairs[i][1] for i in chosen]).to(model.device)
         token_ll = target_log_probs(model, BaseModelOutput(last_hidden_state=hidden[owner]), attention[owner], labels,
                                     input_ids[owner])
-        totals[chosen, 0] = token_ll.sum(-1).numpy()
-        totals[chosen, 1] = (labels >= 0).sum(-1).numpy()
+        totals[chosen, 0] = token_ll.sum(-1).float().cpu().numpy()
+        totals[chosen, 1] = (labels >= 0).sum(-1).cpu().numpy()
         start += len(chosen)
     out, at = [], 0
     for keys in targets:

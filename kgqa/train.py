@@ -7,6 +7,7 @@ world_size-th example of the same seeded order and gradients are averaged (DDP o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,7 +28,8 @@ from kgqa.indexer import ensure_index
 from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
-from kgqa.model import ScratchShape, count_parameters, encode_questions, load_model, pad_targets, scratch_model
+from kgqa.model import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
+                        scratch_model)
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.rerank import Reranker
 from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
@@ -55,15 +57,18 @@ class TrainConfig:
     beams: int = 4
     save_every: int = 200  # steps between resumable saves of `last/`
     seed: int = 0
+    device: str = "auto"  # auto: a GPU where one is present
+    grad_accum: int = 1  # micro-batches per batch (same batch, same schedule, less memory)
     resume: bool = False
     index_dir: str | None = None
     progress: bool = True
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size) under torchrun: NCCL between GPUs, gloo between CPU processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -80,10 +85,30 @@ def _scratch_tokenizer(config: TrainConfig, pairs: list) -> Tokenizer:
     return SentencePieceTokenizer.train(texts(), config.vocab_size)
 
 
-def _batch(tokenizer: Tokenizer, pairs: list) -> dict[str, torch.Tensor]:
-    input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs])
+def _batch(tokenizer: Tokenizer, pairs: list, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs], device=device)
     return {"input_ids": input_ids, "attention_mask": attention,
-            "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs])}
+            "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs]).to(device)}
+
+
+def backward(model: torch.nn.Module, parts: list[dict[str, torch.Tensor]], autocast: torch.autocast,
+             label_smoothing: float = 0.0) -> float:
+    """Accumulate one batch's gradient from its micro-batches (`--grad-accum`: less memory), each
+    loss weighted by the micro-batch's share of the batch's target tokens, so the gradient is the
+    whole batch's token-mean loss's; under DDP gradients are all-reduced once, after the last.
+    Returns the batch's loss."""
+    tokens = sum(int((part["labels"] != -100).sum()) for part in parts)
+    distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    loss = 0.0
+    for k, part in enumerate(parts):
+        sync = not distributed or k == len(parts) - 1
+        with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
+            logits = model(**part).logits
+            share = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), part["labels"].view(-1),
+                                    ignore_index=-100, label_smoothing=label_smoothing, reduction="sum") / tokens
+        share.backward()
+        loss += share.item()
+    return loss
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -126,7 +151,8 @@ def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker | None, flo
 
 def train(config: TrainConfig) -> dict[str, float]:
     """Run training; returns the best held-out metrics (empty when nothing is held out)."""
-    rank, world = _distributed()
+    device = pick_device(config.device)
+    rank, world = _distributed(device)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -149,7 +175,12 @@ def train(config: TrainConfig) -> dict[str, float]:
         tokenizer = HFTokenizer.from_pretrained(config.model)
         model = load_model(config.model, tokenizer)
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.to(device)
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
+    # bf16 autocast on a GPU that has it (weights and optimizer stay fp32); fp32 elsewhere
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = len(pairs) + config.kb_questions
     steps_per_epoch = max(1, per_epoch // (config.batch_size * world))  # a ragged tail could leave a rank empty
@@ -186,17 +217,15 @@ def train(config: TrainConfig) -> dict[str, float]:
         for batch_no in bar:
             start = batch_no * config.batch_size * world
             chosen = order[start:start + config.batch_size * world][rank::world]
-            batch = _batch(tokenizer, [epoch_pairs[i] for i in chosen])
-            logits = ddp(**batch).logits
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1),
-                                   ignore_index=-100, label_smoothing=config.label_smoothing)
+            parts = [_batch(tokenizer, [epoch_pairs[i] for i in part], device)
+                     for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = backward(ddp, parts, autocast, config.label_smoothing)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             step += 1
-            losses.append(loss.item())
+            losses.append(loss)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
             if rank == 0 and step % config.save_every == 0:
                 save_last()
@@ -221,6 +250,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             tqdm.write(json.dumps(record, ensure_ascii=False))
     if rank == 0 and held:
         best_model, _, _ = load_checkpoint(best_dir)
+        best_model.to(device)
         reranker, reach = fit_reranker(KGQA(best_model, tokenizer, index, DecodeSettings(beams=config.beams)), held)
         if reranker is None:
             tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")

@@ -20,7 +20,7 @@ ALLOWED = {
     "peer": {"candidate", "index", "text"},
     "kbquestions": {"index"},
     "rerank": {"candidate", "decoding", "errors", "files", "index", "model", "text", "tokenizer"},
-    "pipeline": {"candidate", "checkpoint", "decoding", "index", "indexer", "rerank", "settings", "tokenizer"},
+    "pipeline": {"candidate", "checkpoint", "decoding", "index", "indexer", "model", "rerank", "settings", "tokenizer"},
     "journal": {"candidate", "data", "errors", "kb"},
     "server": {"data", "errors", "pipeline"},
     "train": {"checkpoint", "data", "errors", "files", "indexer", "kb", "kbquestions", "metrics", "model",

@@ -78,3 +78,52 @@ def test_held_out_predicates_never_occur_among_the_kept_questions():
     assert not {q.gold()[1] for q in kept} & {q.gold()[1] for q in held}
     again, _ = hold_out_predicates(questions, 0.3, seed=0)
     assert [q.id for q in again] == [q.id for q in kept]  # seeded
+
+
+def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
+    """Micro-batches, each weighted by its share of the target tokens, give the whole batch's
+    gradient (dropout off, so only float noise differs)."""
+    import numpy as np
+
+    from conftest import TINY_SHAPE
+    from kgqa.data import read_questions, training_pairs
+    from kgqa.model import scratch_model
+    from kgqa.train import _batch, backward
+
+    _, _, tokenizer, _ = sample_kb
+    pairs = training_pairs(read_questions(f"{SAMPLE}/train.json", need_answers=True))[:12]
+    model = scratch_model(tokenizer, TINY_SHAPE, 0).eval()  # eval: no dropout, gradients still flow
+    off = torch.autocast("cpu", enabled=False)
+    grads = []
+    for accum in (1, 3):
+        model.zero_grad(set_to_none=True)
+        parts = [_batch(tokenizer, [pairs[i] for i in part]) for part in np.array_split(np.arange(12), accum)]
+        losses = backward(model, parts, off)
+        grads.append(([p.grad.clone() for p in model.parameters()], losses))
+    (one, loss_one), (three, loss_three) = grads
+    assert abs(loss_one - loss_three) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one, three))
+
+
+def test_devices_are_chosen_or_refused_in_one_line():
+    from kgqa.errors import KgqaError
+    from kgqa.model import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else pick_device("auto").type)
+    with pytest.raises(KgqaError, match="device 'nonsense' is not usable here"):
+        pick_device("nonsense")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
+    from kgqa.pipeline import KGQA
+
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        train_file = write(tmp_path / "train.json", "".join(handle.readlines()[:40]))
+    env = dict(os.environ, KGQA_CACHE=str(tmp_path / "cache"))
+    subprocess.run(_train_command(train_file, tmp_path / "ck", "--device", "cuda"), env=env, check=True)
+    on_gpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cuda")
+    on_cpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cpu")
+    questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？"]
+    assert [c[0].answer() for c in on_gpu.answer(questions)] == [c[0].answer() for c in on_cpu.answer(questions)]
