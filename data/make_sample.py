@@ -3,7 +3,9 @@
 Nothing here comes from KgCLUE: names, predicates and values are drawn from small seeded lists,
 so the README's first command trains and answers on a fresh machine with no download. Like
 KgCLUE, some subjects are homonyms told apart by a （disambiguation）, and questions come from
-several phrasings, some naming the predicate literally and some paraphrasing it.
+several phrasings, some naming the predicate literally and some paraphrasing it. Every question
+has one answer: a subject holds each predicate once, and dev's predicates sit on one entity of a
+name.
 """
 from __future__ import annotations
 
@@ -47,7 +49,9 @@ def main(directory: str = os.path.join(os.path.dirname(__file__), "sample"), see
         homonyms = 2 if i % 4 == 0 else 1  # a quarter share their name with another entity
         for h in range(homonyms):
             subject = f"{name}（{rng.choice(PLACES)}{ROLES[(i + h) % len(ROLES)]}）" if homonyms > 1 else name
-            for predicate in rng.sample(sorted(PREDICATES), 6) + DEV_ONLY:
+            # dev's predicates on one entity of a name only, and once: each dev question has one answer
+            asked = DEV_ONLY if h == 0 else []
+            for predicate in rng.sample(sorted(p for p in PREDICATES if p not in DEV_ONLY), 6) + asked:
                 kb.append((subject, predicate, PREDICATES[predicate][0](rng)))
     kb = list(dict.fromkeys(kb))
     os.makedirs(directory, exist_ok=True)
