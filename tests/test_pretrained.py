@@ -1,17 +1,44 @@
-"""`--model DIR`: any local HF seq2seq checkpoint, with its own tokenizer (here a tiny BART,
-built and saved on the spot: no weights can be downloaded)."""
+"""`--model DIR`: any local HF seq2seq checkpoint, with its own tokenizer (here tiny BART, T5 and
+mT5 checkpoints with random weights, built and saved on the spot: no weights can be downloaded)."""
 import json
 
 import pytest
 from click.testing import CliRunner
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (BartConfig, BartForConditionalGeneration, MT5Config, MT5ForConditionalGeneration,
+                          PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 
 from cli import main
 from kgqa.kb import read_kb
 from kgqa.tokenizer import HFTokenizer
 
 from conftest import SAMPLE, write
+
+
+def _texts():
+    texts = [t.surface + t.predicate + t.disambiguation + t.obj for t in read_kb(f"{SAMPLE}/kb.tsv")]
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        return texts + [json.loads(line)["question"] for line in handle]
+
+
+@pytest.fixture(scope="module", params=["t5", "mt5"])
+def t5_dir(tmp_path_factory, request):
+    """A T5-family checkpoint as its hub releases are laid out: pad 0, eos 1, no bos, the decoder
+    starting from pad."""
+    directory = tmp_path_factory.mktemp(request.param)
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    core.train_from_iterator(_texts(), trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "</s>", "<unk>"]))
+    core.decoder = decoders.Fuse()
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    shape = dict(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
+                 num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    family = {"t5": (T5Config, T5ForConditionalGeneration), "mt5": (MT5Config, MT5ForConditionalGeneration)}
+    config_class, model_class = family[request.param]
+    model_class(config_class(**shape)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +87,24 @@ def test_train_and_predict_with_a_local_bart(bart_dir, tmp_path):
     answers = [json.loads(line)["answer"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(answers) == 16
     assert all(answer.split(" ||| ")[0] in kb for answer in answers)
+
+
+def test_train_resume_and_predict_with_a_local_t5_or_mt5(t5_dir, tmp_path):
+    with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
+        train = write(tmp_path / "train.json", "".join(handle.readlines()[:16]))
+    env = {"KGQA_CACHE": str(tmp_path / "cache")}
+    common = ["train", "--model", t5_dir, "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output",
+              str(tmp_path / "ck"), "--batch-size", "8", "--kb-questions", "0", "--holdout", "0", "--device", "cpu"]
+    result = CliRunner().invoke(main, common + ["--epochs", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, common + ["--epochs", "2", "--resume"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["epoch"] for line in open(tmp_path / "ck/metrics.jsonl", encoding="utf-8")] == [1, 2]
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp_path / "ck/best"),
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    triples = {(f"{t.surface}（{t.disambiguation}）" if t.disambiguation else t.surface, t.predicate, t.obj)
+               for t in read_kb(f"{SAMPLE}/kb.tsv")}
+    answers = [tuple(json.loads(line)["answer"].split(" ||| ")) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(answers) == 16 and all(answer in triples for answer in answers)
