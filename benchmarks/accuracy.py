@@ -22,6 +22,7 @@ from kgqa.data import read_questions  # noqa: E402
 from kgqa.indexer import ensure_index  # noqa: E402
 from kgqa.kb import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
+from kgqa.model import pick_device  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rerank import Reranker  # noqa: E402
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--mention-lookahead", type=float, nargs="*", default=[1.0, 2.0])
+    parser.add_argument("--device", default="auto", help="Where the model runs (auto: a GPU where one is present).")
     args = parser.parse_args()
     default = DecodeSettings()
     if default.mention_lookahead not in args.mention_lookahead:
@@ -68,6 +70,7 @@ def main() -> None:
     dev = read_questions(args.dev, need_answers=True)[: args.limit]
     golds = [q.answer for q in dev]
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    model.to(pick_device(args.device))
     index = ensure_index(args.kb, tokenizer)
     rows = []
     started = time.time()
