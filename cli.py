@@ -26,6 +26,10 @@ def _user_errors(command):
     return wrapper
 
 
+_device_option = click.option("--device", default="auto", show_default=True,
+                              help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
+
+
 @click.group()
 def main() -> None:
     """Answer Chinese one-hop questions over a knowledge graph (KgCLUE)."""
@@ -79,7 +83,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
+@_device_option
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split each batch into this many micro-batches (less memory, same gradient).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
@@ -125,8 +129,7 @@ def _decode_options(command):
         click.option("--no-mention-restriction", is_flag=True,
                      help="Let the subject be any KB entity, not only those in the question."),
         click.option("--no-rerank", is_flag=True, help="Keep the beam's order; ignore the checkpoint's reranker."),
-        click.option("--device", default="auto", show_default=True,
-                     help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps."),
+        _device_option,
     ]):
         command = option(command)
     return command

@@ -67,13 +67,13 @@ class CopyT5(T5ForConditionalGeneration):
         out.decoder_attentions = out.encoder_attentions = None
         return out
 
-    def target_log_probs(self, labels: torch.Tensor, source_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    def target_log_probs(self, labels: torch.Tensor, source_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         **kwargs) -> torch.Tensor:
         """log p(labels[t]) at each position (0 where labels are -100), equal to what `forward`'s
         log-probabilities give there, without building the vocabulary-sized mixture: only each
         target token's share of the softmax and of the copy attention is computed (the reranker
         scores every candidate key this way; the mixture's elementwise work was half its time)."""
-        out, source, attention, gate = self._mixture_parts(None, kwargs.pop("attention_mask", None), None, labels,
-                                                           source_ids, kwargs)
+        out, source, attention, gate = self._mixture_parts(None, attention_mask, None, labels, source_ids, kwargs)
         target = labels.clamp_min(0)
         logits = out.logits
         generated = (logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).exp()

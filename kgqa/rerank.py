@@ -206,17 +206,17 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     totals = np.zeros((len(pairs), 2))
     start = 0
     while start < len(order):
-        rows = max(1, tokens_per_pass // len(pairs[order[start]][1]))
-        while rows > 1 and start + rows <= len(order) and rows * len(pairs[order[start + rows - 1]][1]) > tokens_per_pass:
-            rows //= 2
-        chosen = order[start:start + rows]
+        end = start + 1  # grow the pass while its rows, padded to the newest (longest) target, fit
+        while end < len(order) and (end - start + 1) * len(pairs[order[end]][1]) <= tokens_per_pass:
+            end += 1
+        chosen = order[start:end]
         owner = torch.tensor([pairs[i][0] for i in chosen], device=model.device)
         labels = pad_targets([pairs[i][1] for i in chosen]).to(model.device)
         token_ll = target_log_probs(model, BaseModelOutput(last_hidden_state=hidden[owner]), attention[owner], labels,
                                     input_ids[owner])
         totals[chosen, 0] = token_ll.sum(-1).float().cpu().numpy()
         totals[chosen, 1] = (labels >= 0).sum(-1).cpu().numpy()
-        start += len(chosen)
+        start = end
     out, at = [], 0
     for keys in targets:
         out.append(totals[at:at + len(keys)])
