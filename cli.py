@@ -193,7 +193,9 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
         if as_json:
             click.echo(json.dumps(info, ensure_ascii=False))
             return
-        click.echo(info["answer"] or "(no KB key reachable)")
+        click.echo(info["object"] or "(no KB key reachable)")
+        if info["subject"]:
+            click.echo(f"  from {info['subject']} · {info['predicate']}")
         for rank, c in enumerate((info["candidates"] if info["reranked"] else info["beam"])[:top_k], start=1):
             click.echo(f"  {rank}. {c['score']:8.3f}  {c['answer']}")
         if explain:

@@ -153,6 +153,11 @@ class KBIndex:
             for key in range(int(self.grp_start[entity]), int(self.grp_start[entity + 1])):
                 yield key, self.predicate(int(self.grp_pred[key])), disambiguation
 
+    def subject_keys(self, key: int) -> range:
+        """Every KB key of the subject entity (surface and disambiguation) that `key` belongs to."""
+        entity = int(self.grp_ent[key])
+        return range(int(self.grp_start[entity]), int(self.grp_start[entity + 1]))
+
     def surface_of(self, key: int) -> int:
         """The surface id a KB key's subject has."""
         return int(self.ent_sid[int(self.grp_ent[key])])

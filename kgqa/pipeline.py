@@ -61,31 +61,62 @@ class KGQA:
         return results
 
     def explain(self, question: str) -> dict:
-        """How one answer was reached, as JSON-ready data: the KB mentions found in the question,
-        the beam's keys (model + look-ahead), every candidate key with its reranker features and
-        score, and the homonyms of the chosen subject with whether each has the chosen predicate."""
-        beam = self.beam([question], top_k=self.settings.beams)[0]
+        """The answer and how it was reached, as JSON-ready data, from one decode: `top` (what
+        `answer` gives), the KB mentions in the question, the beam's keys (model + look-ahead),
+        every candidate key with its reranker features and score, the chosen subject's
+        neighbourhood in the KB (its predicates and objects, the chosen edge marked) and its
+        homonyms (each with its size in the KB and its object for the chosen predicate)."""
+        s = self.settings
+        beam = self.beam([question], top_k=s.beams)[0]
         keys, features = self.candidates([question], [beam])[0]
         rerank = self.reranking
         scores = self.reranker.scores(features) if rerank and keys else np.zeros(len(keys))
         order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(keys))  # the beam's keys lead
         ranked = [(Candidate.of(self.index, keys[k], float(scores[k])), features[k]) for k in order]
-        chosen = ranked[0][0] if ranked else None
-        homonyms: dict[str, bool] = {}
-        if chosen:
-            for _, predicate, disambiguation in self.index.keys(self.index.surfaces[chosen.surface]):
-                homonyms[disambiguation] = homonyms.get(disambiguation, False) or predicate == chosen.predicate
+        top = [c for c, _ in ranked][: s.top_k] if rerank else beam[: s.top_k]
+        chosen = top[0] if top else None
         return {
             "question": question,
             "answer": chosen.answer() if chosen else "",
+            "object": chosen.obj if chosen else "",
+            "subject": chosen.subject if chosen else "",
+            "predicate": chosen.predicate if chosen else "",
+            "top": [c.as_json() for c in top],
             "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
             "beam": [c.as_json() for c in beam],
-            "candidates": [{**c.as_json(), "features": {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)}}
+            "candidates": [{**c.as_json(), "key": c.key,
+                            "features": {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)}}
                            for c, row in ranked],
-            "homonyms": [{"disambiguation": m, "has_predicate": has, "chosen": m == chosen.disambiguation}
-                         for m, has in homonyms.items()],
+            "neighbourhood": self.neighbourhood(chosen.key) if chosen else [],
+            "homonyms": self.homonyms(chosen) if chosen else [],
             "reranked": rerank,
         }
+
+    def neighbourhood(self, key: int, limit: int = 40) -> list[dict]:
+        """The subject of KB key `key` as the page draws it: each of its keys (the first `limit`,
+        `key` always among them) with predicate, first object and whether it is `key`."""
+        keys = list(self.index.subject_keys(key))
+        if len(keys) > limit:
+            keys = keys[:limit] if key in keys[:limit] else keys[: limit - 1] + [key]
+        edges = []
+        for k in keys:
+            answer = self.index.answer(k)
+            edges.append({"key": k, "predicate": answer.predicate, "object": answer.objects[0], "chosen": k == key})
+        return edges
+
+    def homonyms(self, chosen: Candidate) -> list[dict]:
+        """The entities sharing the chosen subject's surface: their disambiguation, how many keys
+        each has (its prominence in the KB), and its object for the chosen predicate, if any."""
+        found: dict[str, dict] = {}
+        for key, predicate, disambiguation in self.index.keys(self.index.surfaces[chosen.surface]):
+            entry = found.setdefault(disambiguation, {"disambiguation": disambiguation, "keys": 0, "object": None,
+                                                      "has_predicate": False,
+                                                      "chosen": disambiguation == chosen.disambiguation})
+            entry["keys"] += 1
+            if predicate == chosen.predicate:
+                entry["has_predicate"] = True
+                entry["object"] = self.index.answer(key).objects[0]
+        return list(found.values())
 
     def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
         return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k)

@@ -112,27 +112,31 @@ class Batcher:
                 job.future.set_result(result)
 
     def _decode(self, asked: list[tuple[str, bool]]) -> list[dict | Exception]:
-        """On the worker thread: one decode for the batch; if it fails, one per question, so a
-        question that breaks the decode fails alone."""
-        questions = [question for question, _ in asked]
+        """On the worker thread: one decode for the batch's plain questions (if it fails, one per
+        question, so a question that breaks the decode fails alone); an explained question is
+        decoded once, by `explain`, which gives its answer too."""
+        plain = [question for question, explain in asked if not explain]
         try:
-            found: list = self.kgqa.answer(questions)
+            found: list = self.kgqa.answer(plain) if plain else []
         except Exception:
-            found = [self._alone(question) for question in questions]
+            found = [self._alone(question) for question in plain]
+        answers = iter(found)
         results: list[dict | Exception] = []
-        for (question, explain), candidates in zip(asked, found):
-            if isinstance(candidates, Exception):
-                results.append(candidates)
+        for question, explain in asked:
+            if not explain:
+                candidates = next(answers)
+                results.append(candidates if isinstance(candidates, Exception) else
+                               {"question": question, "answer": candidates[0].answer() if candidates else "",
+                                "candidates": [c.as_json() for c in candidates]})
                 continue
-            record = {"question": question, "answer": candidates[0].answer() if candidates else "",
-                      "candidates": [c.as_json() for c in candidates]}
-            if explain:
-                try:
-                    record["explanation"] = self.kgqa.explain(question)
-                except Exception as error:
-                    results.append(error)
-                    continue
-            results.append(record)
+            try:
+                explanation = self.kgqa.explain(question)
+            except Exception as error:
+                log.exception("kgqa serve: cannot explain %r", question[:80])
+                results.append(error)
+                continue
+            results.append({"question": question, "answer": explanation["answer"],
+                            "candidates": explanation["top"], "explanation": explanation})
         return results
 
     def _alone(self, question: str) -> list | Exception:

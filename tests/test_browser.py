@@ -2,6 +2,7 @@
 candidates and how it was reached. The screenshot goes to a temporary file; the README's is
 refreshed by a separate command: `KGQA_SCREENSHOT=docs/serve.png python -m pytest tests/test_browser.py`."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -48,24 +49,47 @@ def served(overfit):
     server.wait(timeout=30)
 
 
-def test_the_page_answers_a_question_and_explains_it(served, tmp_path):
+def _ask(page, question):
+    page.fill("#question", question)
+    page.press("#question", "Enter")  # Enter submits
+    page.wait_for_function("(q) => document.querySelector('#recent li button')?.textContent === q", arg=question,
+                           timeout=60_000)
+
+
+def test_the_page_leads_with_the_answer_and_draws_its_neighbourhood(served, tmp_path):
     url, gold = served
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(url)
-        page.fill("#question", gold[0]["question"])
-        page.click("#go")
-        page.wait_for_selector("#details:not([hidden])", timeout=60_000)
-        assert page.text_content("#answer") == gold[0]["answer"]
+        subject, predicate, obj = gold[0]["answer"].split(" ||| ")
+        _ask(page, gold[0]["question"])
+        assert page.text_content("#object") == obj
+        assert page.text_content("#subject") == subject and page.text_content("#predicate") == predicate
+        assert re.fullmatch(r"answered in \d+ ms", page.text_content("#latency"))
+        chosen = page.locator("#graph .edge.chosen")
+        assert chosen.count() == 1 and chosen.get_attribute("data-predicate") == predicate
+        assert page.locator("#graph .edge").count() >= 2  # the subject's other predicates beside it
         rows = page.locator("#candidates tbody tr")
-        assert rows.count() >= 1
-        assert gold[0]["answer"] in rows.first.text_content()
-        surface = gold[0]["answer"].split(" ||| ")[0].split("（")[0]
+        assert rows.count() >= 1 and obj in rows.first.text_content()
+        rows.first.click()
+        assert "log_likelihood" in page.text_content("#evidence") and "selected" in chosen.get_attribute("class")
+        surface = subject.split("（")[0]
         assert surface in page.text_content("#mentions")
+        _ask(page, gold[1]["question"])
+        assert page.text_content("#object") == gold[1]["answer"].split(" ||| ")[2]
+        assert page.locator("#recent li").count() == 2  # newest first, each with its answer and latency
+        assert obj in page.locator("#recent li").nth(1).text_content()
+        page.locator("#recent li button").nth(1).click()  # asks it again
+        page.wait_for_function("(o) => document.getElementById('object').textContent === o", arg=obj, timeout=60_000)
         page.screenshot(path=os.environ.get("KGQA_SCREENSHOT") or str(tmp_path / "serve.png"), full_page=True)
         page.fill("#question", " ")
         page.click("#go")
         page.wait_for_function("document.getElementById('error').textContent.length > 0")
         assert "empty question" in page.text_content("#error")
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(url)
+        _ask(phone, gold[0]["question"])
+        assert phone.text_content("#object") == obj
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
         browser.close()

@@ -180,6 +180,9 @@ def test_ask_answers_explains_and_keeps_a_prompt_open(overfit):
     assert result.exit_code == 0, result.output
     for g in gold[1:3]:
         assert g["answer"] in result.output
+    result = CliRunner().invoke(main, ["ask", gold[1]["question"]] + decode, env=env)
+    subject, predicate, obj = gold[1]["answer"].split(" ||| ")
+    assert result.output.splitlines()[:2] == [obj, f"  from {subject} · {predicate}"]  # the object leads
 
 
 def _one_line_error(result, message):

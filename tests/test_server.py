@@ -72,6 +72,34 @@ def test_concurrent_requests_are_batched_into_fewer_decodes(kgqa):
     _with_client(kgqa, scenario, wait_s=0.2)
 
 
+class _Counting(KGQA):
+    """A pipeline that counts its beam searches."""
+
+    def __init__(self, inner):
+        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
+        self.searches = 0
+
+    def beam(self, questions, top_k):
+        self.searches += 1
+        return super().beam(questions, top_k)
+
+
+def test_an_explained_question_is_decoded_once_and_answers_as_a_plain_one(kgqa):
+    counting = _Counting(kgqa)
+
+    async def scenario(client):
+        plain = await (await client.post("/ask", json={"question": "马磊静的配偶是谁？"})).json()
+        counting.searches = 0
+        explained = await (await client.post("/ask", json={"question": "马磊静的配偶是谁？", "explain": True})).json()
+        assert counting.searches == 1
+        assert explained["candidates"] == plain["candidates"] and explained["answer"] == plain["answer"]
+        e = explained["explanation"]
+        assert e["object"] == plain["answer"].split(" ||| ")[2]
+        assert [edge["predicate"] for edge in e["neighbourhood"] if edge["chosen"]] == [e["predicate"]]
+        assert sum(h["chosen"] for h in e["homonyms"]) == 1
+    _with_client(counting, scenario)
+
+
 class _Poisoned(KGQA):
     """A pipeline whose decode breaks on any batch holding the question "毒": as a bug would."""
 
