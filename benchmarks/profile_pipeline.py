@@ -1,12 +1,13 @@
 """Where one question's milliseconds go in the default pipeline (beam + reranker): each stage timed
 where it runs, over N dev questions in the default batches, as ms per question.
 
-    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32]
+    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline]
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
 reranker's candidate keys, their KB answers, the model's log-likelihoods, the named features and
-the linear score. With --batch-size 1 it is one interactive question's cost.
+the linear score. With --batch-size 1 it is one interactive question's cost. --baseline first
+runs the same questions with Hugging Face's `generate` in place of the stepper, for the two side by side.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 
 from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
-from kgqa import decoding, pipeline, rerank  # noqa: E402
+from kgqa import decoding, pipeline, rerank, stepper  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
@@ -29,7 +30,10 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (decoding.TrieWalker, "__init__", "subject tries"),
     (decoding.TrieConstraint, "__call__", "TrieConstraint"),
     (decoding.Lookahead, "__call__", "Lookahead"),
-    (pipeline, "constrained_generate", "beam search (generate)"),
+    (stepper.T5Stepper, "__init__", "encoder + cross-attention keys"),
+    (stepper.T5Stepper, "step", "decoder steps"),
+    (stepper.T5Stepper, "reorder", "beam cache reorder"),
+    (pipeline, "constrained_generate", "beam search (the rest)"),
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "answer", "KB answers"),
     (pipeline, "log_likelihoods", "model log-likelihoods"),
@@ -52,8 +56,10 @@ def profile(qa: KGQA, questions: list[str]) -> tuple[float, dict[str, float]]:
         for manager in reversed(stack):
             manager.__exit__(None, None, None)
     spent = dict(SPENT)
-    inner = sum(spent.get(label, 0.0) for label in ("mention scan", "subject tries", "TrieConstraint", "Lookahead"))
-    spent["beam search (generate)"] = spent.get("beam search (generate)", 0.0) - inner
+    inner = sum(spent.get(label, 0.0) for label in ("mention scan", "subject tries", "TrieConstraint", "Lookahead",
+                                                    "encoder + cross-attention keys", "decoder steps",
+                                                    "beam cache reorder"))
+    spent["beam search (the rest)"] = spent.get("beam search (the rest)", 0.0) - inner
     spent["other (Python between stages)"] = wall - sum(spent.values())
     return wall, spent
 
@@ -65,6 +71,7 @@ def main() -> None:
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--questions", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--baseline", action="store_true", help="first the same with HF generate instead of the stepper")
     args = parser.parse_args()
     if missing(args.file, args.kb):
         return
@@ -72,15 +79,18 @@ def main() -> None:
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb)
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
-    wall, spent = profile(qa, questions)
-    n = len(questions)
-    print(f"{n} questions, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
-          f"{'on' if qa.reranking else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
-    print("| stage | ms per question | share |")
-    print("|---|---|---|")
-    for label, seconds in sorted(spent.items(), key=lambda item: -item[1]):
-        print(f"| {label} | {1000 * seconds / n:.2f} | {100 * seconds / wall:.1f}% |")
-
+    supports = stepper.supports
+    for name in (["generate (baseline)"] if args.baseline else []) + ["stepper"]:
+        stepper.supports = supports if name == "stepper" else (lambda model: False)
+        wall, spent = profile(qa, questions)
+        n = len(questions)
+        print(f"\n{name}: {n} questions, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
+              f"{'on' if qa.reranking else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
+        print("| stage | ms per question | share |")
+        print("|---|---|---|")
+        for label, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+            if seconds:
+                print(f"| {label} | {1000 * seconds / n:.2f} | {100 * seconds / wall:.1f}% |")
 
 if __name__ == "__main__":
     main()

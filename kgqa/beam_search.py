@@ -1,0 +1,89 @@
+"""Beam search over a `T5Stepper`: Hugging Face's beam search (transformers 5.x `_beam_search`
+with its defaults: length penalty 1, `early_stopping=False`, 2 × beams candidates a step), step
+for step, so it keeps the hypotheses `generate` keeps; without `generate`'s per-step wrapping.
+
+The logits processors are the same objects `generate` is given (the trie constraint, the
+look-ahead): each sees the rows' prefixes and their log-probabilities, as there.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from transformers import LogitsProcessorList
+
+from kgqa.stepper import T5Stepper
+
+_NEVER = -1.0e9  # HF's score for a slot that must not be chosen
+
+
+def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: int, num_beams: int,
+                start_id: int, eos_id: int, max_length: int, num_return: int,
+                follow: Callable[[list[int]], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sequences, scores): `num_return` finished hypotheses per question, best first, as
+    `generate(..., num_beams, num_return_sequences, return_dict_in_generate=True)` gives
+    `sequences` and `sequences_scores` (the sum of log-probabilities over the generated length).
+
+    One difference, in time only: a question leaves the batch once nothing can change its finished
+    hypotheses (no open beam can beat them, or every candidate ended), where `generate` computes
+    its rows until the batch's last question is done. What `generate` would still add for it
+    scores below -1e8, as a slot that was never filled does. `follow(alive)` is told which
+    questions the rows belong to after each such change (the logits processors map rows to questions)."""
+    device = stepper.source.device
+    keep = 2 * num_beams
+    top_beams = torch.arange(keep, device=device) < num_beams
+    out_sequences = torch.full((questions, num_return, max_length), eos_id, dtype=torch.long, device=device)
+    out_scores = torch.full((questions, num_return), _NEVER, device=device)
+    alive = torch.arange(questions, device=device)
+    running = torch.full((questions, num_beams, max_length), start_id, dtype=torch.long, device=device)
+    running_scores = torch.zeros((questions, num_beams), device=device)
+    running_scores[:, 1:] = _NEVER
+    finished = running.clone()
+    finished_scores = torch.full((questions, num_beams), _NEVER, device=device)
+    is_finished = torch.zeros((questions, num_beams), dtype=torch.bool, device=device)
+    improvable = torch.ones((questions, 1), dtype=torch.bool, device=device)
+    length = 1
+    while True:
+        count = len(alive)
+        log_probs = stepper.step(running[:, :, length - 1].reshape(-1)).float().log_softmax(-1)
+        log_probs = processors(running[:, :, :length].reshape(count * num_beams, length), log_probs)
+        vocab = log_probs.shape[-1]
+        totals = (log_probs.view(count, num_beams, vocab) + running_scores[:, :, None]).view(count, -1)
+        top_scores, top_index = torch.topk(totals, keep)
+        source_beam = top_index // vocab
+        candidates = running.gather(1, source_beam[:, :, None].expand(-1, -1, max_length)).clone()
+        candidates[:, :, length] = top_index % vocab
+        ends = (candidates[:, :, length] == eos_id) | (length + 1 >= max_length)
+        # the best num_beams that did not end run on
+        open_scores = top_scores + ends.float() * _NEVER
+        survivors = torch.topk(open_scores, num_beams)[1]
+        running = candidates.gather(1, survivors[:, :, None].expand(-1, -1, max_length))
+        running_scores = open_scores.gather(1, survivors)
+        # those among the top num_beams that ended join the finished, each scored per generated token
+        ended = ends & top_beams[None, :]
+        scored = top_scores / length  # generated tokens, the start token not counted
+        scored = scored + (~improvable).float() * _NEVER + (~ended).float() * _NEVER
+        merged_scores = torch.cat((finished_scores, scored), 1)
+        best = torch.topk(merged_scores, num_beams)[1]
+        finished = torch.cat((finished, candidates), 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
+        finished_scores = merged_scores.gather(1, best)
+        is_finished = torch.cat((is_finished, ended), 1).gather(1, best)
+        offsets = torch.arange(count, device=device)[:, None] * num_beams
+        stepper.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
+        length += 1
+        worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], _NEVER)
+        improvable = improvable & (running_scores[:, :1] / (length - 1) > worst).any(1, keepdim=True)
+        done = ~improvable[:, 0] | ends.all(1)
+        if done.any():
+            out_sequences[alive[done]] = finished[done, :num_return]
+            out_scores[alive[done]] = finished_scores[done, :num_return]
+            if done.all():
+                break
+            stay = (~done).nonzero()[:, 0]
+            alive, running, running_scores = alive[stay], running[stay], running_scores[stay]
+            finished, finished_scores, is_finished, improvable = (
+                finished[stay], finished_scores[stay], is_finished[stay], improvable[stay])
+            stepper.keep((stay[:, None] * num_beams + torch.arange(num_beams, device=device)).view(-1))
+            if follow is not None:
+                follow(alive.tolist())
+    return (out_sequences[:, :, :length].reshape(questions * num_return, length), out_scores.reshape(-1))
