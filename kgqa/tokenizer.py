@@ -152,6 +152,20 @@ class HFTokenizer(Tokenizer):
 
         return cls(AutoTokenizer.from_pretrained(name_or_path))
 
+    def cover(self, texts: Iterable[str]) -> list[str]:
+        """Add, as tokens of their own, the characters of `texts` this vocabulary maps to its
+        unknown token; returns them. Why: KB strings that differ only in such characters would
+        encode alike, and the trie would keep one of the keys and make the others unreachable
+        (an English T5's vocabulary holds few CJK characters). The model's embeddings grow to match."""
+        unknown = self.tok.unk_token_id
+        if unknown is None:  # byte-level vocabularies (BART's) encode every character
+            return []
+        characters = sorted({c for text in texts for c in text if not c.isspace()})
+        missing = [c for c in characters if unknown in self.encode(c)]
+        if missing:
+            self.tok.add_tokens(missing)
+        return missing
+
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 

@@ -13,7 +13,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -42,9 +43,9 @@ class TrainConfig:
     dev: str | None = None
     model: str = "scratch"
     output: str = "checkpoints/kgclue"
-    epochs: int = 5
+    epochs: int | None = None  # None: the model family's (RECIPES)
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float | None = None  # None: the model family's (RECIPES)
     warmup_steps: int = 300
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
@@ -64,6 +65,20 @@ class TrainConfig:
     progress: bool = True
 
 
+# (peak learning rate, epochs) where --lr / --epochs are not given, by where the weights come from.
+# From scratch the 7M model needs a high rate and five passes (measured: docs/benchmarks.md);
+# pretrained weights are fine-tuned gently, at the AdamW rates commonly used for each family
+# (T5/mT5 3e-4, BART 3e-5), and converge in fewer passes. Warm-up, then linear decay, for all.
+RECIPES = {"scratch": (3e-3, 5), "t5": (3e-4, 3), "mt5": (3e-4, 3), "bart": (3e-5, 3)}
+OTHER_PRETRAINED = (1e-4, 3)
+
+
+def recipe(config: TrainConfig, model_type: str) -> TrainConfig:
+    """`config` with its learning rate and epochs filled in from RECIPES where they are None."""
+    lr, epochs = RECIPES["scratch"] if config.model == "scratch" else RECIPES.get(model_type, OTHER_PRETRAINED)
+    return replace(config, lr=config.lr or lr, epochs=config.epochs or epochs)
+
+
 def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size) under torchrun: NCCL between GPUs, gloo between CPU processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -72,17 +87,15 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _scratch_tokenizer(config: TrainConfig, pairs: list) -> Tokenizer:
-    """Characters of training questions and of every KB string the decoder may write."""
-    def texts():
-        for question, _ in pairs:
-            yield question
-        for triple in read_kb(config.kb):
-            yield triple.surface
-            yield triple.predicate
-            if triple.disambiguation:
-                yield triple.disambiguation
-    return SentencePieceTokenizer.train(texts(), config.vocab_size)
+def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
+    """Training questions and every KB string the decoder may write: what the vocabulary must encode."""
+    for question, _ in pairs:
+        yield question
+    for triple in read_kb(config.kb):
+        yield triple.surface
+        yield triple.predicate
+        if triple.disambiguation:
+            yield triple.disambiguation
 
 
 def _batch(tokenizer: Tokenizer, pairs: list, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -169,11 +182,16 @@ def train(config: TrainConfig) -> dict[str, float]:
         model, tokenizer, _ = load_checkpoint(last_dir)
         model.train()
     elif config.model == "scratch":
-        tokenizer = _scratch_tokenizer(config, pairs)
+        tokenizer = SentencePieceTokenizer.train(_target_texts(config, pairs), config.vocab_size)
         model = scratch_model(tokenizer, config.shape, config.seed)
     else:
         tokenizer = HFTokenizer.from_pretrained(config.model)
+        added = tokenizer.cover(_target_texts(config, pairs))
+        if added and rank == 0:
+            tqdm.write(f"added {len(added)} characters the checkpoint's vocabulary maps to <unk> as tokens "
+                       f"(e.g. {''.join(added[:10])})")
         model = load_model(config.model, tokenizer)
+    config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
     model.to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -199,7 +217,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     if rank == 0 and state is None:
         tqdm.write(f"model: {count_parameters(model) / 1e6:.1f}M parameters, vocab {len(tokenizer)}; "
                    f"{len(pairs)} QA + {config.kb_questions} KB questions an epoch, "
-                   f"{len(held)} held out, {total} steps")
+                   f"{len(held)} held out, {total} steps, peak learning rate {config.lr:g}")
 
     def save_last() -> None:
         save_checkpoint(last_dir, model, tokenizer, settings | {"step": step}, {

@@ -9,8 +9,10 @@ from transformers import (BartConfig, BartForConditionalGeneration, MT5Config, M
                           PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 
 from cli import main
+from kgqa.indexer import ensure_index
 from kgqa.kb import read_kb
 from kgqa.tokenizer import HFTokenizer
+from kgqa.trie import ROOT, value_of
 
 from conftest import SAMPLE, write
 
@@ -21,14 +23,18 @@ def _texts():
         return texts + [json.loads(line)["question"] for line in handle]
 
 
+UNKNOWN = "期地"  # characters of KB strings the T5 checkpoints' vocabulary lacks, as CJK in an English T5's
+
+
 @pytest.fixture(scope="module", params=["t5", "mt5"])
 def t5_dir(tmp_path_factory, request):
     """A T5-family checkpoint as its hub releases are laid out: pad 0, eos 1, no bos, the decoder
-    starting from pad."""
+    starting from pad; its vocabulary lacks the characters in UNKNOWN."""
     directory = tmp_path_factory.mktemp(request.param)
     core = Tokenizer(models.BPE(unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    core.train_from_iterator(_texts(), trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "</s>", "<unk>"]))
+    texts = [text.translate({ord(c): None for c in UNKNOWN}) for text in _texts()]
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", "</s>", "<unk>"]))
     core.decoder = decoders.Fuse()
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
@@ -95,8 +101,12 @@ def test_train_resume_and_predict_with_a_local_t5_or_mt5(t5_dir, tmp_path):
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     common = ["train", "--model", t5_dir, "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output",
               str(tmp_path / "ck"), "--batch-size", "8", "--kb-questions", "0", "--holdout", "0", "--device", "cpu"]
+    assert HFTokenizer.from_pretrained(t5_dir).encode(UNKNOWN) == [2, 2]  # <unk> <unk>
     result = CliRunner().invoke(main, common + ["--epochs", "1"], env=env)
     assert result.exit_code == 0, result.output
+    assert "added 2 characters" in result.output and "peak learning rate 0.0003" in result.output  # the T5 recipe
+    tokenizer = HFTokenizer.from_pretrained(str(tmp_path / "ck/last/tokenizer"))
+    assert all(2 not in tokenizer.encode(t.surface + t.predicate + t.disambiguation) for t in read_kb(f"{SAMPLE}/kb.tsv"))
     result = CliRunner().invoke(main, common + ["--epochs", "2", "--resume"], env=env)
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["epoch"] for line in open(tmp_path / "ck/metrics.jsonl", encoding="utf-8")] == [1, 2]
@@ -108,3 +118,32 @@ def test_train_resume_and_predict_with_a_local_t5_or_mt5(t5_dir, tmp_path):
                for t in read_kb(f"{SAMPLE}/kb.tsv")}
     answers = [tuple(json.loads(line)["answer"].split(" ||| ")) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(answers) == 16 and all(answer in triples for answer in answers)
+
+
+def _reached(trie, tokens):
+    """The value the trie stores at the end of `tokens` (None where the path is missing)."""
+    node = ROOT
+    for token in tokens[:-1]:
+        node = trie.step(node, token)
+        if node is None or node < 0:
+            return None
+    end = trie.step(node, tokens[-1])
+    return None if end is None else value_of(end)
+
+
+def test_characters_a_vocabulary_lacks_become_tokens_so_no_kb_key_is_unreachable(tmp_path):
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    core.train_from_iterator(["张三毕业院大学", "北京物理"], trainers.BpeTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
+    tokenizer = HFTokenizer(PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>",
+                                                    unk_token="<unk>"))
+    assert tokenizer.encode("毕业院校") == tokenizer.encode("毕业院系")  # the collision: one trie path for two keys
+    kb = write(tmp_path / "kb.tsv", "张三\t毕业院校\t北京大学\n张三\t毕业院系\t物理系\n")
+    assert tokenizer.cover(["张三", "毕业院校", "毕业院系"]) == ["校", "系"]
+    assert tokenizer.cover(["毕业院校"]) == []  # idempotent
+    index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
+    sid = index.surfaces["张三"]
+    trie = index.tail_trie(sid)
+    for key, predicate, disambiguation in index.keys(sid):
+        target = tokenizer.encode(predicate) + [tokenizer.sep_id] + tokenizer.encode(disambiguation) + [tokenizer.eos_id]
+        assert _reached(trie, target) == key  # each key its own path

@@ -127,3 +127,17 @@ def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
     on_cpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cpu")
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？"]
     assert [c[0].answer() for c in on_gpu.answer(questions)] == [c[0].answer() for c in on_cpu.answer(questions)]
+
+
+def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
+    from dataclasses import replace
+
+    from kgqa.train import TrainConfig, recipe
+
+    scratch = TrainConfig(train="train.json", kb="kb.tsv")
+    pretrained = replace(scratch, model="/models/some-checkpoint")
+    assert (recipe(scratch, "t5").lr, recipe(scratch, "t5").epochs) == (3e-3, 5)  # CopyT5 is a T5 too
+    assert [(recipe(pretrained, family).lr, recipe(pretrained, family).epochs)
+            for family in ("t5", "mt5", "bart", "pegasus")] == [(3e-4, 3), (3e-4, 3), (3e-5, 3), (1e-4, 3)]
+    chosen = recipe(replace(pretrained, lr=1e-2, epochs=7), "bart")
+    assert (chosen.lr, chosen.epochs) == (1e-2, 7)  # given values win
