@@ -112,6 +112,25 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     click.echo(f"best held-out: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
 
 
+@main.command("fit-reranker")
+@click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory.")
+@click.option("--train", "train_file", required=True, type=click.Path(), help="The train.json it was trained on.")
+@click.option("--kb", required=True, type=click.Path(), help="Knowledge base file.")
+@click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache).")
+@_device_option
+@_user_errors
+def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
+    """Fit the checkpoint's reranker again, on the predicates its training held out: for a
+    checkpoint whose reranker.json an older kgqa fitted over other features."""
+    from kgqa.train import refit_reranker
+
+    reranker, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
+    if reranker is None:
+        raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
+    click.echo(f"{checkpoint}/reranker.json: fitted on {held} held-out questions "
+               f"(gold among candidates: {100 * reach:.1f}%)")
+
+
 def _decode_options(command):
     from kgqa.settings import DecodeSettings
 

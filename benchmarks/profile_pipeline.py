@@ -71,12 +71,13 @@ def main() -> None:
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--questions", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
     parser.add_argument("--baseline", action="store_true", help="first the same with HF generate instead of the stepper")
     args = parser.parse_args()
     if missing(args.file, args.kb):
         return
     questions = [q.question for q in read_questions(args.file)][: args.questions]
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb)
+    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device=args.device)
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
     supports = stepper.supports
@@ -84,7 +85,7 @@ def main() -> None:
         stepper.supports = supports if name == "stepper" else (lambda model: False)
         wall, spent = profile(qa, questions)
         n = len(questions)
-        print(f"\n{name}: {n} questions, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
+        print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
               f"{'on' if qa.reranking else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
         print("| stage | ms per question | share |")
         print("|---|---|---|")

@@ -153,6 +153,15 @@ class KBIndex:
             for key in range(int(self.grp_start[entity]), int(self.grp_start[entity + 1])):
                 yield key, self.predicate(int(self.grp_pred[key])), disambiguation
 
+    @functools.cached_property
+    def _predicate_keys(self) -> np.ndarray:
+        return np.bincount(self.grp_pred)
+
+    def prominence(self, key: int) -> tuple[int, int]:
+        """(subject entity, how many KB keys carry this key's predicate): the reranker weighs a
+        predicate by how common it is in the KB, among the subject's others."""
+        return int(self.grp_ent[key]), int(self._predicate_keys[int(self.grp_pred[key])])
+
     def subject_keys(self, key: int) -> range:
         """Every KB key of the subject entity (surface and disambiguation) that `key` belongs to."""
         entity = int(self.grp_ent[key])

@@ -131,7 +131,8 @@ class KGQA:
         found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets) if asked else []
         features = [np.zeros((0, len(FEATURE_NAMES)))] * len(questions)
         for i, likelihoods in zip(asked, found):
-            features[i] = candidate_features(questions[i], keys[i], answers[i], likelihoods, beams[i])
+            features[i] = candidate_features(questions[i], keys[i], answers[i], likelihoods, beams[i],
+                                             [self.index.prominence(key) for key in keys[i]])
         return list(zip(keys, features))
 
     def _ranked(self, keys: list[int], scores: np.ndarray) -> list[Candidate]:

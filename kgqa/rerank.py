@@ -12,6 +12,7 @@ weights fitted on held-out predicates carry over to dev's and test's, which trai
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -27,10 +28,12 @@ from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
 from kgqa.model import encode_questions, pad_targets, target_log_probs
+from kgqa.synonyms import synonym_covered
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
 RERANKER = "reranker.json"
+log = logging.getLogger("kgqa.rerank")
 # Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
 ASKS_NUMBER = re.compile("多少|几|哪一年|哪年|什么时候|何时|多大|多高|多长|多重|多久|年份|日期|时间|哪天")
 DIGIT = re.compile(r"\d")
@@ -53,6 +56,8 @@ class Evidence:
     longest_surface: int  # the longest subject surface among them
     beam_keys: list[int]
     asks_number: bool
+    predicate_keys: int  # how many KB keys carry the predicate
+    commoner_siblings: float  # share of the subject's other candidate predicates that more KB keys carry
 
     @property
     def obj(self) -> str:
@@ -98,6 +103,13 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "object_in_question": lambda e: float(bool(e.obj) and e.obj in e.question),
     # subsequence of the object in the question / |object|
     "object_covered": lambda e: _share(common_subsequence(e.question, e.obj), len(e.obj)),
+    # the predicate's share said in the question as itself or a Cilin synonym (爱人 for 配偶)
+    "synonym_covered": lambda e: synonym_covered(e.answer.predicate, e.rest),
+    # the predicate's prominence: questions ask about common predicates more than rare ones, and a
+    # subject's rarest predicates are the likeliest noise (log of the KB keys that carry it)
+    "predicate_prominence": lambda e: float(np.log1p(e.predicate_keys)),
+    "commoner_siblings": lambda e: e.commoner_siblings,
+    "commonest_of_subject": lambda e: float(e.commoner_siblings == 0.0),
 }
 FEATURE_NAMES = tuple(FEATURES)
 
@@ -130,6 +142,8 @@ class Reranker:
                 saved = json.load(handle)
             names = list(saved.get("features", ()))
             if sorted(names) != sorted(FEATURE_NAMES):
+                log.warning("%s was fitted over other features (another kgqa version): answering without it; "
+                            "`kgqa fit-reranker` fits it again", path)
                 return None
             fields = [np.asarray(saved[field], dtype=float) for field in ("mean", "std", "weights")]
             if any(values.shape != (len(names),) for values in fields):
@@ -225,16 +239,23 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
 
 
 def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
-                       beam: list[Candidate]) -> np.ndarray:
-    """One row per key (`keys`, their `answers`, in that order), one column per FEATURES name."""
+                       beam: list[Candidate], prominence: list[tuple[int, int]]) -> np.ndarray:
+    """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it, in
+    that order), one column per FEATURES name."""
     rests = [without_mention(question, answer.surface) for answer in answers]
     covers = [common_subsequence(rest, answer.predicate) for rest, answer in zip(rests, answers)]
     shared = {"question": question, "best_cover": max(covers), "beam_keys": [c.key for c in beam],
               "longest_surface": max(len(answer.surface) for answer in answers),
               "asks_number": bool(ASKS_NUMBER.search(question))}
+    siblings: dict[int, list[int]] = {}
+    for entity, count in prominence:
+        siblings.setdefault(entity, []).append(count)
     rows = []
-    for answer, key, (ll, length), rest, cover in zip(answers, keys, likelihoods, rests, covers):
+    for answer, key, (ll, length), rest, cover, (entity, count) in zip(answers, keys, likelihoods, rests, covers,
+                                                                       prominence):
+        others = siblings[entity]
+        commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest, cover=cover,
-                            **shared)
+                            predicate_keys=count, commoner_siblings=commoner, **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)

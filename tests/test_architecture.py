@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 
 ALLOWED = {
-    "errors": set(), "text": set(), "trie": set(), "settings": set(),
+    "errors": set(), "text": set(), "trie": set(), "settings": set(), "synonyms": set(),
     "kb": {"errors"}, "files": {"errors"}, "tokenizer": {"errors"}, "candidate": {"kb", "index"},
     "index": {"errors", "tokenizer", "trie"},
     "data": {"candidate", "errors", "files", "kb"},
@@ -21,7 +21,7 @@ ALLOWED = {
     "decoding": {"beam_search", "candidate", "index", "model", "settings", "stepper", "text", "tokenizer", "trie"},
     "peer": {"candidate", "index", "text"},
     "kbquestions": {"index"},
-    "rerank": {"candidate", "decoding", "errors", "files", "index", "model", "text", "tokenizer"},
+    "rerank": {"candidate", "decoding", "errors", "files", "index", "model", "synonyms", "text", "tokenizer"},
     "pipeline": {"candidate", "checkpoint", "decoding", "index", "indexer", "model", "rerank", "settings", "tokenizer"},
     "journal": {"candidate", "data", "errors", "kb"},
     "server": {"data", "errors", "pipeline"},

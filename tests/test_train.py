@@ -141,3 +141,28 @@ def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
             for family in ("t5", "mt5", "bart", "pegasus")] == [(3e-4, 3), (3e-4, 3), (3e-5, 3), (1e-4, 3)]
     chosen = recipe(replace(pretrained, lr=1e-2, epochs=7), "bart")
     assert (chosen.lr, chosen.epochs) == (1e-2, 7)  # given values win
+
+
+def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicates(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+    from kgqa.rerank import FEATURE_NAMES
+
+    env = {"KGQA_CACHE": str(tmp_path / "cache")}
+    train = f"{SAMPLE}/train.json"
+    args = ["--train", train, "--kb", f"{SAMPLE}/kb.tsv"]
+    result = CliRunner().invoke(main, ["train", *args, "--output", str(tmp_path / "ck"), "--epochs", "1",
+                                       "--batch-size", "16", "--kb-questions", "0", "--holdout", "0.25",
+                                       "--d-model", "32", "--layers", "1", "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "ck/best/reranker.json"
+    fitted = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**fitted, "features": ["an_older_feature"] + fitted["features"][1:]}), encoding="utf-8")
+    result = CliRunner().invoke(main, ["fit-reranker", "--checkpoint", str(tmp_path / "ck/best"), *args,
+                                       "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "fitted on" in result.output
+    refitted = json.loads(path.read_text(encoding="utf-8"))
+    assert refitted["features"] == list(FEATURE_NAMES)
+    assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit
