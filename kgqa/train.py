@@ -26,6 +26,7 @@ from kgqa.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, 
 from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
+from kgqa.index import KBIndex
 from kgqa.indexer import ensure_index
 from kgqa.kb import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
@@ -34,7 +35,7 @@ from kgqa.model import (ScratchShape, count_parameters, encode_questions, load_m
                         scratch_model)
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.rerank import Reranker
-from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
+from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -202,13 +203,21 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
         raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", checkpoint)
     _, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
-    model, tokenizer, _ = load_checkpoint(checkpoint)  # not KGQA.from_checkpoint: its reranker is the one replaced
-    model.to(pick_device(device))
-    index = ensure_index(kb, tokenizer, index_dir)
-    reranker, reach = fit_reranker(KGQA(model, tokenizer, index, DecodeSettings(beams=saved.get("beams", 4))), held)
+    index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
+    reranker, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), saved.get("beams", 4), held)
+    return reranker, reach, len(held)
+
+
+def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, beams: int,
+                        held: list[Question]) -> tuple[Reranker | None, float]:
+    """Fit the reranker of the checkpoint's model on `held` and save it beside the model (the model
+    is opened without KGQA.from_checkpoint: its reranker is the one being replaced)."""
+    model, _, _ = load_checkpoint(checkpoint)
+    model.to(device)
+    reranker, reach = fit_reranker(KGQA(model, index.tokenizer, index, DecodeSettings(beams=beams)), held)
     if reranker is not None:
         reranker.save(checkpoint)
-    return reranker, reach, len(held)
+    return reranker, reach
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -316,13 +325,10 @@ def train(config: TrainConfig) -> dict[str, float]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             tqdm.write(json.dumps(record, ensure_ascii=False))
     if rank == 0 and held:
-        best_model, _, _ = load_checkpoint(best_dir)
-        best_model.to(device)
-        reranker, reach = fit_reranker(KGQA(best_model, tokenizer, index, DecodeSettings(beams=config.beams)), held)
+        reranker, reach = _fit_saved_reranker(best_dir, index, device, config.beams, held)
         if reranker is None:
             tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
         else:
-            reranker.save(best_dir)
             tqdm.write(f"reranker fitted on {len(held)} held-out questions (gold among candidates: {100 * reach:.1f}%)")
     if world > 1:
         torch.distributed.barrier()

@@ -25,7 +25,7 @@ ALLOWED = {
     "pipeline": {"candidate", "checkpoint", "decoding", "index", "indexer", "model", "rerank", "settings", "tokenizer"},
     "journal": {"candidate", "data", "errors", "kb"},
     "server": {"data", "errors", "pipeline"},
-    "train": {"checkpoint", "data", "errors", "files", "indexer", "kb", "kbquestions", "metrics", "model",
+    "train": {"checkpoint", "data", "errors", "files", "index", "indexer", "kb", "kbquestions", "metrics", "model",
               "pipeline", "rerank", "tokenizer"},
 }
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "kgqa"))
