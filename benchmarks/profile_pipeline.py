@@ -1,13 +1,15 @@
 """Where one question's milliseconds go in the default pipeline (beam + reranker): each stage timed
 where it runs, over N dev questions in the default batches, as ms per question.
 
-    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline]
+    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate]
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
 reranker's candidate keys, their KB answers, the model's log-likelihoods, the named features and
 the linear score. With --batch-size 1 it is one interactive question's cost. --baseline first
-runs the same questions with Hugging Face's `generate` in place of the stepper, for the two side by side.
+runs the same questions as an earlier pipeline did, for the two side by side: `rows` scores the
+candidates one padded row each instead of as a prefix tree; `generate` does that and decodes with
+Hugging Face's `generate` in place of the stepper.
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
-    parser.add_argument("--baseline", action="store_true", help="first the same with HF generate instead of the stepper")
+    parser.add_argument("--baseline", choices=("rows", "generate"),
+                        help="first the same with the candidates scored as padded rows (and decoded by HF generate)")
     args = parser.parse_args()
     if missing(args.file, args.kb):
         return
@@ -81,8 +84,10 @@ def main() -> None:
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
     supports = stepper.supports
-    for name in (["generate (baseline)"] if args.baseline else []) + ["stepper"]:
-        stepper.supports = supports if name == "stepper" else (lambda model: False)
+    never = lambda model: False  # noqa: E731
+    for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:
+        stepper.supports = never if name == "generate (baseline)" else supports
+        rerank.supports = supports if name == "stepper + tree" else never
         wall, spent = profile(qa, questions)
         n = len(questions)
         print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "

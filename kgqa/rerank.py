@@ -28,7 +28,9 @@ from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
 from kgqa.model import encode_questions, pad_targets, target_log_probs
+from kgqa.stepper import supports
 from kgqa.synonyms import synonym_covered
+from kgqa.target_tree import tree_log_likelihoods
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 from kgqa.tokenizer import Tokenizer
 
@@ -209,10 +211,13 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
                     targets: list[list[list[int]]], tokens_per_pass: int = 2048) -> list[np.ndarray]:
     """(log p of the whole target, target tokens) per target token list, each question encoded once.
 
-    Targets are scored shortest first, in passes of about `tokens_per_pass` padded tokens: padded
+    T5-family models score each question's targets as one prefix tree (`target_tree`: every
+    shared prefix computed once). Others (BART): targets are scored shortest first, in passes of about `tokens_per_pass` padded tokens: padded
     to the longest target of their own pass, not of the batch (target lengths run from 5 to 40
     tokens, so a mixed pass spent most of its work on padding). The decoder is causal, so a
     target's log-probabilities do not depend on the padding after it."""
+    if supports(model):
+        return tree_log_likelihoods(model, tokenizer, questions, targets, tokens_per_pass)
     input_ids, attention = encode_questions(tokenizer, questions, device=model.device)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
     pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]

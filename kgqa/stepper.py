@@ -10,6 +10,8 @@ Models it does not know (BART) decode through `generate` as before.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from transformers import PreTrainedModel
 
@@ -61,43 +63,79 @@ class T5Stepper:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """The model's next-token logits (rows, vocab) after each row's prefix + `tokens`: what its
         forward gives at that position (CopyT5: the log of its mixture)."""
-        model, t = self.model, self.length
+        t = self.length
         capacity = self.keys[0].shape[2]
         if t == capacity:
             grow = min(capacity, self.max_length - capacity)
             self.keys = [torch.cat((k, k.new_zeros(k.shape[:2] + (grow,) + k.shape[3:])), 2) for k in self.keys]
             self.values = [torch.cat((v, v.new_zeros(v.shape[:2] + (grow,) + v.shape[3:])), 2) for v in self.values]
             capacity += grow
-        hidden = model.decoder.embed_tokens(tokens)  # (rows, d_model)
-        rows = hidden.shape[0]
+
+        def cached(layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            self.keys[layer][:, :, t: t + 1] = key
+            self.values[layer][:, :, t: t + 1] = value
+            return self.keys[layer], self.values[layer], self.bias[:, t: t + 1, :capacity]
+
+        hidden, copy = self._decode(tokens[:, None], cached)
+        self.length += 1
+        logits, gate = self._head(hidden[:, 0])
+        if gate is None:
+            return logits
+        copied = copy[:, 0].to(logits.dtype) * (1 - gate)  # the copy share, on the question's tokens
+        return logits.softmax(-1).mul_(gate).scatter_add_(-1, self.source, copied).clamp_min_(1e-12).log_()
+
+    def tree(self, tokens: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One pass over a prefix tree of decoder inputs per row (rows_per_question 1): `tokens`
+        (rows, n) whose node j sits at `depths[:, j]` and sees the nodes `ancestors[:, j]` marks
+        (itself and the nodes on its path from the root). (lm logits, copy gate or None, copy
+        attention over the question): each node's as the forward gives them after its path.
+
+        Why exact: a causal decoder's position attends only to its own prefix, and T5's position
+        bias depends only on the distance between two positions, which is the difference of their
+        depths; so every target through a node shares its computation, done once."""
+        bias = self.bias[:, depths[:, :, None], depths[:, None, :]].transpose(0, 1)  # (rows, heads, n, n)
+        bias = bias.masked_fill(~ancestors[:, None], torch.finfo(bias.dtype).min)
+        hidden, copy = self._decode(tokens, lambda layer, key, value: (key, value, bias))
+        logits, gate = self._head(hidden)
+        return logits, gate, copy
+
+    def _decode(self, tokens: torch.Tensor, attend: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's final hidden states (rows, n, d_model) at `tokens` (rows, n), and the last
+        layer's cross-attention averaged over heads (rows, n, source): what the copy path mixes in.
+        `attend(layer, keys, values)` of the n new positions gives the self-attention's keys,
+        values and bias (the cache of earlier steps, or the tree's own)."""
+        hidden = self.model.decoder.embed_tokens(tokens)
+        rows, n = tokens.shape
         for i, block in enumerate(self.blocks):
             layer = block.layer[0]
             attention = layer.SelfAttention
             normed = layer.layer_norm(hidden)
-            query = attention.q(normed).view(rows, self.heads, 1, self.head_dim)
-            self.keys[i][:, :, t] = attention.k(normed).view(rows, self.heads, self.head_dim)
-            self.values[i][:, :, t] = attention.v(normed).view(rows, self.heads, self.head_dim)
-            scores = query @ self.keys[i].transpose(-1, -2) + self.bias[:, t: t + 1, :capacity]
+            keys, values, bias = attend(i, self._split(attention.k(normed)), self._split(attention.v(normed)))
+            scores = self._split(attention.q(normed)) @ keys.transpose(-1, -2) + bias
             weights = scores.float().softmax(-1).type_as(scores)
-            hidden = hidden + attention.o((weights @ self.values[i]).reshape(rows, -1))
+            hidden = hidden + attention.o(self._merge(weights @ values))
             layer = block.layer[1]
             attention = layer.EncDecAttention
-            query = attention.q(layer.layer_norm(hidden)).view(rows, self.heads, 1, self.head_dim)
             keys, values = self.cross[i]
-            scores = query @ keys + self.cross_mask[:, None]
-            weights = scores.float().softmax(-1).type_as(scores)  # (rows, heads, 1, source)
-            hidden = hidden + attention.o((weights @ values).reshape(rows, -1))
+            scores = self._split(attention.q(layer.layer_norm(hidden))) @ keys + self.cross_mask[:, None]
+            weights = scores.float().softmax(-1).type_as(scores)  # (rows, heads, n, source)
+            hidden = hidden + attention.o(self._merge(weights @ values))
             hidden = block.layer[2](hidden)  # layer norm, feed-forward, residual
-        self.length += 1
-        hidden = model.decoder.final_layer_norm(hidden)
+        return self.model.decoder.final_layer_norm(hidden), weights.mean(dim=1)
+
+    def _head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output layer's logits at the final hidden states, and CopyT5's copy gate (None for
+        other models)."""
+        model = self.model
         scale = getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings)  # its name before 5.2x
-        output = hidden * model.model_dim ** -0.5 if scale else hidden
-        logits = model.lm_head(output)
-        if not isinstance(model, CopyT5):
-            return logits
-        gate = torch.sigmoid(model.copy_gate(hidden))
-        copied = weights.mean(dim=1)[:, 0].to(logits.dtype) * (1 - gate)  # the copy share, on the question's tokens
-        return logits.softmax(-1).mul_(gate).scatter_add_(-1, self.source, copied).clamp_min_(1e-12).log_()
+        logits = model.lm_head(hidden * model.model_dim ** -0.5 if scale else hidden)
+        return logits, torch.sigmoid(model.copy_gate(hidden)) if isinstance(model, CopyT5) else None
+
+    def _merge(self, states: torch.Tensor) -> torch.Tensor:
+        """(rows, heads, n, head_dim) -> (rows, n, heads*head_dim)."""
+        return states.transpose(1, 2).reshape(states.shape[0], states.shape[2], -1)
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r continues from row `rows[r]`'s prefix, of the same question (beam search's survivors)."""

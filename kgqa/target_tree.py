@@ -1,0 +1,120 @@
+"""A question's candidate targets as one prefix tree, scored by the decoder in one pass.
+
+Why: the reranker asks the model for the log-likelihood of up to 64 keys a question, most of them
+the other predicates of one or two subjects, so `S [SEP]` and often the start of `P` are the same
+for all of them. Scored one padded row per key, every shared prefix was computed again for each
+key (about 345 decoder positions a question); as a tree each distinct prefix is one position
+(`T5Stepper.tree`), and each key's log-likelihood is the sum over the edges of its path.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from kgqa.model import encode_questions
+from kgqa.stepper import T5Stepper
+from kgqa.tokenizer import Tokenizer
+
+
+class TargetTree:
+    """The distinct prefixes of one question's targets. Node 0 is the empty prefix; node j > 0 is
+    its parent's prefix + `token[j]`. The decoder runs at the `inner` nodes (those some target
+    goes on from), in creation order, so a node's ancestors come before it."""
+
+    def __init__(self, targets: list[list[int]]) -> None:
+        self.parent, self.token, self.depth = [-1], [-1], [0]
+        children: dict[tuple[int, int], int] = {}
+        self.paths: list[list[int]] = []  # per target: the nodes after the root on its path
+        for target in targets:
+            node, path = 0, []
+            for token in target:
+                child = children.get((node, token))
+                if child is None:
+                    child = children[node, token] = len(self.token)
+                    self.parent.append(node)
+                    self.token.append(token)
+                    self.depth.append(self.depth[node] + 1)
+                node = child
+                path.append(node)
+            self.paths.append(path)
+        has_child = np.zeros(len(self.token), dtype=bool)
+        has_child[self.parent[1:]] = True
+        self.inner = np.flatnonzero(has_child)  # node ids the decoder runs at
+        self.position = np.full(len(self.token), -1)
+        self.position[self.inner] = np.arange(len(self.inner))
+
+    def inputs(self, start_id: int) -> tuple[list[int], list[int], np.ndarray]:
+        """(decoder input tokens, depths, ancestors-or-self matrix) of the inner nodes."""
+        count = len(self.inner)
+        ancestors = np.zeros((count, count), dtype=bool)
+        for at, node in enumerate(self.inner):
+            parent = self.parent[node]
+            if parent >= 0:
+                ancestors[at] = ancestors[self.position[parent]]
+            ancestors[at, at] = True
+        tokens = [start_id if node == 0 else self.token[node] for node in self.inner]
+        return tokens, [self.depth[node] for node in self.inner], ancestors
+
+    def likelihoods(self, edge_log_probs: np.ndarray) -> np.ndarray:
+        """(log p of the target, its tokens) per target, from the log-probability of each node
+        given its parent (`edge_log_probs[node]`)."""
+        return np.array([[edge_log_probs[path].sum(), len(path)] for path in self.paths]).reshape(-1, 2)
+
+
+@torch.no_grad()
+def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
+                         targets: list[list[list[int]]], positions_per_pass: int = 2048) -> list[np.ndarray]:
+    """What `rerank.log_likelihoods` gives (per question, (log p, tokens) per target), for the
+    T5-family models the stepper runs: each question's targets as one tree, questions with trees
+    of similar size together, in passes of about `positions_per_pass` padded positions."""
+    trees = [TargetTree(keys) for keys in targets]
+    order = sorted(range(len(trees)), key=lambda i: len(trees[i].inner))
+    out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * len(trees[order[end]].inner) <= positions_per_pass:
+            end += 1
+        chosen = order[start:end]
+        for i, edges in zip(chosen, _edge_log_probs(model, tokenizer, [questions[i] for i in chosen],
+                                                     [trees[i] for i in chosen])):
+            out[i] = trees[i].likelihoods(edges)
+        start = end
+    return out
+
+
+def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
+                    trees: list[TargetTree]) -> list[np.ndarray]:
+    """Per tree, log p(node's token | question, its parent's prefix) at every node (root: 0)."""
+    device = model.device
+    width = max(len(tree.inner) for tree in trees)
+    start_id = model.config.decoder_start_token_id
+    tokens = torch.full((len(trees), width), start_id, dtype=torch.long)
+    depths = torch.zeros((len(trees), width), dtype=torch.long)
+    ancestors = torch.eye(width, dtype=torch.bool).repeat(len(trees), 1, 1)  # padding sees itself only
+    for row, tree in enumerate(trees):
+        row_tokens, row_depths, row_ancestors = tree.inputs(start_id)
+        tokens[row, : len(row_tokens)] = torch.tensor(row_tokens)
+        depths[row, : len(row_depths)] = torch.tensor(row_depths)
+        ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
+    input_ids, attention = encode_questions(tokenizer, questions, device=device)
+    decoder = T5Stepper(model, input_ids, attention, 1, int(depths.max()) + 1)
+    logits, gate, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
+    # each node's log-probability at its parent's position: gathered edge by edge
+    rows = torch.cat([torch.full((len(tree.token) - 1,), row) for row, tree in enumerate(trees)]).to(device)
+    at = torch.cat([torch.from_numpy(tree.position[tree.parent[1:]]) for tree in trees]).to(device)
+    token = torch.cat([torch.tensor(tree.token[1:]) for tree in trees]).to(device)
+    log_p = logits[rows, at, token].float() - logits.float().logsumexp(-1)[rows, at]
+    if gate is not None:  # CopyT5: the mixture's share of the token, as its forward gives it
+        share = gate[rows, at, 0].float()
+        copied = (copy[rows, at].float() * (input_ids[rows] == token[:, None])).sum(-1)
+        log_p = torch.log((share * log_p.exp() + (1 - share) * copied).clamp_min(1e-12))
+    log_p = log_p.cpu().numpy()
+    out, offset = [], 0
+    for tree in trees:
+        edges = np.zeros(len(tree.token))
+        edges[1:] = log_p[offset: offset + len(tree.token) - 1]
+        out.append(edges)
+        offset += len(tree.token) - 1
+    return out

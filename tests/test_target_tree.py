@@ -1,0 +1,40 @@
+"""Candidate targets scored as one prefix tree per question: each shared prefix once, the same
+log-likelihoods as one padded row per target."""
+import numpy as np
+import pytest
+
+from kgqa import rerank
+from kgqa.target_tree import TargetTree
+
+from test_stepper import QUESTIONS, _model
+
+
+def test_a_tree_holds_each_prefix_once_and_runs_the_decoder_where_a_target_goes_on():
+    tree = TargetTree([[7, 8, 9], [7, 8, 6], [7, 5], [7, 8, 9]])
+    assert len(tree.token) == 6  # root, 7, 7 8, 7 8 9, 7 8 6, 7 5
+    assert tree.paths[0] == tree.paths[3] and tree.paths[0] == [1, 2, 3]
+    assert list(tree.inner) == [0, 1, 2]  # the root, "7", "7 8": the leaves need no decoder step
+    tokens, depths, ancestors = tree.inputs(start_id=0)
+    assert tokens == [0, 7, 8] and depths == [0, 1, 2]
+    assert ancestors.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    edges = np.array([0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
+    assert tree.likelihoods(edges).tolist() == [[-6.0, 3], [-7.0, 3], [-6.0, 2], [-6.0, 3]]
+
+
+@pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1"])
+def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb, monkeypatch, kind):
+    _, _, tokenizer, index = sample_kb
+    model = _model(tokenizer, kind)
+    targets = []
+    for question in QUESTIONS:  # each question's mentions' keys: a subject's predicates share its prefix
+        keys = [key for sid in index.mentions(question) for key, _, _ in index.keys(sid)][:30] or [0, 1, 2]
+        targets.append([tokenizer.encode_target(a.surface, a.predicate, a.disambiguation)
+                        for a in map(index.answer, keys)])
+    assert sum(len(t) for t in targets) > 20
+    tree = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
+    monkeypatch.setattr(rerank, "supports", lambda model: False)
+    rows = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets)
+    for ours, theirs in zip(tree, rows):
+        assert ours.shape == theirs.shape == (len(ours), 2)
+        assert ours[:, 1].tolist() == theirs[:, 1].tolist()
+        assert np.allclose(ours[:, 0], theirs[:, 0], atol=1e-4), np.abs(ours - theirs).max()
