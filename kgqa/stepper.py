@@ -7,6 +7,9 @@ checks); for one question that overhead was three quarters of its answer time. T
 the model's own submodules (projections, layer norms, feed-forward blocks, relative position
 bias) and adds nothing but the attention arithmetic, so it computes what the model computes.
 Models it does not know (BART) decode through `generate` as before.
+
+The same state also runs a whole prefix tree of decoder inputs in one pass (`tree`): how the
+reranker scores a question's candidate keys (`target_tree.py`).
 """
 from __future__ import annotations
 
