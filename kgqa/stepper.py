@@ -81,27 +81,27 @@ class T5Stepper:
 
         hidden, copy = self._decode(tokens[:, None], cached)
         self.length += 1
-        logits, gate = self._head(hidden[:, 0])
+        logits, gate = self.head(hidden[:, 0])
         if gate is None:
             return logits
         copied = copy[:, 0].to(logits.dtype) * (1 - gate)  # the copy share, on the question's tokens
         return logits.softmax(-1).mul_(gate).scatter_add_(-1, self.source, copied).clamp_min_(1e-12).log_()
 
     def tree(self, tokens: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over a prefix tree of decoder inputs per row (rows_per_question 1): `tokens`
         (rows, n) whose node j sits at `depths[:, j]` and sees the nodes `ancestors[:, j]` marks
-        (itself and the nodes on its path from the root). (lm logits, copy gate or None, copy
-        attention over the question): each node's as the forward gives them after its path.
+        (itself and the nodes on its path from the root). (final hidden states, copy attention
+        over the question): each node's as the forward gives them after its path; `head` turns
+        hidden states into logits (the caller takes them a slice at a time: rows × vocabulary
+        floats at once are more memory traffic than arithmetic).
 
         Why exact: a causal decoder's position attends only to its own prefix, and T5's position
         bias depends only on the distance between two positions, which is the difference of their
         depths; so every target through a node shares its computation, done once."""
         bias = self.bias[:, depths[:, :, None], depths[:, None, :]].transpose(0, 1)  # (rows, heads, n, n)
         bias = bias.masked_fill(~ancestors[:, None], torch.finfo(bias.dtype).min)
-        hidden, copy = self._decode(tokens, lambda layer, key, value: (key, value, bias))
-        logits, gate = self._head(hidden)
-        return logits, gate, copy
+        return self._decode(tokens, lambda layer, key, value: (key, value, bias))
 
     def _decode(self, tokens: torch.Tensor, attend: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,7 +128,7 @@ class T5Stepper:
             hidden = block.layer[2](hidden)  # layer norm, feed-forward, residual
         return self.model.decoder.final_layer_norm(hidden), weights.mean(dim=1)
 
-    def _head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def head(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output layer's logits at the final hidden states, and CopyT5's copy gate (None for
         other models)."""
         model = self.model

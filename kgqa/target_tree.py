@@ -17,6 +17,9 @@ from kgqa.stepper import T5Stepper
 from kgqa.tokenizer import Tokenizer
 
 
+_HEAD_ROWS = 256  # positions whose vocabulary-wide logits are held at once (6 MB for 6,000 tokens)
+
+
 class TargetTree:
     """The distinct prefixes of one question's targets. Node 0 is the empty prefix; node j > 0 is
     its parent's prefix + `token[j]`. The decoder runs at the `inner` nodes (those some target
@@ -100,16 +103,33 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
     input_ids, attention = encode_questions(tokenizer, questions, device=device)
     decoder = T5Stepper(model, input_ids, attention, 1, int(depths.max()) + 1)
-    logits, gate, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
-    # each node's log-probability at its parent's position: gathered edge by edge
-    rows = torch.cat([torch.full((len(tree.token) - 1,), row) for row, tree in enumerate(trees)]).to(device)
-    at = torch.cat([torch.from_numpy(tree.position[tree.parent[1:]]) for tree in trees]).to(device)
+    hidden, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
+    # the trees' own positions, one after the other (no padding), and each edge's parent among them
+    sizes = [len(tree.inner) for tree in trees]
+    hidden = torch.cat([hidden[row, :size] for row, size in enumerate(sizes)])
+    copy = torch.cat([copy[row, :size] for row, size in enumerate(sizes)])
+    source = torch.cat([input_ids[row].expand(size, -1) for row, size in enumerate(sizes)])
+    offsets = np.cumsum([0] + sizes[:-1])
+    parent = torch.from_numpy(np.concatenate([offset + tree.position[tree.parent[1:]]
+                                              for offset, tree in zip(offsets, trees)])).to(device)
     token = torch.cat([torch.tensor(tree.token[1:]) for tree in trees]).to(device)
-    log_p = logits[rows, at, token].float() - logits.float().logsumexp(-1)[rows, at]
-    if gate is not None:  # CopyT5: the mixture's share of the token, as its forward gives it
-        share = gate[rows, at, 0].float()
-        copied = (copy[rows, at].float() * (input_ids[rows] == token[:, None])).sum(-1)
-        log_p = torch.log((share * log_p.exp() + (1 - share) * copied).clamp_min(1e-12))
+    order = torch.argsort(parent, stable=True)
+    ends = parent[order]
+    log_p = torch.empty(len(parent), device=device)
+    first = 0
+    for start in range(0, len(hidden), _HEAD_ROWS):  # the output layer a slice of positions at a time
+        last = int(torch.searchsorted(ends, start + _HEAD_ROWS))
+        edges = order[first:last]
+        first = last
+        at = parent[edges]
+        logits, gate = decoder.head(hidden[start: start + _HEAD_ROWS])
+        logits = logits.float()
+        chosen = logits[at - start, token[edges]] - logits.logsumexp(-1)[at - start]
+        if gate is not None:  # CopyT5: the mixture's share of the token, as its forward gives it
+            share = gate[at - start, 0].float()
+            copied = (copy[at].float() * (source[at] == token[edges, None])).sum(-1)
+            chosen = torch.log((share * chosen.exp() + (1 - share) * copied).clamp_min(1e-12))
+        log_p[edges] = chosen
     log_p = log_p.cpu().numpy()
     out, offset = [], 0
     for tree in trees:

@@ -3,7 +3,7 @@ log-likelihoods as one padded row per target."""
 import numpy as np
 import pytest
 
-from kgqa import rerank
+from kgqa import rerank, target_tree
 from kgqa.target_tree import TargetTree
 
 from test_stepper import QUESTIONS, _model
@@ -31,6 +31,7 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
         targets.append([tokenizer.encode_target(a.surface, a.predicate, a.disambiguation)
                         for a in map(index.answer, keys)])
     assert sum(len(t) for t in targets) > 20
+    monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
     tree = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
     monkeypatch.setattr(rerank, "supports", lambda model: False)
     rows = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets)
