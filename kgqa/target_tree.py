@@ -72,7 +72,7 @@ def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions
     T5-family models the stepper runs: each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions."""
     trees = [TargetTree(keys) for keys in targets]
-    order = sorted(range(len(trees)), key=lambda i: len(trees[i].inner))
+    order = sorted((i for i, tree in enumerate(trees) if len(tree.inner)), key=lambda i: len(trees[i].inner))
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
     start = 0
     while start < len(order):
@@ -114,11 +114,11 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
                                               for offset, tree in zip(offsets, trees)])).to(device)
     token = torch.cat([torch.tensor(tree.token[1:]) for tree in trees]).to(device)
     order = torch.argsort(parent, stable=True)
-    ends = parent[order]
+    sorted_parent = parent[order]
     log_p = torch.empty(len(parent), device=device)
     first = 0
     for start in range(0, len(hidden), _HEAD_ROWS):  # the output layer a slice of positions at a time
-        last = int(torch.searchsorted(ends, start + _HEAD_ROWS))
+        last = int(torch.searchsorted(sorted_parent, start + _HEAD_ROWS))
         edges = order[first:last]
         first = last
         at = parent[edges]
