@@ -33,11 +33,11 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
     assert sum(len(t) for t in targets) > 20
     monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
     tree = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
-    monkeypatch.setattr(rerank, "supports", lambda model: False)
-    rows = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets)
     for asked in ([[]], [[], targets[1]]):  # a question without candidates scores none, alone or not
         found = rerank.log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked)
         assert [f.shape for f in found] == [(len(keys), 2) for keys in asked]
+    monkeypatch.setattr(rerank, "supports", lambda model: False)
+    rows = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets)
     for ours, theirs in zip(tree, rows):
         assert ours.shape == theirs.shape == (len(ours), 2)
         assert ours[:, 1].tolist() == theirs[:, 1].tolist()
