@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -76,11 +77,15 @@ class CopyT5(T5ForConditionalGeneration):
         out, source, attention, gate = self._mixture_parts(None, attention_mask, None, labels, source_ids, kwargs)
         target = labels.clamp_min(0)
         logits = out.logits
-        generated = (logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).exp()
+        generated = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
         copied = (attention * (source.unsqueeze(1) == target.unsqueeze(-1))).sum(-1)
-        gate = gate.squeeze(-1)
-        log_p = torch.log((gate * generated + (1 - gate) * copied).clamp_min(1e-12))
-        return log_p.masked_fill(labels < 0, 0.0)
+        return copy_mixture(generated, copied, gate.squeeze(-1)).masked_fill(labels < 0, 0.0)
+
+
+def copy_mixture(generated: torch.Tensor, copied: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """CopyT5's log-probability of tokens from their vocabulary log-softmax (`generated`), the copy
+    attention on the question's copies of them (`copied`) and the gate: what its forward gives."""
+    return torch.log((gate * generated.exp() + (1 - gate) * copied).clamp_min(1e-12))
 
 
 def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128,
@@ -89,6 +94,20 @@ def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int
     rows = [torch.tensor(tokenizer.encode_question(q)[:max_tokens], dtype=torch.long) for q in questions]
     return (pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_id).to(device),
             pad_sequence([torch.ones_like(row) for row in rows], batch_first=True).to(device))
+
+
+def passes(sizes: list[int], budget: int) -> Iterator[list[int]]:
+    """Indices of `sizes`, smallest first, in groups whose count × largest size stays within
+    `budget` (a group grows while its items, padded to the newest, largest one, fit; one item
+    always goes): batches that waste little on padding, each of bounded work."""
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * sizes[order[end]] <= budget:
+            end += 1
+        yield order[start:end]
+        start = end
 
 
 def pad_targets(targets: list[list[int]]) -> torch.Tensor:

@@ -27,7 +27,7 @@ from kgqa.candidate import Candidate
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.index import Answer, KBIndex
-from kgqa.model import encode_questions, pad_targets, target_log_probs
+from kgqa.model import encode_questions, pad_targets, passes, target_log_probs
 from kgqa.stepper import supports
 from kgqa.synonyms import synonym_covered
 from kgqa.target_tree import tree_log_likelihoods
@@ -212,30 +212,24 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     """(log p of the whole target, target tokens) per target token list, each question encoded once.
 
     T5-family models score each question's targets as one prefix tree (`target_tree`: every
-    shared prefix computed once). Others (BART): targets are scored shortest first, in passes of about `tokens_per_pass` padded tokens: padded
-    to the longest target of their own pass, not of the batch (target lengths run from 5 to 40
-    tokens, so a mixed pass spent most of its work on padding). The decoder is causal, so a
-    target's log-probabilities do not depend on the padding after it."""
+    shared prefix computed once). Others (BART) score each target as a row, shortest first, in
+    passes of about `tokens_per_pass` padded tokens: padded to the longest target of their own
+    pass, not of the batch (target lengths run from 5 to 40 tokens, so a mixed pass spent most
+    of its work on padding). The decoder is causal, so a target's log-probabilities do not
+    depend on the padding after it."""
     if supports(model):
         return tree_log_likelihoods(model, tokenizer, questions, targets, tokens_per_pass)
     input_ids, attention = encode_questions(tokenizer, questions, device=model.device)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
     pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
     totals = np.zeros((len(pairs), 2))
-    start = 0
-    while start < len(order):
-        end = start + 1  # grow the pass while its rows, padded to the newest (longest) target, fit
-        while end < len(order) and (end - start + 1) * len(pairs[order[end]][1]) <= tokens_per_pass:
-            end += 1
-        chosen = order[start:end]
+    for chosen in passes([len(target) for _, target in pairs], tokens_per_pass):
         owner = torch.tensor([pairs[i][0] for i in chosen], device=model.device)
         labels = pad_targets([pairs[i][1] for i in chosen]).to(model.device)
         token_ll = target_log_probs(model, BaseModelOutput(last_hidden_state=hidden[owner]), attention[owner], labels,
                                     input_ids[owner])
         totals[chosen, 0] = token_ll.sum(-1).float().cpu().numpy()
         totals[chosen, 1] = (labels >= 0).sum(-1).cpu().numpy()
-        start = end
     out, at = [], 0
     for keys in targets:
         out.append(totals[at:at + len(keys)])

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.model import encode_questions
+from kgqa.model import copy_mixture, encode_questions, passes
 from kgqa.stepper import T5Stepper
 from kgqa.tokenizer import Tokenizer
 
@@ -72,18 +72,13 @@ def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions
     T5-family models the stepper runs: each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions."""
     trees = [TargetTree(keys) for keys in targets]
-    order = sorted((i for i, tree in enumerate(trees) if len(tree.inner)), key=lambda i: len(trees[i].inner))
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * len(trees[order[end]].inner) <= positions_per_pass:
-            end += 1
-        chosen = order[start:end]
+    asked = [i for i, tree in enumerate(trees) if len(tree.inner)]  # a question without targets scores none
+    for group in passes([len(trees[i].inner) for i in asked], positions_per_pass):
+        chosen = [asked[g] for g in group]
         for i, edges in zip(chosen, _edge_log_probs(model, tokenizer, [questions[i] for i in chosen],
                                                      [trees[i] for i in chosen])):
             out[i] = trees[i].likelihoods(edges)
-        start = end
     return out
 
 
@@ -108,7 +103,7 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     sizes = [len(tree.inner) for tree in trees]
     hidden = torch.cat([hidden[row, :size] for row, size in enumerate(sizes)])
     copy = torch.cat([copy[row, :size] for row, size in enumerate(sizes)])
-    source = torch.cat([input_ids[row].expand(size, -1) for row, size in enumerate(sizes)])
+    owner = torch.repeat_interleave(torch.arange(len(trees), device=device), torch.tensor(sizes, device=device))
     offsets = np.cumsum([0] + sizes[:-1])
     parent = torch.from_numpy(np.concatenate([offset + tree.position[tree.parent[1:]]
                                               for offset, tree in zip(offsets, trees)])).to(device)
@@ -126,9 +121,8 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         logits = logits.float()
         chosen = logits[at - start, token[edges]] - logits.logsumexp(-1)[at - start]
         if gate is not None:  # CopyT5: the mixture's share of the token, as its forward gives it
-            share = gate[at - start, 0].float()
-            copied = (copy[at].float() * (source[at] == token[edges, None])).sum(-1)
-            chosen = torch.log((share * chosen.exp() + (1 - share) * copied).clamp_min(1e-12))
+            copied = (copy[at].float() * (input_ids[owner[at]] == token[edges, None])).sum(-1)
+            chosen = copy_mixture(chosen, copied, gate[at - start, 0].float())
         log_p[edges] = chosen
     log_p = log_p.cpu().numpy()
     out, offset = [], 0
