@@ -49,10 +49,10 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
-    from kgqa.checkpoint import read_settings
-    from kgqa.indexer import build_index, check_kb_path, index_lock
-    from kgqa.kb import file_sha256
-    from kgqa.tokenizer import load_tokenizer
+    from kgqa.model.checkpoint import read_settings
+    from kgqa.kb.build import build_index, check_kb_path, index_lock
+    from kgqa.kb.triples import file_sha256
+    from kgqa.model.tokenizer import load_tokenizer
 
     if checkpoint is None:
         raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
@@ -93,7 +93,7 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
     from dataclasses import replace
 
-    from kgqa.model import ScratchShape
+    from kgqa.model.seq2seq import ScratchShape
     from kgqa.train import TrainConfig, train as run
 
     config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
@@ -132,7 +132,7 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
 
 
 def _decode_options(command):
-    from kgqa.settings import DecodeSettings
+    from kgqa.decode.settings import DecodeSettings
 
     default = DecodeSettings()
     for option in reversed([
@@ -156,7 +156,7 @@ def _decode_options(command):
 
 def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead, no_mention_restriction,
           no_rerank, device, top_k=1):
-    from kgqa.settings import DecodeSettings
+    from kgqa.decode.settings import DecodeSettings
     from kgqa.pipeline import KGQA
 
     settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
@@ -201,12 +201,12 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
     """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
     from kgqa.data import is_text
 
-    kgqa = _open(**decode)
+    qa = _open(**decode)
 
     def show(text: str) -> None:
         if not is_text(text):
             raise KgqaError("the question holds bytes that are not UTF-8 text")
-        info = kgqa.explain(text)
+        info = qa.explain(text)
         if not explain:
             info["candidates"] = info["candidates"][:top_k]
         if as_json:
@@ -251,12 +251,12 @@ def serve(host, port, top_k, **decode) -> None:
     from kgqa.server import is_loopback, listen, serve as run
 
     sock = listen(host, port)
-    kgqa = _open(top_k=top_k, **decode)
+    qa = _open(top_k=top_k, **decode)
     if not is_loopback(host):
         click.echo(f"warning: {host} is not loopback and kgqa serve has no authentication: anyone who can "
                    f"reach {host}:{port} can ask it questions", err=True)
     click.echo(f"kgqa: serving on http://{host}:{port}", err=True)
-    run(kgqa, sock)
+    run(qa, sock)
 
 
 @main.command()

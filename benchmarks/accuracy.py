@@ -16,16 +16,16 @@ from dataclasses import replace
 
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
-from kgqa.candidate import parse_answer  # noqa: E402
-from kgqa.checkpoint import load_checkpoint  # noqa: E402
+from kgqa.rank.candidate import parse_answer  # noqa: E402
+from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.indexer import ensure_index  # noqa: E402
-from kgqa.kb import split_subject  # noqa: E402
+from kgqa.kb.build import ensure_index  # noqa: E402
+from kgqa.kb.triples import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
-from kgqa.model import pick_device  # noqa: E402
+from kgqa.model.seq2seq import pick_device  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rerank import Reranker  # noqa: E402
+from kgqa.rank.reranker import Reranker  # noqa: E402
 
 COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
 

@@ -19,14 +19,14 @@ import torch
 
 from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
-from kgqa import decoding  # noqa: E402
-from kgqa.checkpoint import load_checkpoint  # noqa: E402
+from kgqa.decode import processors  # noqa: E402
+from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.index import KBIndex  # noqa: E402
-from kgqa.indexer import ensure_index  # noqa: E402
-from kgqa.model import encode_questions, extra_inputs  # noqa: E402
+from kgqa.kb.index import KBIndex  # noqa: E402
+from kgqa.kb.build import ensure_index  # noqa: E402
+from kgqa.model.seq2seq import encode_questions, extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rerank import Reranker  # noqa: E402
+from kgqa.rank.reranker import Reranker  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,9 +61,9 @@ def main() -> None:
     constrained = free = 0.0
     steps = 0
     with timing(KBIndex, "mentions", "mention scan"), \
-            timing(decoding.TrieWalker, "__init__", "subject tries"), \
-            timing(decoding.TrieConstraint, "__call__", "TrieConstraint"), \
-            timing(decoding.Lookahead, "__call__", "Lookahead"):
+            timing(processors.TrieWalker, "__init__", "subject tries"), \
+            timing(processors.TrieConstraint, "__call__", "TrieConstraint"), \
+            timing(processors.Lookahead, "__call__", "Lookahead"):
         for batch in batches:
             calls = CALLS["TrieConstraint"]
             started = time.perf_counter()

@@ -20,14 +20,15 @@ import torch
 
 from shared_data import DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
-from kgqa import decoding  # noqa: E402
+from kgqa.decode import processors  # noqa: E402
 from kgqa.data import read_questions, training_pairs  # noqa: E402
-from kgqa.indexer import ensure_index  # noqa: E402
-from kgqa.model import ScratchShape, count_parameters, pick_device, scratch_model  # noqa: E402
+from kgqa.kb.build import ensure_index  # noqa: E402
+from kgqa.model.seq2seq import ScratchShape, count_parameters, pick_device, scratch_model  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rerank import FEATURE_NAMES, Reranker  # noqa: E402
-from kgqa.tokenizer import load_tokenizer  # noqa: E402
-from kgqa.train import _batch, backward  # noqa: E402
+from kgqa.rank.features import FEATURE_NAMES  # noqa: E402
+from kgqa.rank.reranker import Reranker  # noqa: E402
+from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
+from kgqa.train import _batch, forward_backward  # noqa: E402
 
 MODELS = {  # name -> (shape, copy path)
     "scratch CopyT5 (default)": (ScratchShape(), True),
@@ -52,7 +53,7 @@ def training_speed(model, tokenizer, pairs, device: torch.device, steps: int) ->
             synchronize(device)
             started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        backward(model, [batch], autocast)
+        forward_backward(model, [batch], autocast)
         optimizer.step()
         if k >= 3:
             tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
@@ -65,7 +66,7 @@ def decoding_speed(qa: KGQA, questions: list[str], device: torch.device) -> tupl
     beam_only = KGQA(qa.model, qa.tokenizer, qa.index, replace(qa.settings, rerank=False))
     beam_only.answer(questions[:32])  # warm-up
     SPENT.clear()
-    with timing(decoding.TrieConstraint, "__call__", "constraint"), timing(decoding.Lookahead, "__call__", "lookahead"):
+    with timing(processors.TrieConstraint, "__call__", "constraint"), timing(processors.Lookahead, "__call__", "lookahead"):
         synchronize(device)
         started = time.perf_counter()
         beam_only.answer(questions)

@@ -92,7 +92,7 @@ def index_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoin
     run(command, env)  # an earlier index is there: each kill may land while it is being replaced
 
     def whole() -> bool:
-        from kgqa.index import KBIndex
+        from kgqa.kb.index import KBIndex
 
         if not os.path.exists(target) and not os.path.exists(os.path.join(work, ".index.old")):
             return False  # neither the old nor the new one: the failure this guards against
@@ -132,7 +132,7 @@ def train_campaign(work: str, kills: int, rng: random.Random, train: str) -> tup
         return killed_at(train_command(train, target), env, moment)
 
     def whole() -> bool:
-        from kgqa.checkpoint import load_checkpoint, load_trainer_state
+        from kgqa.model.checkpoint import load_checkpoint, load_trainer_state
 
         for part in ("last", "best"):
             directory = os.path.join(target, part)

@@ -25,7 +25,7 @@ import numpy as np
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.files import atomic_file  # noqa: E402
-from kgqa.kb import read_kb  # noqa: E402
+from kgqa.kb.triples import read_kb  # noqa: E402
 
 REFERENCE = os.path.join(DATA, "kb.tsv")
 REAL = {"triples": 20_559_652, "subjects": 3_121_457, "predicates": 245_838}

@@ -17,21 +17,26 @@ import argparse
 import os
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
 from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
-from kgqa import decoding, pipeline, rerank, stepper  # noqa: E402
+from kgqa import pipeline  # noqa: E402
+from kgqa.decode import generate, processors  # noqa: E402
+from kgqa.model import stepper  # noqa: E402
+from kgqa.model import likelihood  # noqa: E402
+from kgqa.rank import reranker  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.index import KBIndex  # noqa: E402
+from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 
 STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtracted from outer ones
     (KBIndex, "mentions", "mention scan"),
-    (decoding.TrieWalker, "__init__", "subject tries"),
-    (decoding.TrieConstraint, "__call__", "TrieConstraint"),
-    (decoding.Lookahead, "__call__", "Lookahead"),
+    (processors.TrieWalker, "__init__", "subject tries"),
+    (processors.TrieConstraint, "__call__", "TrieConstraint"),
+    (processors.Lookahead, "__call__", "Lookahead"),
     (stepper.T5Stepper, "__init__", "encoder + cross-attention keys"),
     (stepper.T5Stepper, "step", "decoder steps"),
     (stepper.T5Stepper, "reorder", "beam cache reorder"),
@@ -40,7 +45,7 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (KBIndex, "answer", "KB answers"),
     (pipeline, "log_likelihoods", "model log-likelihoods"),
     (pipeline, "candidate_features", "features"),
-    (rerank.Reranker, "scores", "reranker score"),
+    (reranker.Reranker, "scores", "reranker score"),
 ]
 
 
@@ -83,11 +88,10 @@ def main() -> None:
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device=args.device)
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
-    supports = stepper.supports
-    never = lambda model: False  # noqa: E731
+    unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
     for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:
-        stepper.supports = never if name == "generate (baseline)" else supports
-        rerank.supports = supports if name == "stepper + tree" else never
+        generate.T5Stepper = unhandled if name == "generate (baseline)" else stepper.T5Stepper
+        likelihood.T5Stepper = stepper.T5Stepper if name == "stepper + tree" else unhandled
         wall, spent = profile(qa, questions)
         n = len(questions)
         print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "

@@ -55,7 +55,7 @@ def main() -> None:
         print(f"| `kgqa index` | wall {wall / 60:.1f} min | peak RSS {rss:.2f} GiB | index {index_bytes / 2**30:.2f} GiB "
               f"= {index_bytes / tsv:.2f}× the TSV ({tsv / 2**30:.2f} GiB) |")
 
-        probe = ("import sys, time; from kgqa.index import KBIndex; t = time.perf_counter(); "
+        probe = ("import sys, time; from kgqa.kb.index import KBIndex; t = time.perf_counter(); "
                  "i = KBIndex(sys.argv[1]); i.mentions('刘晓华主要讲什么课啊？'); print(time.perf_counter() - t)")
         opened = min(float(run([sys.executable, "-c", probe, big])[2]) for _ in range(3))
         print(f"| open the index + first mention query | {opened:.3f} s (best of 3, imports excluded) |")

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from shared_data import CLI, DATA, ROOT, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions, training_pairs  # noqa: E402
-from kgqa.model import ScratchShape, count_parameters, scratch_model  # noqa: E402
-from kgqa.tokenizer import SentencePieceTokenizer  # noqa: E402
+from kgqa.model.seq2seq import ScratchShape, count_parameters, scratch_model  # noqa: E402
+from kgqa.model.tokenizer import SentencePieceTokenizer  # noqa: E402
 from kgqa.train import TrainConfig, _batch  # noqa: E402
 
 

@@ -19,9 +19,9 @@ import numpy as np
 
 import shared_data  # noqa: F401 (puts kgqa on sys.path)
 
-from kgqa.index import KBIndex  # noqa: E402
-from kgqa.tokenizer import load_tokenizer  # noqa: E402
-from kgqa.trie import ROOT  # noqa: E402
+from kgqa.kb.index import KBIndex  # noqa: E402
+from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
+from kgqa.kb.trie import ROOT  # noqa: E402
 
 DEPTHS = (0, 1, 2, 4, 8, "deep")
 CODEPOINT = 0x10000  # token t is the character chr(CODEPOINT + t) in the baseline's string keys

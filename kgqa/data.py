@@ -7,10 +7,10 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from kgqa.candidate import SEPARATOR, parse_answer
+from kgqa.rank.candidate import SEPARATOR, parse_answer
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
-from kgqa.kb import split_subject
+from kgqa.kb.triples import split_subject
 
 MAX_QUESTION_CHARS = 512  # longer questions are cut: no KgCLUE question comes near this
 

@@ -16,10 +16,10 @@ import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from kgqa.candidate import Candidate
+from kgqa.rank.candidate import Candidate
 from kgqa.data import Question, read_questions
 from kgqa.errors import KgqaError
-from kgqa.kb import file_sha256
+from kgqa.kb.triples import file_sha256
 
 PARTIAL = ".partial"
 

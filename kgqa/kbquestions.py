@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from kgqa.index import KBIndex
+from kgqa.kb.index import KBIndex
 
 TEMPLATES = (
     "{s}的{p}是什么？", "{s}的{p}是什么", "请问{s}的{p}是什么？", "你知道{s}的{p}吗？",

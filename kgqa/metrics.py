@@ -9,8 +9,8 @@ reads a missing or malformed answer as empty parts.
 """
 from __future__ import annotations
 
-from kgqa.candidate import parse_answer
-from kgqa.text import common_subsequence
+from kgqa.rank.candidate import parse_answer
+from kgqa.rank.text import common_subsequence
 
 FIELDS = tuple(f"{kind}_{part}" for kind in ("EM", "F1") for part in ("All", "S", "P", "O"))
 

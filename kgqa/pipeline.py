@@ -7,15 +7,18 @@ import numpy as np
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from kgqa.checkpoint import load_checkpoint
-from kgqa.candidate import Candidate
-from kgqa.decoding import constrained_generate
-from kgqa.index import KBIndex
-from kgqa.indexer import ensure_index
-from kgqa.model import pick_device
-from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, candidate_keys, log_likelihoods
-from kgqa.settings import DecodeSettings
-from kgqa.tokenizer import Tokenizer
+from kgqa.model.checkpoint import load_checkpoint
+from kgqa.rank.candidate import Candidate
+from kgqa.decode.generate import constrained_generate
+from kgqa.kb.index import KBIndex
+from kgqa.kb.build import ensure_index
+from kgqa.model.seq2seq import pick_device
+from kgqa.model.likelihood import log_likelihoods
+from kgqa.rank.candidate import candidate_keys
+from kgqa.rank.features import FEATURE_NAMES, candidate_features
+from kgqa.rank.reranker import Reranker
+from kgqa.decode.settings import DecodeSettings
+from kgqa.model.tokenizer import Tokenizer
 
 
 class KGQA:
@@ -72,7 +75,7 @@ class KGQA:
         rerank = self.reranking
         scores = self.reranker.scores(features) if rerank and keys else np.zeros(len(keys))
         order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(keys))  # the beam's keys lead
-        ranked = [(Candidate.of(self.index, keys[k], float(scores[k])), features[k]) for k in order]
+        ranked = [(Candidate.from_key(self.index, keys[k], float(scores[k])), features[k]) for k in order]
         top = [c for c, _ in ranked][: s.top_k] if rerank else beam[: s.top_k]
         chosen = top[0] if top else None
         return {
@@ -136,4 +139,4 @@ class KGQA:
         return list(zip(keys, features))
 
     def _ranked(self, keys: list[int], scores: np.ndarray) -> list[Candidate]:
-        return [Candidate.of(self.index, keys[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]
+        return [Candidate.from_key(self.index, keys[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]

@@ -55,7 +55,7 @@ class Job:
 class Batcher:
     """Collects questions for up to `wait_s` (or `max_batch` of them) into one `KGQA.answer`."""
 
-    kgqa: KGQA
+    qa: KGQA
     max_batch: int = 32
     wait_s: float = 0.01
     max_pending: int = 1024  # questions waiting; more get 503
@@ -117,7 +117,7 @@ class Batcher:
         decoded once, by `explain`, which gives its answer too."""
         plain = [question for question, explain in asked if not explain]
         try:
-            found: list = self.kgqa.answer(plain) if plain else []
+            found: list = self.qa.answer(plain) if plain else []
         except Exception:
             found = [self._alone(question) for question in plain]
         answers = iter(found)
@@ -130,7 +130,7 @@ class Batcher:
                                 "candidates": [c.as_json() for c in candidates]})
                 continue
             try:
-                explanation = self.kgqa.explain(question)
+                explanation = self.qa.explain(question)
             except Exception as error:
                 log.exception("kgqa serve: cannot explain %r", question[:80])
                 results.append(error)
@@ -141,7 +141,7 @@ class Batcher:
 
     def _alone(self, question: str) -> list | Exception:
         try:
-            return self.kgqa.answer([question])[0]
+            return self.qa.answer([question])[0]
         except Exception as error:
             log.exception("kgqa serve: cannot answer %r", question[:80])
             return error
@@ -212,14 +212,14 @@ async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(error.status, error.reason)
 
 
-def make_app(kgqa: KGQA, max_batch: int = 32, wait_s: float = 0.01, max_pending: int = 1024,
+def make_app(qa: KGQA, max_batch: int = 32, wait_s: float = 0.01, max_pending: int = 1024,
              allowed_hosts: frozenset[str] | None = None) -> web.Application:
     """The service's app; `allowed_hosts` (None: any) are the Host names it answers to."""
     app = web.Application(client_max_size=1 << 20, middlewares=[_json_errors, _host_guard(allowed_hosts)])
     started = time.time()
 
     async def start_batcher(app: web.Application) -> None:
-        app[BATCHER] = Batcher(kgqa, max_batch, wait_s, max_pending)
+        app[BATCHER] = Batcher(qa, max_batch, wait_s, max_pending)
         app[BATCHER_TASK] = asyncio.create_task(app[BATCHER].run())
 
     async def stop_batcher(app: web.Application) -> None:
@@ -252,7 +252,7 @@ def make_app(kgqa: KGQA, max_batch: int = 32, wait_s: float = 0.01, max_pending:
         return web.json_response({"status": "ok" if running else "the answering worker has stopped",
                                   "worker_running": running, "uptime_s": round(time.time() - started, 1),
                                   "decodes": batcher.decodes, "queued": batcher.queue.qsize(),
-                                  "dropped": batcher.dropped, "kb_triples": kgqa.index.header["triples"]},
+                                  "dropped": batcher.dropped, "kb_triples": qa.index.header["triples"]},
                                  status=200 if running else 503)
 
     async def page(request: web.Request) -> web.FileResponse:
@@ -284,8 +284,8 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(kgqa: KGQA, sock: socket.socket) -> None:
+def serve(qa: KGQA, sock: socket.socket) -> None:
     """Serve on a socket from `listen`; on loopback, only to loopback Host names."""
     host = sock.getsockname()[0]
-    web.run_app(make_app(kgqa, allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None), sock=sock,
+    web.run_app(make_app(qa, allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None), sock=sock,
                 print=None)

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import time
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
@@ -22,20 +21,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from kgqa.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
+from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
 from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
-from kgqa.index import KBIndex
-from kgqa.indexer import ensure_index
-from kgqa.kb import join_subject, read_kb
+from kgqa.kb.index import KBIndex
+from kgqa.kb.build import ensure_index
+from kgqa.kb.triples import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
-from kgqa.model import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
+from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
                         scratch_model)
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.rerank import Reranker
-from kgqa.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
+from kgqa.rank.candidate import best_answer
+from kgqa.rank.reranker import Reranker, fit_reranker
+from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -106,7 +106,7 @@ def _batch(tokenizer: Tokenizer, pairs: list, device: torch.device | str = "cpu"
             "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs]).to(device)}
 
 
-def backward(model: torch.nn.Module, parts: list[dict[str, torch.Tensor]], autocast: torch.autocast,
+def forward_backward(model: torch.nn.Module, parts: list[dict[str, torch.Tensor]], autocast: torch.autocast,
              label_smoothing: float = 0.0) -> float:
     """Accumulate one batch's gradient from its micro-batches (`--grad-accum`: less memory), each
     loss weighted by the micro-batch's share of the batch's target tokens, so the gradient is the
@@ -134,62 +134,30 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def evaluate(kgqa: KGQA, dev: list, limit: int | None) -> dict[str, float]:
+def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, float]:
+    """The official metric of `qa`'s answers to the first `limit` questions (None: all)."""
     subset = dev[:limit] if limit else dev
-    candidates = kgqa.answer([q.question for q in subset])
-    predictions = [c[0].answer() if c else "" for c in candidates]
-    return score(predictions, [q.answer for q in subset])
+    return score([best_answer(found) for found in qa.answer([q.question for q in subset])], [q.answer for q in subset])
 
 
-MIN_RERANK_EXAMPLES = 20  # fewer held-out questions than this fit noise, not weights
-
-
-L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the reranker's weight penalties tried, weakest first
-
-
-def _choose_l2(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> float:
-    """The penalty under which a reranker fitted on half the held-out predicates ranks the other
-    half's gold key first most often (two folds, split by a hash of the predicate: deterministic).
-
-    Why: a feature that varies little between predicates (how common a predicate is, over a KB of
-    ten) can stand in for the few held-out predicates' identities, and a weak penalty then fits
-    them, not what carries over to unseen ones; across predicates is how dev differs from train."""
-    fold = [zlib.crc32(p.encode("utf-8")) % 2 for p in predicates]
-    if len(set(fold)) < 2:
-        return L2_GRID[0]
-
-    def right(l2: float) -> int:
-        total = 0
-        for held in (0, 1):
-            fitted = Reranker.fit([e for e, f in zip(examples, fold) if f != held], l2)
-            total += sum(int(np.argmax(fitted.scores(x)) == gold) for (x, gold), f in zip(examples, fold) if f == held)
-        return total
-
-    return max(L2_GRID, key=right)  # the first (weakest) of equals
-
-
-def fit_reranker(kgqa: KGQA, held: list[Question]) -> tuple[Reranker | None, float]:
-    """The reranker's weights, fitted on held-out questions (None when too few have their gold
-    key among the candidates), its penalty chosen across held-out predicates; and the share of
-    questions whose gold key is among the candidates (the reranker's ceiling)."""
+def _held_out_examples(qa: KGQA, held: list[Question]) -> tuple[list[tuple[np.ndarray, int]], list[str]]:
+    """What the reranker is fitted on: per held-out question whose gold key is among its
+    candidates, (the candidates' features, the gold one's index), and its gold predicate."""
     examples, predicates = [], []
-    size = kgqa.settings.batch_size
+    size = qa.settings.batch_size
     for start in range(0, len(held), size):
         batch = held[start:start + size]
         questions = [q.question for q in batch]
-        beams = kgqa.beam(questions, top_k=kgqa.settings.beams)
-        for q, (keys, features) in zip(batch, kgqa.candidates(questions, beams)):
+        beams = qa.beam(questions, top_k=qa.settings.beams)
+        for q, (keys, features) in zip(batch, qa.candidates(questions, beams)):
             subject, predicate, _ = q.gold()
             for k, key in enumerate(keys):
-                answer = kgqa.index.answer(key)
+                answer = qa.index.answer(key)
                 if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
                     examples.append((features, k))
                     predicates.append(predicate)
                     break
-    reach = len(examples) / len(held)
-    if len(examples) < MIN_RERANK_EXAMPLES:
-        return None, reach
-    return Reranker.fit(examples, _choose_l2(examples, predicates)), reach
+    return examples, predicates
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
@@ -214,10 +182,11 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, b
     is opened without KGQA.from_checkpoint: its reranker is the one being replaced)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    reranker, reach = fit_reranker(KGQA(model, index.tokenizer, index, DecodeSettings(beams=beams)), held)
+    examples, predicates = _held_out_examples(KGQA(model, index.tokenizer, index, DecodeSettings(beams=beams)), held)
+    reranker = fit_reranker(examples, predicates)
     if reranker is not None:
         reranker.save(checkpoint)
-    return reranker, reach
+    return reranker, len(examples) / len(held)
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -244,7 +213,7 @@ def train(config: TrainConfig) -> dict[str, float]:
         model = scratch_model(tokenizer, config.shape, config.seed)
     else:
         tokenizer = HFTokenizer.from_pretrained(config.model)
-        added = tokenizer.cover(_target_texts(config, pairs))
+        added = tokenizer.add_unknown_characters(_target_texts(config, pairs))
         if added and rank == 0:
             tqdm.write(f"added {len(added)} characters the checkpoint's vocabulary maps to <unk> as tokens "
                        f"(e.g. {''.join(added[:10])})")
@@ -296,7 +265,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             parts = [_batch(tokenizer, [epoch_pairs[i] for i in part], device)
                      for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
             optimizer.zero_grad(set_to_none=True)
-            loss = backward(ddp, parts, autocast, config.label_smoothing)
+            loss = forward_backward(ddp, parts, autocast, config.label_smoothing)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -312,11 +281,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         record = {"epoch": epoch + 1, "step": step, "loss": round(mean_loss.item(), 4),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
-            kgqa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
+            qa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
             if dev:
-                record["dev"] = evaluate(kgqa, dev, config.dev_limit)
+                record["dev"] = evaluate(qa, dev, config.dev_limit)
             if held:
-                record["held_out"] = evaluate(kgqa, held, config.holdout_limit)
+                record["held_out"] = evaluate(qa, held, config.holdout_limit)
             if not held or record["held_out"]["score"] >= best.get("score", -1.0):
                 best = record.get("held_out", {})
                 save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})

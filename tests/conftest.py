@@ -6,10 +6,10 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
-from kgqa.indexer import ensure_index
-from kgqa.kb import read_kb
-from kgqa.model import ScratchShape
-from kgqa.tokenizer import SentencePieceTokenizer
+from kgqa.kb.build import ensure_index
+from kgqa.kb.triples import read_kb
+from kgqa.model.seq2seq import ScratchShape
+from kgqa.model.tokenizer import SentencePieceTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "data", "sample")

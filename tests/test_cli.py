@@ -136,7 +136,7 @@ def _truncate(path):
 def _foreign_tokenizer(checkpoint):
     import shutil
 
-    from kgqa.tokenizer import SentencePieceTokenizer
+    from kgqa.model.tokenizer import SentencePieceTokenizer
 
     shutil.rmtree(checkpoint / "tokenizer")
     SentencePieceTokenizer.train(["另一个检查点的分词器"], 100).save(str(checkpoint / "tokenizer"))

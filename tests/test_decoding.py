@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from kgqa.decoding import constrained_generate
-from kgqa.settings import DecodeSettings
-from kgqa.indexer import ensure_index
-from kgqa.model import scratch_model
+from kgqa.decode.generate import constrained_generate
+from kgqa.decode.settings import DecodeSettings
+from kgqa.kb.build import ensure_index
+from kgqa.model.seq2seq import scratch_model
 from conftest import TINY_SHAPE
 
 def test_target_round_trip_cuts_at_the_first_eos(sample_kb):
@@ -58,7 +58,7 @@ def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names
 
 
 def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_path):
-    from kgqa.tokenizer import SentencePieceTokenizer
+    from kgqa.model.tokenizer import SentencePieceTokenizer
     from conftest import write
 
     kb = write(tmp_path / "kb.tsv", "主要\t拼音\tzhu yao\n刘晓华\t主讲课程\t《固体物理》\n刘晓\t别名\t小刘\n什么\t拼音\tshen me\n")

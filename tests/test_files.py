@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from kgqa.checkpoint import load_trainer_state, read_settings
+from kgqa.model.checkpoint import load_trainer_state, read_settings
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, atomic_file
 

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from kgqa.index import KBIndex
-from kgqa.indexer import ensure_index
-from kgqa.tokenizer import SentencePieceTokenizer
+from kgqa.kb.index import KBIndex
+from kgqa.kb.build import ensure_index
+from kgqa.model.tokenizer import SentencePieceTokenizer
 
 from conftest import write
 
@@ -79,17 +79,17 @@ def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer, 
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    import kgqa.indexer
+    import kgqa.kb.build
 
     builds = []
-    build = kgqa.indexer.build_index
+    build = kgqa.kb.build.build_index
 
     def slow_build(*args, **kwargs):
         builds.append(threading.current_thread().name)
         time.sleep(0.3)  # long enough for every other caller to arrive while it builds
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(kgqa.indexer, "build_index", slow_build)
+    monkeypatch.setattr(kgqa.kb.build, "build_index", slow_build)
     kb = write(tmp_path / "kb.tsv", KB)
     with ThreadPoolExecutor(4) as pool:
         opened = list(pool.map(lambda _: ensure_index(kb, tokenizer, str(tmp_path / "shared")), range(4)))
@@ -111,7 +111,7 @@ def _cached_dir(tmp_path, kb, tokenizer):
 ], ids=["truncated-npy", "header-field", "short-array", "short-strings"])
 def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it(tmp_path, tokenizer, damage):
     from kgqa.errors import KgqaError
-    from kgqa.index import DamagedIndex
+    from kgqa.kb.index import DamagedIndex
 
     kb = write(tmp_path / "kb.tsv", KB)
     cached = ensure_index(kb, tokenizer).directory

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kgqa.errors import KgqaError
-from kgqa.kb import ReadStats, read_kb, split_subject
+from kgqa.kb.triples import ReadStats, read_kb, split_subject
 
 from conftest import write
 

@@ -1,6 +1,6 @@
-from kgqa.indexer import ensure_index
+from kgqa.kb.build import ensure_index
 from kgqa.peer import peer_answer
-from kgqa.tokenizer import SentencePieceTokenizer
+from kgqa.model.tokenizer import SentencePieceTokenizer
 
 from conftest import write
 

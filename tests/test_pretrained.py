@@ -9,10 +9,10 @@ from transformers import (BartConfig, BartForConditionalGeneration, MT5Config, M
                           PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 
 from cli import main
-from kgqa.indexer import ensure_index
-from kgqa.kb import read_kb
-from kgqa.tokenizer import HFTokenizer
-from kgqa.trie import ROOT, value_of
+from kgqa.kb.build import ensure_index
+from kgqa.kb.triples import read_kb
+from kgqa.model.tokenizer import HFTokenizer
+from kgqa.kb.trie import ROOT, value_of
 
 from conftest import SAMPLE, write
 
@@ -139,8 +139,8 @@ def test_characters_a_vocabulary_lacks_become_tokens_so_no_kb_key_is_unreachable
                                                     unk_token="<unk>"))
     assert tokenizer.encode("毕业院校") == tokenizer.encode("毕业院系")  # the collision: one trie path for two keys
     kb = write(tmp_path / "kb.tsv", "张三\t毕业院校\t北京大学\n张三\t毕业院系\t物理系\n")
-    assert tokenizer.cover(["张三", "毕业院校", "毕业院系"]) == ["校", "系"]
-    assert tokenizer.cover(["毕业院校"]) == []  # idempotent
+    assert tokenizer.add_unknown_characters(["张三", "毕业院校", "毕业院系"]) == ["校", "系"]
+    assert tokenizer.add_unknown_characters(["毕业院校"]) == []  # idempotent
     index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
     sid = index.surfaces["张三"]
     trie = index.tail_trie(sid)

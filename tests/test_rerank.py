@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.index import Answer
-from kgqa.model import scratch_model
+from kgqa.kb.index import Answer
+from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.rerank import FEATURE_NAMES, Reranker, candidate_features, log_likelihoods
+from kgqa.model.likelihood import log_likelihoods
+from kgqa.rank.features import FEATURE_NAMES, candidate_features
+from kgqa.rank.reranker import Reranker
 
 from conftest import TINY_SHAPE
 
@@ -124,15 +126,15 @@ def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):
 
 
 def test_candidate_keys_lead_with_the_beam_then_the_best_covered_and_stop_at_the_limit(sample):
-    from kgqa.candidate import Candidate
-    from kgqa.rerank import candidate_keys
-    from kgqa.text import common_subsequence
+    from kgqa.rank.candidate import Candidate
+    from kgqa.rank.candidate import candidate_keys
+    from kgqa.rank.text import common_subsequence
 
     _, _, index = sample
     question = "马磊静的配偶是谁？"
     sid = index.mentions(question)[0]
     keys = [key for key, _, _ in index.keys(sid)]
-    beam = [Candidate.of(index, keys[-1], -1.0), Candidate.of(index, keys[0], -2.0)]
+    beam = [Candidate.from_key(index, keys[-1], -1.0), Candidate.from_key(index, keys[0], -2.0)]
     found = candidate_keys(index, question, beam)
     assert found[:2] == [keys[-1], keys[0]]  # the beam's keys first, in the beam's order
     covers = [common_subsequence(question, index.answer(key).predicate) for key in found[2:]]

@@ -3,7 +3,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from kgqa.model import scratch_model
+from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.server import make_app
 
@@ -11,19 +11,19 @@ from conftest import TINY_SHAPE
 
 
 @pytest.fixture(scope="module")
-def kgqa(sample_kb):
+def qa(sample_kb):
     _, _, tokenizer, index = sample_kb
     return KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, index, DecodeSettings(top_k=3))
 
 
-def _with_client(kgqa, scenario, **options):
+def _with_client(qa, scenario, **options):
     async def main():
-        async with TestClient(TestServer(make_app(kgqa, **options))) as client:
+        async with TestClient(TestServer(make_app(qa, **options))) as client:
             return await scenario(client)
     return asyncio.run(main())
 
 
-def test_ask_one_or_many_and_health(kgqa):
+def test_ask_one_or_many_and_health(qa):
     async def scenario(client):
         one = await client.post("/ask", json={"question": "马磊静的配偶是谁？"})
         assert one.status == 200
@@ -42,7 +42,7 @@ def test_ask_one_or_many_and_health(kgqa):
         assert missing.status == 404 and "error" in await missing.json()
         wrong = await client.get("/ask")
         assert wrong.status == 405 and "error" in await wrong.json()
-    _with_client(kgqa, scenario)
+    _with_client(qa, scenario)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -53,15 +53,15 @@ def test_ask_one_or_many_and_health(kgqa):
     (b'{"question": "  "}', "empty question"),
     ('{"question": "%s"}' % ("长" * 600), "longer than 512"),
 ], ids=["not-json", "not-object", "not-string", "empty-list", "blank", "too-long"])
-def test_bad_requests_get_400_with_a_json_error(kgqa, payload, message):
+def test_bad_requests_get_400_with_a_json_error(qa, payload, message):
     async def scenario(client):
         response = await client.post("/ask", data=payload, headers={"Content-Type": "application/json"})
         assert response.status == 400
         assert message in (await response.json())["error"]
-    _with_client(kgqa, scenario)
+    _with_client(qa, scenario)
 
 
-def test_concurrent_requests_are_batched_into_fewer_decodes(kgqa):
+def test_concurrent_requests_are_batched_into_fewer_decodes(qa):
     async def scenario(client):
         questions = [f"马磊静的配偶是谁？{i}" for i in range(16)]
         replies = await asyncio.gather(*(client.post("/ask", json={"question": q}) for q in questions))
@@ -69,7 +69,7 @@ def test_concurrent_requests_are_batched_into_fewer_decodes(kgqa):
         assert [b["question"] for b in bodies] == questions
         health = await (await client.get("/health")).json()
         assert health["decodes"] < len(questions)
-    _with_client(kgqa, scenario, wait_s=0.2)
+    _with_client(qa, scenario, wait_s=0.2)
 
 
 class _Counting(KGQA):
@@ -84,8 +84,8 @@ class _Counting(KGQA):
         return super().beam(questions, top_k)
 
 
-def test_an_explained_question_is_decoded_once_and_answers_as_a_plain_one(kgqa):
-    counting = _Counting(kgqa)
+def test_an_explained_question_is_decoded_once_and_answers_as_a_plain_one(qa):
+    counting = _Counting(qa)
 
     async def scenario(client):
         plain = await (await client.post("/ask", json={"question": "马磊静的配偶是谁？"})).json()
@@ -122,8 +122,8 @@ class _Poisoned(KGQA):
         return super().explain(question)
 
 
-def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(kgqa):
-    poisoned = _Poisoned(kgqa)
+def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(qa):
+    poisoned = _Poisoned(qa)
 
     async def scenario(client):
         replies = await asyncio.gather(
@@ -139,7 +139,7 @@ def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(k
     assert poisoned.threads and all(name.startswith("kgqa-decode") for name in poisoned.threads)
 
 
-def test_health_says_when_the_worker_has_stopped(kgqa):
+def test_health_says_when_the_worker_has_stopped(qa):
     from kgqa.server import BATCHER_TASK
 
     async def scenario(client):
@@ -148,23 +148,23 @@ def test_health_says_when_the_worker_has_stopped(kgqa):
         await asyncio.sleep(0.05)
         health = await client.get("/health")
         assert health.status == 503 and (await health.json())["worker_running"] is False
-    _with_client(kgqa, scenario)
+    _with_client(qa, scenario)
 
 
-def test_a_full_queue_is_a_503_with_retry_after(kgqa):
+def test_a_full_queue_is_a_503_with_retry_after(qa):
     async def scenario(client):
         reply = await client.post("/ask", json={"questions": ["马磊静的配偶是谁？"] * 3})
         assert reply.status == 503 and reply.headers["Retry-After"] == "1"
         assert "busy" in (await reply.json())["error"]
         assert (await client.post("/ask", json={"question": "马磊静的配偶是谁？"})).status == 200
-    _with_client(kgqa, scenario, max_pending=2)
+    _with_client(qa, scenario, max_pending=2)
 
 
-def test_requests_whose_client_left_are_dropped_before_decoding(kgqa):
+def test_requests_whose_client_left_are_dropped_before_decoding(qa):
     from kgqa.server import Batcher
 
     async def scenario():
-        batcher = Batcher(kgqa, wait_s=0.01)
+        batcher = Batcher(qa, wait_s=0.01)
         asked = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？", "高军英是在哪里出生的？"]))
         await asyncio.sleep(0)
         asked.cancel()  # the client disconnected
@@ -184,7 +184,7 @@ def test_requests_whose_client_left_are_dropped_before_decoding(kgqa):
     ('{"questions": [%s]}' % ",".join(['"' + "长" * 500 + '"'] * 40), {}, 400, "characters of questions"),
     ('{"question": "马磊静的配偶是谁？", "explain": "yes"}', {}, 400, "explain"),
 ], ids=["surrogate", "deep-json", "text-plain", "bogus-charset", "long-ok", "char-budget", "explain-type"])
-def test_hostile_bodies_get_a_json_4xx(kgqa, body, headers, status, message):
+def test_hostile_bodies_get_a_json_4xx(qa, body, headers, status, message):
     async def scenario(client):
         response = await client.post("/ask", data=body.encode("utf-8", "surrogatepass"),
                                      headers={"Content-Type": "application/json", **headers})
@@ -192,10 +192,10 @@ def test_hostile_bodies_get_a_json_4xx(kgqa, body, headers, status, message):
         payload = await response.json()
         if message:
             assert message in payload["error"]
-    _with_client(kgqa, scenario)
+    _with_client(qa, scenario)
 
 
-def test_on_loopback_only_loopback_host_names_are_served(kgqa):
+def test_on_loopback_only_loopback_host_names_are_served(qa):
     from kgqa.server import LOOPBACK_NAMES
 
     async def scenario(client):
@@ -205,10 +205,10 @@ def test_on_loopback_only_loopback_host_names_are_served(kgqa):
         for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
             reply = await client.post("/ask", json={"question": "马磊静的配偶是谁？"}, headers={"Host": host})
             assert reply.status == 200, host
-    _with_client(kgqa, scenario, allowed_hosts=LOOPBACK_NAMES)
+    _with_client(qa, scenario, allowed_hosts=LOOPBACK_NAMES)
 
 
-def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(kgqa):
+def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(qa):
     from hypothesis import HealthCheck, given, settings, strategies as st
 
     texts = st.text(max_size=40) | st.text(st.characters(categories=["Cs", "Lo"]), max_size=5)  # lone surrogates
@@ -224,7 +224,7 @@ def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(kgqa):
                              "application/json; charset=latin-1", "application/json; charset=bogus",
                              "multipart/form-data", ""])
     loop = asyncio.new_event_loop()
-    client = TestClient(TestServer(make_app(kgqa, wait_s=0.001)), loop=loop)
+    client = TestClient(TestServer(make_app(qa, wait_s=0.001)), loop=loop)
     loop.run_until_complete(client.start_server())
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from kgqa import stepper
-from kgqa.decoding import constrained_generate
-from kgqa.model import ScratchShape, encode_questions, extra_inputs, scratch_model
-from kgqa.settings import DecodeSettings
+from kgqa.model import stepper
+from kgqa.decode.generate import constrained_generate
+from kgqa.model.seq2seq import ScratchShape, encode_questions, extra_inputs, scratch_model
+from kgqa.decode.settings import DecodeSettings
 
 SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4)
 QUESTIONS = ["高军英是在哪里出生的？", "马磊静的配偶是谁？", "完全无关的问题，长一些的一句话"]
@@ -28,7 +28,7 @@ def _model(tokenizer, kind: str, seed: int = 0):
 def test_the_stepper_gives_the_models_logits_also_after_a_reorder(sample_kb, kind):
     _, _, tokenizer, _ = sample_kb
     model = _model(tokenizer, kind)
-    assert stepper.supports(model)
+    assert stepper.T5Stepper.handles(model)
     ids, mask = encode_questions(tokenizer, QUESTIONS[:2])
     torch.manual_seed(1)
     tokens = torch.randint(5, len(tokenizer), (4, 9))
@@ -52,7 +52,7 @@ def test_our_beam_search_keeps_the_hypotheses_generate_keeps(sample_kb, monkeypa
     model = _model(tokenizer, kind, seed)
     settings = DecodeSettings(beams=4, top_k=4, restrict_mentions=seed != 2)  # look-ahead on, as by default
     ours = constrained_generate(model, tokenizer, index, QUESTIONS, settings)
-    monkeypatch.setattr(stepper, "supports", lambda model: False)
+    monkeypatch.setattr(stepper.T5Stepper, "handles", staticmethod(lambda model: False))
     theirs = constrained_generate(model, tokenizer, index, QUESTIONS, settings)
     assert [[c.key for c in found] for found in ours] == [[c.key for c in found] for found in theirs]
     assert [c.score for found in ours for c in found] == pytest.approx(

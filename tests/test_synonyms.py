@@ -1,7 +1,7 @@
 """The synonym feature: a predicate's words said in the question as themselves or as a Cilin synonym."""
 import pytest
 
-from kgqa.synonyms import synonym_covered
+from kgqa.rank.synonyms import synonym_covered
 
 
 @pytest.mark.parametrize("predicate, rest, share", [

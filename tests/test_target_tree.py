@@ -3,8 +3,10 @@ log-likelihoods as one padded row per target."""
 import numpy as np
 import pytest
 
-from kgqa import rerank, target_tree
-from kgqa.target_tree import TargetTree
+from kgqa.model import target_tree
+from kgqa.model.likelihood import log_likelihoods
+from kgqa.model.stepper import T5Stepper
+from kgqa.model.target_tree import TargetTree
 
 from test_stepper import QUESTIONS, _model
 
@@ -32,12 +34,12 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
                         for a in map(index.answer, keys)])
     assert sum(len(t) for t in targets) > 20
     monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
-    tree = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
+    tree = log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
     for asked in ([[]], [[], targets[1]]):  # a question without candidates scores none, alone or not
-        found = rerank.log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked)
+        found = log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked)
         assert [f.shape for f in found] == [(len(keys), 2) for keys in asked]
-    monkeypatch.setattr(rerank, "supports", lambda model: False)
-    rows = rerank.log_likelihoods(model, tokenizer, QUESTIONS, targets)
+    monkeypatch.setattr(T5Stepper, "handles", staticmethod(lambda model: False))
+    rows = log_likelihoods(model, tokenizer, QUESTIONS, targets)
     for ours, theirs in zip(tree, rows):
         assert ours.shape == theirs.shape == (len(ours), 2)
         assert ours[:, 1].tolist() == theirs[:, 1].tolist()

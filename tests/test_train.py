@@ -87,8 +87,8 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
 
     from conftest import TINY_SHAPE
     from kgqa.data import read_questions, training_pairs
-    from kgqa.model import scratch_model
-    from kgqa.train import _batch, backward
+    from kgqa.model.seq2seq import scratch_model
+    from kgqa.train import _batch, forward_backward
 
     _, _, tokenizer, _ = sample_kb
     pairs = training_pairs(read_questions(f"{SAMPLE}/train.json", need_answers=True))[:12]
@@ -98,7 +98,7 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     for accum in (1, 3):
         model.zero_grad(set_to_none=True)
         parts = [_batch(tokenizer, [pairs[i] for i in part]) for part in np.array_split(np.arange(12), accum)]
-        losses = backward(model, parts, off)
+        losses = forward_backward(model, parts, off)
         grads.append(([p.grad.clone() for p in model.parameters()], losses))
     (one, loss_one), (three, loss_three) = grads
     assert abs(loss_one - loss_three) < 1e-5
@@ -107,7 +107,7 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
 
 def test_devices_are_chosen_or_refused_in_one_line():
     from kgqa.errors import KgqaError
-    from kgqa.model import pick_device
+    from kgqa.model.seq2seq import pick_device
 
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else pick_device("auto").type)
@@ -147,7 +147,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     from click.testing import CliRunner
 
     from cli import main
-    from kgqa.rerank import FEATURE_NAMES
+    from kgqa.rank.features import FEATURE_NAMES
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     train = f"{SAMPLE}/train.json"

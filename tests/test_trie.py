@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kgqa.trie import ROOT, TokenTrie, value_of
+from kgqa.kb.trie import ROOT, TokenTrie, value_of
 
 TERMINATOR = 1
 keys = st.lists(st.lists(st.integers(2, 7), max_size=6).map(lambda k: tuple(k) + (TERMINATOR,)),

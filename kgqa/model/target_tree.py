@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.model import copy_mixture, encode_questions, passes
-from kgqa.stepper import T5Stepper
-from kgqa.tokenizer import Tokenizer
+from kgqa.model.seq2seq import copy_mixture, encode_questions, padded_batches
+from kgqa.model.stepper import T5Stepper
+from kgqa.model.tokenizer import Tokenizer
 
 
 _HEAD_ROWS = 256  # positions whose vocabulary-wide logits are held at once (6 MB for 6,000 tokens)
@@ -68,13 +68,13 @@ class TargetTree:
 @torch.no_grad()
 def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
                          targets: list[list[list[int]]], positions_per_pass: int = 2048) -> list[np.ndarray]:
-    """What `rerank.log_likelihoods` gives (per question, (log p, tokens) per target), for the
+    """What `likelihood.log_likelihoods` gives (per question, (log p, tokens) per target), for the
     T5-family models the stepper runs: each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions."""
     trees = [TargetTree(keys) for keys in targets]
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
     asked = [i for i, tree in enumerate(trees) if len(tree.inner)]  # a question without targets scores none
-    for group in passes([len(trees[i].inner) for i in asked], positions_per_pass):
+    for group in padded_batches([len(trees[i].inner) for i in asked], positions_per_pass):
         chosen = [asked[g] for g in group]
         for i, edges in zip(chosen, _edge_log_probs(model, tokenizer, [questions[i] for i in chosen],
                                                      [trees[i] for i in chosen])):

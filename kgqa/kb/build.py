@@ -21,10 +21,10 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, check_replaceable, recover_directory
-from kgqa.index import FORMAT_VERSION, HEADER, DamagedIndex, KBIndex
-from kgqa.kb import ReadStats, file_sha256, read_kb
-from kgqa.tokenizer import Tokenizer
-from kgqa.trie import TokenTrie
+from kgqa.kb.index import FORMAT_VERSION, HEADER, DamagedIndex, KBIndex
+from kgqa.kb.triples import ReadStats, file_sha256, read_kb
+from kgqa.model.tokenizer import Tokenizer
+from kgqa.kb.trie import TokenTrie
 
 
 @dataclass

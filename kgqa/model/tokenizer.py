@@ -152,7 +152,7 @@ class HFTokenizer(Tokenizer):
 
         return cls(AutoTokenizer.from_pretrained(name_or_path))
 
-    def cover(self, texts: Iterable[str]) -> list[str]:
+    def add_unknown_characters(self, texts: Iterable[str]) -> list[str]:
         """Add, as tokens of their own, the characters of `texts` this vocabulary maps to its
         unknown token; returns them. Why: KB strings that differ only in such characters would
         encode alike, and the trie would keep one of the keys and make the others unreachable

@@ -18,16 +18,16 @@ from typing import Callable
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.model import CopyT5
-
-
-def supports(model: PreTrainedModel) -> bool:
-    """T5-family seq2seq models (T5, mT5, CopyT5) with eager attention weights available."""
-    return getattr(model.config, "model_type", None) in ("t5", "mt5") and hasattr(model, "decoder")
+from kgqa.model.seq2seq import CopyT5
 
 
 class T5Stepper:
     """Decoder state for `rows` hypotheses, `rows_per_question` to each question."""
+
+    @staticmethod
+    def handles(model: PreTrainedModel) -> bool:
+        """Whether the stepper can run `model`: T5-family seq2seq models (T5, mT5, CopyT5)."""
+        return getattr(model.config, "model_type", None) in ("t5", "mt5") and hasattr(model, "decoder")
 
     def __init__(self, model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  rows_per_question: int, max_length: int) -> None:

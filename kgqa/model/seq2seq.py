@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
 
 from kgqa.errors import KgqaError
-from kgqa.tokenizer import Tokenizer
+from kgqa.model.tokenizer import Tokenizer
 
 
 @dataclass
@@ -96,7 +96,7 @@ def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int
             pad_sequence([torch.ones_like(row) for row in rows], batch_first=True).to(device))
 
 
-def passes(sizes: list[int], budget: int) -> Iterator[list[int]]:
+def padded_batches(sizes: list[int], budget: int) -> Iterator[list[int]]:
     """Indices of `sizes`, smallest first, in groups whose count × largest size stays within
     `budget` (a group grows while its items, padded to the newest, largest one, fit; one item
     always goes): batches that waste little on padding, each of bounded work."""

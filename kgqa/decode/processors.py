@@ -1,7 +1,6 @@
-"""Constrained beam search: each decoding rule is a transformers `LogitsProcessor`.
-
-`TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys of the KB, whatever
-the weights; `Lookahead` rewards predicate tokens that lead to predicates covering more of the
+"""The decoding rules, each a transformers `LogitsProcessor` with one `__call__(input_ids, scores)`
+contract: `TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys of the KB,
+whatever the weights; `Lookahead` rewards tokens that lead to keys with more evidence in the
 question. Both read the same per-row walk (`TrieWalker`), computed once per prefix.
 """
 from __future__ import annotations
@@ -9,20 +8,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers import LogitsProcessor
 
-from kgqa import stepper
-from kgqa.beam_search import beam_search
-from kgqa.candidate import Candidate
-from kgqa.index import KBIndex
-from kgqa.model import encode_questions, extra_inputs
-from kgqa.settings import DecodeSettings
-from kgqa.tokenizer import Tokenizer
-from kgqa.text import common_subsequence, without_mention
-from kgqa.trie import ROOT, TokenTrie, value_of
-
-# Beam search keeps a masked (-inf) step as a huge negative score; no real answer scores this low.
-_IMPOSSIBLE = -1e4
+from kgqa.kb.index import KBIndex
+from kgqa.kb.trie import ROOT, TokenTrie, value_of
+from kgqa.model.tokenizer import Tokenizer
+from kgqa.rank.text import common_subsequence, without_mention
 
 
 class State(NamedTuple):
@@ -56,16 +47,20 @@ class TrieWalker:
         self.alive: list[int] | None = None  # the questions the rows belong to, where some left the batch
         self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
 
+    def keep(self, questions: list[int]) -> None:
+        """Only the rows of `questions` go on, `num_beams` each, in that order (beam search drops
+        the questions it has finished, as `T5Stepper.keep` does their rows)."""
+        self.alive = questions
+
     def state(self, question: int, prefix: tuple[int, ...]) -> State:
-        key = (question, prefix)
-        found = self.memo.get(key)
+        found = self.memo.get((question, prefix))
         if found is not None:
             return found
         if not prefix:
             found = State(self.subject_tries[question], ROOT, None, None)
         else:
             found = self._advance(self.state(question, prefix[:-1]), prefix[-1])
-        self.memo[key] = found
+        self.memo[question, prefix] = found
         return found
 
     def _advance(self, state: State, token: int) -> State:
@@ -155,8 +150,7 @@ class Lookahead(LogitsProcessor):
         self.evidence: dict[tuple[int, int | None], dict[int, int]] = {}
 
     def _evidence(self, question: int, state: State) -> dict[int, int]:
-        key = (question, state.sid)
-        if key not in self.evidence:
+        if (question, state.sid) not in self.evidence:
             index, tokenizer = self.walker.index, self.walker.tokenizer
             if state.sid is None:  # unrestricted subjects have no mention keys: no length evidence
                 keys = [(tokens, len(index.surface(sid))) for tokens, sid in self.walker.mention_keys[question]]
@@ -164,8 +158,8 @@ class Lookahead(LogitsProcessor):
                 rest = without_mention(self.questions[question], index.surface(state.sid))
                 keys = [(tokenizer.encode(p) + [tokenizer.sep_id], common_subsequence(rest, p))
                         for p in {p for _, p, _ in index.keys(state.sid)}]
-            self.evidence[key] = best_below(state.trie, keys)
-        return self.evidence[key]
+            self.evidence[question, state.sid] = best_below(state.trie, keys)
+        return self.evidence[question, state.sid]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         rows: list[int] = []
@@ -192,66 +186,3 @@ class Lookahead(LogitsProcessor):
             scores = scores.index_put((torch.tensor(rows, device=scores.device), torch.tensor(tokens, device=scores.device)),
                                       torch.tensor(bonus, dtype=scores.dtype, device=scores.device), accumulate=True)
         return scores
-
-
-@torch.no_grad()
-def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
-                         settings: DecodeSettings, top_k: int | None = None) -> list[list[Candidate]]:
-    """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
-    of `settings.beams`; a question with no reachable key gets []."""
-    num_beams = settings.beams
-    top_k = min(settings.top_k if top_k is None else top_k, num_beams)
-    input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
-    walker = TrieWalker(index, tokenizer,
-                        [index.mentions(q) if settings.restrict_mentions else [] for q in questions])
-    processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
-    if settings.lookahead or settings.mention_lookahead:
-        processors.append(Lookahead(walker, questions, num_beams, settings.lookahead, settings.mention_lookahead))
-    sequences, scores = _search(model, tokenizer, input_ids, attention, LogitsProcessorList(processors), num_beams, top_k,
-                                walker)
-    results: list[list[Candidate]] = []
-    for q in range(len(questions)):
-        found: list[Candidate] = []
-        for k in range(q * top_k, (q + 1) * top_k):
-            ids = sequences[k][walker.skip:]
-            if tokenizer.eos_id not in ids or not scores[k] > _IMPOSSIBLE:
-                continue
-            state = walker.state(q, tuple(ids[: ids.index(tokenizer.eos_id) + 1]))
-            if state.key is None or any(c.key == state.key for c in found):
-                continue
-            found.append(Candidate.of(index, state.key, float(scores[k])))
-        results.append(found)
-    return results
-
-
-_MAX_NEW_TOKENS = 96
-
-
-def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
-            processors: LogitsProcessorList, num_beams: int, top_k: int,
-            walker: TrieWalker) -> tuple[list[list[int]], list[float]]:
-    """(sequences, scores), `top_k` per question: T5-family models through the stepper and our
-    copy of HF's beam search (the same hypotheses, a fifth of the time a question); others, and
-    greedy search, through `generate`."""
-    if num_beams > 1 and stepper.supports(model):
-        decoder = stepper.T5Stepper(model, input_ids, attention, num_beams, 1 + _MAX_NEW_TOKENS)
-        sequences, scores = beam_search(decoder, processors, len(input_ids), num_beams,
-                                        model.config.decoder_start_token_id, tokenizer.eos_id,
-                                        1 + _MAX_NEW_TOKENS, top_k, follow=lambda alive: setattr(walker, "alive", alive))
-        return sequences.tolist(), scores.tolist()
-    output = model.generate(
-        **extra_inputs(model, input_ids),
-        input_ids=input_ids,
-        attention_mask=attention,
-        num_beams=num_beams,
-        num_return_sequences=top_k,
-        max_new_tokens=_MAX_NEW_TOKENS,
-        do_sample=False,
-        logits_processor=processors,
-        return_dict_in_generate=True,
-        output_scores=True,
-        pad_token_id=tokenizer.pad_id,
-        eos_token_id=tokenizer.eos_id,
-    )
-    sequences = output.sequences.tolist()
-    return sequences, output.sequences_scores.tolist() if num_beams > 1 else [0.0] * len(sequences)

@@ -14,8 +14,8 @@ from transformers import PreTrainedModel
 
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, recover_directory
-from kgqa.model import load_model
-from kgqa.tokenizer import Tokenizer, load_tokenizer
+from kgqa.model.seq2seq import load_model
+from kgqa.model.tokenizer import Tokenizer, load_tokenizer
 
 SETTINGS = "kgqa.json"
 TRAINER_STATE = "trainer_state.pt"

@@ -12,14 +12,23 @@ from typing import Callable
 import torch
 from transformers import LogitsProcessorList
 
-from kgqa.stepper import T5Stepper
+from kgqa.model.stepper import T5Stepper
 
-_NEVER = -1.0e9  # HF's score for a slot that must not be chosen
+# HF's score for a slot that must not be chosen: the one "not a real score" of the beam.
+NEVER = -1.0e9
+
+
+def is_real(score: float) -> bool:
+    """Whether a returned hypothesis's score is a real one: a mean of log-probabilities (plus the
+    look-ahead's bonuses) is tens at worst, while a hypothesis that took a NEVER slot or a masked
+    (-inf) step, as `generate` may return when fewer keys than beams exist, ends at NEVER divided
+    by its length or below, far under -1e4."""
+    return score > -1.0e4
 
 
 def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: int, num_beams: int,
                 start_id: int, eos_id: int, max_length: int, num_return: int,
-                follow: Callable[[list[int]], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                on_keep: Callable[[list[int]], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(sequences, scores): `num_return` finished hypotheses per question, best first, as
     `generate(..., num_beams, num_return_sequences, return_dict_in_generate=True)` gives
     `sequences` and `sequences_scores` (the sum of log-probabilities over the generated length).
@@ -27,19 +36,20 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
     One difference, in time only: a question leaves the batch once nothing can change its finished
     hypotheses (no open beam can beat them, or every candidate ended), where `generate` computes
     its rows until the batch's last question is done. What `generate` would still add for it
-    scores below -1e8, as a slot that was never filled does. `follow(alive)` is told which
-    questions the rows belong to after each such change (the logits processors map rows to questions)."""
+    scores below -1e8, as a slot that was never filled does. `on_keep(questions)` is told which
+    questions the rows belong to after each such change (the logits processors map rows to
+    questions: `TrieWalker.keep`)."""
     device = stepper.source.device
     keep = 2 * num_beams
     top_beams = torch.arange(keep, device=device) < num_beams
     out_sequences = torch.full((questions, num_return, max_length), eos_id, dtype=torch.long, device=device)
-    out_scores = torch.full((questions, num_return), _NEVER, device=device)
+    out_scores = torch.full((questions, num_return), NEVER, device=device)
     alive = torch.arange(questions, device=device)
     running = torch.full((questions, num_beams, max_length), start_id, dtype=torch.long, device=device)
     running_scores = torch.zeros((questions, num_beams), device=device)
-    running_scores[:, 1:] = _NEVER
+    running_scores[:, 1:] = NEVER
     finished = running.clone()
-    finished_scores = torch.full((questions, num_beams), _NEVER, device=device)
+    finished_scores = torch.full((questions, num_beams), NEVER, device=device)
     is_finished = torch.zeros((questions, num_beams), dtype=torch.bool, device=device)
     improvable = torch.ones((questions, 1), dtype=torch.bool, device=device)
     length = 1
@@ -55,14 +65,14 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
         candidates[:, :, length] = top_index % vocab
         ends = (candidates[:, :, length] == eos_id) | (length + 1 >= max_length)
         # the best num_beams that did not end run on
-        open_scores = top_scores + ends.float() * _NEVER
+        open_scores = top_scores + ends.float() * NEVER
         survivors = torch.topk(open_scores, num_beams)[1]
         running = candidates.gather(1, survivors[:, :, None].expand(-1, -1, max_length))
         running_scores = open_scores.gather(1, survivors)
         # those among the top num_beams that ended join the finished, each scored per generated token
         ended = ends & top_beams[None, :]
         scored = top_scores / length  # generated tokens, the start token not counted
-        scored = scored + (~improvable).float() * _NEVER + (~ended).float() * _NEVER
+        scored = scored + (~improvable).float() * NEVER + (~ended).float() * NEVER
         merged_scores = torch.cat((finished_scores, scored), 1)
         best = torch.topk(merged_scores, num_beams)[1]
         finished = torch.cat((finished, candidates), 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
@@ -71,7 +81,7 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
         offsets = torch.arange(count, device=device)[:, None] * num_beams
         stepper.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
         length += 1
-        worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], _NEVER)
+        worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
         improvable = improvable & (running_scores[:, :1] / (length - 1) > worst).any(1, keepdim=True)
         done = ~improvable[:, 0] | ends.all(1)
         if done.any():
@@ -84,6 +94,6 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
             finished, finished_scores, is_finished, improvable = (
                 finished[stay], finished_scores[stay], is_finished[stay], improvable[stay])
             stepper.keep((stay[:, None] * num_beams + torch.arange(num_beams, device=device)).view(-1))
-            if follow is not None:
-                follow(alive.tolist())
+            if on_keep is not None:
+                on_keep(alive.tolist())
     return (out_sequences[:, :, :length].reshape(questions * num_return, length), out_scores.reshape(-1))

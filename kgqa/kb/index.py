@@ -8,7 +8,7 @@ are what the key answers. Layout, one id space per level, each level a CSR range
 plus `surfaces.*.npy`, a TokenTrie over `tokens(S) [SEP]` whose values are surface ids. The rest
 of a key, `P [SEP] M [EOS]`, is a tiny trie built per surface when decoding reaches it: a surface
 has tens of keys, and building those on demand keeps the index to the size of the KB.
-`kgqa.indexer` builds an index and finds or builds the one for a KB and tokenizer.
+`kgqa.kb.build` builds an index and finds or builds the one for a KB and tokenizer.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import marisa_trie
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.tokenizer import Tokenizer
-from kgqa.trie import TokenTrie
+from kgqa.model.tokenizer import Tokenizer
+from kgqa.kb.trie import TokenTrie
 
 FORMAT_VERSION = 2
 HEADER = "header.json"

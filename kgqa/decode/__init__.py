@@ -1,0 +1,1 @@
+"""Constrained decoding: settings, the trie constraint and look-ahead processors, beam search."""

@@ -1,0 +1,1 @@
+"""Ranking: candidates, the reranker and its evidence (string similarity, synonyms)."""

@@ -1,0 +1,126 @@
+"""The reranker's evidence: named features of one candidate key, computed from one `Evidence`
+record each.
+
+Why these: beam search keeps a handful of predicates per subject, and the look-ahead trades the
+model's preference against the question's wording with one fixed weight for every question;
+scoring every predicate of the chosen subjects on this evidence, with learned weights
+(`reranker.py`), recovers answers the beam dropped. The object a key gives is evidence too: a
+question that asks how many or when wants one holding a digit, and no question asks for what it
+already says. No feature names a predicate (model log-likelihood, how much of the predicate the
+question covers, the object's kind, ...), so weights fitted on held-out predicates carry over to
+dev's and test's, which training never shows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from kgqa.kb.index import Answer
+from kgqa.rank.candidate import Candidate
+from kgqa.rank.synonyms import synonym_covered
+from kgqa.rank.text import common_subsequence, longest_common_substring, without_mention
+
+# Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
+ASKS_NUMBER = re.compile("多少|几|哪一年|哪年|什么时候|何时|多大|多高|多长|多重|多久|年份|日期|时间|哪天")
+DIGIT = re.compile(r"\d")
+
+
+@dataclass
+class Evidence:
+    """What the features of one candidate key are computed from: the key's KB answer, the model's
+    log-likelihood of it, and what the question's other candidates share (best cover, longest
+    surface, the beam)."""
+
+    question: str
+    answer: Answer
+    key: int
+    log_likelihood: float
+    target_tokens: int
+    rest: str  # the question without this key's subject mention
+    cover: int  # longest common subsequence of `rest` and the predicate
+    best_cover: int  # the highest `cover` among the question's candidates
+    longest_surface: int  # the longest subject surface among them
+    beam_keys: list[int]
+    asks_number: bool
+    predicate_keys: int  # how many KB keys carry the predicate
+    commoner_siblings: float  # share of the subject's other candidate predicates that more KB keys carry
+
+    @property
+    def obj(self) -> str:
+        return self.answer.objects[0]  # the one an answer gives (Candidate.from_key); "" where the KB has an empty O
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+# Each feature by name, computed where it is named: the fitted weights are stored and loaded by
+# these names, so adding, dropping or reordering one is one edit here.
+FEATURES: dict[str, Callable[[Evidence], float]] = {
+    # the model's log p(S [SEP] P [SEP] M [EOS] | question)
+    "log_likelihood": lambda e: e.log_likelihood,
+    # the same per target token: long predicates are not penalised
+    "mean_log_likelihood": lambda e: e.log_likelihood / max(e.target_tokens, 1),
+    # longest common subsequence with the question (mention removed) / |P|
+    "predicate_covered": lambda e: e.cover / len(e.answer.predicate),
+    # the same / |rest of the question|
+    "question_covered": lambda e: e.cover / max(len(e.rest), 1),
+    # 1 for the predicates with the question's highest subsequence count
+    "best_cover": lambda e: float(e.cover == e.best_cover),
+    # 1 when P occurs in the question as it is
+    "literal": lambda e: float(e.answer.predicate in e.rest),
+    # longest common substring with the question / |P|
+    "substring": lambda e: longest_common_substring(list(e.answer.predicate), list(e.rest)) / len(e.answer.predicate),
+    "predicate_chars": lambda e: len(e.answer.predicate),
+    # subsequence of M in the question / |M|
+    "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.answer.disambiguation),
+                                               len(e.answer.disambiguation)),
+    "has_disambiguation": lambda e: float(bool(e.answer.disambiguation)),
+    "mention_chars": lambda e: len(e.answer.surface),
+    # 1 for the longest of the candidate subjects
+    "longest_mention": lambda e: float(len(e.answer.surface) == e.longest_surface),
+    "in_beam": lambda e: float(e.key in e.beam_keys),
+    "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
+    # the object holds a digit and the question asks how many, how long, when
+    "number_asked": lambda e: float(bool(DIGIT.search(e.obj))) * float(e.asks_number),
+    # the object holds a digit
+    "number": lambda e: float(bool(DIGIT.search(e.obj))),
+    # 1 when the object occurs in the question as it is: asked for, not given
+    "object_in_question": lambda e: float(bool(e.obj) and e.obj in e.question),
+    # subsequence of the object in the question / |object|
+    "object_covered": lambda e: _share(common_subsequence(e.question, e.obj), len(e.obj)),
+    # the predicate's share said in the question as itself or a Cilin synonym (爱人 for 配偶)
+    "synonym_covered": lambda e: synonym_covered(e.answer.predicate, e.rest),
+    # the predicate's prominence: questions ask about common predicates more than rare ones, and a
+    # subject's rarest predicates are the likeliest noise (log of the KB keys that carry it)
+    "predicate_prominence": lambda e: float(np.log1p(e.predicate_keys)),
+    "commoner_siblings": lambda e: e.commoner_siblings,
+    "commonest_of_subject": lambda e: float(e.commoner_siblings == 0.0),
+}
+FEATURE_NAMES = tuple(FEATURES)
+
+
+def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
+                       beam: list[Candidate], prominence: list[tuple[int, int]]) -> np.ndarray:
+    """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it, in
+    that order), one column per FEATURES name."""
+    rests = [without_mention(question, answer.surface) for answer in answers]
+    covers = [common_subsequence(rest, answer.predicate) for rest, answer in zip(rests, answers)]
+    shared = {"question": question, "best_cover": max(covers), "beam_keys": [c.key for c in beam],
+              "longest_surface": max(len(answer.surface) for answer in answers),
+              "asks_number": bool(ASKS_NUMBER.search(question))}
+    siblings: dict[int, list[int]] = {}
+    for entity, count in prominence:
+        siblings.setdefault(entity, []).append(count)
+    rows = []
+    for answer, key, (ll, length), rest, cover, (entity, count) in zip(answers, keys, likelihoods, rests, covers,
+                                                                       prominence):
+        others = siblings[entity]
+        commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
+        evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest, cover=cover,
+                            predicate_keys=count, commoner_siblings=commoner, **shared)
+        rows.append([feature(evidence) for feature in FEATURES.values()])
+    return np.array(rows, dtype=np.float64)
