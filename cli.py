@@ -6,10 +6,14 @@ import json
 import os
 import sys
 import zipfile
+from typing import TYPE_CHECKING
 
 import click
 
 from kgqa.errors import KgqaError
+
+if TYPE_CHECKING:  # imported inside the commands: `kgqa --help` loads no torch
+    from kgqa.pipeline import Explanation
 
 
 def _user_errors(command):
@@ -132,37 +136,40 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
 
 
 def _decode_options(command):
+    """The options of the commands that answer: the checkpoint, the KB, and one per
+    `DecodeSettings` field that has help (a flag pair for a boolean)."""
+    from dataclasses import fields
+
     from kgqa.decode.settings import DecodeSettings
 
-    default = DecodeSettings()
-    for option in reversed([
+    options = [
         click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
         click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
-        click.option("--beams", type=click.IntRange(min=1), default=default.beams, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=default.batch_size, show_default=True),
-        click.option("--lookahead", type=click.FloatRange(min=0), default=default.lookahead, show_default=True,
-                     help="Per-character weight of question coverage when choosing the predicate (0: off)."),
-        click.option("--mention-lookahead", type=click.FloatRange(min=0), default=default.mention_lookahead,
-                     show_default=True, help="Per-character weight of mention length when choosing the subject (0: off)."),
-        click.option("--no-mention-restriction", is_flag=True,
-                     help="Let the subject be any KB entity, not only those in the question."),
-        click.option("--no-rerank", is_flag=True, help="Keep the beam's order; ignore the checkpoint's reranker."),
-        _device_option,
-    ]):
+    ]
+    for setting in fields(DecodeSettings):
+        if "help" not in setting.metadata:
+            continue
+        flag = setting.metadata.get("flag", setting.name.replace("_", "-"))
+        if isinstance(setting.default, bool):
+            options.append(click.option(f"--{flag}/--no-{flag}", setting.name, default=setting.default,
+                                        show_default=True, help=setting.metadata["help"]))
+        else:
+            kind = click.IntRange if isinstance(setting.default, int) else click.FloatRange
+            options.append(click.option(f"--{flag}", setting.name, type=kind(min=setting.metadata.get("min")),
+                                        default=setting.default, show_default=True, help=setting.metadata["help"]))
+    for option in reversed(options + [_device_option]):
         command = option(command)
     return command
 
 
-def _open(checkpoint, kb, index_dir, beams, batch_size, lookahead, mention_lookahead, no_mention_restriction,
-          no_rerank, device, top_k=1):
+def _open(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: int = 1, **settings):
+    """The pipeline the answering commands run: `settings` are `DecodeSettings` fields, by name."""
     from kgqa.decode.settings import DecodeSettings
     from kgqa.pipeline import KGQA
 
-    settings = DecodeSettings(beams=beams, top_k=top_k, restrict_mentions=not no_mention_restriction,
-                              lookahead=lookahead, mention_lookahead=mention_lookahead, batch_size=batch_size,
-                              rerank=not no_rerank)
-    return KGQA.from_checkpoint(checkpoint, kb, index_dir, settings, progress=True, device=device)
+    return KGQA.from_checkpoint(checkpoint, kb, index_dir, DecodeSettings(top_k=top_k, **settings), progress=True,
+                                device=device)
 
 
 @main.command()
@@ -178,13 +185,7 @@ def predict(questions, output, top_k, **decode) -> None:
     from kgqa.data import write_answers
     from kgqa.journal import answer_file
 
-    def answer_record(q, found):
-        record = {"id": q.id, "question": q.question, "answer": found[0].answer() if found else ""}
-        if top_k > 1:
-            record["candidates"] = [c.as_json() for c in found]
-        return record
-
-    for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), answer_record):
+    for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), "prediction"):
         write_answers(output, records)
     unanswered = sum(1 for record in records if not record["answer"])
     click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
@@ -199,34 +200,23 @@ def predict(questions, output, top_k, **decode) -> None:
 @_user_errors
 def ask(question, top_k, explain, as_json, **decode) -> None:
     """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
-    from kgqa.data import is_text
+    from kgqa.data import asked_question
 
     qa = _open(**decode)
 
     def show(text: str) -> None:
-        if not is_text(text):
-            raise KgqaError("the question holds bytes that are not UTF-8 text")
-        info = qa.explain(text)
-        if not explain:
-            info["candidates"] = info["candidates"][:top_k]
+        try:
+            text = asked_question(text)
+        except ValueError as problem:
+            raise KgqaError(str(problem)) from None
+        explanation = qa.explain(text)
         if as_json:
-            click.echo(json.dumps(info, ensure_ascii=False))
-            return
-        click.echo(info["object"] or "(no KB key reachable)")
-        if info["subject"]:
-            click.echo(f"  from {info['subject']} · {info['predicate']}")
-        for rank, c in enumerate((info["candidates"] if info["reranked"] else info["beam"])[:top_k], start=1):
-            click.echo(f"  {rank}. {c['score']:8.3f}  {c['answer']}")
-        if explain:
-            click.echo(f"mentions in the question: {', '.join(info['mentions']) or '(none: any KB subject)'}")
-            click.echo("beam (model + look-ahead): " + "; ".join(f"{b['answer']} ({b['score']:.3f})" for b in info["beam"]))
-            click.echo("candidates (score; predicate covered by the question; model log-likelihood):")
-            for c in info["candidates"]:
-                f = c["features"]
-                click.echo(f"  {c['score']:8.3f}  {f['predicate_covered']:.2f}  {f['log_likelihood']:8.2f}  {c['answer']}")
-            click.echo("homonyms of the chosen subject: " + ", ".join(
-                (h["disambiguation"] or "(none)") + (" [chosen]" if h["chosen"] else "")
-                + (" [has the predicate]" if h["has_predicate"] else "") for h in info["homonyms"]))
+            found = explanation.as_json()
+            if not explain:
+                found["candidates"] = found["candidates"][:top_k]
+            click.echo(json.dumps(found, ensure_ascii=False))
+        else:
+            _print_explanation(explanation, top_k, explain)
 
     if question:
         show(question)
@@ -237,7 +227,34 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
         except EOFError:
             break
         if text:
-            show(text)
+            try:
+                show(text)
+            except KgqaError as error:  # a question that cannot be asked ends that question, not the prompt
+                click.echo(f"error: {error}", err=True)
+
+
+def _print_explanation(explanation: "Explanation", top_k: int, everything: bool) -> None:
+    """`kgqa ask`'s text: the object first, where it came from, the top-k candidates; with
+    `everything` the mentions, the beam, each candidate's evidence and the homonyms too."""
+    chosen = explanation.chosen
+    click.echo(chosen.obj if chosen else "(no KB key reachable)")
+    if chosen:
+        click.echo(f"  from {chosen.subject} · {chosen.predicate}")
+    listed = [r.candidate for r in explanation.candidates] if explanation.reranked else explanation.beam
+    for rank, c in enumerate(listed[:top_k], start=1):
+        click.echo(f"  {rank}. {c.score:8.3f}  {c.answer()}")
+    if not everything:
+        return
+    click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
+    click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
+    click.echo("candidates (score; predicate covered by the question; model log-likelihood):")
+    for r in explanation.candidates:
+        f = r.features
+        click.echo(f"  {r.candidate.score:8.3f}  {f['predicate_covered']:.2f}  {f['log_likelihood']:8.2f}  "
+                   f"{r.candidate.answer()}")
+    click.echo("homonyms of the chosen subject: " + ", ".join(
+        (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
+        + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))
 
 
 @main.command()
@@ -270,13 +287,10 @@ def submit(test, output, **decode) -> None:
     from kgqa.files import atomic_file
     from kgqa.journal import answer_file
 
-    def leaderboard_record(q, found):
-        return {"id": q.id, "answer": found[0].answer() if found else ""}
-
     if os.path.exists(output) and not os.path.isdir(output):
         raise KgqaError("is a file, expected a directory for the upload files", output)
     json_path = os.path.join(output, "kgclue_predict.json")
-    for records in answer_file(test, json_path, lambda: _open(**decode), leaderboard_record):
+    for records in answer_file(test, json_path, lambda: _open(**decode), "leaderboard"):
         write_answers(json_path, records)
         with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
             with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -291,17 +305,9 @@ def submit(test, output, **decode) -> None:
 @_user_errors
 def evaluate(pred: str, gold: str, as_json: bool) -> None:
     """KgCLUE's official metric; score = (EM_O + F1_O) / 2. Missing predictions count as wrong."""
-    from kgqa.data import read_predictions, read_questions
-    from kgqa.metrics import score
+    from kgqa.metrics import score_files
 
-    golds = read_questions(gold, need_answers=True)
-    predictions = read_predictions(pred)
-    predicted = {json.dumps(q.id): q.answer or "" for q in predictions}
-    table = score([predicted.get(json.dumps(q.id), "") for q in golds], [q.answer for q in golds])
-    missing = [q.id for q in golds if json.dumps(q.id) not in predicted]
-    table["missing"] = len(missing)
-    as_text = {str(q.id): q.id for q in predictions}
-    near = [(g, as_text[str(g)]) for g in missing if str(g) in as_text]
+    table, near = score_files(pred, gold)
     if near:  # 1, "1" and 1.0 are different ids to KgCLUE's scorer too, but nobody means that
         gold_id, pred_id = near[0]
         click.echo(f"warning: {len(near)} gold ids match a prediction id only as text (gold {json.dumps(gold_id)}, "

@@ -48,7 +48,7 @@ def main() -> None:
 
     def unconstrained(batch: list[str], steps: int) -> float:
         """Seconds for plain beam search forced to run the same number of steps."""
-        input_ids, attention = encode_questions(tokenizer, batch)
+        input_ids, attention = encode_questions(tokenizer, batch, settings.max_question_tokens)
         start = time.perf_counter()
         with torch.no_grad():
             model.generate(input_ids=input_ids, attention_mask=attention,

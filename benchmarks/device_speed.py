@@ -46,7 +46,7 @@ def training_speed(model, tokenizer, pairs, device: torch.device, steps: int) ->
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    batches = [_batch(tokenizer, pairs[i * 64:(i + 1) * 64], device) for i in range(steps + 3)]
+    batches = [_batch(tokenizer, pairs[i * 64:(i + 1) * 64], 128, device) for i in range(steps + 3)]
     tokens = 0
     for k, batch in enumerate(batches):
         if k == 3:  # after warm-up

@@ -38,7 +38,7 @@ def throughput(pairs: list, steps: int, batch_size: int) -> None:
     for step in range(steps + 3):
         if step == 3:  # warm-up steps excluded
             tokens, started = 0, time.perf_counter()
-        batch = _batch(tokenizer, pairs[step * batch_size:(step + 1) * batch_size])
+        batch = _batch(tokenizer, pairs[step * batch_size:(step + 1) * batch_size], 128)
         logits = model(**batch).logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100)
         optimizer.zero_grad()

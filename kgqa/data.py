@@ -12,7 +12,7 @@ from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.kb.triples import split_subject
 
-MAX_QUESTION_CHARS = 512  # longer questions are cut: no KgCLUE question comes near this
+MAX_QUESTION_CHARS = 512  # no KgCLUE question comes near this; a longer one is cut, wherever it is asked
 
 
 @dataclass
@@ -37,6 +37,18 @@ def is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def asked_question(text: str) -> str:
+    """The question as kgqa answers it: stripped, and cut to MAX_QUESTION_CHARS (the model reads
+    its first 128 tokens; finding the KB mentions in the rest would only cost time). The one rule
+    for question files, `kgqa ask` and the service. Raises ValueError, saying why, for a question
+    that is not text (it would fail later, inside a shared decode or an output write) or is empty."""
+    if not is_text(text):
+        raise ValueError("the question holds a lone surrogate escape (not text)")
+    if not text.strip():
+        raise ValueError("empty question")
+    return text.strip()[:MAX_QUESTION_CHARS]
 
 
 def json_lines(path: str) -> Iterator[tuple[int, object]]:
@@ -78,10 +90,10 @@ def read_questions(path: str, need_answers: bool = False) -> list[Question]:
         question = record.get("question")
         if not isinstance(question, str):
             raise KgqaError('missing or non-string "question"', path, number)
-        if not question.strip():
-            raise KgqaError("empty question", path, number)
-        if not is_text(question):
-            raise KgqaError('"question" holds a lone surrogate escape (not text)', path, number)
+        try:
+            question = asked_question(question)
+        except ValueError as problem:
+            raise KgqaError(str(problem), path, number) from None
         key = json.dumps(record["id"])
         if key in seen:
             raise KgqaError(f"duplicate id {record['id']!r}", path, number)
@@ -90,8 +102,7 @@ def read_questions(path: str, need_answers: bool = False) -> list[Question]:
         if need_answers:
             if not isinstance(answer, str) or answer.count(SEPARATOR) != 2:
                 raise KgqaError('missing "answer" of the form "S ||| P ||| O"', path, number)
-        questions.append(Question(record["id"], question.strip()[:MAX_QUESTION_CHARS],
-                                  answer if isinstance(answer, str) else None, number))
+        questions.append(Question(record["id"], question, answer if isinstance(answer, str) else None, number))
     if not questions:
         raise KgqaError("no questions in the file", path)
     return questions

@@ -2,8 +2,8 @@
 large file, killed at any moment, restarts where it stopped instead of from the first question.
 
 The journal's first line is a fingerprint of everything the answers depend on (the question file,
-the checkpoint, the KB, the decoding settings); a journal from another run is discarded, never
-mixed in. A line torn by the kill is dropped and its batch answered again. The output itself is
+the checkpoint, the KB, the decoding settings, the kind of record); a journal from another run is
+discarded, never mixed in. A line torn by the kill is dropped and its batch answered again. The output itself is
 written only once every question has its answer, by the atomic writer.
 """
 from __future__ import annotations
@@ -16,12 +16,31 @@ import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from kgqa.rank.candidate import Candidate
+from kgqa.rank.candidate import Candidate, best_answer
 from kgqa.data import Question, read_questions
 from kgqa.errors import KgqaError
 from kgqa.kb.triples import file_sha256
 
 PARTIAL = ".partial"
+
+
+def prediction_record(q: Question, found: list[Candidate], top_k: int) -> dict:
+    """`kgqa predict`'s line: id, question, best answer ("" where no KB key was reachable), and
+    with top_k > 1 every candidate with its score."""
+    record = {"id": q.id, "question": q.question, "answer": best_answer(found)}
+    if top_k > 1:
+        record["candidates"] = [c.as_json() for c in found]
+    return record
+
+
+def leaderboard_record(q: Question, found: list[Candidate], top_k: int) -> dict:
+    """The CLUE leaderboard's line: id and best answer."""
+    return {"id": q.id, "answer": best_answer(found)}
+
+
+# The kinds of answer file, by the name their journals are fingerprinted with.
+RECORDS: dict[str, Callable[[Question, list[Candidate], int], dict]] = {
+    "prediction": prediction_record, "leaderboard": leaderboard_record}
 
 
 def fingerprint(*parts: Any) -> str:
@@ -44,24 +63,24 @@ class Journal:
             self._handle.close()
             raise KgqaError("another kgqa run is writing this output now (its journal is locked)", output) from None
 
-    def begin(self, key: str) -> "Journal":
-        """Take up the answers of an earlier run of the same `key`, or start the journal afresh."""
+    def begin(self, fingerprint: str) -> "Journal":
+        """Take up the answers of an earlier run of the same `fingerprint`, or start the journal afresh."""
         self._handle.seek(0)
         raw = self._handle.read()
         whole = raw[: raw.rfind(b"\n") + 1]  # a torn last line is dropped
-        self.done = self._recovered(whole, key)
+        self.done = self._recovered(whole, fingerprint)
         if self.done:
             self._handle.truncate(len(whole))
         else:
             self._handle.truncate(0)
-            self._write([{"fingerprint": key}])
+            self._write([{"fingerprint": fingerprint}])
         return self
 
     @staticmethod
-    def _recovered(whole: bytes, key: str) -> dict[int, dict]:
+    def _recovered(whole: bytes, fingerprint: str) -> dict[int, dict]:
         lines = whole.decode("utf-8", errors="replace").splitlines()
         try:
-            if not lines or json.loads(lines[0]).get("fingerprint") != key:
+            if not lines or json.loads(lines[0]).get("fingerprint") != fingerprint:
                 return {}
             return {entry["position"]: entry["record"] for entry in map(json.loads, lines[1:])}
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -95,18 +114,20 @@ class Journal:
             self.release()
 
 
-def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], Any],
-                record_of: Callable[[Question, list[Candidate]], dict], progress: bool = True) -> Iterator[list[dict]]:
+def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], Any], kind: str,
+                progress: bool = True) -> Iterator[list[dict]]:
     """Answer every question of a file, one batch at a time, journaled beside `output` so a killed
-    run resumes; yields the records (one per question, input order) once, and removes the journal
-    only after the caller has written them.
+    run resumes; yields the records (one per question, input order, of `kind`: a name in RECORDS)
+    once, and removes the journal only after the caller has written them.
 
     What can be checked without the model is checked first: an output that is a directory, or
     one another run is writing, fails before minutes of loading (`open_pipeline` is called after),
     not after the answers. The journal's fingerprint covers the questions, the checkpoint's files,
-    the KB, the decoding settings and the kind of record.
+    the KB, the decoding settings and the kind of record, by its name in RECORDS.
     """
     from tqdm import tqdm
+
+    record_of = RECORDS[kind]
 
     if os.path.isdir(output):
         raise KgqaError("is a directory, expected the answer file to write", output)
@@ -116,7 +137,7 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
                        for entry in os.scandir(qa.checkpoint) if entry.is_file()) if qa.checkpoint else None
         journal.begin(fingerprint(file_sha256(questions_path), files, qa.index.header["kb_sha256"],
-                                  asdict(qa.settings), record_of.__name__))
+                                  asdict(qa.settings), kind))
         pending = [i for i in range(len(questions)) if i not in journal.done]
         if journal.done:
             tqdm.write(f"resuming: {len(journal.done)} answers already in {journal.path}", file=sys.stderr)
@@ -124,6 +145,7 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches", disable=not progress):
             chunk = pending[start:start + size]
             found = qa.answer([questions[i].question for i in chunk])
-            journal.append({i: record_of(questions[i], candidates) for i, candidates in zip(chunk, found)})
+            journal.append({i: record_of(questions[i], candidates, qa.settings.top_k)
+                            for i, candidates in zip(chunk, found)})
         yield [journal.done[i] for i in range(len(questions))]
         journal.close()

@@ -9,6 +9,9 @@ reads a missing or malformed answer as empty parts.
 """
 from __future__ import annotations
 
+import json
+
+from kgqa.data import read_predictions, read_questions
 from kgqa.rank.candidate import parse_answer
 from kgqa.rank.text import common_subsequence
 
@@ -49,3 +52,18 @@ def score(predictions: list[str], golds: list[str]) -> dict[str, float]:
     table["score"] = round(100 * (totals["EM_O"] + totals["F1_O"]) / 2 / n, 3)
     table["n"] = len(golds)
     return table
+
+
+def score_files(predictions_path: str, gold_path: str) -> tuple[dict[str, float], list[tuple[object, object]]]:
+    """`kgqa evaluate`: the metric table of a prediction file against a gold file, lines paired by
+    id as JSON values (1, "1" and 1.0 differ, as to KgCLUE's scorer); a gold id with no prediction
+    counts as wrong (`missing` in the table). Also (gold id, prediction id) for each missing gold
+    id that a prediction's id equals as text, which a caller should warn about."""
+    golds = read_questions(gold_path, need_answers=True)
+    predictions = read_predictions(predictions_path)
+    predicted = {json.dumps(q.id): q.answer or "" for q in predictions}
+    table = score([predicted.get(json.dumps(q.id), "") for q in golds], [q.answer for q in golds])
+    missing = [q.id for q in golds if json.dumps(q.id) not in predicted]
+    table["missing"] = len(missing)
+    as_text = {str(q.id): q.id for q in predictions}
+    return table, [(g, as_text[str(g)]) for g in missing if str(g) in as_text]

@@ -1,24 +1,91 @@
-"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).answer(questions)`."""
+"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).answer(questions)`, and
+`KGQA.explain(question)` for an answer with the evidence behind it."""
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from kgqa.model.checkpoint import load_checkpoint
-from kgqa.rank.candidate import Candidate
 from kgqa.decode.generate import constrained_generate
-from kgqa.kb.index import KBIndex
+from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.build import ensure_index
-from kgqa.model.seq2seq import pick_device
+from kgqa.kb.index import KBIndex
+from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
-from kgqa.rank.candidate import candidate_keys
+from kgqa.model.seq2seq import pick_device
+from kgqa.model.tokenizer import Tokenizer
+from kgqa.rank.candidate import Candidate, best_answer, candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, candidate_features
 from kgqa.rank.reranker import Reranker
-from kgqa.decode.settings import DecodeSettings
-from kgqa.model.tokenizer import Tokenizer
+
+
+@dataclass
+class Edge:
+    """One key of the chosen subject, as the page draws it."""
+
+    key: int
+    predicate: str
+    object: str
+    chosen: bool  # the answer's own key
+
+
+@dataclass
+class Homonym:
+    """An entity sharing the chosen subject's surface."""
+
+    disambiguation: str
+    keys: int  # how many KB keys it has: its prominence in the KB
+    object: str | None  # its object for the chosen predicate, where it has that predicate
+    has_predicate: bool
+    chosen: bool
+
+
+@dataclass
+class Ranked:
+    """A candidate key with the reranker's evidence about it (feature name -> value)."""
+
+    candidate: Candidate
+    features: dict[str, float]
+
+
+@dataclass
+class Explanation:
+    """An answer and how it was reached, from one decode: what `kgqa ask --explain`, the
+    service's `"explain": true` and the page show."""
+
+    question: str
+    top: list[Candidate]  # what `KGQA.answer` gives, best first
+    mentions: list[str]  # the KB subjects the question mentions, longest first
+    beam: list[Candidate]  # the beam's keys (model + look-ahead)
+    candidates: list[Ranked]  # every candidate key, in the reranker's order
+    reranked: bool  # whether the reranker ordered them (else the beam's order stands)
+    neighbourhood: list[Edge] = field(default_factory=list)  # the chosen subject's keys
+    homonyms: list[Homonym] = field(default_factory=list)  # entities of the chosen subject's surface
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return self.top[0] if self.top else None
+
+    def as_json(self) -> dict:
+        """JSON-ready, the answer's parts first (as the service and `kgqa ask --json` print it)."""
+        chosen = self.chosen
+        return {
+            "question": self.question,
+            "answer": best_answer(self.top),
+            "object": chosen.obj if chosen else "",
+            "subject": chosen.subject if chosen else "",
+            "predicate": chosen.predicate if chosen else "",
+            "top": [c.as_json() for c in self.top],
+            "mentions": self.mentions,
+            "beam": [c.as_json() for c in self.beam],
+            "candidates": [{**r.candidate.as_json(), "key": r.candidate.key, "features": r.features}
+                           for r in self.candidates],
+            "neighbourhood": [asdict(edge) for edge in self.neighbourhood],
+            "homonyms": [asdict(homonym) for homonym in self.homonyms],
+            "reranked": self.reranked,
+        }
 
 
 class KGQA:
@@ -58,67 +125,47 @@ class KGQA:
             batch = questions[start:start + s.batch_size]
             beams = self.beam(batch, top_k=s.beams if rerank else s.top_k)
             if rerank:
-                beams = [self._ranked(keys, self.reranker.scores(features))
-                         for keys, features in self.candidates(batch, beams)]
+                beams = [[c for c, _ in self._ranked(keys, features)] for keys, features in self.candidates(batch, beams)]
             results.extend(found[: s.top_k] for found in beams)
         return results
 
-    def explain(self, question: str) -> dict:
-        """The answer and how it was reached, as JSON-ready data, from one decode: `top` (what
-        `answer` gives), the KB mentions in the question, the beam's keys (model + look-ahead),
-        every candidate key with its reranker features and score, the chosen subject's
-        neighbourhood in the KB (its predicates and objects, the chosen edge marked) and its
-        homonyms (each with its size in the KB and its object for the chosen predicate)."""
+    def explain(self, question: str) -> Explanation:
+        """The answer `answer` gives and how it was reached, from one decode: the KB mentions in
+        the question, the beam's keys, every candidate key with its reranker features and score,
+        the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
         beam = self.beam([question], top_k=s.beams)[0]
         keys, features = self.candidates([question], [beam])[0]
-        rerank = self.reranking
-        scores = self.reranker.scores(features) if rerank and keys else np.zeros(len(keys))
-        order = np.argsort(-scores, kind="stable") if rerank else np.arange(len(keys))  # the beam's keys lead
-        ranked = [(Candidate.from_key(self.index, keys[k], float(scores[k])), features[k]) for k in order]
-        top = [c for c, _ in ranked][: s.top_k] if rerank else beam[: s.top_k]
-        chosen = top[0] if top else None
-        return {
-            "question": question,
-            "answer": chosen.answer() if chosen else "",
-            "object": chosen.obj if chosen else "",
-            "subject": chosen.subject if chosen else "",
-            "predicate": chosen.predicate if chosen else "",
-            "top": [c.as_json() for c in top],
-            "mentions": [self.index.surface(sid) for sid in self.index.mentions(question)],
-            "beam": [c.as_json() for c in beam],
-            "candidates": [{**c.as_json(), "key": c.key,
-                            "features": {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)}}
-                           for c, row in ranked],
-            "neighbourhood": self.neighbourhood(chosen.key) if chosen else [],
-            "homonyms": self.homonyms(chosen) if chosen else [],
-            "reranked": rerank,
-        }
+        ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
+                  for c, row in self._ranked(keys, features)]
+        top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
+        found = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)], beam,
+                            ranked, self.reranking)
+        if found.chosen:
+            found.neighbourhood = self.neighbourhood(found.chosen.key)
+            found.homonyms = self.homonyms(found.chosen)
+        return found
 
-    def neighbourhood(self, key: int, limit: int = 40) -> list[dict]:
+    def neighbourhood(self, key: int, limit: int = 40) -> list[Edge]:
         """The subject of KB key `key` as the page draws it: each of its keys (the first `limit`,
         `key` always among them) with predicate, first object and whether it is `key`."""
         keys = list(self.index.subject_keys(key))
         if len(keys) > limit:
             keys = keys[:limit] if key in keys[:limit] else keys[: limit - 1] + [key]
-        edges = []
-        for k in keys:
-            answer = self.index.answer(k)
-            edges.append({"key": k, "predicate": answer.predicate, "object": answer.objects[0], "chosen": k == key})
-        return edges
+        return [Edge(k, answer.predicate, answer.objects[0], k == key) for k, answer in
+                zip(keys, map(self.index.answer, keys))]
 
-    def homonyms(self, chosen: Candidate) -> list[dict]:
+    def homonyms(self, chosen: Candidate) -> list[Homonym]:
         """The entities sharing the chosen subject's surface: their disambiguation, how many keys
         each has (its prominence in the KB), and its object for the chosen predicate, if any."""
-        found: dict[str, dict] = {}
+        found: dict[str, Homonym] = {}
         for key, predicate, disambiguation in self.index.keys(self.index.surfaces[chosen.surface]):
-            entry = found.setdefault(disambiguation, {"disambiguation": disambiguation, "keys": 0, "object": None,
-                                                      "has_predicate": False,
-                                                      "chosen": disambiguation == chosen.disambiguation})
-            entry["keys"] += 1
+            entry = found.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
+                                                             disambiguation == chosen.disambiguation))
+            entry.keys += 1
             if predicate == chosen.predicate:
-                entry["has_predicate"] = True
-                entry["object"] = self.index.answer(key).objects[0]
+                entry.has_predicate = True
+                entry.object = self.index.answer(key).objects[0]
         return list(found.values())
 
     def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
@@ -131,12 +178,17 @@ class KGQA:
         asked = [i for i, chosen in enumerate(keys) if chosen]
         targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in answers[i]]
                    for i in asked]
-        found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets) if asked else []
+        found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets,
+                                self.settings.max_question_tokens) if asked else []
         features = [np.zeros((0, len(FEATURE_NAMES)))] * len(questions)
         for i, likelihoods in zip(asked, found):
             features[i] = candidate_features(questions[i], keys[i], answers[i], likelihoods, beams[i],
                                              [self.index.prominence(key) for key in keys[i]])
         return list(zip(keys, features))
 
-    def _ranked(self, keys: list[int], scores: np.ndarray) -> list[Candidate]:
-        return [Candidate.from_key(self.index, keys[k], float(scores[k])) for k in np.argsort(-scores, kind="stable")]
+    def _ranked(self, keys: list[int], features: np.ndarray) -> list[tuple[Candidate, np.ndarray]]:
+        """A question's candidate keys with their feature rows, best first by the reranker's score
+        (ties, and every key where the reranker is off, keep the candidates' order: the beam's first)."""
+        scores = self.reranker.scores(features) if self.reranking and keys else np.zeros(len(keys))
+        return [(Candidate.from_key(self.index, keys[k], float(scores[k])), features[k])
+                for k in np.argsort(-scores, kind="stable")]

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from kgqa.data import MAX_QUESTION_CHARS, is_text
+from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.pipeline import KGQA
+from kgqa.rank.candidate import best_answer
 
 BATCHER = web.AppKey("batcher", object)
 BATCHER_TASK = web.AppKey("batcher_task", asyncio.Task)
@@ -56,7 +57,7 @@ class Batcher:
     """Collects questions for up to `wait_s` (or `max_batch` of them) into one `KGQA.answer`."""
 
     qa: KGQA
-    max_batch: int = 32
+    max_batch: int  # questions decoded together: the pipeline's batch size
     wait_s: float = 0.01
     max_pending: int = 1024  # questions waiting; more get 503
     decodes: int = 0  # batches decoded so far, for /health and the tests
@@ -126,7 +127,7 @@ class Batcher:
             if not explain:
                 candidates = next(answers)
                 results.append(candidates if isinstance(candidates, Exception) else
-                               {"question": question, "answer": candidates[0].answer() if candidates else "",
+                               {"question": question, "answer": best_answer(candidates),
                                 "candidates": [c.as_json() for c in candidates]})
                 continue
             try:
@@ -135,8 +136,8 @@ class Batcher:
                 log.exception("kgqa serve: cannot explain %r", question[:80])
                 results.append(error)
                 continue
-            results.append({"question": question, "answer": explanation["answer"],
-                            "candidates": explanation["top"], "explanation": explanation})
+            results.append({"question": question, "answer": best_answer(explanation.top),
+                            "candidates": [c.as_json() for c in explanation.top], "explanation": explanation.as_json()})
         return results
 
     def _alone(self, question: str) -> list | Exception:
@@ -160,15 +161,12 @@ def _questions(body: object) -> list[str] | str:
         return '"question" must be a string, or "questions" a non-empty list of strings'
     if len(asked) > MAX_QUESTIONS:
         return f"at most {MAX_QUESTIONS} questions per request"
-    if not all(is_text(q) for q in asked):
-        return "a question holds a lone surrogate escape (not text)"
-    if any(not q.strip() for q in asked):
-        return "empty question"
-    if any(len(q) > MAX_QUESTION_CHARS for q in asked):
-        return f"a question longer than {MAX_QUESTION_CHARS} characters"
     if sum(len(q) for q in asked) > MAX_REQUEST_CHARS:
         return f"more than {MAX_REQUEST_CHARS} characters of questions in one request"
-    return [q.strip() for q in asked]
+    try:
+        return [asked_question(q) for q in asked]
+    except ValueError as problem:
+        return str(problem)
 
 
 async def _body(request: web.Request) -> object | web.Response:
@@ -212,14 +210,15 @@ async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(error.status, error.reason)
 
 
-def make_app(qa: KGQA, max_batch: int = 32, wait_s: float = 0.01, max_pending: int = 1024,
+def make_app(qa: KGQA, wait_s: float = 0.01, max_pending: int = 1024,
              allowed_hosts: frozenset[str] | None = None) -> web.Application:
-    """The service's app; `allowed_hosts` (None: any) are the Host names it answers to."""
+    """The service's app: questions decoded `qa.settings.batch_size` at a time; `allowed_hosts`
+    (None: any) are the Host names it answers to."""
     app = web.Application(client_max_size=1 << 20, middlewares=[_json_errors, _host_guard(allowed_hosts)])
     started = time.time()
 
     async def start_batcher(app: web.Application) -> None:
-        app[BATCHER] = Batcher(qa, max_batch, wait_s, max_pending)
+        app[BATCHER] = Batcher(qa, qa.settings.batch_size, wait_s, max_pending)
         app[BATCHER_TASK] = asyncio.create_task(app[BATCHER].run())
 
     async def stop_batcher(app: web.Application) -> None:

@@ -3,7 +3,8 @@ is held out and scored each epoch with the same constrained decoding `kgqa predi
 best checkpoint is kept by the official score on it, and the reranker is fitted on it.
 
 Short and linear on purpose (nanoGPT's loop). Under `torchrun` each process takes every
-world_size-th example of the same seeded order and gradients are averaged (DDP on gloo).
+world_size-th example of the same seeded order and gradients are averaged (DDP: NCCL between
+GPUs, gloo between CPU processes).
 """
 from __future__ import annotations
 
@@ -20,22 +21,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from transformers import PreTrainedModel
 
-from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
 from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
+from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
-from kgqa.kb.index import KBIndex
 from kgqa.kb.build import ensure_index
+from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import join_subject, read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
+from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
 from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
-                        scratch_model)
-from kgqa.pipeline import KGQA, DecodeSettings
+                                scratch_model)
+from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
+from kgqa.pipeline import KGQA
 from kgqa.rank.candidate import best_answer
 from kgqa.rank.reranker import Reranker, fit_reranker
-from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -57,7 +60,8 @@ class TrainConfig:
     dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose
     holdout: float = 0.08  # share of train predicates held out for checkpoint choice and reranking
     holdout_limit: int | None = 400  # held-out questions scored per epoch (None: all)
-    beams: int = 4
+    beams: int = DecodeSettings.beams  # per-epoch scoring and the reranker fit decode as `kgqa predict` does
+    max_question_tokens: int = DecodeSettings.max_question_tokens
     save_every: int = 200  # steps between resumable saves of `last/`
     seed: int = 0
     device: str = "auto"  # auto: a GPU where one is present
@@ -70,7 +74,8 @@ class TrainConfig:
 # (peak learning rate, epochs) where --lr / --epochs are not given, by where the weights come from.
 # From scratch the 7M model needs a high rate and five passes (measured: docs/benchmarks.md);
 # pretrained weights are fine-tuned gently, at the AdamW rates commonly used for each family
-# (T5/mT5 3e-4, BART 3e-5), and converge in fewer passes. Warm-up, then linear decay, for all.
+# (T5/mT5 3e-4, BART 3e-5), and converge in fewer passes. Warm-up, then cosine decay to 10%
+# of the peak (`_lr_factor`), for all.
 RECIPES = {"scratch": (3e-3, 5), "t5": (3e-4, 3), "mt5": (3e-4, 3), "bart": (3e-5, 3)}
 OTHER_PRETRAINED = (1e-4, 3)
 
@@ -100,8 +105,10 @@ def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
             yield triple.disambiguation
 
 
-def _batch(tokenizer: Tokenizer, pairs: list, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs], device=device)
+def _batch(tokenizer: Tokenizer, pairs: list, max_question_tokens: int,
+           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A teacher-forced batch: the questions (cut as decoding cuts them) and their targets."""
+    input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs], max_question_tokens, device)
     return {"input_ids": input_ids, "attention_mask": attention,
             "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs]).to(device)}
 
@@ -172,21 +179,51 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
         raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", checkpoint)
     _, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
-    reranker, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), saved.get("beams", 4), held)
+    decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
+                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
+    reranker, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, held)
     return reranker, reach, len(held)
 
 
-def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, beams: int,
+def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                         held: list[Question]) -> tuple[Reranker | None, float]:
     """Fit the reranker of the checkpoint's model on `held` and save it beside the model (the model
     is opened without KGQA.from_checkpoint: its reranker is the one being replaced)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    examples, predicates = _held_out_examples(KGQA(model, index.tokenizer, index, DecodeSettings(beams=beams)), held)
+    examples, predicates = _held_out_examples(KGQA(model, index.tokenizer, index, decoding), held)
     reranker = fit_reranker(examples, predicates)
     if reranker is not None:
         reranker.save(checkpoint)
     return reranker, len(examples) / len(held)
+
+
+def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, rank: int
+                         ) -> tuple[PreTrainedModel, Tokenizer]:
+    """The model and tokenizer training starts from: `last/` when resuming, else a new character
+    tokenizer and a scratch model, else the named checkpoint's own with the characters of the
+    KB and the questions its vocabulary lacks added as tokens."""
+    if state is not None:
+        model, tokenizer, _ = load_checkpoint(os.path.join(config.output, "last"))
+        return model.train(), tokenizer
+    if config.model == "scratch":
+        tokenizer = SentencePieceTokenizer.train(_target_texts(config, pairs), config.vocab_size)
+        return scratch_model(tokenizer, config.shape, config.seed), tokenizer
+    tokenizer = HFTokenizer.from_pretrained(config.model)
+    added = tokenizer.add_unknown_characters(_target_texts(config, pairs))
+    if added and rank == 0:
+        tqdm.write(f"added {len(added)} characters the checkpoint's vocabulary maps to <unk> as tokens "
+                   f"(e.g. {''.join(added[:10])})")
+    return load_model(config.model, tokenizer), tokenizer
+
+
+def _mean_loss(losses: list[float], world: int) -> float:
+    """The epoch's mean batch loss, over every process's share of the batches."""
+    mean = torch.tensor(float(np.mean(losses)) if losses else float("nan"))
+    if world > 1:
+        torch.distributed.all_reduce(mean)
+        mean /= world
+    return round(mean.item(), 4)
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -205,21 +242,10 @@ def train(config: TrainConfig) -> dict[str, float]:
     state = load_trainer_state(last_dir) if config.resume else None
     if config.resume and state is None:
         raise KgqaError("nothing to resume (no last/trainer_state.pt)", config.output)
-    if state is not None:
-        model, tokenizer, _ = load_checkpoint(last_dir)
-        model.train()
-    elif config.model == "scratch":
-        tokenizer = SentencePieceTokenizer.train(_target_texts(config, pairs), config.vocab_size)
-        model = scratch_model(tokenizer, config.shape, config.seed)
-    else:
-        tokenizer = HFTokenizer.from_pretrained(config.model)
-        added = tokenizer.add_unknown_characters(_target_texts(config, pairs))
-        if added and rank == 0:
-            tqdm.write(f"added {len(added)} characters the checkpoint's vocabulary maps to <unk> as tokens "
-                       f"(e.g. {''.join(added[:10])})")
-        model = load_model(config.model, tokenizer)
+    model, tokenizer = _model_and_tokenizer(config, pairs, state, rank)
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
+    decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens)
     model.to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
@@ -239,7 +265,6 @@ def train(config: TrainConfig) -> dict[str, float]:
         step, best = state["step"], state["best"]
         torch.set_rng_state(state["torch_rng"])
     settings = {"source_model": config.model, "train": asdict(config) | {"shape": asdict(config.shape)}}
-    log_path = os.path.join(config.output, "metrics.jsonl")
     os.makedirs(config.output, exist_ok=True)
     if rank == 0 and state is None:
         tqdm.write(f"model: {count_parameters(model) / 1e6:.1f}M parameters, vocab {len(tokenizer)}; "
@@ -262,26 +287,21 @@ def train(config: TrainConfig) -> dict[str, float]:
         for batch_no in bar:
             start = batch_no * config.batch_size * world
             chosen = order[start:start + config.batch_size * world][rank::world]
-            parts = [_batch(tokenizer, [epoch_pairs[i] for i in part], device)
+            parts = [_batch(tokenizer, [epoch_pairs[i] for i in part], config.max_question_tokens, device)
                      for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
             optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(ddp, parts, autocast, config.label_smoothing)
+            losses.append(forward_backward(ddp, parts, autocast, config.label_smoothing))
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             step += 1
-            losses.append(loss)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
             if rank == 0 and step % config.save_every == 0:
                 save_last()
-        mean_loss = torch.tensor(float(np.mean(losses)) if losses else float("nan"))
-        if world > 1:  # every process's share of the batch counts
-            torch.distributed.all_reduce(mean_loss)
-            mean_loss /= world
-        record = {"epoch": epoch + 1, "step": step, "loss": round(mean_loss.item(), 4),
+        record = {"epoch": epoch + 1, "step": step, "loss": _mean_loss(losses, world),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
-            qa = KGQA(model, tokenizer, index, DecodeSettings(beams=config.beams))
+            qa = KGQA(model, tokenizer, index, decoding)
             if dev:
                 record["dev"] = evaluate(qa, dev, config.dev_limit)
             if held:
@@ -290,11 +310,11 @@ def train(config: TrainConfig) -> dict[str, float]:
                 best = record.get("held_out", {})
                 save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})
             save_last()
-            with open(log_path, "a", encoding="utf-8") as handle:
+            with open(os.path.join(config.output, "metrics.jsonl"), "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             tqdm.write(json.dumps(record, ensure_ascii=False))
     if rank == 0 and held:
-        reranker, reach = _fit_saved_reranker(best_dir, index, device, config.beams, held)
+        reranker, reach = _fit_saved_reranker(best_dir, index, device, decoding, held)
         if reranker is None:
             tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
         else:

@@ -226,7 +226,7 @@ def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp
     (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADRERANK", "--kb", f"{SAMPLE}/kb.tsv"],
      "reranker.json: unreadable reranker"),
     (["predict", "SURROGATE", "-o", "OUT", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
-     "surrogate.json:1: \"question\" holds a lone surrogate"),
+     "surrogate.json:1: the question holds a lone surrogate"),
 ], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "evaluate-latin1", "evaluate-dir",
         "predict-o-dir", "submit-o-file", "bad-reranker", "surrogate-question"])
 def test_each_failure_is_one_line_before_any_work(overfit, tmp_path, args, message):

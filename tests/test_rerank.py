@@ -40,7 +40,7 @@ def test_log_likelihoods_agree_with_the_model_loss(sample):
     question = "马磊静的配偶是谁？"
     groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
     targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.answer, groups)]
-    found = log_likelihoods(model, tokenizer, [question], [targets])[0]
+    found = log_likelihoods(model, tokenizer, [question], [targets], 128)[0]
     for target, (total, length) in zip(targets, found):
         labels = torch.tensor([target])
         source = torch.tensor([tokenizer.encode_question(question)])

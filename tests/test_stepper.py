@@ -29,7 +29,7 @@ def test_the_stepper_gives_the_models_logits_also_after_a_reorder(sample_kb, kin
     _, _, tokenizer, _ = sample_kb
     model = _model(tokenizer, kind)
     assert stepper.T5Stepper.handles(model)
-    ids, mask = encode_questions(tokenizer, QUESTIONS[:2])
+    ids, mask = encode_questions(tokenizer, QUESTIONS[:2], 128)
     torch.manual_seed(1)
     tokens = torch.randint(5, len(tokenizer), (4, 9))
     tokens[:, 0] = model.config.decoder_start_token_id

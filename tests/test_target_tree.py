@@ -34,12 +34,12 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
                         for a in map(index.answer, keys)])
     assert sum(len(t) for t in targets) > 20
     monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
-    tree = log_likelihoods(model, tokenizer, QUESTIONS, targets, 48)  # small passes: several of them
+    tree = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128, 48)  # small passes: several of them
     for asked in ([[]], [[], targets[1]]):  # a question without candidates scores none, alone or not
-        found = log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked)
+        found = log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked, 128)
         assert [f.shape for f in found] == [(len(keys), 2) for keys in asked]
     monkeypatch.setattr(T5Stepper, "handles", staticmethod(lambda model: False))
-    rows = log_likelihoods(model, tokenizer, QUESTIONS, targets)
+    rows = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128)
     for ours, theirs in zip(tree, rows):
         assert ours.shape == theirs.shape == (len(ours), 2)
         assert ours[:, 1].tolist() == theirs[:, 1].tolist()

@@ -97,7 +97,7 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     grads = []
     for accum in (1, 3):
         model.zero_grad(set_to_none=True)
-        parts = [_batch(tokenizer, [pairs[i] for i in part]) for part in np.array_split(np.arange(12), accum)]
+        parts = [_batch(tokenizer, [pairs[i] for i in part], 128) for part in np.array_split(np.arange(12), accum)]
         losses = forward_backward(model, parts, off)
         grads.append(([p.grad.clone() for p in model.parameters()], losses))
     (one, loss_one), (three, loss_three) = grads

@@ -1,21 +1,30 @@
 """The decoding settings: one dataclass whose defaults are the defaults everywhere (the library,
-`kgqa predict/ask/serve/submit`'s options, training's per-epoch scoring). Its own light module so
-the CLI can build its options from it without importing torch.
+`kgqa predict/ask/serve/submit`'s options, training's per-epoch scoring, the service's batches).
+Each field's `help` metadata is its command-line option's help: `cli.py` derives the decoding
+options from these fields, so a new setting is one field here. Its own light module so the CLI
+can build its options without importing torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class DecodeSettings:
-    """How questions are answered; the one set of defaults (the CLI's options are derived from it)."""
+    """How questions are answered; the one set of defaults."""
 
-    beams: int = 4
+    beams: int = field(default=4, metadata={"help": "Hypotheses kept at each decoding step.", "min": 1})
+    # candidates kept per question: each command sets its own default (1 for predict, 5 for ask and serve)
     top_k: int = 1
-    restrict_mentions: bool = True  # the subject is a KB entity the question mentions
-    lookahead: float = 1.0  # per-character weight of question coverage when writing the predicate (0: off)
-    mention_lookahead: float = 2.0  # per-character weight of mention length when writing the subject (0: off)
-    batch_size: int = 32
-    rerank: bool = True  # where the checkpoint has a reranker
-    max_question_tokens: int = 128
+    restrict_mentions: bool = field(default=True, metadata={
+        "flag": "mention-restriction",
+        "help": "Draw the subject from the KB entities the question mentions (--no-mention-restriction: any KB entity)."})
+    lookahead: float = field(default=1.0, metadata={
+        "help": "Per-character weight of question coverage when choosing the predicate (0: off).", "min": 0})
+    mention_lookahead: float = field(default=2.0, metadata={
+        "help": "Per-character weight of mention length when choosing the subject (0: off).", "min": 0})
+    batch_size: int = field(default=32, metadata={"help": "Questions decoded together.", "min": 1})
+    rerank: bool = field(default=True, metadata={
+        "help": "Rank the candidates with the checkpoint's reranker, where it has one (--no-rerank: the beam's order)."})
+    max_question_tokens: int = field(default=128, metadata={
+        "help": "Question tokens the model reads, for the beam and the reranker's likelihoods alike.", "min": 1})

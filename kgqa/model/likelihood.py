@@ -16,7 +16,8 @@ from kgqa.model.tokenizer import Tokenizer
 
 @torch.no_grad()
 def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                    targets: list[list[list[int]]], tokens_per_pass: int = 2048) -> list[np.ndarray]:
+                    targets: list[list[list[int]]], max_question_tokens: int,
+                    tokens_per_pass: int = 2048) -> list[np.ndarray]:
     """(log p of the whole target, target tokens) per target token list, each question encoded once.
 
     T5-family models score each question's targets as one prefix tree (`target_tree`: every
@@ -26,8 +27,8 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
     of its work on padding). The decoder is causal, so a target's log-probabilities do not
     depend on the padding after it."""
     if T5Stepper.handles(model):
-        return tree_log_likelihoods(model, tokenizer, questions, targets, tokens_per_pass)
-    input_ids, attention = encode_questions(tokenizer, questions, device=model.device)
+        return tree_log_likelihoods(model, tokenizer, questions, targets, max_question_tokens, tokens_per_pass)
+    input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens, model.device)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
     pairs = [(q, target) for q, keys in enumerate(targets) for target in keys]
     totals = np.zeros((len(pairs), 2))

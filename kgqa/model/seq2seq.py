@@ -88,7 +88,7 @@ def copy_mixture(generated: torch.Tensor, copied: torch.Tensor, gate: torch.Tens
     return torch.log((gate * generated.exp() + (1 - gate) * copied).clamp_min(1e-12))
 
 
-def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int = 128,
+def encode_questions(tokenizer: Tokenizer, questions: list[str], max_tokens: int,
                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of a padded batch of questions, each cut to `max_tokens`, on `device`."""
     rows = [torch.tensor(tokenizer.encode_question(q)[:max_tokens], dtype=torch.long) for q in questions]

@@ -67,7 +67,8 @@ class TargetTree:
 
 @torch.no_grad()
 def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                         targets: list[list[list[int]]], positions_per_pass: int = 2048) -> list[np.ndarray]:
+                         targets: list[list[list[int]]], max_question_tokens: int,
+                         positions_per_pass: int = 2048) -> list[np.ndarray]:
     """What `likelihood.log_likelihoods` gives (per question, (log p, tokens) per target), for the
     T5-family models the stepper runs: each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions."""
@@ -77,13 +78,13 @@ def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions
     for group in padded_batches([len(trees[i].inner) for i in asked], positions_per_pass):
         chosen = [asked[g] for g in group]
         for i, edges in zip(chosen, _edge_log_probs(model, tokenizer, [questions[i] for i in chosen],
-                                                     [trees[i] for i in chosen])):
+                                                     [trees[i] for i in chosen], max_question_tokens)):
             out[i] = trees[i].likelihoods(edges)
     return out
 
 
 def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                    trees: list[TargetTree]) -> list[np.ndarray]:
+                    trees: list[TargetTree], max_question_tokens: int) -> list[np.ndarray]:
     """Per tree, log p(node's token | question, its parent's prefix) at every node (root: 0)."""
     device = model.device
     width = max(len(tree.inner) for tree in trees)
@@ -96,7 +97,7 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         tokens[row, : len(row_tokens)] = torch.tensor(row_tokens)
         depths[row, : len(row_depths)] = torch.tensor(row_depths)
         ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
-    input_ids, attention = encode_questions(tokenizer, questions, device=device)
+    input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens, device)
     decoder = T5Stepper(model, input_ids, attention, 1, int(depths.max()) + 1)
     hidden, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
     # the trees' own positions, one after the other (no padding), and each edge's parent among them
