@@ -251,3 +251,25 @@ def test_only_loopback_binds_skip_the_no_authentication_warning_and_get_the_host
     from kgqa.server import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host, guarded", [("127.0.0.1", True), ("0.0.0.0", False)])
+def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypatch, host, guarded):
+    """The command itself: bound to a non-loopback address it warns that anyone can ask, and serves
+    any Host name; on loopback it does not warn, and refuses a rebound name."""
+    import cli
+    import kgqa.server
+    from click.testing import CliRunner
+
+    served = {}
+    monkeypatch.setattr(cli, "_open", lambda **options: qa)
+    monkeypatch.setattr(kgqa.server.web, "run_app", lambda app, sock, print: served.update(app=app, sock=sock))
+    result = CliRunner().invoke(cli.main, ["serve", "--host", host, "--port", "0", "--checkpoint", "ck", "--kb", "kb"])
+    served["sock"].close()
+    assert result.exit_code == 0, result.output
+    assert ("is not loopback and kgqa serve has no authentication" in result.output) is not guarded
+
+    async def scenario():
+        async with TestClient(TestServer(served["app"])) as client:
+            return (await client.get("/health", headers={"Host": "evil.example"})).status
+    assert asyncio.run(scenario()) == (403 if guarded else 200)

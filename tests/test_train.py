@@ -105,14 +105,24 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one, three))
 
 
-def test_devices_are_chosen_or_refused_in_one_line():
+def test_devices_are_chosen_or_refused_in_one_line(monkeypatch):
     from kgqa.errors import KgqaError
     from kgqa.model.seq2seq import pick_device
 
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else pick_device("auto").type)
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     with pytest.raises(KgqaError, match="device 'nonsense' is not usable here"):
         pick_device("nonsense")
+    # where CUDA is present, auto takes this process's torchrun GPU (asked of a machine without
+    # one, the same choice is refused in one line, not a traceback)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    if torch.cuda.device_count() > 1:
+        assert pick_device("auto") == torch.device("cuda:1")
+    else:
+        with pytest.raises(KgqaError, match="device 'cuda:1' is not usable here"):
+            pick_device("auto")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

@@ -73,7 +73,7 @@ class CopyT5(T5ForConditionalGeneration):
         """log p(labels[t]) at each position (0 where labels are -100), equal to what `forward`'s
         log-probabilities give there, without building the vocabulary-sized mixture: only each
         target token's share of the softmax and of the copy attention is computed (the reranker
-        scores every candidate key this way; the mixture's elementwise work was half its time)."""
+        scores every candidate key this way, and needs no other token's probability)."""
         out, source, attention, gate = self._mixture_parts(None, attention_mask, None, labels, source_ids, kwargs)
         target = labels.clamp_min(0)
         logits = out.logits

@@ -1,12 +1,12 @@
 """A T5 decoder run one token at a time over fixed-size key/value buffers: what beam search calls
 at every step, without Hugging Face's per-call machinery.
 
-Why: a step of the 7M-parameter default model is about 60 small tensor operations of real work,
-and `model(...)` wraps them in ~700 (output recorders, mask builders, cache objects, kwargs
-checks); for one question that overhead was three quarters of its answer time. The stepper calls
-the model's own submodules (projections, layer norms, feed-forward blocks, relative position
-bias) and adds nothing but the attention arithmetic, so it computes what the model computes.
-Models it does not know (BART) decode through `generate` as before.
+Why: a step of a small model is a few dozen small tensor operations of real work, and
+`model(...)` wraps them in many times more (output recorders, mask builders, cache objects,
+kwargs checks), which for one question would be most of its answer time. The stepper calls the
+model's own submodules (projections, layer norms, feed-forward blocks, relative position bias)
+and adds nothing but the attention arithmetic, so it computes what the model computes. Models it
+does not handle (BART) decode through `generate`.
 
 The same state also runs a whole prefix tree of decoder inputs in one pass (`tree`): how the
 reranker scores a question's candidate keys (`target_tree.py`).
@@ -132,7 +132,9 @@ class T5Stepper:
         """The output layer's logits at the final hidden states, and CopyT5's copy gate (None for
         other models)."""
         model = self.model
-        scale = getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings)  # its name before 5.2x
+        # transformers' T5 scales the output when its config says so; configs of older releases
+        # have no `scale_decoder_outputs`, and scale exactly when the embeddings are tied
+        scale = getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings)
         logits = model.lm_head(hidden * model.model_dim ** -0.5 if scale else hidden)
         return logits, torch.sigmoid(model.copy_gate(hidden)) if isinstance(model, CopyT5) else None
 

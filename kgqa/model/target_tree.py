@@ -2,9 +2,9 @@
 
 Why: the reranker asks the model for the log-likelihood of up to 64 keys a question, most of them
 the other predicates of one or two subjects, so `S [SEP]` and often the start of `P` are the same
-for all of them. Scored one padded row per key, every shared prefix was computed again for each
-key (about 345 decoder positions a question); as a tree each distinct prefix is one position
-(`T5Stepper.tree`), and each key's log-likelihood is the sum over the edges of its path.
+for all of them. Scored one padded row per key, every shared prefix would be computed again for
+each key; as a tree each distinct prefix is one position (`T5Stepper.tree`), and each key's
+log-likelihood is the sum over the edges of its path.
 """
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 reranker, the peer and the metric share, in one place so they cannot drift apart.
 
 The longest common subsequence comes from rapidfuzz (C++, the same integer the textbook dynamic
-programme gives, tens of times faster): it runs for every predicate of every candidate subject of
-every question.
+programme gives): it runs for every predicate of every candidate subject of every question.
 """
 from __future__ import annotations
 
