@@ -217,6 +217,27 @@ def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, r
     return load_model(config.model, tokenizer), tokenizer
 
 
+def _optimizer(model: PreTrainedModel, config: TrainConfig, total: int
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW at the recipe's peak rate, warmed up over `warmup_steps` (a fifth of a short run at
+    most, so it still reaches the peak), then decayed along `_lr_factor` over `total` steps."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = min(config.warmup_steps, total // 5)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total))
+
+
+def _restored(state: dict | None, optimizer: torch.optim.Optimizer,
+              scheduler: torch.optim.lr_scheduler.LambdaLR) -> tuple[int, dict[str, float]]:
+    """(step, best held-out metrics) to go on from: `last/`'s when resuming (its optimizer,
+    schedule and random state restored too), else a fresh start."""
+    if state is None:
+        return 0, {}
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["best"]
+
+
 def _mean_loss(losses: list[float], world: int) -> float:
     """The epoch's mean batch loss, over every process's share of the batches."""
     mean = torch.tensor(float(np.mean(losses)) if losses else float("nan"))
@@ -252,18 +273,11 @@ def train(config: TrainConfig) -> dict[str, float]:
     # bf16 autocast on a GPU that has it (weights and optimizer stay fp32); fp32 elsewhere
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = len(pairs) + config.kb_questions
-    steps_per_epoch = max(1, per_epoch // (config.batch_size * world))  # a ragged tail could leave a rank empty
+    # whole batches only: a ragged tail could leave a rank empty
+    steps_per_epoch = max(1, (len(pairs) + config.kb_questions) // (config.batch_size * world))
     total = steps_per_epoch * config.epochs
-    warmup = min(config.warmup_steps, total // 5)  # short runs still reach the peak rate
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total))
-    step, best = 0, {}
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, best = state["step"], state["best"]
-        torch.set_rng_state(state["torch_rng"])
+    optimizer, scheduler = _optimizer(model, config, total)
+    step, best = _restored(state, optimizer, scheduler)
     settings = {"source_model": config.model, "train": asdict(config) | {"shape": asdict(config.shape)}}
     os.makedirs(config.output, exist_ok=True)
     if rank == 0 and state is None:
