@@ -307,3 +307,32 @@ def test_train_refuses_an_output_whose_best_is_not_a_checkpoint_before_training(
                                        "--output", str(tmp_path / "out")])
     _one_line_error(result, "best: exists and is not a kgqa checkpoint")
     assert os.listdir(tmp_path / "out/best") == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("command", ["predict", "ask", "serve", "submit"])
+def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, monkeypatch, tmp_path):
+    """The answering commands' options are derived from DecodeSettings' fields: each reaches the
+    settings the pipeline is opened with, under its own name (booleans as --x/--no-x pairs)."""
+    from dataclasses import fields
+
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.pipeline import KGQA
+
+    class Opened(Exception):
+        pass
+
+    def opened(checkpoint, kb, index_dir, settings, progress, device):
+        raise Opened(settings)
+
+    monkeypatch.setattr(KGQA, "from_checkpoint", staticmethod(opened))
+    given = ["--beams", "7", "--no-mention-restriction", "--lookahead", "0.5", "--mention-lookahead", "0",
+             "--batch-size", "3", "--no-rerank", "--max-question-tokens", "64"]
+    assert {f.name for f in fields(DecodeSettings) if "help" in f.metadata} == {
+        "beams", "restrict_mentions", "lookahead", "mention_lookahead", "batch_size", "rerank", "max_question_tokens"}
+    arguments = {"predict": [f"{SAMPLE}/dev.json", "-o", str(tmp_path / "out.json")], "ask": ["问题"],
+                 "serve": ["--port", "0"], "submit": [f"{SAMPLE}/test.json", "-o", str(tmp_path / "submit")]}[command]
+    result = CliRunner().invoke(main, [command, *arguments, "--checkpoint", "ck", "--kb", "kb", *given])
+    assert isinstance(result.exception, Opened), result.output
+    assert result.exception.args[0] == DecodeSettings(beams=7, top_k=result.exception.args[0].top_k,
+                                                      restrict_mentions=False, lookahead=0.5, mention_lookahead=0.0,
+                                                      batch_size=3, rerank=False, max_question_tokens=64)
