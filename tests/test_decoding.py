@@ -72,3 +72,16 @@ def test_mention_lookahead_steers_an_untrained_model_to_the_longest_mention(tmp_
                                    questions, DecodeSettings(lookahead=0.0, mention_lookahead=0.0))[0][0].surface
               for seed in range(4)}
     assert chosen != {"刘晓华"}  # without the evidence, untrained models pick other mentions
+
+
+def test_the_processors_name_a_bad_argument(sample_kb):
+    from kgqa.decode.processors import Lookahead, TrieConstraint, TrieWalker
+
+    _, _, tokenizer, index = sample_kb
+    walker = TrieWalker(index, tokenizer, [[]])
+    with pytest.raises(ValueError, match="`num_beams`"):
+        TrieConstraint(walker, 0)
+    with pytest.raises(ValueError, match="`predicate_weight`"):
+        Lookahead(walker, ["问题"], 4, predicate_weight=-1.0)
+    with pytest.raises(ValueError, match="`mention_weight`"):
+        Lookahead(walker, ["问题"], 4, mention_weight=float("nan"))

@@ -1,7 +1,9 @@
 """The decoding rules, each a transformers `LogitsProcessor` with one `__call__(input_ids, scores)`
-contract: `TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys of the KB,
-whatever the weights; `Lookahead` rewards tokens that lead to keys with more evidence in the
-question. Both read the same per-row walk (`TrieWalker`), computed once per prefix.
+contract: `input_ids` (rows, length) are the rows' prefixes, `num_beams` rows to a question in
+order, and `scores` (rows, vocabulary) their next-token log-probabilities; each returns the scores
+with its rule applied. `TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys
+of the KB, whatever the weights; `Lookahead` rewards tokens that lead to keys with more evidence in
+the question. Both read the same per-row walk (`TrieWalker`), computed once per prefix.
 """
 from __future__ import annotations
 
@@ -92,10 +94,13 @@ class TrieConstraint(LogitsProcessor):
     """Masks every token that would leave the KB's key set; finished rows may only repeat EOS."""
 
     def __init__(self, walker: TrieWalker, num_beams: int) -> None:
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"`num_beams` has to be a positive integer, not {num_beams!r}")
         self.walker = walker
         self.num_beams = num_beams
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        """`scores` with every token no KB key continues with set to -inf."""
         tokenizer = self.walker.tokenizer
         rows: list[int] = []
         allowed: list[int] = []
@@ -142,6 +147,11 @@ class Lookahead(LogitsProcessor):
 
     def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int,
                  predicate_weight: float = 1.0, mention_weight: float = 0.0) -> None:
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"`num_beams` has to be a positive integer, not {num_beams!r}")
+        for name, weight in (("predicate_weight", predicate_weight), ("mention_weight", mention_weight)):
+            if not weight >= 0:
+                raise ValueError(f"`{name}` has to be a non-negative number, not {weight!r}")
         self.walker = walker
         self.questions = questions
         self.num_beams = num_beams
@@ -162,6 +172,7 @@ class Lookahead(LogitsProcessor):
         return self.evidence[question, state.sid]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        """`scores` less each token's penalty: `weight` × the evidence lost by taking it."""
         rows: list[int] = []
         tokens: list[int] = []
         bonus: list[float] = []
