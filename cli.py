@@ -124,15 +124,15 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 @_device_option
 @_user_errors
 def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
-    """Fit the checkpoint's reranker again, on the predicates its training held out: for a
-    checkpoint whose reranker.json an older kgqa fitted over other features."""
+    """Fit the checkpoint's reranker and confidence calibrator again, on the predicates its training
+    held out: for a checkpoint an older kgqa fitted (other features, or no calibrator)."""
     from kgqa.train import refit_reranker
 
-    reranker, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
+    reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    click.echo(f"{checkpoint}/reranker.json: fitted on {held} held-out questions "
-               f"(gold among candidates: {100 * reach:.1f}%)")
+    click.echo(f"{checkpoint}/reranker.json{' and confidence.json' if calibrator else ''}: fitted on {held} "
+               f"held-out questions (gold among candidates: {100 * reach:.1f}%)")
 
 
 def _decode_options(command):
@@ -156,7 +156,8 @@ def _decode_options(command):
                                         show_default=True, help=setting.metadata["help"]))
         else:
             kind = click.IntRange if isinstance(setting.default, int) else click.FloatRange
-            options.append(click.option(f"--{flag}", setting.name, type=kind(min=setting.metadata.get("min")),
+            bounds = kind(min=setting.metadata.get("min"), max=setting.metadata.get("max"))
+            options.append(click.option(f"--{flag}", setting.name, type=bounds,
                                         default=setting.default, show_default=True, help=setting.metadata["help"]))
     for option in reversed(options + [_device_option]):
         command = option(command)
@@ -237,9 +238,20 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
     """`kgqa ask`'s text: the object first, where it came from, the top-k candidates; with
     `everything` the mentions, the beam, each candidate's evidence and the homonyms too."""
     chosen = explanation.chosen
-    click.echo(chosen.obj if chosen else "(no KB key reachable)")
-    if chosen:
-        click.echo(f"  from {chosen.subject} · {chosen.predicate}")
+    confidence = f" · confidence {chosen.confidence:.2f}" if chosen and chosen.confidence is not None else ""
+    if chosen is None:
+        click.echo("(no KB key reachable)")
+    elif explanation.answered:
+        click.echo(chosen.obj)
+        click.echo(f"  from {chosen.subject} · {chosen.predicate}{confidence}")
+    else:
+        click.echo(f"(no answer in the KB: the best candidate's confidence {chosen.confidence:.2f} is below "
+                   f"{explanation.min_confidence:g})")
+        click.echo(f"  best guess: {chosen.obj}, from {chosen.subject} · {chosen.predicate}")
+    if chosen and chosen.alternatives:
+        click.echo(f"  ambiguous: the question does not say which {chosen.surface}; side by side:")
+        for subject, obj in [(chosen.subject, chosen.obj)] + chosen.alternatives:
+            click.echo(f"    {subject}: {obj}")
     listed = [r.candidate for r in explanation.candidates] if explanation.reranked else explanation.beam
     for rank, c in enumerate(listed[:top_k], start=1):
         click.echo(f"  {rank}. {c.score:8.3f}  {c.answer()}")

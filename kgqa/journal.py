@@ -18,28 +18,33 @@ from typing import Any, Callable, Iterator
 
 from kgqa.rank.candidate import Candidate, best_answer
 from kgqa.data import Question, read_questions
+from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.triples import file_sha256
 
 PARTIAL = ".partial"
 
 
-def prediction_record(q: Question, found: list[Candidate], top_k: int) -> dict:
-    """`kgqa predict`'s line: id, question, best answer ("" where no KB key was reachable), and
-    with top_k > 1 every candidate with its score."""
-    record = {"id": q.id, "question": q.question, "answer": best_answer(found)}
-    if top_k > 1:
+def prediction_record(q: Question, found: list[Candidate], settings: DecodeSettings) -> dict:
+    """`kgqa predict`'s line: id, question, best answer ("" where no KB key was reachable or its
+    confidence is below the minimum: no answer in the KB), its confidence where the checkpoint has
+    a calibrator, and with top_k > 1 every candidate with its score and confidence."""
+    record = {"id": q.id, "question": q.question, "answer": best_answer(found, settings.min_confidence)}
+    if found and found[0].confidence is not None:
+        record["confidence"] = round(found[0].confidence, 4)
+    if settings.top_k > 1:
         record["candidates"] = [c.as_json() for c in found]
     return record
 
 
-def leaderboard_record(q: Question, found: list[Candidate], top_k: int) -> dict:
-    """The CLUE leaderboard's line: id and best answer."""
-    return {"id": q.id, "answer": best_answer(found)}
+def leaderboard_record(q: Question, found: list[Candidate], settings: DecodeSettings) -> dict:
+    """The CLUE leaderboard's line: id and best answer (every question answered unless a minimum
+    confidence is asked for: the leaderboard scores every line)."""
+    return {"id": q.id, "answer": best_answer(found, settings.min_confidence)}
 
 
 # The kinds of answer file, by the name their journals are fingerprinted with.
-RECORDS: dict[str, Callable[[Question, list[Candidate], int], dict]] = {
+RECORDS: dict[str, Callable[[Question, list[Candidate], DecodeSettings], dict]] = {
     "prediction": prediction_record, "leaderboard": leaderboard_record}
 
 
@@ -145,7 +150,7 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches", disable=not progress):
             chunk = pending[start:start + size]
             found = qa.answer([questions[i].question for i in chunk])
-            journal.append({i: record_of(questions[i], candidates, qa.settings.top_k)
+            journal.append({i: record_of(questions[i], candidates, qa.settings)
                             for i, candidates in zip(chunk, found)})
         yield [journal.done[i] for i in range(len(questions))]
         journal.close()

@@ -10,14 +10,16 @@ from transformers import PreTrainedModel
 
 from kgqa.decode.generate import constrained_generate
 from kgqa.decode.settings import DecodeSettings
+from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import pick_device
 from kgqa.model.tokenizer import Tokenizer
-from kgqa.rank.candidate import Candidate, best_answer, candidate_keys
-from kgqa.rank.features import FEATURE_NAMES, candidate_features
+from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
+from kgqa.rank.features import FEATURE_NAMES, CandidateSet
+from kgqa.rank.confidence import Calibrator, alternatives, signal_rows
 from kgqa.rank.reranker import Reranker
 
 
@@ -61,6 +63,7 @@ class Explanation:
     beam: list[Candidate]  # the beam's keys (model + look-ahead)
     candidates: list[Ranked]  # every candidate key, in the reranker's order
     reranked: bool  # whether the reranker ordered them (else the beam's order stands)
+    min_confidence: float = 0.0  # below it the question gets no answer
     neighbourhood: list[Edge] = field(default_factory=list)  # the chosen subject's keys
     homonyms: list[Homonym] = field(default_factory=list)  # entities of the chosen subject's surface
 
@@ -68,12 +71,18 @@ class Explanation:
     def chosen(self) -> Candidate | None:
         return self.top[0] if self.top else None
 
+    @property
+    def answered(self) -> bool:
+        """False where the question gets no answer: no key reachable, or too little confidence."""
+        return not abstains(self.top, self.min_confidence)
+
     def as_json(self) -> dict:
         """JSON-ready, the answer's parts first (as the service and `kgqa ask --json` print it)."""
         chosen = self.chosen
         return {
             "question": self.question,
-            "answer": best_answer(self.top),
+            **answer_json(self.top, self.min_confidence),
+            "alternatives": [{"subject": subject, "object": obj} for subject, obj in chosen.alternatives] if chosen else [],
             "object": chosen.obj if chosen else "",
             "subject": chosen.subject if chosen else "",
             "predicate": chosen.predicate if chosen else "",
@@ -90,12 +99,17 @@ class Explanation:
 
 class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
-                 settings: DecodeSettings | None = None, reranker: Reranker | None = None) -> None:
+                 settings: DecodeSettings | None = None, reranker: Reranker | None = None,
+                 calibrator: Calibrator | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.index = index
         self.settings = settings or DecodeSettings()
         self.reranker = reranker
+        self.calibrator = calibrator  # each candidate's confidence, where the reranker ranks them
+        if self.settings.min_confidence > 0 and not (self.reranking and calibrator is not None):
+            raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
+                            "(`kgqa fit-reranker` fits both)")
         self.checkpoint: str | None = None  # the directory it was loaded from, if any
 
     @property
@@ -111,7 +125,7 @@ class KGQA:
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
-                 Reranker.load(checkpoint))
+                 Reranker.load(checkpoint), Calibrator.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
 
@@ -125,7 +139,7 @@ class KGQA:
             batch = questions[start:start + s.batch_size]
             beams = self.beam(batch, top_k=s.beams if rerank else s.top_k)
             if rerank:
-                beams = [[c for c, _ in self._ranked(keys, features)] for keys, features in self.candidates(batch, beams)]
+                beams = [[c for c, _ in self._ranked(found, s.top_k)] for found in self.candidates(batch, beams)]
             results.extend(found[: s.top_k] for found in beams)
         return results
 
@@ -135,12 +149,11 @@ class KGQA:
         the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
         beam = self.beam([question], top_k=s.beams)[0]
-        keys, features = self.candidates([question], [beam])[0]
         ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
-                  for c, row in self._ranked(keys, features)]
+                  for c, row in self._ranked(self.candidates([question], [beam])[0])]
         top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
         found = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)], beam,
-                            ranked, self.reranking)
+                            ranked, self.reranking, s.min_confidence)
         if found.chosen:
             found.neighbourhood = self.neighbourhood(found.chosen.key)
             found.homonyms = self.homonyms(found.chosen)
@@ -171,8 +184,9 @@ class KGQA:
     def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
         return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k)
 
-    def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[tuple[list[int], np.ndarray]]:
-        """(KB keys, their reranking features) per question: the beam's keys and their subjects' others."""
+    def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[CandidateSet]:
+        """Each question's candidate keys (the beam's keys and their subjects' others) with their
+        evidence and reranking features."""
         keys = [candidate_keys(self.index, q, beam) for q, beam in zip(questions, beams)]
         answers = [[self.index.answer(key) for key in chosen] for chosen in keys]
         asked = [i for i, chosen in enumerate(keys) if chosen]
@@ -180,15 +194,24 @@ class KGQA:
                    for i in asked]
         found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets,
                                 self.settings.max_question_tokens) if asked else []
-        features = [np.zeros((0, len(FEATURE_NAMES)))] * len(questions)
-        for i, likelihoods in zip(asked, found):
-            features[i] = candidate_features(questions[i], keys[i], answers[i], likelihoods, beams[i],
-                                             [self.index.prominence(key) for key in keys[i]])
-        return list(zip(keys, features))
+        likelihoods = [np.zeros((0, 2))] * len(questions)
+        for i, scored in zip(asked, found):
+            likelihoods[i] = scored
+        return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen])
+                for q, chosen, found_answers, scored, beam in zip(questions, keys, answers, likelihoods, beams)]
 
-    def _ranked(self, keys: list[int], features: np.ndarray) -> list[tuple[Candidate, np.ndarray]]:
+    def _ranked(self, found: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score
-        (ties, and every key where the reranker is off, keep the candidates' order: the beam's first)."""
-        scores = self.reranker.scores(features) if self.reranking and keys else np.zeros(len(keys))
-        return [(Candidate.from_key(self.index, keys[k], float(scores[k])), features[k])
-                for k in np.argsort(-scores, kind="stable")]
+        (ties, and every key where the reranker is off, keep the candidates' order: the beam's
+        first); the first `confident` (None: all) with their confidence, where there is a calibrator."""
+        scores = self.reranker.scores(found.features) if self.reranking and found.keys else np.zeros(len(found.keys))
+        order = np.argsort(-scores, kind="stable")
+        confidence: list[float | None] = [None] * len(order)
+        if self.reranking and self.calibrator is not None and found.keys:
+            signals = signal_rows(found, scores, confident)[1]
+            confidence[: len(signals)] = self.calibrator.probabilities(signals).tolist()
+        ranked = [(Candidate.from_key(self.index, found.keys[k], float(scores[k]), confidence[rank]), found.features[k])
+                  for rank, k in enumerate(order)]
+        if ranked:
+            ranked[0][0].alternatives = alternatives(found, int(order[0]))
+        return ranked

@@ -30,7 +30,7 @@ from aiohttp import web
 from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.pipeline import KGQA
-from kgqa.rank.candidate import best_answer
+from kgqa.rank.candidate import answer_json
 
 BATCHER = web.AppKey("batcher", object)
 BATCHER_TASK = web.AppKey("batcher_task", asyncio.Task)
@@ -127,7 +127,7 @@ class Batcher:
             if not explain:
                 candidates = next(answers)
                 results.append(candidates if isinstance(candidates, Exception) else
-                               {"question": question, "answer": best_answer(candidates),
+                               {"question": question, **answer_json(candidates, self.qa.settings.min_confidence),
                                 "candidates": [c.as_json() for c in candidates]})
                 continue
             try:
@@ -136,7 +136,7 @@ class Batcher:
                 log.exception("kgqa serve: cannot explain %r", question[:80])
                 results.append(error)
                 continue
-            results.append({"question": question, "answer": best_answer(explanation.top),
+            results.append({"question": question, **answer_json(explanation.top, self.qa.settings.min_confidence),
                             "candidates": [c.as_json() for c in explanation.top], "explanation": explanation.as_json()})
         return results
 

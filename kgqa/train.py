@@ -29,7 +29,7 @@ from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
-from kgqa.kb.triples import join_subject, read_kb
+from kgqa.kb.triples import read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
@@ -38,6 +38,8 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
 from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
 from kgqa.rank.candidate import best_answer
+from kgqa.rank.confidence import CONFIDENCE, Calibrator, fit_calibrator
+from kgqa.rank.features import CandidateSet
 from kgqa.rank.reranker import Reranker, fit_reranker
 
 
@@ -147,32 +149,22 @@ def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, floa
     return score([best_answer(found) for found in qa.answer([q.question for q in subset])], [q.answer for q in subset])
 
 
-def _held_out_examples(qa: KGQA, held: list[Question]) -> tuple[list[tuple[np.ndarray, int]], list[str]]:
-    """What the reranker is fitted on: per held-out question whose gold key is among its
-    candidates, (the candidates' features, the gold one's index), and its gold predicate."""
-    examples, predicates = [], []
+def _held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
+    """Each held-out question's candidates, from the beam of the model being fitted for."""
+    found: list[CandidateSet] = []
     size = qa.settings.batch_size
     for start in range(0, len(held), size):
-        batch = held[start:start + size]
-        questions = [q.question for q in batch]
-        beams = qa.beam(questions, top_k=qa.settings.beams)
-        for q, (keys, features) in zip(batch, qa.candidates(questions, beams)):
-            subject, predicate, _ = q.gold()
-            for k, key in enumerate(keys):
-                answer = qa.index.answer(key)
-                if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
-                    examples.append((features, k))
-                    predicates.append(predicate)
-                    break
-    return examples, predicates
+        questions = [q.question for q in held[start:start + size]]
+        found.extend(qa.candidates(questions, qa.beam(questions, top_k=qa.settings.beams)))
+    return found
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
-                   index_dir: str | None = None) -> tuple[Reranker | None, float, int]:
-    """Fit a checkpoint's reranker again on the same held-out predicates its training held out
-    (the split is re-drawn from its saved share and seed): for a checkpoint whose reranker.json
-    was fitted over another kgqa's features. Returns (reranker, gold reach, held-out questions);
-    the reranker is saved beside the model."""
+                   index_dir: str | None = None) -> tuple[Reranker | None, Calibrator | None, float, int]:
+    """Fit a checkpoint's reranker and confidence calibrator again on the same held-out predicates
+    its training held out (the split is re-drawn from its saved share and seed): for a checkpoint
+    an older kgqa fitted. Returns (reranker, calibrator, gold reach, held-out questions); both are
+    saved beside the model."""
     saved = read_settings(checkpoint).get("train", {})
     holdout, seed = saved.get("holdout"), saved.get("seed")
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
@@ -181,21 +173,30 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
-    reranker, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, held)
-    return reranker, reach, len(held)
+    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, held)
+    return reranker, calibrator, reach, len(held)
 
 
 def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                        held: list[Question]) -> tuple[Reranker | None, float]:
-    """Fit the reranker of the checkpoint's model on `held` and save it beside the model (the model
-    is opened without KGQA.from_checkpoint: its reranker is the one being replaced)."""
+                        held: list[Question]) -> tuple[Reranker | None, Calibrator | None, float]:
+    """Fit the reranker of the checkpoint's model on `held`, then the confidence calibrator over
+    it, and save both beside the model (the model is opened without KGQA.from_checkpoint: its
+    reranker is the one being replaced). Also returns the share of `held` whose gold key is among
+    the candidates (the reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    examples, predicates = _held_out_examples(KGQA(model, index.tokenizer, index, decoding), held)
-    reranker = fit_reranker(examples, predicates)
-    if reranker is not None:
-        reranker.save(checkpoint)
-    return reranker, len(examples) / len(held)
+    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding), held)
+    golds = [q.gold() for q in held]
+    positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
+    reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(found, positions) if k is not None],
+                                [gold[1] for gold, k in zip(golds, positions) if k is not None])
+    calibrator = fit_calibrator(found, golds, l2) if reranker is not None else None
+    for fitted in (reranker, calibrator):
+        if fitted is not None:
+            fitted.save(checkpoint)
+    if calibrator is None and os.path.isfile(os.path.join(checkpoint, CONFIDENCE)):
+        os.unlink(os.path.join(checkpoint, CONFIDENCE))  # it calibrated a reranker that is gone
+    return reranker, calibrator, sum(k is not None for k in positions) / len(held)
 
 
 def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, rank: int
@@ -328,11 +329,12 @@ def train(config: TrainConfig) -> dict[str, float]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             tqdm.write(json.dumps(record, ensure_ascii=False))
     if rank == 0 and held:
-        reranker, reach = _fit_saved_reranker(best_dir, index, device, decoding, held)
+        reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, held)
         if reranker is None:
             tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
         else:
-            tqdm.write(f"reranker fitted on {len(held)} held-out questions (gold among candidates: {100 * reach:.1f}%)")
+            tqdm.write(f"reranker {'and confidence calibrator ' if calibrator else ''}fitted on {len(held)} held-out "
+                       f"questions (gold among candidates: {100 * reach:.1f}%)")
     if world > 1:
         torch.distributed.barrier()
     return best

@@ -28,3 +28,6 @@ class DecodeSettings:
         "help": "Rank the candidates with the checkpoint's reranker, where it has one (--no-rerank: the beam's order)."})
     max_question_tokens: int = field(default=128, metadata={
         "help": "Question tokens the model reads, for the beam and the reranker's likelihoods alike.", "min": 1})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "Give no answer where the best candidate's confidence (the probability its object is right) is "
+                "below this (0: answer every question).", "min": 0, "max": 1})

@@ -7,7 +7,7 @@ pipeline, CLI, server) and the peer, which needs no model, must not import torch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kgqa.kb.triples import join_subject
@@ -33,6 +33,10 @@ class Candidate:
     obj: str
     score: float
     key: int  # the KB key's id in the index, for explanation and reranking
+    confidence: float | None = None  # the probability its object is right, where the checkpoint has a calibrator
+    # (subject with its disambiguation, object) of homonyms holding the same predicate with another
+    # object that nothing in the question tells from this one (the best candidate's only)
+    alternatives: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -44,19 +48,45 @@ class Candidate:
 
     def as_json(self) -> dict:
         """The candidate as predict, ask and serve print it."""
-        return {"answer": self.answer(), "score": round(self.score, 4)}
+        found = {"answer": self.answer(), "score": round(self.score, 4)}
+        if self.confidence is not None:
+            found["confidence"] = round(self.confidence, 4)
+        if self.alternatives:
+            found["alternatives"] = [{"subject": subject, "object": obj} for subject, obj in self.alternatives]
+        return found
 
     @classmethod
-    def from_key(cls, index: "KBIndex", key: int, score: float) -> "Candidate":
+    def from_key(cls, index: "KBIndex", key: int, score: float, confidence: float | None = None) -> "Candidate":
         """The KB key as an answer: its first object, as KgCLUE's rule says."""
         answer = index.answer(key)
-        return cls(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, key)
+        return cls(answer.surface, answer.predicate, answer.disambiguation, answer.objects[0], score, key, confidence)
 
 
-def best_answer(found: list[Candidate]) -> str:
+def best_answer(found: list[Candidate], min_confidence: float = 0.0) -> str:
     """The answer string of the best of a question's candidates, or "" when it has none (no KB key
-    was reachable): what an answer file, the leaderboard and the service write for it."""
-    return found[0].answer() if found else ""
+    was reachable) or its confidence is below `min_confidence` (no answer in the KB): what an
+    answer file, the leaderboard and the service write for it."""
+    return "" if abstains(found, min_confidence) else found[0].answer()
+
+
+def answer_json(found: list[Candidate], min_confidence: float) -> dict:
+    """A question's answer as the service and `kgqa ask --json` give it: "answer" is the best
+    candidate's answer string, null where its confidence is below `min_confidence` (no answer in
+    the KB), "" where no KB key was reachable; "confidence" where there is one."""
+    found_json: dict = {"answer": None if found and abstains(found, min_confidence) else best_answer(found)}
+    if found and found[0].confidence is not None:
+        found_json["confidence"] = round(found[0].confidence, 4)
+    return found_json
+
+
+def abstains(found: list[Candidate], min_confidence: float) -> bool:
+    """Whether a question gets no answer: no candidate, or the best one's confidence below
+    `min_confidence` (a candidate without a confidence is answered only at 0)."""
+    if not found:
+        return True
+    if min_confidence <= 0:
+        return False
+    return found[0].confidence is None or found[0].confidence < min_confidence
 
 
 def candidate_keys(index: KBIndex, question: str, beam: list[Candidate], surfaces: int = 2,

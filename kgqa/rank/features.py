@@ -13,12 +13,13 @@ dev's and test's, which training never shows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from kgqa.kb.index import Answer
+from kgqa.kb.triples import join_subject
 from kgqa.rank.candidate import Candidate
 from kgqa.rank.synonyms import synonym_covered
 from kgqa.rank.text import common_subsequence, longest_common_substring, without_mention
@@ -124,3 +125,40 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
                             predicate_keys=count, commoner_siblings=commoner, **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
+
+
+@dataclass
+class CandidateSet:
+    """One question's candidate keys and what their features come from: the keys' KB answers,
+    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence; and the
+    feature rows (one per key, one column per FEATURES name)."""
+
+    question: str
+    keys: list[int]
+    answers: list[Answer]
+    likelihoods: np.ndarray
+    beam: list[Candidate]
+    prominence: list[tuple[int, int]]
+    features: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.features = candidate_features(self.question, self.keys, self.answers, self.likelihoods, self.beam,
+                                           self.prominence) if self.keys else np.zeros((0, len(FEATURE_NAMES)))
+
+    def position(self, subject: str, predicate: str) -> int | None:
+        """Where the key of `subject` (with its disambiguation) and `predicate` is among the
+        candidates (a held-out question's gold key), or None."""
+        for k, answer in enumerate(self.answers):
+            if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
+                return k
+        return None
+
+    def without(self, dropped: Callable[[Answer], bool]) -> CandidateSet:
+        """The same question's candidates had the KB not held the keys whose answer `dropped`
+        says (a missing fact, a missing entity): the others, their features computed again (what
+        the question's candidates share changes with them) and the beam without those keys."""
+        kept = [i for i, answer in enumerate(self.answers) if not dropped(answer)]
+        gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
+        return CandidateSet(self.question, [self.keys[i] for i in kept], [self.answers[i] for i in kept],
+                            self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
+                            [self.prominence[i] for i in kept])

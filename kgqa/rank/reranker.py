@@ -36,31 +36,14 @@ class Reranker:
         return ((features - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights)
 
     def save(self, checkpoint: str) -> None:
-        with atomic_file(os.path.join(checkpoint, RERANKER)) as out:
-            json.dump(asdict(self), out, indent=1)
+        write_model(checkpoint, RERANKER, asdict(self))
 
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:
         """The checkpoint's reranker, its weights paired with features by name; None where it has
         none, or one fitted over other features."""
-        path = os.path.join(checkpoint, RERANKER)
-        if not os.path.isfile(path):
-            return None
-        try:
-            with open(path, encoding="utf-8") as handle:
-                saved = json.load(handle)
-            names = list(saved.get("features", ()))
-            if sorted(names) != sorted(FEATURE_NAMES):
-                log.warning("%s was fitted over other features (another kgqa version): answering without it; "
-                            "`kgqa fit-reranker` fits it again", path)
-                return None
-            fields = [np.asarray(saved[field], dtype=float) for field in ("mean", "std", "weights")]
-            if any(values.shape != (len(names),) for values in fields):
-                raise ValueError(f"expected {len(names)} numbers in mean, std and weights")
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise KgqaError(f"unreadable reranker ({type(error).__name__}: {error})", path) from None
-        order = [names.index(name) for name in FEATURE_NAMES]
-        return cls(*(values[order].tolist() for values in fields))
+        saved = read_model(checkpoint, RERANKER, FEATURE_NAMES, ("mean", "std", "weights"), "reranker")
+        return None if saved is None else cls(*(values.tolist() for values in saved[0]))
 
     @classmethod
     def fit(cls, examples: list[tuple[np.ndarray, int]], l2: float = 1e-3) -> Reranker:
@@ -94,6 +77,43 @@ class Reranker:
         return cls(mean.tolist(), std.tolist(), weights.detach().tolist())
 
 
+def write_model(checkpoint: str, name: str, fitted: dict) -> None:
+    """A fitted model over named features, as JSON beside the checkpoint's weights."""
+    with atomic_file(os.path.join(checkpoint, name)) as out:
+        json.dump(fitted, out, indent=1)
+
+
+def read_model(checkpoint: str, name: str, names: tuple[str, ...], fields: tuple[str, ...], what: str
+               ) -> tuple[list[np.ndarray], dict] | None:
+    """The per-feature `fields` of a model `write_model` saved, each reordered to `names`, and the
+    whole file; None where the checkpoint has none, or one fitted over other features (another kgqa
+    version: warned, and `kgqa fit-reranker` fits it again). A damaged file is a KgqaError."""
+    path = os.path.join(checkpoint, name)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        found = list(saved.get("features", ()))
+        if sorted(found) != sorted(names):
+            log.warning("%s was fitted over other features (another kgqa version): answering without it; "
+                        "`kgqa fit-reranker` fits it again", path)
+            return None
+        values = [np.asarray(saved[field], dtype=float) for field in fields]
+        if any(value.shape != (len(found),) for value in values):
+            raise ValueError(f"expected {len(found)} numbers in {', '.join(fields)}")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise KgqaError(f"unreadable {what} ({type(error).__name__}: {error})", path) from None
+    order = [found.index(feature) for feature in names]
+    return [value[order] for value in values], saved
+
+
+def predicate_folds(predicates: list[str]) -> list[int]:
+    """Two folds of held-out questions, split by a hash of their predicate (deterministic): what
+    is fitted on one fold and judged on the other meets predicates it never saw, as dev's are."""
+    return [zlib.crc32(p.encode("utf-8")) % 2 for p in predicates]
+
+
 def choose_l2(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> float:
     """The penalty under which a reranker fitted on half the held-out predicates ranks the other
     half's gold key first most often (two folds, split by a hash of the predicate: deterministic).
@@ -101,7 +121,7 @@ def choose_l2(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> 
     Why: a feature that varies little between predicates (how common a predicate is, over a KB of
     ten) can stand in for the few held-out predicates' identities, and a weak penalty then fits
     them, not what carries over to unseen ones; across predicates is how dev differs from train."""
-    fold = [zlib.crc32(p.encode("utf-8")) % 2 for p in predicates]
+    fold = predicate_folds(predicates)
     if len(set(fold)) < 2:
         return L2_GRID[0]
 
@@ -115,9 +135,10 @@ def choose_l2(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> 
     return max(L2_GRID, key=right)  # the first (weakest) of equals
 
 
-def fit_reranker(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> Reranker | None:
+def fit_reranker(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> tuple[Reranker | None, float]:
     """The reranker fitted on held-out questions' (candidate features, index of the gold key),
-    each with its gold predicate, its penalty chosen across predicates; None when too few."""
+    each with its gold predicate, and its penalty, chosen across predicates; None when too few."""
     if len(examples) < MIN_EXAMPLES:
-        return None
-    return Reranker.fit(examples, choose_l2(examples, predicates))
+        return None, L2_GRID[0]
+    l2 = choose_l2(examples, predicates)
+    return Reranker.fit(examples, l2), l2

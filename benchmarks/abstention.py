@@ -1,0 +1,184 @@
+"""Does kgqa know when it doesn't know? The confidence of a checkpoint's answers, beside the raw
+reranker score and the raw beam score, on dev over kb.tsv and over a copy of kb.tsv with facts and
+entities taken out.
+
+    python benchmarks/abstention.py --checkpoint CK [--kb KB] [--dev DEV] [--seed 0] [--out runs/abstention]
+        [--svg docs/abstention.svg]
+
+The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
+are "missing entity"), then half of the remaining questions' gold keys (S, P) removed with all
+their objects ("missing fact"); every other question is answerable. Printed, for each signal:
+expected calibration error on answerable dev questions (15 bins; the reranker's reading is its
+softmax share of the top object, the beam's the exp of its mean token log-probability), accuracy at
+80% and 90% coverage of dev over kb.tsv, AUROC of answerable vs unanswerable over the copy, the
+risk-coverage curve's area (AURC) over the copy (an answered unanswerable question is wrong), and
+at the threshold that still answers 90% of the copy's answerable questions, the share of
+missing-fact and missing-entity questions below it. A reliability table and, with --svg, the
+risk-coverage curves as an SVG.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+
+import numpy as np
+
+from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+
+from kgqa.data import read_questions  # noqa: E402
+from kgqa.kb.triples import join_subject, read_kb  # noqa: E402
+from kgqa.metrics import normalize  # noqa: E402
+from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.rank.confidence import SIGNAL_NAMES, signal_rows  # noqa: E402
+
+SIGNALS = ("confidence", "reranker", "beam")
+BINS = 15
+
+
+def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) -> list[str]:
+    """Write the copy of `kb` without the chosen entities and facts; each question's kind."""
+    rng = random.Random(seed)
+    subjects = sorted({s for s, _, _ in golds})
+    gone_entities = set(rng.sample(subjects, round(len(subjects) / 10)))
+    rest = sorted({(s, p) for s, p, _ in golds if s not in gone_entities})
+    gone_facts = set(rng.sample(rest, len(rest) // 2))
+    with open(path, "w", encoding="utf-8") as out:
+        for t in read_kb(kb):
+            subject = join_subject(t.surface, t.disambiguation)
+            if subject not in gone_entities and (subject, t.predicate) not in gone_facts:
+                out.write(f"{subject}\t{t.predicate}\t{t.obj}\n")
+    return ["entity" if s in gone_entities else "fact" if (s, p) in gone_facts else "answerable" for s, p, _ in golds]
+
+
+def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) -> dict[str, np.ndarray]:
+    """Per question: whether the answer's object is the gold one, and each signal of the answer."""
+    right, found = [], {name: [] for name in SIGNALS}
+    size = qa.settings.batch_size
+    share = SIGNAL_NAMES.index("log_object_share")
+    for start in range(0, len(questions), size):
+        batch = questions[start:start + size]
+        beams = qa.beam(batch, top_k=qa.settings.beams)
+        for candidates, beam, gold in zip(qa.candidates(batch, beams), beams, golds[start:start + size]):
+            if not candidates.keys:
+                right.append(False)
+                for name in SIGNALS:
+                    found[name].append(-np.inf)
+                continue
+            scores = qa.reranker.scores(candidates.features)
+            order, signals = signal_rows(candidates, scores, 1)
+            top = candidates.answers[order[0]]
+            right.append(normalize(top.objects[0]) == normalize(gold[2]))
+            found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
+            found["reranker"].append(float(np.exp(signals[0, share])))
+            found["beam"].append(float(np.exp(beam[0].score)) if beam else 0.0)
+    return {"right": np.array(right), **{name: np.array(values) for name, values in found.items()}}
+
+
+def ece(probability: np.ndarray, right: np.ndarray) -> tuple[float, list[tuple[float, float, float, int]]]:
+    """Expected calibration error over equal-width bins, and (low, mean probability, accuracy, n) per bin."""
+    table, total = [], 0.0
+    edges = np.linspace(0, 1, BINS + 1)
+    for k in range(BINS):
+        inside = (probability >= edges[k]) & ((probability < edges[k + 1]) | (k == BINS - 1))
+        if inside.any():
+            gap = abs(probability[inside].mean() - right[inside].mean())
+            total += gap * inside.sum() / len(probability)
+            table.append((edges[k], probability[inside].mean(), right[inside].mean(), int(inside.sum())))
+    return float(total), table
+
+
+def accuracy_at(signal: np.ndarray, right: np.ndarray, coverage: float) -> float:
+    order = np.argsort(-signal, kind="stable")
+    kept = order[: max(1, round(coverage * len(order)))]
+    return float(right[kept].mean())
+
+
+def auroc(signal: np.ndarray, positive: np.ndarray) -> float:
+    """The probability a positive outscores a negative (ties half)."""
+    pos, neg = signal[positive], signal[~positive]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def risk_coverage(signal: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-signal, kind="stable")
+    answered = np.arange(1, len(order) + 1)
+    return answered / len(order), 1 - np.cumsum(right[order]) / answered
+
+
+def svg(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> None:
+    """The risk-coverage curves, coverage across, risk up."""
+    width, height, pad = 520, 340, 50
+    colours = {"confidence": "#c0392b", "reranker": "#2471a3", "beam": "#7d8c8d"}
+    top = max(risk.max() for _, risk in curves.values())
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - 20}" y2="{height - pad}" stroke="black"/>',
+             f'<line x1="{pad}" y1="20" x2="{pad}" y2="{height - pad}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">coverage (share of questions answered)</text>',
+             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
+             f'risk (share of answers wrong)</text>']
+    for tick in range(0, 11, 2):
+        x = pad + (width - pad - 20) * tick / 10
+        parts.append(f'<text x="{x}" y="{height - pad + 16}" text-anchor="middle">{tick / 10:.1f}</text>')
+        y = height - pad - (height - pad - 20) * tick / 10
+        parts.append(f'<text x="{pad - 6}" y="{y + 4}" text-anchor="end">{top * tick / 10:.2f}</text>')
+    for row, (name, (coverage, risk)) in enumerate(curves.items()):
+        points = " ".join(f"{pad + (width - pad - 20) * c:.1f},{height - pad - (height - pad - 20) * r / top:.1f}"
+                          for c, r in zip(coverage[::4], risk[::4]))
+        parts.append(f'<polyline fill="none" stroke="{colours[name]}" stroke-width="2" points="{points}"/>')
+        parts.append(f'<text x="{pad + 12}" y="{34 + 16 * row}" fill="{colours[name]}">{name}</text>')
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(parts + ["</svg>"]) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/abstention")
+    parser.add_argument("--svg")
+    args = parser.parse_args()
+    if missing(args.kb, args.dev):
+        return
+    dev = read_questions(args.dev, need_answers=True)
+    questions, golds = [q.question for q in dev], [q.gold() for q in dev]
+    os.makedirs(args.out, exist_ok=True)
+    copy = os.path.join(args.out, f"kb-missing-seed{args.seed}.tsv")
+    kinds = np.array(kb_copy(args.kb, golds, args.seed, copy))
+    print(f"{len(dev)} dev questions; over the copy: {(kinds == 'answerable').sum()} answerable, "
+          f"{(kinds == 'fact').sum()} missing fact, {(kinds == 'entity').sum()} missing entity")
+    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, progress=True)
+    if qa.reranker is None or qa.calibrator is None:
+        raise SystemExit(f"{args.checkpoint} has no reranker or no confidence calibrator: run kgqa fit-reranker")
+    full = readings(qa, questions, golds)
+    qa_copy = KGQA.from_checkpoint(args.checkpoint, copy, progress=True)
+    cut = readings(qa_copy, questions, golds)
+    answerable = kinds == "answerable"
+    right_cut = cut["right"] & answerable
+    print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
+    print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC answerable vs not (copy) | "
+          "AURC (copy) | below the 90%-of-answerable threshold: missing fact / missing entity |")
+    print("|---|---|---|---|---|---|")
+    curves = {}
+    for name in SIGNALS:
+        error, _ = ece(full[name], full["right"])
+        threshold = np.quantile(cut[name][answerable], 0.10)
+        below = {kind: float((cut[name][kinds == kind] < threshold).mean()) for kind in ("fact", "entity")}
+        curves[name] = risk_coverage(cut[name], right_cut)
+        print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
+              f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(cut[name], answerable):.3f} | "
+              f"{curves[name][1].mean():.3f} | {100 * below['fact']:.1f}% / {100 * below['entity']:.1f}% |")
+    print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
+    for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:
+        print(f"| {low:.2f} | {mean:.3f} | {accuracy:.3f} | {n} |")
+    if args.svg:
+        svg(curves, args.svg)
+        print(f"\n{args.svg}: the risk-coverage curves over the copy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Confidence: the probability that a candidate's object is the right answer, from the evidence the
+pipeline already has (the reranker's scores over the question's candidates and its margin, the
+beam, how much of the question the key covers, rival homonyms), by a logistic calibrator fitted on
+held-out training questions and saved beside the reranker.
+
+Why a calibrator, not the reranker's score: the score ranks one question's candidates against each
+other and says nothing of how sure a ranking is across questions; a question about a fact the KB
+lacks still has a best candidate. The calibrator is fitted on what such questions look like: each
+held-out question is scored by a reranker fitted on the other predicates' questions (as dev's are
+scored by one that never saw them), once as it is, and once more as it would be with its gold key,
+then its gold entity, missing from the KB (the candidates without them, their features computed
+again): there, no candidate is right.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from kgqa.kb.index import Answer
+from kgqa.kb.triples import join_subject
+from kgqa.metrics import normalize
+from kgqa.rank.features import FEATURE_NAMES, CandidateSet
+from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds, read_model, write_model
+
+CONFIDENCE = "confidence.json"
+TOP = 3  # ranked candidates per question the calibrator learns from
+MISSING_WEIGHT = 0.5  # weight of each question with its gold key or entity removed, against 1 as it is
+MARGIN_CAP = 10.0  # a candidate without a rival of another object is this far ahead
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+@dataclass
+class Signal:
+    """What one ranked candidate's confidence is computed from."""
+
+    rank: int
+    score: float  # the reranker's
+    object_share: float  # the reranker's probability (softmax over the candidates) of this candidate's object
+    margin: float  # its score less the best score of a candidate with another object
+    rival_share: float  # the probability of keys of a homonym, same predicate, another object
+    features: np.ndarray  # its reranker features, FEATURE_NAMES' order
+    question_chars: int
+    surface_chars: int
+    candidates: int
+
+
+SIGNALS: dict[str, Callable[[Signal], float]] = {
+    "score": lambda s: s.score,
+    "log_object_share": lambda s: math.log(max(s.object_share, 1e-9)),
+    "margin": lambda s: s.margin,
+    "top": lambda s: float(s.rank == 0),
+    "rival_share": lambda s: s.rival_share,
+    "log_candidates": lambda s: math.log1p(s.candidates),
+    # the share of the question its subject's mention takes up
+    "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
+    **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
+       for name in ("log_likelihood", "mean_log_likelihood", "predicate_covered", "question_covered", "literal",
+                    "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
+                    "number_asked")},
+}
+SIGNAL_NAMES = tuple(SIGNALS)
+
+
+def signal_rows(found: CandidateSet, scores: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates' order by `scores`, best first; one row of SIGNALS for each of the first
+    `limit` (None: all) in that order)."""
+    order = np.argsort(-scores, kind="stable")
+    share = np.exp(scores - scores.max()) if len(scores) else scores
+    share = share / share.sum() if len(scores) else share
+    objects = [answer.objects[0] for answer in found.answers]
+    by_object: dict[str, float] = {}
+    for obj, p in zip(objects, share):
+        by_object[obj] = by_object.get(obj, 0.0) + float(p)
+    rows = []
+    for rank, k in enumerate(order[:limit]):
+        answer = found.answers[k]
+        best_rival = next((scores[i] for i in order if objects[i] != objects[k]), scores[k] - MARGIN_CAP)
+        rival_share = sum(float(share[i]) for i, other in enumerate(found.answers)
+                          if objects[i] != objects[k] and _homonym_rival(other, answer))
+        signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
+                        rival_share, found.features[k], len(found.question), len(answer.surface), len(found.keys))
+        rows.append([value(signal) for value in SIGNALS.values()])
+    return order, np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
+
+
+def alternatives(found: CandidateSet, chosen: int) -> list[tuple[str, str]]:
+    """(subject with its disambiguation, object) of each homonym of candidate `chosen` holding the
+    same predicate with another object that the question does not tell from it: the question
+    covers its disambiguation exactly as much as the chosen one's (usually not at all), and that
+    is the only feature of the question's wording in which two homonyms' keys of one predicate can
+    differ; what still ranks one first is the model and the KB's prominence, not the question."""
+    answer = found.answers[chosen]
+    said = found.features[chosen, _COLUMN["disambiguation_covered"]]
+    return [(join_subject(other.surface, other.disambiguation), other.objects[0])
+            for k, other in enumerate(found.answers)
+            if _homonym_rival(other, answer) and other.objects[0] != answer.objects[0]
+            and found.features[k, _COLUMN["disambiguation_covered"]] == said]
+
+
+def _homonym_rival(other: Answer, answer: Answer) -> bool:
+    """Another entity of the same surface holding the same predicate."""
+    return (other.surface == answer.surface and other.predicate == answer.predicate
+            and other.disambiguation != answer.disambiguation)
+
+
+@dataclass
+class Calibrator:
+    """Logistic regression over standardised SIGNALS: the probability a candidate's object is right."""
+
+    mean: list[float]
+    std: list[float]
+    weights: list[float]
+    bias: float
+    features: tuple[str, ...] = SIGNAL_NAMES
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        logits = ((rows - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def save(self, checkpoint: str) -> None:
+        write_model(checkpoint, CONFIDENCE, asdict(self))
+
+    @classmethod
+    def load(cls, checkpoint: str) -> Calibrator | None:
+        """The checkpoint's calibrator, None where it has none (or one over other signals)."""
+        saved = read_model(checkpoint, CONFIDENCE, SIGNAL_NAMES, ("mean", "std", "weights"), "calibrator")
+        if saved is None:
+            return None
+        fields, extra = saved
+        return cls(*(values.tolist() for values in fields), float(extra["bias"]))
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, right: np.ndarray, weights: np.ndarray, l2: float = 1e-3) -> Calibrator:
+        """Weighted logistic regression, L-BFGS from zero on a convex loss: deterministic."""
+        mean, std = rows.mean(0), rows.std(0) + 1e-6
+        x = torch.tensor((rows - mean) / std, dtype=torch.float64)
+        y = torch.tensor(right, dtype=torch.float64)
+        w = torch.tensor(weights / weights.sum(), dtype=torch.float64)
+        params = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([params], max_iter=300, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            logits = x @ params[:-1] + params[-1]
+            loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+            loss = loss + l2 * params[:-1].square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        found = params.detach().tolist()
+        return cls(mean.tolist(), std.tolist(), found[:-1], found[-1])
+
+
+def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(SIGNALS rows, whether each candidate's object is the gold one, weights) of the top TOP
+    candidates of each held-out question, as it is and with its gold key, then its gold entity,
+    missing; each scored by a reranker fitted (penalty `l2`) on the other fold's predicates."""
+    indices = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
+    fold = predicate_folds([predicate for _, predicate, _ in golds])
+    rows, right, weights = [], [], []
+    for held in sorted(set(fold)):
+        examples = [(f.features, k) for f, k, side in zip(found, indices, fold) if side != held and k is not None]
+        if len(examples) < MIN_EXAMPLES:
+            continue
+        reranker = Reranker.fit(examples, l2)
+        for f, k, gold, side in zip(found, indices, golds, fold):
+            if side != held:
+                continue
+            views = [(f, 1.0)]
+            if k is not None:
+                key = f.answers[k]
+                views.append((f.without(lambda a: a == key), MISSING_WEIGHT))
+                views.append((f.without(lambda a: (a.surface, a.disambiguation) == (key.surface, key.disambiguation)),
+                              MISSING_WEIGHT))
+            for view, weight in views:
+                if not view.keys:
+                    continue
+                order, signals = signal_rows(view, reranker.scores(view.features), TOP)
+                for rank in range(len(signals)):
+                    rows.append(signals[rank])
+                    right.append(normalize(view.answers[order[rank]].objects[0]) == normalize(gold[2]))
+                    weights.append(weight)
+    width = len(SIGNALS)
+    return (np.array(rows, dtype=np.float64).reshape(-1, width), np.array(right, dtype=np.float64),
+            np.array(weights, dtype=np.float64))
+
+
+def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
+    """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
+    too few questions, or no right or no wrong answer among them, to fit one."""
+    rows, right, weights = calibration_rows(found, golds, l2)
+    if len(found) < MIN_EXAMPLES or right.min(initial=1) == right.max(initial=0):
+        return None
+    return Calibrator.fit(rows, right, weights)

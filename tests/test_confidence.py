@@ -1,0 +1,111 @@
+"""Confidence, abstention and ambiguous subjects: the calibrator's probabilities mean what they
+say, a question without its fact or entity teaches "wrong", homonyms the question cannot tell
+apart are named, and a minimum confidence turns a doubtful answer into no answer."""
+import json
+
+import numpy as np
+import pytest
+
+from kgqa.decode.settings import DecodeSettings
+from kgqa.errors import KgqaError
+from kgqa.journal import prediction_record, leaderboard_record
+from kgqa.model.seq2seq import scratch_model
+from kgqa.pipeline import KGQA
+from kgqa.rank.candidate import Candidate, answer_json
+from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, signal_rows
+from kgqa.rank.features import FEATURE_NAMES, CandidateSet
+from kgqa.rank.reranker import Reranker
+
+from conftest import TINY_SHAPE
+
+
+def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(4000, len(SIGNAL_NAMES)))
+    right = (rng.random(4000) < 1 / (1 + np.exp(-(2 * rows[:, 0] - 1)))).astype(float)
+    fitted = Calibrator.fit(rows[:3000], right[:3000], np.ones(3000))
+    p = fitted.probabilities(rows[3000:])
+    bins = np.digitize(p, np.linspace(0, 1, 11)[1:-1])
+    gaps = [abs(p[bins == b].mean() - right[3000:][bins == b].mean()) * (bins == b).mean()
+            for b in range(10) if (bins == b).any()]
+    assert sum(gaps) < 0.04  # expected calibration error on questions it was not fitted on
+    fitted.save(str(tmp_path))
+    saved = json.loads((tmp_path / "confidence.json").read_text(encoding="utf-8"))
+    order = list(reversed(range(len(SIGNAL_NAMES))))  # a file with its signals in another order
+    (tmp_path / "confidence.json").write_text(json.dumps({**saved, **{
+        field: [saved[field][i] for i in order] for field in ("mean", "std", "weights", "features")}}))
+    assert Calibrator.load(str(tmp_path)).probabilities(rows[3000:]) == pytest.approx(p)
+
+
+def _candidates(index, question, surface):
+    """Every key of `surface` as one question's candidates (likelihoods all alike)."""
+    keys = [key for key, _, _ in index.keys(index.surfaces[surface])]
+    return CandidateSet(question, keys, [index.answer(k) for k in keys], np.zeros((len(keys), 2)), [],
+                        [index.prominence(k) for k in keys])
+
+
+def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):
+    _, _, _, index = sample_kb
+    found = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")
+    gold = found.position("胡洋英（杭州作家）", "毕业院校")
+    assert gold is not None
+    without = found.without(lambda a: a == found.answers[gold])
+    assert len(without.keys) == len(found.keys) - 1 and without.position("胡洋英（杭州作家）", "毕业院校") is None
+    assert without.features.shape == (len(found.keys) - 1, len(FEATURE_NAMES))
+    # 40 held-out questions of two predicates, in two folds: each fold scored by a reranker of the other
+    golds = [("胡洋英（杭州作家）", "毕业院校", "武汉大学")] * 20 + [("胡洋英（杭州作家）", "出生日期", "1956年8月23日")] * 20
+    found = [_candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")] * 20 + \
+        [_candidates(index, "胡洋英是什么时候出生的？", "胡洋英")] * 20
+    rows, right, weights = calibration_rows(found, golds, 1e-3)
+    assert rows.shape[1] == len(SIGNAL_NAMES) and len(rows) == len(right) == len(weights)
+    # as it is, a question may be right; with its gold key or entity gone it never is
+    assert right[weights == 1.0].any() and not right[weights < 1.0].any()
+
+
+def test_homonyms_the_question_cannot_tell_apart_are_named_and_one_it_can_is_not(sample_kb):
+    _, _, _, index = sample_kb
+    vague = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")
+    chosen = vague.position("胡洋英（杭州作家）", "毕业院校")
+    assert alternatives(vague, chosen) == [("胡洋英（杭州教授）", "长沙大学")]
+    said = _candidates(index, "当作家的胡洋英是哪个学校毕业的？", "胡洋英")
+    assert alternatives(said, said.position("胡洋英（杭州作家）", "毕业院校")) == []
+    # and the probability of such rivals is a signal of the answer's confidence
+    scores = np.zeros(len(vague.keys))
+    scores[chosen] = 2.0
+    order, rows = signal_rows(vague, scores, 1)
+    assert order[0] == chosen and rows[0, SIGNAL_NAMES.index("rival_share")] > 0
+
+
+def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
+    _, _, tokenizer, index = sample_kb
+    model = scratch_model(tokenizer, TINY_SHAPE, 0)
+    width = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
+    question = ["胡洋英是哪个学校毕业的？"]
+    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), reranker, calibrator)
+    found = qa.answer(question)[0]
+    assert [c.confidence for c in found] == pytest.approx([0.5] * 3)  # zero weights: a coin
+    with pytest.raises(KgqaError, match="calibrator"):
+        KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.6), reranker)
+    doubtful = KGQA(model, tokenizer, index, DecodeSettings(top_k=3, min_confidence=0.6), reranker, calibrator)
+    assert doubtful.answer(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
+    record = prediction_record(_question(), found, doubtful.settings)
+    assert record["answer"] == "" and record["confidence"] == 0.5 and len(record["candidates"]) == 3
+    assert leaderboard_record(_question(), found, DecodeSettings())["answer"] == found[0].answer()  # submit: all
+    assert answer_json(found, 0.6) == {"answer": None, "confidence": 0.5}
+    assert answer_json(found, 0.4)["answer"] == found[0].answer()
+    assert answer_json([], 0.6)["answer"] == ""  # nothing reachable is not the same as not sure
+    explained = doubtful.explain(question[0])
+    assert not explained.answered and explained.as_json()["answer"] is None
+    assert explained.as_json()["confidence"] == 0.5
+
+
+def _question():
+    from kgqa.data import Question
+    return Question(1, "胡洋英是哪个学校毕业的？")
+
+
+def test_a_candidate_without_confidence_is_printed_as_before():
+    plain = Candidate("胡洋英", "毕业院校", "杭州作家", "武汉大学", 1.0, 3)
+    assert plain.as_json() == {"answer": "胡洋英（杭州作家） ||| 毕业院校 ||| 武汉大学", "score": 1.0}
