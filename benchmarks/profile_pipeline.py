@@ -1,7 +1,7 @@
 """Where one question's milliseconds go in the default pipeline (beam + reranker): each stage timed
 where it runs, over N dev questions in the default batches, as ms per question.
 
-    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate]
+    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate|no-confidence]
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
@@ -9,7 +9,8 @@ reranker's candidate keys, their KB answers, the model's log-likelihoods, the na
 the linear score. With --batch-size 1 it is one interactive question's cost. --baseline first
 runs the same questions as an earlier pipeline did, for the two side by side: `rows` scores the
 candidates one padded row each instead of as a prefix tree; `generate` does that and decodes with
-Hugging Face's `generate` in place of the stepper.
+Hugging Face's `generate` in place of the stepper; `no-confidence` answers without the checkpoint's
+confidence calibrator (and so without the answers' confidences and alternatives).
 """
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
-    parser.add_argument("--baseline", choices=("rows", "generate"),
-                        help="first the same with the candidates scored as padded rows (and decoded by HF generate)")
+    parser.add_argument("--baseline", choices=("rows", "generate", "no-confidence"),
+                        help="first the same with the candidates scored as padded rows (and decoded by HF generate), "
+                             "or without the confidence calibrator")
     args = parser.parse_args()
     if missing(args.file, args.kb):
         return
@@ -89,13 +91,15 @@ def main() -> None:
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
     unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
+    calibrator = qa.calibrator
     for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:
         generate.T5Stepper = unhandled if name == "generate (baseline)" else stepper.T5Stepper
-        likelihood.T5Stepper = stepper.T5Stepper if name == "stepper + tree" else unhandled
+        likelihood.T5Stepper = unhandled if name in ("rows (baseline)", "generate (baseline)") else stepper.T5Stepper
+        qa.calibrator = None if name == "no-confidence (baseline)" else calibrator
         wall, spent = profile(qa, questions)
         n = len(questions)
         print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
-              f"{'on' if qa.reranking else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
+              f"{'on' if qa.reranking else 'absent'}, confidence {'on' if qa.calibrator else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
         print("| stage | ms per question | share |")
         print("|---|---|---|")
         for label, seconds in sorted(spent.items(), key=lambda item: -item[1]):

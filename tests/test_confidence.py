@@ -35,6 +35,11 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
     (tmp_path / "confidence.json").write_text(json.dumps({**saved, **{
         field: [saved[field][i] for i in order] for field in ("mean", "std", "weights", "features")}}))
     assert Calibrator.load(str(tmp_path)).probabilities(rows[3000:]) == pytest.approx(p)
+    # rescaled to answers that are right more often than it says: the same order, their rate on average
+    often = (rng.random(1000) < np.minimum(1.0, p + 0.2)).astype(float)
+    rescaled = fitted.rescaled(fitted.logits(rows[3000:]), often)
+    assert (np.argsort(rescaled.probabilities(rows[3000:])) == np.argsort(p)).all()
+    assert rescaled.probabilities(rows[3000:]).mean() == pytest.approx(often.mean(), abs=1e-3)
 
 
 def _candidates(index, question, surface):
@@ -56,10 +61,11 @@ def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample
     golds = [("胡洋英（杭州作家）", "毕业院校", "武汉大学")] * 20 + [("胡洋英（杭州作家）", "出生日期", "1956年8月23日")] * 20
     found = [_candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")] * 20 + \
         [_candidates(index, "胡洋英是什么时候出生的？", "胡洋英")] * 20
-    rows, right, weights = calibration_rows(found, golds, 1e-3)
-    assert rows.shape[1] == len(SIGNAL_NAMES) and len(rows) == len(right) == len(weights)
+    rows, right, weights, answers = calibration_rows(found, golds, 1e-3)
+    assert rows.shape[1] == len(SIGNAL_NAMES) and len(rows) == len(right) == len(weights) == len(answers)
     # as it is, a question may be right; with its gold key or entity gone it never is
     assert right[weights == 1.0].any() and not right[weights < 1.0].any()
+    assert answers.sum() == 40 and (weights[answers] == 1.0).all()  # one answer per question as it is
 
 
 def test_homonyms_the_question_cannot_tell_apart_are_named_and_one_it_can_is_not(sample_kb):

@@ -29,6 +29,7 @@ from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds, read_mod
 CONFIDENCE = "confidence.json"
 TOP = 3  # ranked candidates per question the calibrator learns from
 MISSING_WEIGHT = 0.5  # weight of each question with its gold key or entity removed, against 1 as it is
+FOLDS = 5  # each held-out question's reranker is fitted on the other four fifths: near the whole's
 MARGIN_CAP = 10.0  # a candidate without a rival of another object is this far ahead
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -117,9 +118,19 @@ class Calibrator:
     bias: float
     features: tuple[str, ...] = SIGNAL_NAMES
 
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        return ((rows - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights) + self.bias
+
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
-        logits = ((rows - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights) + self.bias
-        return 1.0 / (1.0 + np.exp(-logits))
+        return 1.0 / (1.0 + np.exp(-self.logits(rows)))
+
+    def rescaled(self, logits: np.ndarray, right: np.ndarray) -> Calibrator:
+        """The same ranking, its probabilities fitted to how often the answers of `logits` are
+        right (Platt scaling: sigmoid(a · logit + c) is again a logistic regression over the rows)."""
+        platt = Calibrator.fit(logits[:, None], right, np.ones(len(logits)), l2=0.0)
+        a = platt.weights[0] / platt.std[0]
+        c = platt.bias - a * platt.mean[0]
+        return Calibrator(self.mean, self.std, [a * w for w in self.weights], a * self.bias + c, self.features)
 
     def save(self, checkpoint: str) -> None:
         write_model(checkpoint, CONFIDENCE, asdict(self))
@@ -157,13 +168,14 @@ class Calibrator:
 
 
 def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(SIGNALS rows, whether each candidate's object is the gold one, weights) of the top TOP
-    candidates of each held-out question, as it is and with its gold key, then its gold entity,
-    missing; each scored by a reranker fitted (penalty `l2`) on the other fold's predicates."""
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(SIGNALS rows, whether each candidate's object is the gold one, weights, which rows are the
+    answer to a question as it is) of the top TOP candidates of each held-out question, as it is
+    and with its gold key, then its gold entity, missing; each scored by a reranker fitted
+    (penalty `l2`) on the other fold's predicates."""
     indices = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
-    fold = predicate_folds([predicate for _, predicate, _ in golds])
-    rows, right, weights = [], [], []
+    fold = predicate_folds([predicate for _, predicate, _ in golds], FOLDS)
+    rows, right, weights, answers = [], [], [], []
     for held in sorted(set(fold)):
         examples = [(f.features, k) for f, k, side in zip(found, indices, fold) if side != held and k is not None]
         if len(examples) < MIN_EXAMPLES:
@@ -186,15 +198,23 @@ def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]
                     rows.append(signals[rank])
                     right.append(normalize(view.answers[order[rank]].objects[0]) == normalize(gold[2]))
                     weights.append(weight)
+                    answers.append(rank == 0 and view is f)
     width = len(SIGNALS)
     return (np.array(rows, dtype=np.float64).reshape(-1, width), np.array(right, dtype=np.float64),
-            np.array(weights, dtype=np.float64))
+            np.array(weights, dtype=np.float64), np.array(answers, dtype=bool))
 
 
 def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
     """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
-    too few questions, or no right or no wrong answer among them, to fit one."""
-    rows, right, weights = calibration_rows(found, golds, l2)
-    if len(found) < MIN_EXAMPLES or right.min(initial=1) == right.max(initial=0):
+    too few questions, or no right or no wrong answer among them, to fit one.
+
+    Two steps: a logistic regression over every row (questions as they are, and without their
+    gold key or entity) learns what tells a right answer from a wrong or impossible one; then its
+    logit is rescaled on the answers to the questions as they are, so that a confidence of 0.8 is
+    right four times in five on questions the KB can answer (the mixture of the first step has
+    more impossible questions than any real stream, and would read low)."""
+    rows, right, weights, answers = calibration_rows(found, golds, l2)
+    if len(found) < MIN_EXAMPLES or right[answers].min(initial=1) == right[answers].max(initial=0):
         return None
-    return Calibrator.fit(rows, right, weights)
+    fitted = Calibrator.fit(rows, right, weights)
+    return fitted.rescaled(fitted.logits(rows[answers]), right[answers])

@@ -108,10 +108,10 @@ def read_model(checkpoint: str, name: str, names: tuple[str, ...], fields: tuple
     return [value[order] for value in values], saved
 
 
-def predicate_folds(predicates: list[str]) -> list[int]:
-    """Two folds of held-out questions, split by a hash of their predicate (deterministic): what
-    is fitted on one fold and judged on the other meets predicates it never saw, as dev's are."""
-    return [zlib.crc32(p.encode("utf-8")) % 2 for p in predicates]
+def predicate_folds(predicates: list[str], folds: int = 2) -> list[int]:
+    """Folds of held-out questions, split by a hash of their predicate (deterministic): what is
+    fitted on the others and judged on one fold meets predicates it never saw, as dev's are."""
+    return [zlib.crc32(p.encode("utf-8")) % folds for p in predicates]
 
 
 def choose_l2(examples: list[tuple[np.ndarray, int]], predicates: list[str]) -> float:
