@@ -10,7 +10,8 @@ are "missing entity"), then half of the remaining questions' gold keys (S, P) re
 their objects ("missing fact"); every other question is answerable. Printed, for each signal:
 expected calibration error on answerable dev questions (15 bins; the reranker's reading is its
 softmax share of the top object, the beam's the exp of its mean token log-probability), accuracy at
-80% and 90% coverage of dev over kb.tsv, AUROC of answerable vs unanswerable over the copy, the
+80% and 90% coverage of dev over kb.tsv, AUROC of its right vs wrong answers, AUROC of answerable
+vs unanswerable over the copy, the
 risk-coverage curve's area (AURC) over the copy (an answered unanswerable question is wrong), and
 at the threshold that still answers 90% of the copy's answerable questions, the share of
 missing-fact and missing-entity questions below it. A reliability table and, with --svg, the
@@ -160,9 +161,10 @@ def main() -> None:
     answerable = kinds == "answerable"
     right_cut = cut["right"] & answerable
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
-    print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC answerable vs not (copy) | "
-          "AURC (copy) | below the 90%-of-answerable threshold: missing fact / missing entity |")
-    print("|---|---|---|---|---|---|")
+    print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
+          "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "
+          "missing entity |")
+    print("|---|---|---|---|---|---|---|")
     curves = {}
     for name in SIGNALS:
         error, _ = ece(full[name], full["right"])
@@ -170,7 +172,8 @@ def main() -> None:
         below = {kind: float((cut[name][kinds == kind] < threshold).mean()) for kind in ("fact", "entity")}
         curves[name] = risk_coverage(cut[name], right_cut)
         print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
-              f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(cut[name], answerable):.3f} | "
+              f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(full[name], full['right']):.3f} | "
+              f"{auroc(cut[name], answerable):.3f} | "
               f"{curves[name][1].mean():.3f} | {100 * below['fact']:.1f}% / {100 * below['entity']:.1f}% |")
     print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
     for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:

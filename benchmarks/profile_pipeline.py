@@ -5,8 +5,8 @@ where it runs, over N dev questions in the default batches, as ms per question.
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
-reranker's candidate keys, their KB answers, the model's log-likelihoods, the named features and
-the linear score. With --batch-size 1 it is one interactive question's cost. --baseline first
+reranker's candidate keys, their KB answers, the model's log-likelihoods, the named features, the
+linear score, and the answers' confidence. With --batch-size 1 it is one interactive question's cost. --baseline first
 runs the same questions as an earlier pipeline did, for the two side by side: `rows` scores the
 candidates one padded row each instead of as a prefix tree; `generate` does that and decodes with
 Hugging Face's `generate` in place of the stepper; `no-confidence` answers without the checkpoint's
@@ -28,7 +28,7 @@ from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model import likelihood  # noqa: E402
-from kgqa.rank import reranker  # noqa: E402
+from kgqa.rank import confidence, features, reranker  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
@@ -45,8 +45,10 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "answer", "KB answers"),
     (pipeline, "log_likelihoods", "model log-likelihoods"),
-    (pipeline, "candidate_features", "features"),
+    (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),
+    (pipeline, "signal_rows", "confidence signals"),
+    (confidence.Calibrator, "probabilities", "confidence"),
 ]
 
 
