@@ -25,13 +25,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(overfit):
-    tmp, _, gold, env = overfit
+def _serve(checkpoint, env, *options):
+    """`kgqa serve` on a free port, once it answers /health; (url, process)."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "cli.py"), "serve", "--checkpoint", str(tmp / "ck/best"),
-         "--kb", f"{SAMPLE}/kb.tsv", "--port", str(port)],
+        [sys.executable, os.path.join(ROOT, "cli.py"), "serve", "--checkpoint", str(checkpoint),
+         "--kb", f"{SAMPLE}/kb.tsv", "--port", str(port), *options],
         env=dict(os.environ, OMP_NUM_THREADS="1", **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -44,6 +43,13 @@ def served(overfit):
     else:
         server.kill()
         pytest.fail("kgqa serve did not come up")
+    return url, server
+
+
+@pytest.fixture
+def served(overfit):
+    tmp, _, gold, env = overfit
+    url, server = _serve(tmp / "ck/best", env)
     yield url, gold
     server.terminate()
     server.wait(timeout=30)
@@ -93,3 +99,32 @@ def test_the_page_leads_with_the_answer_and_draws_its_neighbourhood(served, tmp_
         assert phone.text_content("#object") == obj
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
         browser.close()
+
+
+def test_a_doubtful_answer_reads_as_no_answer_with_the_best_guess_and_its_confidence(overfit, tmp_path):
+    """A checkpoint whose calibrator gives every answer 50%, served with --min-confidence 0.9."""
+    from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
+    from kgqa.rank.features import FEATURE_NAMES
+    from kgqa.rank.reranker import Reranker
+
+    tmp, _, gold, env = overfit
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(tmp / "ck/best", checkpoint)
+    width = len(FEATURE_NAMES)
+    Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1)).save(str(checkpoint))
+    Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0).save(str(checkpoint))
+    url, server = _serve(checkpoint, env, "--min-confidence", "0.9")
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(url)
+            _ask(page, gold[0]["question"])
+            assert page.text_content("#object") == "No answer in the KB"
+            assert "doubtful" in page.get_attribute("#object", "class")
+            assert re.search(r"best guess .+: confidence 50%, below", page.text_content("#confidence"))
+            assert "no answer" in page.locator("#recent li").first.text_content()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
