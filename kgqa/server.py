@@ -251,7 +251,9 @@ def make_app(qa: KGQA, wait_s: float = 0.01, max_pending: int = 1024,
         return web.json_response({"status": "ok" if running else "the answering worker has stopped",
                                   "worker_running": running, "uptime_s": round(time.time() - started, 1),
                                   "decodes": batcher.decodes, "queued": batcher.queue.qsize(),
-                                  "dropped": batcher.dropped, "kb_triples": qa.index.header["triples"]},
+                                  "dropped": batcher.dropped, "kb_triples": qa.index.header["triples"],
+                                  "confidence": qa.reranking and qa.calibrator is not None,
+                                  "min_confidence": qa.settings.min_confidence},
                                  status=200 if running else 503)
 
     async def page(request: web.Request) -> web.FileResponse:
