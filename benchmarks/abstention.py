@@ -31,7 +31,7 @@ from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.triples import join_subject, read_kb  # noqa: E402
 from kgqa.metrics import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
-from kgqa.rank.confidence import SIGNAL_NAMES, signal_rows  # noqa: E402
+from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
 
 SIGNALS = ("confidence", "reranker", "beam")
 BINS = 15
@@ -67,8 +67,9 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
                     found[name].append(-np.inf)
                 continue
             scores = qa.reranker.scores(candidates.features)
-            order, signals = signal_rows(candidates, scores, 1)
-            top = candidates.answers[order[0]]
+            best = ranking(scores)[:1]
+            signals = signal_rows(candidates, scores, best)
+            top = candidates.answers[best[0]]
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
             found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
             found["reranker"].append(float(np.exp(signals[0, share])))

@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from kgqa.rank.candidate import Candidate, best_answer
+from kgqa.rank.candidate import Candidate, best_answer, confidence_json
 from kgqa.data import Question, read_questions
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
@@ -29,9 +29,8 @@ def prediction_record(q: Question, found: list[Candidate], settings: DecodeSetti
     """`kgqa predict`'s line: id, question, best answer ("" where no KB key was reachable or its
     confidence is below the minimum: no answer in the KB), its confidence where the checkpoint has
     a calibrator, and with top_k > 1 every candidate with its score and confidence."""
-    record = {"id": q.id, "question": q.question, "answer": best_answer(found, settings.min_confidence)}
-    if found and found[0].confidence is not None:
-        record["confidence"] = round(found[0].confidence, 4)
+    record = {"id": q.id, "question": q.question, "answer": best_answer(found, settings.min_confidence),
+              **confidence_json(found)}
     if settings.top_k > 1:
         record["candidates"] = [c.as_json() for c in found]
     return record

@@ -19,7 +19,7 @@ from kgqa.model.seq2seq import pick_device
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
-from kgqa.rank.confidence import Calibrator, alternatives, signal_rows
+from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
 from kgqa.rank.reranker import Reranker
 
 
@@ -82,7 +82,6 @@ class Explanation:
         return {
             "question": self.question,
             **answer_json(self.top, self.min_confidence),
-            "alternatives": [{"subject": subject, "object": obj} for subject, obj in chosen.alternatives] if chosen else [],
             "object": chosen.obj if chosen else "",
             "subject": chosen.subject if chosen else "",
             "predicate": chosen.predicate if chosen else "",
@@ -205,10 +204,10 @@ class KGQA:
         (ties, and every key where the reranker is off, keep the candidates' order: the beam's
         first); the first `confident` (None: all) with their confidence, where there is a calibrator."""
         scores = self.reranker.scores(found.features) if self.reranking and found.keys else np.zeros(len(found.keys))
-        order = np.argsort(-scores, kind="stable")
+        order = ranking(scores)
         confidence: list[float | None] = [None] * len(order)
         if self.reranking and self.calibrator is not None and found.keys:
-            signals = signal_rows(found, scores, confident)[1]
+            signals = signal_rows(found, scores, order[:confident])
             confidence[: len(signals)] = self.calibrator.probabilities(signals).tolist()
         ranked = [(Candidate.from_key(self.index, found.keys[k], float(scores[k]), confidence[rank]), found.features[k])
                   for rank, k in enumerate(order)]

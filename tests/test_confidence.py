@@ -12,7 +12,7 @@ from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
 from kgqa.rank.candidate import Candidate, answer_json
-from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, signal_rows
+from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, ranking, signal_rows
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.reranker import Reranker
 
@@ -78,7 +78,8 @@ def test_homonyms_the_question_cannot_tell_apart_are_named_and_one_it_can_is_not
     # and the probability of such rivals is a signal of the answer's confidence
     scores = np.zeros(len(vague.keys))
     scores[chosen] = 2.0
-    order, rows = signal_rows(vague, scores, 1)
+    order = ranking(scores)
+    rows = signal_rows(vague, scores, order[:1])
     assert order[0] == chosen and rows[0, SIGNAL_NAMES.index("rival_share")] > 0
 
 

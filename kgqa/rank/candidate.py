@@ -73,10 +73,13 @@ def answer_json(found: list[Candidate], min_confidence: float) -> dict:
     """A question's answer as the service and `kgqa ask --json` give it: "answer" is the best
     candidate's answer string, null where its confidence is below `min_confidence` (no answer in
     the KB), "" where no KB key was reachable; "confidence" where there is one."""
-    found_json: dict = {"answer": None if found and abstains(found, min_confidence) else best_answer(found)}
-    if found and found[0].confidence is not None:
-        found_json["confidence"] = round(found[0].confidence, 4)
-    return found_json
+    answer = "" if not found else None if abstains(found, min_confidence) else found[0].answer()
+    return {"answer": answer, **confidence_json(found)}
+
+
+def confidence_json(found: list[Candidate]) -> dict:
+    """{"confidence": the best candidate's} where it has one, else {}."""
+    return {"confidence": round(found[0].confidence, 4)} if found and found[0].confidence is not None else {}
 
 
 def abstains(found: list[Candidate], min_confidence: float) -> bool:

@@ -66,10 +66,14 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
 SIGNAL_NAMES = tuple(SIGNALS)
 
 
-def signal_rows(found: CandidateSet, scores: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(the candidates' order by `scores`, best first; one row of SIGNALS for each of the first
-    `limit` (None: all) in that order)."""
-    order = np.argsort(-scores, kind="stable")
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """The candidates' positions, best score first; ties keep the candidates' order (the beam's first)."""
+    return np.argsort(-scores, kind="stable")
+
+
+def signal_rows(found: CandidateSet, scores: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """One row of SIGNALS per candidate of `ranked` (positions in `found`, best first, as
+    `ranking` orders them: the first is rank 0), the question's candidates scored `scores`."""
     share = np.exp(scores - scores.max()) if len(scores) else scores
     share = share / share.sum() if len(scores) else share
     objects = [answer.objects[0] for answer in found.answers]
@@ -77,15 +81,15 @@ def signal_rows(found: CandidateSet, scores: np.ndarray, limit: int | None = Non
     for obj, p in zip(objects, share):
         by_object[obj] = by_object.get(obj, 0.0) + float(p)
     rows = []
-    for rank, k in enumerate(order[:limit]):
+    for rank, k in enumerate(ranked):
         answer = found.answers[k]
-        best_rival = next((scores[i] for i in order if objects[i] != objects[k]), scores[k] - MARGIN_CAP)
+        best_rival = max((scores[i] for i in range(len(scores)) if objects[i] != objects[k]), default=scores[k] - MARGIN_CAP)
         rival_share = sum(float(share[i]) for i, other in enumerate(found.answers)
                           if objects[i] != objects[k] and _homonym_rival(other, answer))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
                         rival_share, found.features[k], len(found.question), len(answer.surface), len(found.keys))
         rows.append([value(signal) for value in SIGNALS.values()])
-    return order, np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
 
 
 def alternatives(found: CandidateSet, chosen: int) -> list[tuple[str, str]]:
@@ -193,8 +197,10 @@ def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]
             for view, weight in views:
                 if not view.keys:
                     continue
-                order, signals = signal_rows(view, reranker.scores(view.features), TOP)
-                for rank in range(len(signals)):
+                scores = reranker.scores(view.features)
+                order = ranking(scores)[:TOP]
+                signals = signal_rows(view, scores, order)
+                for rank in range(len(order)):
                     rows.append(signals[rank])
                     right.append(normalize(view.answers[order[rank]].objects[0]) == normalize(gold[2]))
                     weights.append(weight)
