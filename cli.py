@@ -124,15 +124,16 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 @_device_option
 @_user_errors
 def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
-    """Fit the checkpoint's reranker and confidence calibrator again, on the predicates its training
-    held out: for a checkpoint an older kgqa fitted (other features, or no calibrator)."""
+    """Fit the checkpoint's answer kinds (on the questions it trained on), reranker and confidence
+    calibrator (on the predicates its training held out) again: for a checkpoint an older kgqa
+    fitted (other features, no calibrator or no answer kinds)."""
     from kgqa.train import refit_reranker
 
     reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    click.echo(f"{checkpoint}/reranker.json{' and confidence.json' if calibrator else ''}: fitted on {held} "
-               f"held-out questions (gold among candidates: {100 * reach:.1f}%)")
+    click.echo(f"{checkpoint}/answer_kinds.npz, reranker.json{' and confidence.json' if calibrator else ''}: "
+               f"fitted, the last on {held} held-out questions (gold among candidates: {100 * reach:.1f}%)")
 
 
 def _decode_options(command):

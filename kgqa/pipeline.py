@@ -12,11 +12,12 @@ from kgqa.decode.generate import constrained_generate
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
-from kgqa.kb.index import KBIndex
+from kgqa.kb.index import Answer, KBIndex
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import pick_device
 from kgqa.model.tokenizer import Tokenizer
+from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
@@ -99,13 +100,14 @@ class Explanation:
 class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, reranker: Reranker | None = None,
-                 calibrator: Calibrator | None = None) -> None:
+                 calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.index = index
         self.settings = settings or DecodeSettings()
         self.reranker = reranker
         self.calibrator = calibrator  # each candidate's confidence, where the reranker ranks them
+        self.answer_kinds = answer_kinds  # the reranker's evidence of what kind of answer a question wants
         if self.settings.min_confidence > 0 and not (self.reranking and calibrator is not None):
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
@@ -124,7 +126,7 @@ class KGQA:
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
-                 Reranker.load(checkpoint), Calibrator.load(checkpoint))
+                 Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
 
@@ -196,8 +198,16 @@ class KGQA:
         likelihoods = [np.zeros((0, 2))] * len(questions)
         for i, scored in zip(asked, found):
             likelihoods[i] = scored
-        return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen])
+        return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen],
+                             self.kind_scores(q, found_answers))
                 for q, chosen, found_answers, scored, beam in zip(questions, keys, answers, likelihoods, beams)]
+
+    def kind_scores(self, question: str, answers: list[Answer]) -> np.ndarray:
+        """How well each answer's predicate fits what the question asks for; zeros without answer
+        kinds (a checkpoint an older kgqa fitted: its reranker then has other features anyway)."""
+        if self.answer_kinds is None:
+            return np.zeros(len(answers))
+        return self.answer_kinds.scores(self.index, question, answers)
 
     def _ranked(self, found: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score

@@ -37,6 +37,7 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
                                 scratch_model)
 from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
+from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
 from kgqa.rank.candidate import best_answer
 from kgqa.rank.confidence import CONFIDENCE, Calibrator, fit_calibrator
 from kgqa.rank.features import CandidateSet
@@ -169,23 +170,31 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     holdout, seed = saved.get("holdout"), saved.get("seed")
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
         raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", checkpoint)
-    _, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
+    kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
-    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, held)
+    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, kept, held,
+                                                      seed)
     return reranker, calibrator, reach, len(held)
 
 
 def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                        held: list[Question]) -> tuple[Reranker | None, Calibrator | None, float]:
-    """Fit the reranker of the checkpoint's model on `held`, then the confidence calibrator over
-    it, and save both beside the model (the model is opened without KGQA.from_checkpoint: its
-    reranker is the one being replaced). Also returns the share of `held` whose gold key is among
-    the candidates (the reranker's ceiling)."""
+                        kept: list[Question], held: list[Question], seed: int
+                        ) -> tuple[Reranker | None, Calibrator | None, float]:
+    """Fit the answer kinds on `kept` (the questions the model trained on), then the reranker of
+    the checkpoint's model on `held` and the confidence calibrator over it, and save all three
+    beside the model (the model is opened without KGQA.from_checkpoint: its reranker is the one
+    being replaced). Also returns the share of `held` whose gold key is among the candidates (the
+    reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding), held)
+    kinds = fit_answer_kinds(index, kept, seed)
+    if kinds is not None:
+        kinds.save(checkpoint)
+    elif os.path.isfile(os.path.join(checkpoint, ANSWER_KINDS)):
+        os.unlink(os.path.join(checkpoint, ANSWER_KINDS))
+    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds), held)
     golds = [q.gold() for q in held]
     positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
     reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(found, positions) if k is not None],
@@ -329,7 +338,7 @@ def train(config: TrainConfig) -> dict[str, float]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             tqdm.write(json.dumps(record, ensure_ascii=False))
     if rank == 0 and held:
-        reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, held)
+        reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, kept, held, config.seed)
         if reranker is None:
             tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
         else:

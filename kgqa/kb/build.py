@@ -21,7 +21,7 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, check_replaceable, recover_directory
-from kgqa.kb.index import FORMAT_VERSION, HEADER, DamagedIndex, KBIndex
+from kgqa.kb.index import FORMAT_VERSION, HEADER, PREDICATE_SAMPLE, DamagedIndex, KBIndex
 from kgqa.kb.triples import ReadStats, file_sha256, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
@@ -75,7 +75,7 @@ def _repeats(s: np.ndarray, m: np.ndarray, p: np.ndarray, starts: np.ndarray, di
 
 
 def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_bytes: list[bytes],
-            surfaces: int) -> dict[str, np.ndarray]:
+            surfaces: int, predicates: int) -> dict[str, np.ndarray]:
     """The CSR arrays KBIndex reads, from the kept triples sorted by (S, M, P, file order);
     `lengths` are their objects' byte lengths in that order."""
     new_entity = np.ones(len(s), bool)
@@ -96,7 +96,22 @@ def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_
         "grp_ent": (np.cumsum(new_entity) - 1)[key_first].astype(np.int32),
         "obj_start": np.append(key_first, len(s)).astype(np.int64),
         "obj_offset": obj_offset,
+        **_predicate_samples(p[key_first], predicates),
     }
+
+
+def _predicate_samples(key_pred: np.ndarray, predicates: int) -> dict[str, np.ndarray]:
+    """Up to PREDICATE_SAMPLE keys of each predicate, drawn by a seeded shuffle (keys are sorted by
+    subject, so the first ones would all be early in the alphabet): what a predicate's objects are
+    like is read off their first objects (`KBIndex.predicate_objects`)."""
+    shuffled = np.random.default_rng(0).permutation(len(key_pred))
+    by_predicate = shuffled[np.argsort(key_pred[shuffled], kind="stable")]
+    counts = np.bincount(key_pred, minlength=predicates)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank = np.arange(len(by_predicate)) - np.repeat(first, counts)
+    taken = np.minimum(counts, PREDICATE_SAMPLE)
+    return {"pred_sample_start": np.concatenate([[0], np.cumsum(taken)]).astype(np.int64),
+            "pred_sample_key": by_predicate[rank < PREDICATE_SAMPLE].astype(np.int64)}
 
 
 def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
@@ -127,7 +142,8 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     kept = order[~repeat]
     order = kept[np.lexsort((kept, p[kept], m[kept], s[kept]))]  # file order within a key
     m_bytes = [key.encode("utf-8") for key in t.m_ids]
-    arrays = _levels(s[order], m[order], p[order], np.diff(starts)[order], m_bytes, len(surfaces))
+    arrays = _levels(s[order], m[order], p[order], np.diff(starts)[order], m_bytes, len(surfaces),
+                     len(predicates))
     surface_trie = TokenTrie.build(
         (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
         for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)

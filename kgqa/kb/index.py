@@ -24,11 +24,12 @@ from kgqa.errors import KgqaError
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = "header.json"
 _HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "surfaces", "entities", "predicates")
 ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
-          "obj_offset")
+          "obj_offset", "pred_sample_start", "pred_sample_key")
+PREDICATE_SAMPLE = 64  # keys of each predicate whose objects say what the predicate holds
 TAIL_CACHE = 65536  # surfaces whose `P [SEP] M [EOS]` trie is kept once built
 
 
@@ -58,6 +59,8 @@ class KBIndex:
     grp_ent: np.ndarray  # key -> entity
     obj_start: np.ndarray  # key -> its first object; len keys + 1
     obj_offset: np.ndarray  # object -> its bytes in strings.bin
+    pred_sample_start: np.ndarray  # predicate -> its first sampled key; len predicates + 1
+    pred_sample_key: np.ndarray  # up to PREDICATE_SAMPLE keys of each predicate, shuffled
 
     def __init__(self, directory: str, tokenizer: Tokenizer | None = None) -> None:
         """Open an index and check that its parts agree in size: a truncated or half-copied
@@ -86,7 +89,7 @@ class KBIndex:
             self.predicates = marisa_trie.Trie()
             self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
             (self.ent_start, self.ent_m, self.m_offset, self.ent_sid, self.grp_start, self.grp_pred, self.grp_ent,
-             self.obj_start, self.obj_offset) = (
+             self.obj_start, self.obj_offset, self.pred_sample_start, self.pred_sample_key) = (
                 np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")) for name in ARRAYS)
             strings = os.path.join(directory, "strings.bin")
             self.blob = np.memmap(strings, dtype=np.uint8, mode="r") if os.path.getsize(strings) \
@@ -113,6 +116,8 @@ class KBIndex:
             (len(self.grp_ent) == groups, "grp_ent"),
             (len(self.obj_start) == groups + 1 and self.obj_start[-1] == objects, "obj_start"),
             (objects >= 0 and len(self.m_offset) >= 1, "offsets"),
+            (len(self.pred_sample_start) == h["predicates"] + 1
+             and self.pred_sample_start[-1] == len(self.pred_sample_key), "predicate samples"),
             (objects >= 0 and self.obj_offset[-1] == self.m_offset[0], "obj_offset"),
             (len(self.m_offset) >= 1 and self.m_offset[-1] == len(self.blob), "strings.bin size"),
             (len(trie.first) >= 1 and trie.first[-1] == len(trie.tokens) == len(trie.targets), "surface trie"),
@@ -177,6 +182,16 @@ class KBIndex:
                    for i in range(int(self.obj_start[key]), int(self.obj_start[key + 1]))]
         return Answer(self.surface(int(self.ent_sid[entity])), self.predicate(int(self.grp_pred[key])),
                       self.disambiguation(entity), objects)
+
+    def predicate_objects(self, predicate: str) -> list[str]:
+        """First objects of up to PREDICATE_SAMPLE keys carrying `predicate` across the whole KB
+        (a seeded sample drawn at index time); [] for a predicate the KB does not hold. What kind
+        of thing a predicate holds is read off these (`kgqa.rank.answer_kinds`)."""
+        if predicate not in self.predicates:
+            return []
+        pid = self.predicates[predicate]
+        keys = self.pred_sample_key[int(self.pred_sample_start[pid]):int(self.pred_sample_start[pid + 1])]
+        return [self._string(self.obj_offset, int(self.obj_start[int(key)])) for key in keys]
 
     def lookup(self, surface: str, predicate: str, disambiguation: str) -> Answer | None:
         if surface not in self.surfaces:

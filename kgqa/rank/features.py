@@ -48,6 +48,8 @@ class Evidence:
     asks_number: bool
     predicate_keys: int  # how many KB keys carry the predicate
     commoner_siblings: float  # share of the subject's other candidate predicates that more KB keys carry
+    kind_fit: float  # how well the predicate's profile fits what the question asks for (`answer_kinds.py`)
+    kind_share: float  # softmax share of `kind_fit` among the subject's candidate predicates
 
     @property
     def obj(self) -> str:
@@ -100,29 +102,36 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "predicate_prominence": lambda e: float(np.log1p(e.predicate_keys)),
     "commoner_siblings": lambda e: e.commoner_siblings,
     "commonest_of_subject": lambda e: float(e.commoner_siblings == 0.0),
+    # what the question asks for against what the predicate holds across the KB (多远: 公里, ly)
+    "kind_fit": lambda e: e.kind_fit,
+    "kind_share": lambda e: e.kind_share,
 }
 FEATURE_NAMES = tuple(FEATURES)
 
 
 def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
-                       beam: list[Candidate], prominence: list[tuple[int, int]]) -> np.ndarray:
-    """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it, in
-    that order), one column per FEATURES name."""
+                       beam: list[Candidate], prominence: list[tuple[int, int]], kinds: np.ndarray) -> np.ndarray:
+    """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it,
+    `kinds` as `AnswerKinds.scores` does, in that order), one column per FEATURES name."""
     rests = [without_mention(question, answer.surface) for answer in answers]
     covers = [common_subsequence(rest, answer.predicate) for rest, answer in zip(rests, answers)]
     shared = {"question": question, "best_cover": max(covers), "beam_keys": [c.key for c in beam],
               "longest_surface": max(len(answer.surface) for answer in answers),
               "asks_number": bool(ASKS_NUMBER.search(question))}
     siblings: dict[int, list[int]] = {}
-    for entity, count in prominence:
+    fits: dict[int, list[float]] = {}
+    for (entity, count), fit in zip(prominence, kinds):
         siblings.setdefault(entity, []).append(count)
+        fits.setdefault(entity, []).append(float(fit))
     rows = []
-    for answer, key, (ll, length), rest, cover, (entity, count) in zip(answers, keys, likelihoods, rests, covers,
-                                                                       prominence):
+    for answer, key, (ll, length), rest, cover, (entity, count), fit in zip(answers, keys, likelihoods, rests, covers,
+                                                                            prominence, kinds):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
+        share = 1.0 / float(np.exp(np.array(fits[entity]) - fit).sum())
         evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest, cover=cover,
-                            predicate_keys=count, commoner_siblings=commoner, **shared)
+                            predicate_keys=count, commoner_siblings=commoner, kind_fit=float(fit), kind_share=share,
+                            **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
 
@@ -130,8 +139,8 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
 @dataclass
 class CandidateSet:
     """One question's candidate keys and what their features come from: the keys' KB answers,
-    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence; and the
-    feature rows (one per key, one column per FEATURES name)."""
+    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence and answer
+    kind fit; and the feature rows (one per key, one column per FEATURES name)."""
 
     question: str
     keys: list[int]
@@ -139,11 +148,13 @@ class CandidateSet:
     likelihoods: np.ndarray
     beam: list[Candidate]
     prominence: list[tuple[int, int]]
+    kinds: np.ndarray
     features: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.features = candidate_features(self.question, self.keys, self.answers, self.likelihoods, self.beam,
-                                           self.prominence) if self.keys else np.zeros((0, len(FEATURE_NAMES)))
+                                           self.prominence, self.kinds) if self.keys \
+            else np.zeros((0, len(FEATURE_NAMES)))
 
     def position(self, subject: str, predicate: str) -> int | None:
         """Where the key of `subject` (with its disambiguation) and `predicate` is among the
@@ -161,4 +172,4 @@ class CandidateSet:
         gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
         return CandidateSet(self.question, [self.keys[i] for i in kept], [self.answers[i] for i in kept],
                             self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
-                            [self.prominence[i] for i in kept])
+                            [self.prominence[i] for i in kept], self.kinds[kept])
