@@ -5,7 +5,8 @@ where it runs, over N dev questions in the default batches, as ms per question.
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
-reranker's candidate keys, their KB answers, the model's log-likelihoods, the named features, the
+reranker's candidate keys, their KB answers, the answer kinds and naming weights, the model's
+log-likelihoods, the named features, the
 linear score, and the answers' confidence. With --batch-size 1 it is one interactive question's cost. --baseline first
 runs the same questions as an earlier pipeline did, for the two side by side: `rows` scores the
 candidates one padded row each instead of as a prefix tree; `generate` does that and decodes with
@@ -44,6 +45,7 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (pipeline, "constrained_generate", "beam search (the rest)"),
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "answer", "KB answers"),
+    (KGQA, "learned_evidence", "answer kinds + naming weights"),
     (pipeline, "log_likelihoods", "model log-likelihoods"),
     (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),

@@ -20,6 +20,7 @@ from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
+from kgqa.rank.naming import Naming
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
 from kgqa.rank.reranker import Reranker
 
@@ -100,14 +101,18 @@ class Explanation:
 class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, reranker: Reranker | None = None,
-                 calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None) -> None:
+                 calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None,
+                 naming: Naming | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.index = index
         self.settings = settings or DecodeSettings()
         self.reranker = reranker
         self.calibrator = calibrator  # each candidate's confidence, where the reranker ranks them
-        self.answer_kinds = answer_kinds  # the reranker's evidence of what kind of answer a question wants
+        # the reranker's evidence learned from train: what kind of answer a question wants, and
+        # which of its characters name the predicate
+        self.answer_kinds = answer_kinds
+        self.naming = naming
         if self.settings.min_confidence > 0 and not (self.reranking and calibrator is not None):
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
@@ -126,7 +131,8 @@ class KGQA:
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
-                 Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint))
+                 Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
+                 Naming.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
 
@@ -199,15 +205,17 @@ class KGQA:
         for i, scored in zip(asked, found):
             likelihoods[i] = scored
         return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen],
-                             self.kind_scores(q, found_answers))
+                             *self.learned_evidence(q, found_answers))
                 for q, chosen, found_answers, scored, beam in zip(questions, keys, answers, likelihoods, beams)]
 
-    def kind_scores(self, question: str, answers: list[Answer]) -> np.ndarray:
-        """How well each answer's predicate fits what the question asks for; zeros without answer
-        kinds (a checkpoint an older kgqa fitted: its reranker then has other features anyway)."""
-        if self.answer_kinds is None:
-            return np.zeros(len(answers))
-        return self.answer_kinds.scores(self.index, question, answers)
+    def learned_evidence(self, question: str, answers: list[Answer]) -> tuple[np.ndarray, np.ndarray]:
+        """How well each answer's predicate fits what the question asks for (`AnswerKinds.scores`)
+        and how much of the question names it (`Naming.scores`); zeros for what the checkpoint
+        lacks (one an older kgqa fitted: its reranker then has other features anyway)."""
+        kinds = np.zeros(len(answers)) if self.answer_kinds is None else \
+            self.answer_kinds.scores(self.index, question, answers)
+        named = np.zeros((len(answers), 2)) if self.naming is None else self.naming.scores(question, answers)
+        return kinds, named
 
     def _ranked(self, found: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score

@@ -41,6 +41,7 @@ from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
 from kgqa.rank.candidate import best_answer
 from kgqa.rank.confidence import CONFIDENCE, Calibrator, fit_calibrator
 from kgqa.rank.features import CandidateSet
+from kgqa.rank.naming import fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
 
 
@@ -182,9 +183,9 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
 def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                         kept: list[Question], held: list[Question], seed: int
                         ) -> tuple[Reranker | None, Calibrator | None, float]:
-    """Fit the answer kinds on `kept` (the questions the model trained on), then the reranker of
-    the checkpoint's model on `held` and the confidence calibrator over it, and save all three
-    beside the model (the model is opened without KGQA.from_checkpoint: its reranker is the one
+    """Fit the answer kinds and naming weights on `kept` (the questions the model trained on), then
+    the reranker of the checkpoint's model on `held` and the confidence calibrator over it, and
+    save all four beside the model (the model is opened without KGQA.from_checkpoint: its reranker is the one
     being replaced). Also returns the share of `held` whose gold key is among the candidates (the
     reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
@@ -194,7 +195,10 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
         kinds.save(checkpoint)
     elif os.path.isfile(os.path.join(checkpoint, ANSWER_KINDS)):
         os.unlink(os.path.join(checkpoint, ANSWER_KINDS))
-    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds), held)
+    naming = fit_naming(kept)
+    naming.save(checkpoint)
+    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
+                                 held)
     golds = [q.gold() for q in held]
     positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
     reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(found, positions) if k is not None],

@@ -46,7 +46,8 @@ def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
     keys = [key for key, _, _ in index.keys(index.surfaces[surface])]
     return CandidateSet(question, keys, [index.answer(k) for k in keys], np.zeros((len(keys), 2)), [],
-                        [index.prominence(k) for k in keys], np.zeros(len(keys)))
+                        [index.prominence(k) for k in keys], np.zeros(len(keys)),
+                        np.zeros((len(keys), 2)))
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

@@ -7,6 +7,7 @@ from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.rank.features import FEATURE_NAMES, candidate_features
+from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
 
 from conftest import TINY_SHAPE
@@ -56,9 +57,9 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
     kb_keys = {(t.surface, t.predicate, t.disambiguation, t.obj) for t in triples}
     model = scratch_model(tokenizer, TINY_SHAPE, 1).eval()
     weights = [0.0] * len(FEATURE_NAMES)
-    weights[FEATURE_NAMES.index("predicate_covered")] = 1.0
+    weights[FEATURE_NAMES.index("named_per_character")] = 1.0
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), weights)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker, naming=Naming({}))
     questions = ["马磊静的配偶是谁？", "完全无关的问题"]
     found = qa.answer(questions)
     assert len(found) == 2
@@ -74,25 +75,27 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     question = "刘晓华多少岁了？"
     answers = [Answer("刘晓华", "年龄", "", ["45"]), Answer("刘晓华", "姓名", "", ["刘晓华"]),
                Answer("刘晓华", "职业", "", ["教授"])]
-    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1)] * 3, np.zeros(3))
+    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1)] * 3, np.zeros(3),
+                              np.zeros((3, 2)))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
     asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [], [(0, 1)],
-                                    np.zeros(1))
+                                    np.zeros(1), np.zeros((1, 2)))
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
 
 def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Answer("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Answer("刘晓", "别名", "", ["小刘"])]
     rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [],
-                              [(0, 5), (1, 9)], np.array([1.0, -3.0]))
+                              [(0, 5), (1, 9)], np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
     assert rows.shape == (2, len(FEATURE_NAMES))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["log_likelihood"] == [-2.0, -9.0] and column["mean_log_likelihood"] == [-0.5, -3.0]
-    assert column["predicate_covered"] == [1.0, 0.0] and column["predicate_chars"] == [4.0, 2.0]
+    assert column["named_per_character"] == [0.5, 0.0] and column["predicate_chars"] == [4.0, 2.0]
+    assert column["named"] == [2.0, 0.0] and column["named_share"] == [0.5, 0.0] and column["best_named"] == [1.0, 0.0]
     assert column["mention_chars"] == [3.0, 2.0] and column["longest_mention"] == [1.0, 0.0]
     assert column["has_disambiguation"] == [1.0, 0.0]
     assert column["kind_fit"] == [1.0, -3.0] and column["kind_share"] == [1.0, 1.0]  # each its subject's only one
@@ -102,7 +105,8 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
     answers = [Answer("刘晓华", p, "", ["x"]) for p in ("主讲课程", "讲授课程", "职业")] + [Answer("刘晓", "别名", "", ["y"])]
     prominence = [(0, 10), (0, 300), (0, 300), (1, 2)]  # (subject entity, KB keys with the predicate)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
-    rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], prominence, kinds)
+    rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], prominence, kinds,
+                              np.zeros((4, 2)))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     e = np.exp(2.0)
     assert column["kind_share"] == pytest.approx([e / (e + 2), 1 / (e + 2), 1 / (e + 2), 1.0])  # within a subject

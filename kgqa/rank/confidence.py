@@ -59,7 +59,7 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
     **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
-       for name in ("log_likelihood", "mean_log_likelihood", "predicate_covered", "question_covered", "literal",
+       for name in ("log_likelihood", "mean_log_likelihood", "named_per_character", "named_share", "literal",
                     "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
                     "number_asked")},
 }

@@ -6,9 +6,10 @@ model's preference against the question's wording with one fixed weight for ever
 scoring every predicate of the chosen subjects on this evidence, with learned weights
 (`reranker.py`), recovers answers the beam dropped. The object a key gives is evidence too: a
 question that asks how many or when wants one holding a digit, and no question asks for what it
-already says. No feature names a predicate (model log-likelihood, how much of the predicate the
-question covers, the object's kind, ...), so weights fitted on held-out predicates carry over to
-dev's and test's, which training never shows.
+already says, and a question's wording says what kind of object it wants (`answer_kinds.py`). No
+feature names a predicate (model log-likelihood, how much of the question names the predicate,
+the object's kind, ...), so weights fitted on held-out predicates carry over to dev's and test's,
+which training never shows.
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ class Evidence:
     log_likelihood: float
     target_tokens: int
     rest: str  # the question without this key's subject mention
-    cover: int  # longest common subsequence of `rest` and the predicate
-    best_cover: int  # the highest `cover` among the question's candidates
+    named: float  # naming weight of the characters `rest` shares with the predicate (`naming.py`)
+    nameable: float  # naming weight of all the characters of `rest`
+    best_named: float  # the highest `named` among the question's candidates
     longest_surface: int  # the longest subject surface among them
     beam_keys: list[int]
     asks_number: bool
@@ -67,12 +69,15 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "log_likelihood": lambda e: e.log_likelihood,
     # the same per target token: long predicates are not penalised
     "mean_log_likelihood": lambda e: e.log_likelihood / max(e.target_tokens, 1),
-    # longest common subsequence with the question (mention removed) / |P|
-    "predicate_covered": lambda e: e.cover / len(e.answer.predicate),
-    # the same / |rest of the question|
-    "question_covered": lambda e: e.cover / max(len(e.rest), 1),
-    # 1 for the predicates with the question's highest subsequence count
-    "best_cover": lambda e: float(e.cover == e.best_cover),
+    # the question's characters (mention removed) the predicate shares, each weighed by how often
+    # such a character names the predicate in train's questions: 在 of 「在哪里」 little, 址 much
+    "named": lambda e: e.named,
+    # the same / that weight of all the question's characters
+    "named_share": lambda e: _share(e.named, e.nameable),
+    # the same / |P|
+    "named_per_character": lambda e: e.named / len(e.answer.predicate),
+    # 1 for the predicates the question names most
+    "best_named": lambda e: float(e.named == e.best_named),
     # 1 when P occurs in the question as it is
     "literal": lambda e: float(e.answer.predicate in e.rest),
     # longest common substring with the question / |P|
@@ -110,12 +115,13 @@ FEATURE_NAMES = tuple(FEATURES)
 
 
 def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
-                       beam: list[Candidate], prominence: list[tuple[int, int]], kinds: np.ndarray) -> np.ndarray:
+                       beam: list[Candidate], prominence: list[tuple[int, int]], kinds: np.ndarray,
+                       named: np.ndarray) -> np.ndarray:
     """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it,
-    `kinds` as `AnswerKinds.scores` does, in that order), one column per FEATURES name."""
+    `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
+    column per FEATURES name."""
     rests = [without_mention(question, answer.surface) for answer in answers]
-    covers = [common_subsequence(rest, answer.predicate) for rest, answer in zip(rests, answers)]
-    shared = {"question": question, "best_cover": max(covers), "beam_keys": [c.key for c in beam],
+    shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
               "longest_surface": max(len(answer.surface) for answer in answers),
               "asks_number": bool(ASKS_NUMBER.search(question))}
     siblings: dict[int, list[int]] = {}
@@ -124,13 +130,13 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
         siblings.setdefault(entity, []).append(count)
         fits.setdefault(entity, []).append(float(fit))
     rows = []
-    for answer, key, (ll, length), rest, cover, (entity, count), fit in zip(answers, keys, likelihoods, rests, covers,
-                                                                            prominence, kinds):
+    for answer, key, (ll, length), rest, (said, sayable), (entity, count), fit in zip(
+            answers, keys, likelihoods, rests, named, prominence, kinds):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         share = 1.0 / float(np.exp(np.array(fits[entity]) - fit).sum())
-        evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest, cover=cover,
-                            predicate_keys=count, commoner_siblings=commoner, kind_fit=float(fit), kind_share=share,
+        evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
+                            named=float(said), nameable=float(sayable), predicate_keys=count, commoner_siblings=commoner, kind_fit=float(fit), kind_share=share,
                             **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
@@ -139,8 +145,8 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
 @dataclass
 class CandidateSet:
     """One question's candidate keys and what their features come from: the keys' KB answers,
-    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence and answer
-    kind fit; and the feature rows (one per key, one column per FEATURES name)."""
+    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence, answer
+    kind fit and naming weights; and the feature rows (one per key, one column per FEATURES name)."""
 
     question: str
     keys: list[int]
@@ -149,11 +155,12 @@ class CandidateSet:
     beam: list[Candidate]
     prominence: list[tuple[int, int]]
     kinds: np.ndarray
+    named: np.ndarray
     features: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.features = candidate_features(self.question, self.keys, self.answers, self.likelihoods, self.beam,
-                                           self.prominence, self.kinds) if self.keys \
+                                           self.prominence, self.kinds, self.named) if self.keys \
             else np.zeros((0, len(FEATURE_NAMES)))
 
     def position(self, subject: str, predicate: str) -> int | None:
@@ -172,4 +179,4 @@ class CandidateSet:
         gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
         return CandidateSet(self.question, [self.keys[i] for i in kept], [self.answers[i] for i in kept],
                             self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
-                            [self.prominence[i] for i in kept], self.kinds[kept])
+                            [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept])

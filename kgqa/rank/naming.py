@@ -1,0 +1,78 @@
+"""Which of a question's characters name its predicate, learned from train's questions.
+
+How much of the question a predicate covers counts every shared character alike, so 在线播放平台
+covers 「在哪里？」 by its 在 as much as a predicate the question names. A character's *naming
+weight* is the share of train's questions holding it (their subject's mention taken out) whose
+gold predicate holds it too: 在, 的 and 是 name a predicate rarely, 址, 距 and 曲 often. The weights
+are per character, not per predicate, so they carry over to dev's and test's predicates, which
+training never shows; the reranker reads the weighted cover as features (`features.py`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from kgqa.data import Question
+from kgqa.errors import KgqaError
+from kgqa.files import atomic_file
+from kgqa.kb.index import Answer
+from kgqa.kb.triples import split_subject
+from kgqa.rank.text import without_mention
+
+NAMING = "naming.json"
+PRIOR, PRIOR_QUESTIONS = 0.3, 1.0  # a character's weight before any question: PRIOR, worth PRIOR_QUESTIONS
+
+
+@dataclass
+class Naming:
+    """Per character: (train questions whose gold predicate holds it too, train questions holding it)."""
+
+    counts: dict[str, tuple[int, int]]
+
+    def weight(self, character: str) -> float:
+        named, seen = self.counts.get(character, (0, 0))
+        return (named + PRIOR * PRIOR_QUESTIONS) / (seen + PRIOR_QUESTIONS)
+
+    def scores(self, question: str, answers: list[Answer]) -> np.ndarray:
+        """One row per answer: (the naming weight of the characters its predicate shares with the
+        question without the answer's mention, the naming weight of all that question's characters)."""
+        rows = np.zeros((len(answers), 2))
+        for k, answer in enumerate(answers):
+            rest = set(without_mention(question, answer.surface))
+            rows[k] = (sum(self.weight(c) for c in rest & set(answer.predicate)), sum(self.weight(c) for c in rest))
+        return rows
+
+    def save(self, checkpoint: str) -> None:
+        with atomic_file(os.path.join(checkpoint, NAMING)) as out:
+            json.dump({"counts": self.counts}, out, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def load(cls, checkpoint: str) -> Naming | None:
+        """The checkpoint's naming weights; None where it has none (fitted by an older kgqa)."""
+        path = os.path.join(checkpoint, NAMING)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                counts = json.load(handle)["counts"]
+            return cls({str(c): (int(named), int(seen)) for c, (named, seen) in counts.items()})
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise KgqaError(f"unreadable naming weights ({type(error).__name__}: {error})", path) from None
+
+
+def fit_naming(questions: list[Question]) -> Naming:
+    """Naming weights counted over `questions` (train's, with answers)."""
+    named: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for q in questions:
+        gold = q.gold()
+        if gold is None:
+            continue
+        for c in set(without_mention(q.question, split_subject(gold[0])[0])):
+            seen[c] += 1
+            named[c] += c in gold[1]
+    return Naming({c: (named[c], seen[c]) for c in sorted(seen)})

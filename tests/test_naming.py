@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from kgqa.data import Question
+from kgqa.errors import KgqaError
+from kgqa.kb.index import Answer
+from kgqa.rank.naming import PRIOR, Naming, fit_naming
+
+QUESTIONS = [("甲校在哪里？", "甲校 ||| 校址 ||| 东路1号"), ("乙校在哪里？", "乙校 ||| 地址 ||| 西路2号"),
+             ("丙校的校址是哪里？", "丙校 ||| 校址 ||| 南路3号"), ("丁在哪一年出生？", "丁 ||| 出生年份 ||| 1990年"),
+             ("在线看的平台是什么？", "在线 ||| 播放平台 ||| 腾讯视频")]
+
+
+def _questions():
+    return [Question(i, q, a) for i, (q, a) in enumerate(QUESTIONS)]
+
+
+def test_a_characters_weight_is_how_often_it_names_the_gold_predicate():
+    naming = fit_naming(_questions())
+    assert naming.counts["在"] == (0, 3)  # in three questions (not the fifth: its mention 在线 is taken out)
+    assert naming.counts["址"] == (1, 1)
+    assert naming.weight("址") > PRIOR > naming.weight("在")
+    assert naming.weight("从未见过") == PRIOR
+
+
+def test_a_predicate_the_question_names_outweighs_one_sharing_a_function_character():
+    naming = fit_naming(_questions())
+    answers = [Answer("戊校", "在线播放平台", "", ["腾讯视频"]), Answer("戊校", "校址", "", ["北路4号"])]
+    named = naming.scores("戊校的校址在哪里？", answers)
+    assert named[1, 0] > named[0, 0] > 0  # 校址 by 校 and 址, 在线播放平台 by 在 only
+    assert named[0, 1] == named[1, 1] == pytest.approx(sum(naming.weight(c) for c in set("的校址在哪里？")))
+
+
+def test_naming_weights_are_saved_and_read_back(tmp_path):
+    naming = fit_naming(_questions())
+    naming.save(str(tmp_path))
+    assert Naming.load(str(tmp_path)) == naming
+    assert Naming.load(str(tmp_path / "none")) is None
+    (tmp_path / "naming.json").write_text(json.dumps({"counts": {"在": "many"}}), encoding="utf-8")
+    with pytest.raises(KgqaError, match="unreadable naming weights"):
+        Naming.load(str(tmp_path))
+    assert np.array_equal(naming.scores("问", []), np.zeros((0, 2)))
