@@ -151,8 +151,8 @@ def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, floa
     return score([best_answer(found) for found in qa.answer([q.question for q in subset])], [q.answer for q in subset])
 
 
-def _held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
-    """Each held-out question's candidates, from the beam of the model being fitted for."""
+def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
+    """Each question's candidates (held-out ones, for a fit), from the beam of the model being fitted for."""
     found: list[CandidateSet] = []
     size = qa.settings.batch_size
     for start in range(0, len(held), size):
@@ -197,7 +197,7 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
         os.unlink(os.path.join(checkpoint, ANSWER_KINDS))
     naming = fit_naming(kept)
     naming.save(checkpoint)
-    found = _held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
+    found = held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
                                  held)
     golds = [q.gold() for q in held]
     positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]

@@ -173,7 +173,7 @@ def test_ask_answers_explains_and_keeps_a_prompt_open(overfit):
     surface = gold[0]["answer"].split(" ||| ")[0].split("（")[0]
     assert surface in info["mentions"]
     assert info["candidates"][0]["answer"] == info["answer"]
-    assert set(info["candidates"][0]["features"]) >= {"log_likelihood", "predicate_covered"}
+    assert set(info["candidates"][0]["features"]) >= {"log_likelihood", "named_share", "kind_fit"}
     assert any(h["chosen"] and h["has_predicate"] for h in info["homonyms"])
     typed = gold[1]["question"] + "\n\n" + gold[2]["question"] + "\n"
     result = CliRunner().invoke(main, ["ask", "--top-k", "2"] + decode, input=typed, env=env)

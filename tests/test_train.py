@@ -169,10 +169,15 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     path = tmp_path / "ck/best/reranker.json"
     fitted = json.loads(path.read_text(encoding="utf-8"))
     path.write_text(json.dumps({**fitted, "features": ["an_older_feature"] + fitted["features"][1:]}), encoding="utf-8")
+    learned = [tmp_path / "ck/best/answer_kinds.npz", tmp_path / "ck/best/naming.json"]
+    before = [p.read_bytes() for p in learned]
+    for p in learned:
+        p.unlink()  # as a checkpoint an older kgqa fitted has them
     result = CliRunner().invoke(main, ["fit-reranker", "--checkpoint", str(tmp_path / "ck/best"), *args,
                                        "--device", "cpu"], env=env)
     assert result.exit_code == 0, result.output
-    assert "fitted on" in result.output
+    assert "held-out questions" in result.output
+    assert [p.read_bytes() for p in learned] == before  # fitted again, the same: seeded
     refitted = json.loads(path.read_text(encoding="utf-8"))
     assert refitted["features"] == list(FEATURE_NAMES)
     assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit
