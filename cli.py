@@ -124,16 +124,17 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 @_device_option
 @_user_errors
 def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
-    """Fit the checkpoint's answer kinds (on the questions it trained on), reranker and confidence
-    calibrator (on the predicates its training held out) again: for a checkpoint an older kgqa
-    fitted (other features, no calibrator or no answer kinds)."""
+    """Fit the checkpoint's answer kinds and naming weights (on the questions it trained on),
+    reranker and confidence calibrator (on the predicates its training held out) again: for a
+    checkpoint an older kgqa fitted (other features, no calibrator, no answer kinds)."""
     from kgqa.train import refit_reranker
 
     reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    click.echo(f"{checkpoint}/answer_kinds.npz, reranker.json{' and confidence.json' if calibrator else ''}: "
-               f"fitted, the last on {held} held-out questions (gold among candidates: {100 * reach:.1f}%)")
+    fitted = "answer_kinds.npz, naming.json, reranker.json" + (" and confidence.json" if calibrator else "")
+    click.echo(f"{checkpoint}/{fitted}: fitted, the last on {held} held-out questions "
+               f"(gold among candidates: {100 * reach:.1f}%)")
 
 
 def _decode_options(command):
@@ -264,8 +265,8 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
                "kind of answer asked for; model log-likelihood):")
     for r in explanation.candidates:
         f = r.features
-        click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  {f['log_likelihood']:8.2f}  "
-                   f"{r.candidate.answer()}")
+        click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  "
+                   f"{f['log_likelihood']:8.2f}  {r.candidate.answer()}")
     click.echo("homonyms of the chosen subject: " + ", ".join(
         (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
         + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))
