@@ -107,7 +107,7 @@ def _predicate_samples(key_pred: np.ndarray, predicates: int) -> dict[str, np.nd
     shuffled = np.random.default_rng(0).permutation(len(key_pred))
     by_predicate = shuffled[np.argsort(key_pred[shuffled], kind="stable")]
     counts = np.bincount(key_pred, minlength=predicates)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    first = np.cumsum(counts) - counts
     rank = np.arange(len(by_predicate)) - np.repeat(first, counts)
     taken = np.minimum(counts, PREDICATE_SAMPLE)
     return {"pred_sample_start": np.concatenate([[0], np.cumsum(taken)]).astype(np.int64),
