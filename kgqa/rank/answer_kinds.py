@@ -35,7 +35,7 @@ ANSWER_KINDS = "answer_kinds.npz"
 FORMS = 2000  # the commonest forms across the KB's predicates
 MIN_CUE_COUNT = 3  # cues seen in fewer train questions than this teach noise
 EPOCHS, BATCH, LEARNING_RATE, WEIGHT_DECAY = 3, 64, 1e-2, 1e-4
-PROFILE_CACHE = 200_000  # predicates whose profile is kept once read
+PROFILE_CACHE = 50_000  # predicates whose profile is kept once read (about 40 MB)
 log = logging.getLogger("kgqa.rank.answer_kinds")
 
 
@@ -83,7 +83,7 @@ class AnswerKinds:
         if found is None:
             objects = index.predicate_objects(predicate)
             counts = Counter(self._form_ids[f] for obj in objects for f in object_forms(obj) if f in self._form_ids)
-            ids = np.array(sorted(counts), dtype=np.int64)
+            ids = np.array(sorted(counts), dtype=np.int16 if len(self.forms) < 2 ** 15 else np.int64)
             found = ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
             if len(self._profiles) >= PROFILE_CACHE:
                 self._profiles.clear()
@@ -189,7 +189,7 @@ def _logits(table: torch.nn.EmbeddingBag, batch: list[tuple[list[int], list[tupl
             cols.append(ids)
             shares.append(values)
             slots.append(np.full(len(ids), b * width + c))
-    rows_t, cols_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
+    rows_t, cols_t = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols)).long()
     flat = torch.zeros(len(batch) * width).index_add_(
         0, torch.from_numpy(np.concatenate(slots)), asked[rows_t, cols_t] * torch.from_numpy(np.concatenate(shares)))
     valid = torch.zeros(len(batch), width, dtype=torch.bool)
