@@ -225,19 +225,26 @@ def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp
      "is a file, expected a directory"),
     (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADRERANK", "--kb", f"{SAMPLE}/kb.tsv"],
      "reranker.json: unreadable reranker"),
+    (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADKINDS", "--kb", f"{SAMPLE}/kb.tsv"],
+     "answer_kinds.npz: unreadable answer kinds"),
+    (["ask", "问", "--checkpoint", "BADNAMING", "--kb", f"{SAMPLE}/kb.tsv"], "naming.json: unreadable naming weights"),
     (["predict", "SURROGATE", "-o", "OUT", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
      "surrogate.json:1: the question holds a lone surrogate"),
 ], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "evaluate-latin1", "evaluate-dir",
-        "predict-o-dir", "submit-o-file", "bad-reranker", "surrogate-question"])
+        "predict-o-dir", "submit-o-file", "bad-reranker", "bad-answer-kinds", "bad-naming", "surrogate-question"])
 def test_each_failure_is_one_line_before_any_work(overfit, tmp_path, args, message):
     import shutil
 
     tmp, train, _, env = overfit
-    bad = tmp_path / "badrerank"
-    shutil.copytree(tmp / "ck/best", bad)
-    write(bad / "reranker.json", '{"features": ')
+    damaged = {}
+    for name, file, text in [("BADRERANK", "reranker.json", '{"features": '),
+                             ("BADKINDS", "answer_kinds.npz", b"PK\x03\x04 cut short"),
+                             ("BADNAMING", "naming.json", '{"counts": {"在": [1]}}')]:
+        damaged[name] = str(tmp_path / name.lower())
+        shutil.copytree(tmp / "ck/best", damaged[name])
+        write(os.path.join(damaged[name], file), text)
     names = {"MISSING": str(tmp_path / "MISSING"), "TMP": str(tmp_path), "CK": str(tmp / "ck/best"),
-             "OUT": str(tmp_path / "out"), "TRAIN": train, "BADRERANK": str(bad),
+             "OUT": str(tmp_path / "out"), "TRAIN": train, **damaged,
              "LATIN1": write(tmp_path / "latin1.json", '{"id": 1, "answer": "caf\xe9"}\n'.encode("latin-1")),
              "SURROGATE": write(tmp_path / "surrogate.json", '{"id": 1, "question": "\\ud800的配偶"}\n')}
     result = CliRunner().invoke(main, [names.get(a, a) for a in args], env=env)

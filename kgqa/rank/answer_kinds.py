@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -117,7 +118,7 @@ class AnswerKinds:
                 cues, forms, weights = list(saved["cues"]), list(saved["forms"]), saved["weights"]
             if weights.shape != (len(cues) + 1, len(forms)):
                 raise ValueError(f"weights of shape {weights.shape} for {len(cues)} cues and {len(forms)} forms")
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise KgqaError(f"unreadable answer kinds ({type(error).__name__}: {error})", path) from None
         return cls([str(c) for c in cues], [str(f) for f in forms], weights)
 
