@@ -24,7 +24,6 @@ from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 from kgqa.data import hold_out_predicates, read_questions  # noqa: E402
 from kgqa.model.checkpoint import read_settings  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
-from kgqa.rank import reranker  # noqa: E402
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet  # noqa: E402
 from kgqa.rank.reranker import L2_GRID, Reranker, cross_validated  # noqa: E402
 from kgqa.train import held_out_candidates  # noqa: E402
@@ -64,7 +63,6 @@ def main() -> None:
             raise SystemExit(f"no such feature: {', '.join(sorted(unknown))}")
         names = [name for name in FEATURE_NAMES if name not in dropped]
         columns = [FEATURE_NAMES.index(name) for name in names]
-        reranker.FEATURE_NAMES = tuple(names)  # Reranker.fit sizes its weights by the names
         pairs, predicates = examples(found, golds, columns)
         right = [cross_validated(pairs, predicates, l2) for l2 in L2_GRID]
         best = int(np.argmax(right))
@@ -75,7 +73,6 @@ def main() -> None:
         label = f"all {len(FEATURE_NAMES)}" + (f" without {', '.join(dropped)}" if dropped else "")
         print(f"| {label} | {100 * right[best] / len(held):.2f} | "
               + " / ".join(f"{100 * r / len(held):.2f}" for r in right) + f" | {100 * dev_right / len(dev):.2f} |")
-    reranker.FEATURE_NAMES = FEATURE_NAMES
 
 
 if __name__ == "__main__":

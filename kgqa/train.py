@@ -185,7 +185,7 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
                         ) -> tuple[Reranker | None, Calibrator | None, float]:
     """Fit the answer kinds and naming weights on `kept` (the questions the model trained on), then
     the reranker of the checkpoint's model on `held` and the confidence calibrator over it, and
-    save all four beside the model (the model is opened without KGQA.from_checkpoint: its reranker is the one
+    save all four beside the model (opened without KGQA.from_checkpoint: its reranker is the one
     being replaced). Also returns the share of `held` whose gold key is among the candidates (the
     reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)

@@ -15,6 +15,7 @@ reranker reads the score as a feature (`features.py`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -66,30 +67,24 @@ class AnswerKinds:
     weights: np.ndarray  # (len(cues) + 1, len(forms))
     _cue_ids: dict[str, int] = field(init=False, repr=False)
     _form_ids: dict[str, int] = field(init=False, repr=False)
-    _profiles: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._cue_ids = {cue: i + 1 for i, cue in enumerate(self.cues)}
         self._form_ids = {form: i for i, form in enumerate(self.forms)}
-        self._profiles = {}
+        # per instance, as KBIndex keeps its tail tries: a cache on the method would outlive it
+        self.profile = functools.lru_cache(maxsize=PROFILE_CACHE)(self._profile)
 
     def cue_ids(self, question: str, surface: str) -> list[int]:
         found = [self._cue_ids[c] for c in question_cues(without_mention(question, surface)) if c in self._cue_ids]
         return sorted(found) or [0]
 
-    def profile(self, index: KBIndex, predicate: str) -> tuple[np.ndarray, np.ndarray]:
-        """(form ids, share of the predicate's sampled objects showing each) over the whole KB."""
-        cache_key = (id(index), predicate)
-        found = self._profiles.get(cache_key)
-        if found is None:
-            objects = index.predicate_objects(predicate)
-            counts = Counter(self._form_ids[f] for obj in objects for f in object_forms(obj) if f in self._form_ids)
-            ids = np.array(sorted(counts), dtype=np.int16 if len(self.forms) < 2 ** 15 else np.int64)
-            found = ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
-            if len(self._profiles) >= PROFILE_CACHE:
-                self._profiles.clear()
-            self._profiles[cache_key] = found
-        return found
+    def _profile(self, index: KBIndex, predicate: str) -> tuple[np.ndarray, np.ndarray]:
+        """(form ids, share of the predicate's sampled objects showing each) over the whole KB;
+        read through `profile`, which keeps the last PROFILE_CACHE."""
+        objects = index.predicate_objects(predicate)
+        counts = Counter(self._form_ids[f] for obj in objects for f in object_forms(obj) if f in self._form_ids)
+        ids = np.array(sorted(counts), dtype=np.int16 if len(self.forms) < 2 ** 15 else np.int64)
+        return ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
 
     def scores(self, index: KBIndex, question: str, answers: list[Answer]) -> np.ndarray:
         """How well each answer's predicate fits what the question asks for (higher: better)."""

@@ -124,20 +124,23 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
               "longest_surface": max(len(answer.surface) for answer in answers),
               "asks_number": bool(ASKS_NUMBER.search(question))}
+    entities = np.array([entity for entity, _ in prominence])
     siblings: dict[int, list[int]] = {}
-    fits: dict[int, list[float]] = {}
-    for (entity, count), fit in zip(prominence, kinds):
+    for entity, count in prominence:
         siblings.setdefault(entity, []).append(count)
-        fits.setdefault(entity, []).append(float(fit))
+    kind_shares = np.zeros(len(kinds))  # softmax of the kind fits within each subject entity
+    for entity in siblings:
+        mine = entities == entity
+        fits = np.exp(kinds[mine] - kinds[mine].max())
+        kind_shares[mine] = fits / fits.sum()
     rows = []
-    for answer, key, (ll, length), rest, (said, sayable), (entity, count), fit in zip(
-            answers, keys, likelihoods, rests, named, prominence, kinds):
+    for answer, key, (ll, length), rest, (said, sayable), (entity, count), fit, share in zip(
+            answers, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
-        share = 1.0 / float(np.exp(np.array(fits[entity]) - fit).sum())
         evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
-                            named=float(said), nameable=float(sayable), predicate_keys=count, commoner_siblings=commoner, kind_fit=float(fit), kind_share=share,
-                            **shared)
+                            named=float(said), nameable=float(sayable), predicate_keys=count,
+                            commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
 

@@ -41,9 +41,12 @@ class Naming:
         """One row per answer: (the naming weight of the characters its predicate shares with the
         question without the answer's mention, the naming weight of all that question's characters)."""
         rows = np.zeros((len(answers), 2))
+        weights: dict[str, dict[str, float]] = {}  # per mention: each remaining character's weight
         for k, answer in enumerate(answers):
-            rest = set(without_mention(question, answer.surface))
-            rows[k] = (sum(self.weight(c) for c in rest & set(answer.predicate)), sum(self.weight(c) for c in rest))
+            if answer.surface not in weights:
+                weights[answer.surface] = {c: self.weight(c) for c in set(without_mention(question, answer.surface))}
+            rest = weights[answer.surface]
+            rows[k] = (sum(rest[c] for c in rest.keys() & set(answer.predicate)), sum(rest.values()))
         return rows
 
     def save(self, checkpoint: str) -> None:

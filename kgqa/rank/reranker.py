@@ -51,19 +51,17 @@ class Reranker:
 
         `examples` are (features of a question's candidates, index of the gold one); questions
         whose gold key is not among the candidates teach nothing and are left out by the caller.
-        L-BFGS from zero weights on a convex loss: deterministic, no seed needed.
+        The weights are as many as the examples' columns (FEATURES, or a subset a benchmark
+        compares). L-BFGS from zero weights on a convex loss: deterministic, no seed needed.
         """
         rows = np.concatenate([f for f, _ in examples])
         mean, std = rows.mean(0), rows.std(0) + 1e-6
         blocks = [torch.tensor((f - mean) / std, dtype=torch.float64) for f, _ in examples]
-        width = max(len(b) for b in blocks)
-        x = torch.zeros(len(blocks), width, len(FEATURE_NAMES), dtype=torch.float64)
-        valid = torch.zeros(len(blocks), width, dtype=torch.bool)
-        for i, block in enumerate(blocks):
-            x[i, : len(block)] = block
-            valid[i, : len(block)] = True
+        x = torch.nn.utils.rnn.pad_sequence(blocks, batch_first=True)
+        lengths = torch.tensor([len(b) for b in blocks])
+        valid = torch.arange(x.shape[1]) < lengths[:, None]
         gold = torch.tensor([g for _, g in examples])
-        weights = torch.zeros(len(FEATURE_NAMES), dtype=torch.float64, requires_grad=True)
+        weights = torch.zeros(rows.shape[1], dtype=torch.float64, requires_grad=True)
         optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
