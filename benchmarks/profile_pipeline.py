@@ -39,7 +39,7 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (processors.TrieWalker, "__init__", "subject tries"),
     (processors.TrieConstraint, "__call__", "TrieConstraint"),
     (processors.Lookahead, "__call__", "Lookahead"),
-    (stepper.T5Stepper, "__init__", "encoder + cross-attention keys"),
+    (stepper.Encoded, "__init__", "encoder + cross-attention keys"),
     (stepper.T5Stepper, "step", "decoder steps"),
     (stepper.T5Stepper, "reorder", "beam cache reorder"),
     (pipeline, "constrained_generate", "beam search (the rest)"),

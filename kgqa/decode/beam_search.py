@@ -1,4 +1,4 @@
-"""Beam search over a `T5Stepper`: Hugging Face's beam search (transformers 5.x `_beam_search`
+"""Beam search over a `T5Stepper` (through `ForcedRuns`): Hugging Face's beam search (transformers 5.x `_beam_search`
 with its defaults: length penalty 1, `early_stopping=False`, 2 × beams candidates a step), step
 for step, so it keeps the hypotheses `generate` keeps; without `generate`'s per-step wrapping.
 
@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from transformers import LogitsProcessorList
 
-from kgqa.model.stepper import T5Stepper
+from kgqa.decode.forced_runs import ForcedRuns
 
 # HF's score for a slot that must not be chosen: the one "not a real score" of the beam.
 NEVER = -1.0e9
@@ -26,7 +26,7 @@ def is_real(score: float) -> bool:
     return score > -1.0e4
 
 
-def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: int, num_beams: int,
+def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions: int, num_beams: int,
                 start_id: int, eos_id: int, max_length: int, num_return: int,
                 on_keep: Callable[[list[int]], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(sequences, scores): `num_return` finished hypotheses per question, best first, as
@@ -39,7 +39,7 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
     scores below -1e8, as a slot that was never filled does. `on_keep(questions)` is told which
     questions the rows belong to after each such change (the logits processors map rows to
     questions: `TrieWalker.keep`)."""
-    device = stepper.source.device
+    device = decoder.device
     keep = 2 * num_beams
     top_beams = torch.arange(keep, device=device) < num_beams
     out_sequences = torch.full((questions, num_return, max_length), eos_id, dtype=torch.long, device=device)
@@ -55,7 +55,7 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
     length = 1
     while True:
         count = len(alive)
-        log_probs = stepper.step(running[:, :, length - 1].reshape(-1)).float().log_softmax(-1)
+        log_probs = decoder.log_probs(running[:, :, :length].reshape(count * num_beams, length))
         log_probs = processors(running[:, :, :length].reshape(count * num_beams, length), log_probs)
         vocab = log_probs.shape[-1]
         totals = (log_probs.view(count, num_beams, vocab) + running_scores[:, :, None]).view(count, -1)
@@ -79,7 +79,7 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
         finished_scores = merged_scores.gather(1, best)
         is_finished = torch.cat((is_finished, ended), 1).gather(1, best)
         offsets = torch.arange(count, device=device)[:, None] * num_beams
-        stepper.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
+        decoder.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
         length += 1
         worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
         improvable = improvable & (running_scores[:, :1] / (length - 1) > worst).any(1, keepdim=True)
@@ -93,7 +93,7 @@ def beam_search(stepper: T5Stepper, processors: LogitsProcessorList, questions: 
             alive, running, running_scores = alive[stay], running[stay], running_scores[stay]
             finished, finished_scores, is_finished, improvable = (
                 finished[stay], finished_scores[stay], is_finished[stay], improvable[stay])
-            stepper.keep((stay[:, None] * num_beams + torch.arange(num_beams, device=device)).view(-1))
+            decoder.keep((stay[:, None] * num_beams + torch.arange(num_beams, device=device)).view(-1))
             if on_keep is not None:
                 on_keep(alive.tolist())
     return (out_sequences[:, :, :length].reshape(questions * num_return, length), out_scores.reshape(-1))

@@ -8,11 +8,12 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from kgqa.decode.beam_search import beam_search, is_real
+from kgqa.decode.forced_runs import ForcedRuns
 from kgqa.decode.processors import Lookahead, TrieConstraint, TrieWalker
 from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import encode_questions, extra_inputs
-from kgqa.model.stepper import T5Stepper
+from kgqa.model.stepper import Encoded, T5Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.candidate import Candidate
 
@@ -57,7 +58,8 @@ def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tenso
     copy of HF's beam search (the same hypotheses, without `generate`'s per-step wrapping);
     others, and greedy search, through `generate`."""
     if num_beams > 1 and T5Stepper.handles(model):
-        decoder = T5Stepper(model, input_ids, attention, num_beams, 1 + _MAX_NEW_TOKENS)
+        stepper = T5Stepper(model, Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
+        decoder = ForcedRuns(stepper, walker, num_beams, model.config.vocab_size)
         sequences, scores = beam_search(decoder, processors, len(input_ids), num_beams,
                                         model.config.decoder_start_token_id, tokenizer.eos_id,
                                         1 + _MAX_NEW_TOKENS, top_k, on_keep=walker.keep)

@@ -78,16 +78,53 @@ class TrieWalker:
             return State(self.index.tail_trie(value), ROOT, value, None)
         return State(None, -1, state.sid, value)
 
+    def question(self, row: int, num_beams: int) -> int:
+        """The question beam row `row` belongs to, `num_beams` rows to a question."""
+        return row // num_beams if self.alive is None else self.alive[row // num_beams]
+
     def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, State | None]]:
         """(question, state) per row; state None while the forced label prefix is being written."""
         rows = []
         for row, ids in enumerate(input_ids.tolist()):
-            question = row // num_beams if self.alive is None else self.alive[row // num_beams]
+            question = self.question(row, num_beams)
             if len(ids) < self.skip:
                 rows.append((question, None))
             else:
                 rows.append((question, self.state(question, tuple(ids[self.skip:]))))
         return rows
+
+    def allowed(self, question: int, ids: list[int]) -> list[int]:
+        """The tokens `TrieConstraint` lets a row of `question` write after `ids` (its prefix,
+        the decoder start token first): the label prefix's next token while that is written,
+        the trie's children, and EOS only once a key is complete (or the prefix left the KB)."""
+        if len(ids) < self.skip:
+            return [self.tokenizer.target_prefix[len(ids) - 1]]
+        state = self.state(question, tuple(ids[self.skip:]))
+        if state.trie is None:
+            return [self.tokenizer.eos_id]
+        return state.trie.children(state.node).tolist()
+
+    def forced_run(self, question: int, ids: list[int], limit: int) -> list[int]:
+        """The tokens the trie forces after `ids`, at most `limit`: each the one token `allowed`
+        would leave, up to the first choice or through the EOS that ends a key. Walks the trie
+        from the prefix's state without memoising the prefixes of the run (each would be hashed
+        whole); the beam's steps through the run memoise them as they get there."""
+        run = list(self.tokenizer.target_prefix[len(ids) - 1:]) if len(ids) < self.skip else []  # the label's rest
+        state = self.state(question, tuple(ids[self.skip:]))  # the subject trie's root while the label is written
+        if len(run) >= limit:
+            return run[:limit]
+        while len(run) < limit:
+            if state.trie is None:
+                return run + [self.tokenizer.eos_id]
+            lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
+            if hi - lo != 1:
+                break
+            token = int(state.trie.tokens[lo])
+            run.append(token)
+            if token == self.tokenizer.eos_id:
+                break
+            state = self._advance(state, token)
+        return run
 
 
 class TrieConstraint(LogitsProcessor):
@@ -101,17 +138,10 @@ class TrieConstraint(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """`scores` with every token no KB key continues with set to -inf."""
-        tokenizer = self.walker.tokenizer
         rows: list[int] = []
         allowed: list[int] = []
-        length = input_ids.shape[1]
-        for row, (_, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
-            if state is None:
-                tokens = [tokenizer.target_prefix[length - 1]]
-            elif state.trie is None:
-                tokens = [tokenizer.eos_id]
-            else:
-                tokens = state.trie.children(state.node).tolist()
+        for row, ids in enumerate(input_ids.tolist()):
+            tokens = self.walker.allowed(self.walker.question(row, self.num_beams), ids)
             rows.extend([row] * len(tokens))
             allowed.extend(tokens)
         mask = torch.ones(scores.shape, dtype=torch.bool)  # built on the CPU from the trie: one transfer a step

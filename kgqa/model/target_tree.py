@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedModel
 
 from kgqa.model.seq2seq import copy_mixture, encode_questions, padded_batches
-from kgqa.model.stepper import T5Stepper
+from kgqa.model.stepper import Encoded, T5Stepper
 from kgqa.model.tokenizer import Tokenizer
 
 
@@ -98,7 +98,7 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         depths[row, : len(row_depths)] = torch.tensor(row_depths)
         ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
     input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens, device)
-    decoder = T5Stepper(model, input_ids, attention, 1, int(depths.max()) + 1)
+    decoder = T5Stepper(model, Encoded(model, input_ids, attention), 1, int(depths.max()) + 1)
     hidden, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
     # the trees' own positions, one after the other (no padding), and each edge's parent among them
     sizes = [len(tree.inner) for tree in trees]

@@ -1,0 +1,118 @@
+"""The beam's next-token log-probabilities, the decoder run only where they are not known yet.
+
+Where the trie leaves a row one token to write (the rest of a subject once it is unique, `[SEP]`,
+a predicate's tail, a disambiguation, EOS), the tokens after it are known before the beam gets
+there. A row that needs the decoder is fed its last token and that whole forced run in one pass
+(`T5Stepper.step` over several positions), which gives the log-probability of each forced token
+and the full distribution after the run; the beam steps the run covers need no pass for that row,
+and a step where no row needs one runs no decoder at all. What the beam sees is unchanged: a
+forced row's log-probabilities are -inf but for its token (as `TrieConstraint` leaves them), and
+that token's is what a step of its own computes — the same arithmetic, over several positions at
+once — so beam scores and answers are today's. Fewer passes matter most where a pass costs its
+weights' trip from memory or its kernel launches, not its arithmetic: one question on a CPU, and
+any batch on a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kgqa.decode.processors import TrieWalker
+from kgqa.model.stepper import T5Stepper
+
+# Longest forced run fed in one pass: longer runs go on in the next pass.
+MAX_RUN = 16
+# What a decoder pass costs beyond its positions' arithmetic (the weights' trip from memory, the
+# kernel launches, Python), in positions of arithmetic: on 2 CPU cores a pass of 4 rows × 1
+# position costs as much as 64 more positions (benchmarks/forced_tokens.py --pass-cost); on a GPU
+# a pass of thousands of positions costs about what one position does.
+PASS_COST = {"cpu": 64, "cuda": 4096}
+
+
+class ForcedRuns:
+    """Log-probabilities for the `num_beams` rows of each question the stepper holds, as
+    `beam_search` asks for them a step at a time; rows move with `reorder` and `keep`."""
+
+    def __init__(self, stepper: T5Stepper, walker: TrieWalker, num_beams: int, vocabulary: int) -> None:
+        self.stepper = stepper
+        self.walker = walker
+        self.num_beams = num_beams
+        rows, length = stepper.source.shape[0], stepper.max_length
+        self.device = device = stepper.source.device
+        # per row: the positions before `ready` have known log-probabilities: those before
+        # `ready - 1` of a forced token (`token`, `log_p`), and `ready - 1` the full distribution `last`
+        self.ready = np.zeros(rows, dtype=np.int64)
+        self.token = torch.zeros((rows, length), dtype=torch.long, device=device)
+        self.log_p = torch.zeros((rows, length), device=device)
+        self.last = torch.zeros((rows, vocabulary), device=device)
+
+    def log_probs(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """(rows, vocabulary) log-probabilities of the token after each row's prefix (`prefixes`
+        (rows, length), the decoder start token first), running the decoder for the rows whose
+        next position is not known yet, each with its forced run."""
+        length = prefixes.shape[1]
+        # a row that wrote EOS stays in the beam only as filler (its score is -1e9 or below, as
+        # the beam gives an ended row) and may only repeat EOS: no pass for it
+        ended = np.flatnonzero((prefixes[:, -1] == self.walker.tokenizer.eos_id).cpu().numpy() & (self.ready <= length))
+        if len(ended):
+            self.token[ended, length] = self.walker.tokenizer.eos_id
+            self.log_p[ended, length] = 0.0
+            self.ready[ended] = length + 2
+        need = np.flatnonzero(self.ready <= length)
+        if len(need):
+            self._run(prefixes, need)
+        forced = torch.full_like(self.last, float("-inf")).scatter_(
+            1, self.token[:, length: length + 1], self.log_p[:, length: length + 1])
+        at_last = torch.from_numpy(self.ready - 1 == length).to(self.device)
+        return torch.where(at_last[:, None], self.last, forced)
+
+    def _run(self, prefixes: torch.Tensor, need: np.ndarray) -> None:
+        """One decoder pass over the `need` rows: each row's last token and its forced run."""
+        length = prefixes.shape[1]
+        limit = min(MAX_RUN, self.stepper.max_length - length)
+        ids = prefixes[torch.from_numpy(need).to(self.device)].tolist()
+        runs = [self.walker.forced_run(self.walker.question(int(row), self.num_beams), row_ids, limit)
+                for row, row_ids in zip(need, ids)]
+        # EOS ends a run: nothing is fed after it
+        fed = [[row_ids[-1]] + (run[:-1] if run and run[-1] == self.walker.tokenizer.eos_id else run)
+               for row_ids, run in zip(ids, runs)]
+        width = _width(np.array([len(f) for f in fed]), PASS_COST.get(self.device.type, PASS_COST["cpu"]))
+        fed = [f[:width] for f in fed]
+        sizes = np.array([len(f) for f in fed])
+        tokens = torch.tensor([f + [f[-1]] * (width - len(f)) for f in fed], device=self.device)
+        rows = torch.from_numpy(need).to(self.device)
+        every = len(need) == len(self.ready)  # then the stepper reads its buffers in place
+        log_probs = self.stepper.step(tokens, length - 1, None if every else rows).float().log_softmax(-1)
+        if width > 1:
+            run_tokens = torch.tensor([run[: width - 1] + [0] * (width - 1 - min(len(run), width - 1)) for run in runs],
+                                      device=self.device)
+            self.token[rows, length: length + width - 1] = run_tokens
+            self.log_p[rows, length: length + width - 1] = log_probs[:, :-1].gather(2, run_tokens[:, :, None])[:, :, 0]
+        self.last[rows] = log_probs[torch.arange(len(need), device=self.device),
+                                    torch.from_numpy(sizes - 1).to(self.device)]
+        self.ready[need] = length + sizes
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row r continues from row `rows[r]` (beam search's survivors, or the rows it keeps)."""
+        self.stepper.reorder(rows)
+        self._follow(rows)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only `rows` go on (beam search drops the questions it has finished)."""
+        self.stepper.keep(rows)
+        self._follow(rows)
+
+    def _follow(self, rows: torch.Tensor) -> None:
+        self.ready = self.ready[rows.cpu().numpy()]
+        self.token, self.log_p, self.last = self.token[rows], self.log_p[rows], self.last[rows]
+
+
+def _width(sizes: np.ndarray, pass_cost: int) -> int:
+    """How many positions a pass feeds its rows, whose last token and forced run are `sizes`
+    long: the width that computes the most of them per unit of work, a pass costing `pass_cost`
+    plus a position per row and column (a row's positions past its own run are padding). One
+    question's few rows take their whole runs; a batch's many rows, whose padding would cost more
+    than the passes it saves, take fewer."""
+    widths = np.arange(1, int(sizes.max()) + 1)
+    useful = np.minimum(sizes[None, :], widths[:, None]).sum(1)
+    return int(widths[np.argmax(useful / (pass_cost + len(sizes) * widths))])
