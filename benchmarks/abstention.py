@@ -59,8 +59,7 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
     share = SIGNAL_NAMES.index("log_object_share")
     for start in range(0, len(questions), size):
         batch = questions[start:start + size]
-        beams = qa.beam(batch, top_k=qa.settings.beams)
-        for candidates, beam, gold in zip(qa.candidates(batch, beams), beams, golds[start:start + size]):
+        for candidates, gold in zip(qa.candidate_sets(batch), golds[start:start + size]):
             if not candidates.keys:
                 right.append(False)
                 for name in SIGNALS:
@@ -73,7 +72,7 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
             found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
             found["reranker"].append(float(np.exp(signals[0, share])))
-            found["beam"].append(float(np.exp(beam[0].score)) if beam else 0.0)
+            found["beam"].append(float(np.exp(candidates.beam[0].score)) if candidates.beam else 0.0)
     return {"right": np.array(right), **{name: np.array(values) for name, values in found.items()}}
 
 

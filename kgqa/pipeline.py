@@ -15,7 +15,8 @@ from kgqa.kb.build import ensure_index
 from kgqa.kb.index import Answer, KBIndex
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
-from kgqa.model.seq2seq import pick_device
+from kgqa.model.seq2seq import encode_questions, pick_device
+from kgqa.model.stepper import Encoded, T5Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
@@ -144,10 +145,10 @@ class KGQA:
         for start in tqdm(range(0, len(questions), s.batch_size), desc="answering", unit=" batches",
                           disable=not progress):
             batch = questions[start:start + s.batch_size]
-            beams = self.beam(batch, top_k=s.beams if rerank else s.top_k)
             if rerank:
-                beams = [[c for c, _ in self._ranked(found, s.top_k)] for found in self.candidates(batch, beams)]
-            results.extend(found[: s.top_k] for found in beams)
+                results.extend([c for c, _ in self._ranked(found, s.top_k)[: s.top_k]] for found in self.candidate_sets(batch))
+            else:
+                results.extend(self.beam(batch, top_k=s.top_k))
         return results
 
     def explain(self, question: str) -> Explanation:
@@ -155,9 +156,10 @@ class KGQA:
         the question, the beam's keys, every candidate key with its reranker features and score,
         the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
-        beam = self.beam([question], top_k=s.beams)[0]
+        (found,) = self.candidate_sets([question])
+        beam = found.beam
         ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
-                  for c, row in self._ranked(self.candidates([question], [beam])[0])]
+                  for c, row in self._ranked(found)]
         top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
         found = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)], beam,
                             ranked, self.reranking, s.min_confidence)
@@ -188,22 +190,31 @@ class KGQA:
                 entry.object = self.index.answer(key).objects[0]
         return list(found.values())
 
-    def beam(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
-        return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k)
+    def beam(self, questions: list[str], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
+        """The constrained beam's top-k KB keys per question, best first (`encoded`: the
+        questions already read by the encoder, from `encode`)."""
+        return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k, encoded)
 
-    def candidates(self, questions: list[str], beams: list[list[Candidate]]) -> list[CandidateSet]:
-        """Each question's candidate keys (the beam's keys and their subjects' others) with their
-        evidence and reranking features."""
+    def encode(self, questions: list[str]) -> Encoded | None:
+        """The questions read once by the encoder, for the beam and the likelihoods both (None for
+        models the stepper does not run: they encode as they decode)."""
+        if not T5Stepper.handles(self.model):
+            return None
+        return Encoded(self.model, *encode_questions(self.tokenizer, questions, self.settings.max_question_tokens,
+                                                     self.model.device))
+
+    def candidate_sets(self, questions: list[str]) -> list[CandidateSet]:
+        """Each question's candidate keys (its beam's keys and their subjects' others) with their
+        evidence and reranking features, the questions encoded once for the beam and the
+        likelihoods."""
+        encoded = self.encode(questions)
+        beams = self.beam(questions, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, q, beam) for q, beam in zip(questions, beams)]
         answers = [[self.index.answer(key) for key in chosen] for chosen in keys]
-        asked = [i for i, chosen in enumerate(keys) if chosen]
-        targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in answers[i]]
-                   for i in asked]
-        found = log_likelihoods(self.model, self.tokenizer, [questions[i] for i in asked], targets,
-                                self.settings.max_question_tokens) if asked else []
-        likelihoods = [np.zeros((0, 2))] * len(questions)
-        for i, scored in zip(asked, found):
-            likelihoods[i] = scored
+        targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in found]
+                   for found in answers]
+        likelihoods = log_likelihoods(self.model, self.tokenizer, questions, targets,
+                                      self.settings.max_question_tokens, encoded=encoded)
         return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen],
                              *self.learned_evidence(q, found_answers))
                 for q, chosen, found_answers, scored, beam in zip(questions, keys, answers, likelihoods, beams)]

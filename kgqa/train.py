@@ -157,7 +157,7 @@ def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
     size = qa.settings.batch_size
     for start in range(0, len(held), size):
         questions = [q.question for q in held[start:start + size]]
-        found.extend(qa.candidates(questions, qa.beam(questions, top_k=qa.settings.beams)))
+        found.extend(qa.candidate_sets(questions))
     return found
 
 

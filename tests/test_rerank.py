@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from kgqa.kb.index import Answer
+from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import log_likelihoods
@@ -69,6 +70,25 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
             assert (c.surface, c.predicate, c.disambiguation, c.obj) in kb_keys
         assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
     assert found[0][0].predicate == "配偶"  # covered whole by the question: ranked first
+
+
+def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_k(sample, monkeypatch):
+    _, tokenizer, index = sample
+    model = scratch_model(tokenizer, TINY_SHAPE, 1).eval()
+    reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), [0.1] * len(FEATURE_NAMES))
+    questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？", "完全无关的问题"]
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3), reranker, naming=Naming({}))
+    alone = [qa.answer([q])[0] for q in questions]
+    encoded = []
+    init = stepper.Encoded.__init__
+    monkeypatch.setattr(stepper.Encoded, "__init__", lambda self, *args: encoded.append(1) or init(self, *args))
+    together = qa.answer(questions)
+    assert len(encoded) == 1
+    assert all(len(found) <= 3 for found in together)
+    assert max(len(found) for found in together) == 3
+    assert [[c.key for c in found] for found in together] == [[c.key for c in found] for found in alone]
+    assert [c.score for found in together for c in found] == pytest.approx([c.score for found in alone for c in found],
+                                                                          abs=1e-4)
 
 
 def test_object_features_tell_a_number_asked_for_from_a_name_already_given():

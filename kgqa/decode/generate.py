@@ -20,9 +20,11 @@ from kgqa.rank.candidate import Candidate
 
 @torch.no_grad()
 def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
-                         settings: DecodeSettings, top_k: int | None = None) -> list[list[Candidate]]:
+                         settings: DecodeSettings, top_k: int | None = None,
+                         encoded: Encoded | None = None) -> list[list[Candidate]]:
     """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
-    of `settings.beams`; a question with no reachable key gets []."""
+    of `settings.beams`; a question with no reachable key gets []. `encoded`: the questions as the
+    encoder read them, where the caller has them (T5-family models; else they are encoded here)."""
     num_beams = settings.beams
     top_k = min(settings.top_k if top_k is None else top_k, num_beams)
     input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
@@ -32,7 +34,7 @@ def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KB
     if settings.lookahead or settings.mention_lookahead:
         processors.append(Lookahead(walker, questions, num_beams, settings.lookahead, settings.mention_lookahead))
     sequences, scores = _search(model, tokenizer, input_ids, attention, LogitsProcessorList(processors), num_beams, top_k,
-                                walker)
+                                walker, encoded)
     results: list[list[Candidate]] = []
     for q in range(len(questions)):
         found: list[Candidate] = []
@@ -53,12 +55,12 @@ _MAX_NEW_TOKENS = 96
 
 def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
             processors: LogitsProcessorList, num_beams: int, top_k: int,
-            walker: TrieWalker) -> tuple[list[list[int]], list[float]]:
+            walker: TrieWalker, encoded: Encoded | None) -> tuple[list[list[int]], list[float]]:
     """(sequences, scores), `top_k` per question: T5-family models through the stepper and our
     copy of HF's beam search (the same hypotheses, without `generate`'s per-step wrapping);
     others, and greedy search, through `generate`."""
     if num_beams > 1 and T5Stepper.handles(model):
-        stepper = T5Stepper(model, Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
+        stepper = T5Stepper(model, encoded or Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
         decoder = ForcedRuns(stepper, walker, num_beams, model.config.vocab_size)
         sequences, scores = beam_search(decoder, processors, len(input_ids), num_beams,
                                         model.config.decoder_start_token_id, tokenizer.eos_id,

@@ -68,24 +68,27 @@ class TargetTree:
 @torch.no_grad()
 def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
                          targets: list[list[list[int]]], max_question_tokens: int,
-                         positions_per_pass: int = 2048) -> list[np.ndarray]:
+                         positions_per_pass: int = 2048, encoded: Encoded | None = None) -> list[np.ndarray]:
     """What `likelihood.log_likelihoods` gives (per question, (log p, tokens) per target), for the
     T5-family models the stepper runs: each question's targets as one tree, questions with trees
-    of similar size together, in passes of about `positions_per_pass` padded positions."""
+    of similar size together, in passes of about `positions_per_pass` padded positions; the
+    questions encoded once for all passes (`encoded`: by the caller)."""
     trees = [TargetTree(keys) for keys in targets]
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
     asked = [i for i, tree in enumerate(trees) if len(tree.inner)]  # a question without targets scores none
+    if asked and encoded is None:
+        encoded = Encoded(model, *encode_questions(tokenizer, questions, max_question_tokens, model.device))
     for group in padded_batches([len(trees[i].inner) for i in asked], positions_per_pass):
         chosen = [asked[g] for g in group]
-        for i, edges in zip(chosen, _edge_log_probs(model, tokenizer, [questions[i] for i in chosen],
-                                                     [trees[i] for i in chosen], max_question_tokens)):
+        for i, edges in zip(chosen, _edge_log_probs(model, encoded, chosen, [trees[i] for i in chosen])):
             out[i] = trees[i].likelihoods(edges)
     return out
 
 
-def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                    trees: list[TargetTree], max_question_tokens: int) -> list[np.ndarray]:
-    """Per tree, log p(node's token | question, its parent's prefix) at every node (root: 0)."""
+def _edge_log_probs(model: PreTrainedModel, encoded: Encoded, questions: list[int],
+                    trees: list[TargetTree]) -> list[np.ndarray]:
+    """Per tree (of the question at that place of `questions`, positions in `encoded`), log
+    p(node's token | question, its parent's prefix) at every node (root: 0)."""
     device = model.device
     width = max(len(tree.inner) for tree in trees)
     start_id = model.config.decoder_start_token_id
@@ -97,8 +100,8 @@ def _edge_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         tokens[row, : len(row_tokens)] = torch.tensor(row_tokens)
         depths[row, : len(row_depths)] = torch.tensor(row_depths)
         ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
-    input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens, device)
-    decoder = T5Stepper(model, Encoded(model, input_ids, attention), 1, int(depths.max()) + 1)
+    decoder = T5Stepper(model, encoded, 1, int(depths.max()) + 1, torch.tensor(questions, device=device))
+    input_ids = decoder.source
     hidden, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
     # the trees' own positions, one after the other (no padding), and each edge's parent among them
     sizes = [len(tree.inner) for tree in trees]
