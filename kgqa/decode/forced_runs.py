@@ -37,14 +37,16 @@ class ForcedRuns:
         self.stepper = stepper
         self.walker = walker
         self.num_beams = num_beams
+        self.vocabulary = vocabulary
         rows, length = stepper.source.shape[0], stepper.max_length
         self.device = device = stepper.source.device
         # per row: the positions before `ready` have known log-probabilities: those before
-        # `ready - 1` of a forced token (`token`, `log_p`), and `ready - 1` the full distribution `last`
+        # `ready - 1` of a forced token (`token`, `log_p`), and at `ready - 1` the full
+        # distribution `last` (a view into the pass that computed it: rows move by reference)
         self.ready = np.zeros(rows, dtype=np.int64)
         self.token = torch.zeros((rows, length), dtype=torch.long, device=device)
         self.log_p = torch.zeros((rows, length), device=device)
-        self.last = torch.zeros((rows, vocabulary), device=device)
+        self.last: list[torch.Tensor | None] = [None] * rows
 
     def log_probs(self, prefixes: torch.Tensor) -> torch.Tensor:
         """(rows, vocabulary) log-probabilities of the token after each row's prefix (`prefixes`
@@ -53,21 +55,25 @@ class ForcedRuns:
         length = prefixes.shape[1]
         # a row that wrote EOS stays in the beam only as filler (its score is -1e9 or below, as
         # the beam gives an ended row) and may only repeat EOS: no pass for it
-        ended = np.flatnonzero((prefixes[:, -1] == self.walker.tokenizer.eos_id).cpu().numpy() & (self.ready <= length))
-        if len(ended):
-            self.token[ended, length] = self.walker.tokenizer.eos_id
-            self.log_p[ended, length] = 0.0
-            self.ready[ended] = length + 2
-        need = np.flatnonzero(self.ready <= length)
+        eos = self.walker.tokenizer.eos_id
+        ended = (prefixes[:, -1] == eos).cpu().numpy()
+        out = torch.full((len(self.ready), self.vocabulary), float("-inf"), device=self.device)
+        out[torch.from_numpy(ended).to(self.device), eos] = 0.0
+        need = np.flatnonzero(~ended & (self.ready <= length))
+        forced = np.flatnonzero(~ended & (self.ready - 1 > length))
+        if len(forced):
+            at = torch.from_numpy(forced).to(self.device)
+            out[at, self.token[at, length]] = self.log_p[at, length]
+        at_last = np.flatnonzero(~ended & (self.ready - 1 == length))
+        if len(at_last):
+            out[torch.from_numpy(at_last).to(self.device)] = torch.stack([self.last[row] for row in at_last])
         if len(need):
-            self._run(prefixes, need)
-        forced = torch.full_like(self.last, float("-inf")).scatter_(
-            1, self.token[:, length: length + 1], self.log_p[:, length: length + 1])
-        at_last = torch.from_numpy(self.ready - 1 == length).to(self.device)
-        return torch.where(at_last[:, None], self.last, forced)
+            out[torch.from_numpy(need).to(self.device)] = self._run(prefixes, need)
+        return out
 
-    def _run(self, prefixes: torch.Tensor, need: np.ndarray) -> None:
-        """One decoder pass over the `need` rows: each row's last token and its forced run."""
+    def _run(self, prefixes: torch.Tensor, need: np.ndarray) -> torch.Tensor:
+        """One decoder pass over the `need` rows, each fed its last token and its forced run;
+        their log-probabilities at the next position."""
         length = prefixes.shape[1]
         limit = min(MAX_RUN, self.stepper.max_length - length)
         ids = prefixes[torch.from_numpy(need).to(self.device)].tolist()
@@ -88,9 +94,10 @@ class ForcedRuns:
                                       device=self.device)
             self.token[rows, length: length + width - 1] = run_tokens
             self.log_p[rows, length: length + width - 1] = log_probs[:, :-1].gather(2, run_tokens[:, :, None])[:, :, 0]
-        self.last[rows] = log_probs[torch.arange(len(need), device=self.device),
-                                    torch.from_numpy(sizes - 1).to(self.device)]
+        for i in np.flatnonzero(sizes > 1):
+            self.last[need[i]] = log_probs[i, sizes[i] - 1]
         self.ready[need] = length + sizes
+        return log_probs[:, 0]
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r continues from row `rows[r]` (beam search's survivors, or the rows it keeps)."""
@@ -103,8 +110,10 @@ class ForcedRuns:
         self._follow(rows)
 
     def _follow(self, rows: torch.Tensor) -> None:
-        self.ready = self.ready[rows.cpu().numpy()]
-        self.token, self.log_p, self.last = self.token[rows], self.log_p[rows], self.last[rows]
+        moved = rows.cpu().numpy()
+        self.ready = self.ready[moved]
+        self.last = [self.last[row] for row in moved]
+        self.token, self.log_p = self.token[rows], self.log_p[rows]
 
 
 def _width(sizes: np.ndarray, pass_cost: int) -> int:

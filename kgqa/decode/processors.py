@@ -48,6 +48,7 @@ class TrieWalker:
         self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
         self.alive: list[int] | None = None  # the questions the rows belong to, where some left the batch
         self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
+        self.runs: dict[tuple[TokenTrie | None, int], list[int]] = {}  # the forced run from a trie node
 
     def keep(self, questions: list[int]) -> None:
         """Only the rows of `questions` go on, `num_beams` each, in that order (beam search drops
@@ -106,25 +107,30 @@ class TrieWalker:
 
     def forced_run(self, question: int, ids: list[int], limit: int) -> list[int]:
         """The tokens the trie forces after `ids`, at most `limit`: each the one token `allowed`
-        would leave, up to the first choice or through the EOS that ends a key. Walks the trie
-        from the prefix's state without memoising the prefixes of the run (each would be hashed
-        whole); the beam's steps through the run memoise them as they get there."""
-        run = list(self.tokenizer.target_prefix[len(ids) - 1:]) if len(ids) < self.skip else []  # the label's rest
+        would leave, up to the first choice or through the EOS that ends a key. The run from a
+        trie node is walked once and kept by node (not by the prefixes along it, each of which
+        would be hashed whole: the beam's steps memoise those as they get there)."""
+        label = list(self.tokenizer.target_prefix[len(ids) - 1:]) if len(ids) < self.skip else []  # the label's rest
         state = self.state(question, tuple(ids[self.skip:]))  # the subject trie's root while the label is written
-        if len(run) >= limit:
-            return run[:limit]
-        while len(run) < limit:
+        found = self.runs.get((state.trie, state.node))
+        if found is None:
+            found = self.runs[state.trie, state.node] = self._run_from(state)
+        return (label + found)[:limit]
+
+    def _run_from(self, state: State) -> list[int]:
+        """The forced run from `state`, whole (keys are at most a few dozen tokens)."""
+        run: list[int] = []
+        while True:
             if state.trie is None:
                 return run + [self.tokenizer.eos_id]
             lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
             if hi - lo != 1:
-                break
+                return run
             token = int(state.trie.tokens[lo])
             run.append(token)
             if token == self.tokenizer.eos_id:
-                break
+                return run
             state = self._advance(state, token)
-        return run
 
 
 class TrieConstraint(LogitsProcessor):

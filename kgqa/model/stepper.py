@@ -104,7 +104,7 @@ class T5Stepper:
             self.keys = [torch.cat((k, k.new_zeros(k.shape[:2] + (grow,) + k.shape[3:])), 2) for k in self.keys]
             self.values = [torch.cat((v, v.new_zeros(v.shape[:2] + (grow,) + v.shape[3:])), 2) for v in self.values]
         capacity = self.keys[0].shape[2]
-        bias = self.bias[:, position:end, :capacity]
+        bias = self.bias[:, position:end, :capacity if rows is None else end]
         if rows is None:
             source, cross_mask, cross = self.source, self.cross_mask, self.cross
         else:
@@ -118,7 +118,8 @@ class T5Stepper:
                 return self.keys[layer], self.values[layer], bias
             self.keys[layer][rows, :, position:end] = key
             self.values[layer][rows, :, position:end] = value
-            return self.keys[layer][rows], self.values[layer][rows], bias
+            # the rows' buffers are copied for the matmul anyway: only their written positions
+            return self.keys[layer][rows, :, :end], self.values[layer][rows, :, :end], bias
 
         hidden, copy = self._decode(tokens, cached, cross, cross_mask)
         logits, gate = self.head(hidden)

@@ -1,0 +1,110 @@
+"""The same questions answered by two checkouts of kgqa, alternating in one run: questions per
+second in batches, one question at a time (p50 and mean), and how many top answers agree — how a
+speed change is measured against the code before it on a machine whose speed wanders.
+
+    python benchmarks/versus.py --checkpoint CK --baseline-code DIR [--baseline-checkpoint CK0]
+        [--baseline-cache DIR] [--kb KB] [--file DEV] [--questions 512] [--single 64] [--rounds 2]
+
+DIR is another checkout (a `git worktree` of the earlier commit); CK0 the checkpoint it reads (its
+reranker fitted by its own code, where the features changed) and its own index cache where the
+index format changed. Each measurement runs in a fresh child process per checkout, warmed on one
+batch first; the rounds alternate baseline and current so both see the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from shared_data import DATA, ROOT, missing  # first: it puts kgqa on sys.path
+
+from kgqa.data import read_questions  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+from dataclasses import replace
+import torch
+from kgqa.pipeline import KGQA
+checkpoint, kb, questions_file, batch_size, out = sys.argv[1:6]
+questions = json.load(open(questions_file, encoding="utf-8"))
+qa = KGQA.from_checkpoint(checkpoint, kb, device="cpu")
+qa.settings = replace(qa.settings, batch_size=int(batch_size))
+qa.answer(questions[:int(batch_size)])  # warm: tail tries, allocator
+times, answers = [], []
+started = time.perf_counter()
+for start in range(0, len(questions), int(batch_size)):
+    batch = questions[start:start + int(batch_size)]
+    began = time.perf_counter()
+    found = qa.answer(batch)
+    times.append((time.perf_counter() - began) / len(batch))
+    answers.extend(f[0].as_json()["answer"] if f else "" for f in found)
+json.dump({"wall": time.perf_counter() - started, "times": times, "answers": answers,
+           "threads": torch.get_num_threads()}, open(out, "w", encoding="utf-8"), ensure_ascii=False)
+"""
+
+
+def run(code: str, checkpoint: str, cache: str | None, kb: str, questions: str, batch_size: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=code)
+    if cache:
+        env["KGQA_CACHE"] = cache
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, "-c", CHILD, checkpoint, kb, questions, str(batch_size), out.name],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=code)
+        with open(out.name, encoding="utf-8") as handle:
+            return json.load(handle)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--baseline-code", required=True)
+    parser.add_argument("--baseline-checkpoint")
+    parser.add_argument("--baseline-cache", help="KGQA_CACHE for the baseline (an older index format)")
+    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
+    parser.add_argument("--questions", type=int, default=512, help="answered in batches of --batch-size")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--single", type=int, default=64, help="answered one at a time")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if missing(args.file, args.kb):
+        return
+    questions = [q.question for q in read_questions(args.file)]
+    sides = {"baseline": (os.path.abspath(args.baseline_code), args.baseline_checkpoint or args.checkpoint,
+                          args.baseline_cache),
+             "current": (ROOT, args.checkpoint, os.environ.get("KGQA_CACHE"))}
+    found: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for batch_size, count in ((args.batch_size, args.questions), (1, args.single)):
+            path = os.path.join(scratch, f"{batch_size}.json")
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(questions[:count], handle, ensure_ascii=False)
+            for _ in range(args.rounds):
+                for side, (code, checkpoint, cache) in sides.items():
+                    found.setdefault((side, batch_size), []).append(
+                        run(code, checkpoint, cache, args.kb, path, batch_size))
+    print(f"{args.questions} questions in batches of {args.batch_size}, {args.single} one at a time, "
+          f"{args.rounds} alternating rounds, CPU, {found['current', 1][0]['threads']} threads\n")
+    print("| code | batches: questions/s (each round) | one question: p50 ms | mean ms |")
+    print("|---|---|---|---|")
+    for side in sides:
+        batched = [args.questions / r["wall"] for r in found[side, args.batch_size]]
+        single = np.concatenate([r["times"] for r in found[side, 1]]) * 1000
+        print(f"| {side} | {' / '.join(f'{v:.1f}' for v in batched)} | {np.median(single):.1f} | {single.mean():.1f} |")
+    ratio_batch = (np.mean([r["wall"] for r in found["baseline", args.batch_size]])
+                   / np.mean([r["wall"] for r in found["current", args.batch_size]]))
+    ratio_single = (np.median(np.concatenate([r["times"] for r in found["baseline", 1]]))
+                    / np.median(np.concatenate([r["times"] for r in found["current", 1]])))
+    before, after = found["baseline", args.batch_size][0]["answers"], found["current", args.batch_size][0]["answers"]
+    same = sum(a == b for a, b in zip(before, after))
+    print(f"\ncurrent / baseline: batches {ratio_batch:.2f}x, one question (p50) {ratio_single:.2f}x faster; "
+          f"same top answer on {same}/{len(before)} ({100 * same / len(before):.2f}%)")
+
+
+if __name__ == "__main__":
+    main()
