@@ -184,14 +184,16 @@ def _open(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: i
 def predict(questions, output, top_k, **decode) -> None:
     """Answer a KgCLUE question file: one `{"id", "question", "answer"}` line per id, in order.
 
-    Killed and run again with the same arguments, it resumes from OUTPUT.partial."""
+    Killed and run again with the same arguments, it resumes from OUTPUT.partial. Under
+    `torchrun --nproc_per_node N`, N processes (one GPU each, or CPU processes) share the file
+    and write the one output."""
     from kgqa.data import write_answers
     from kgqa.journal import answer_file
 
     for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), "prediction"):
-        write_answers(output, records)
-    unanswered = sum(1 for record in records if not record["answer"])
-    click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
+        write_answers(output, records)  # under torchrun, by rank 0 alone
+        unanswered = sum(1 for record in records if not record["answer"])
+        click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
 
 
 @main.command()
@@ -310,7 +312,7 @@ def submit(test, output, **decode) -> None:
         with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
             with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
                 archive.write(json_path, "kgclue_predict.json")
-    click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(records)} answers")
+        click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(records)} answers")
 
 
 @main.command()

@@ -2,17 +2,24 @@
 passes start from (a token the trie leaves no alternative to need not wait for its own decoder step).
 
     python benchmarks/forced_tokens.py --checkpoint CK [--kb KB] [--file DEV] [--questions 256] [--batch-size 32]
+    python benchmarks/forced_tokens.py --checkpoint CK --pass-cost
 
 Answers the first N questions of the file with the default beam, counting at every decoder step,
 after `TrieConstraint`, each beam row's allowed tokens: a row is *forced* when one token is allowed
 and it is not a finished row repeating EOS; a step is forced for a question when all its
-unfinished rows are. Prints the shares of (row, step) pairs and of (question, step) pairs forced.
+unfinished rows are. Prints the shares of (row, step) pairs and of (question, step) pairs forced,
+and what the forced runs make of them: the decoder passes the beam ran against its steps (before
+forced runs, one pass a step), and the positions those passes fed against the (row, step) pairs.
+
+--pass-cost times one decoder pass over R rows × W positions instead: what `forced_runs.PASS_COST`
+(a pass's cost beyond its positions, in positions) is read from on a machine.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import os
+import time
 from dataclasses import replace
 
 import torch
@@ -20,8 +27,30 @@ import torch
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
-from kgqa.decode import processors  # noqa: E402
+from kgqa.decode import forced_runs, processors  # noqa: E402
+from kgqa.model import stepper  # noqa: E402
+from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
+from kgqa.model.seq2seq import encode_questions  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
+
+
+@torch.no_grad()
+def pass_cost(checkpoint: str) -> None:
+    model, tokenizer, _ = load_checkpoint(checkpoint)
+    model.eval()
+    print(f"one decoder pass, {torch.get_num_threads()} threads (mean of 10):\n")
+    print("| rows | positions a row | ms a pass | ms a position |")
+    print("|---|---|---|---|")
+    for questions in (1, 8, 32):
+        encoded = stepper.Encoded(model, *encode_questions(tokenizer, ["刘晓华主要讲什么课啊？"] * questions, 128))
+        for width in (1, 2, 4, 8, 16):
+            decoder = stepper.T5Stepper(model, encoded, 4, 97)
+            decoder.step(torch.full((4 * questions, 1), 5), 0)
+            started = time.perf_counter()
+            for _ in range(10):
+                decoder.step(torch.full((4 * questions, width), 5), 1)
+            ms = (time.perf_counter() - started) * 100
+            print(f"| {4 * questions} | {width} | {ms:.2f} | {ms / (4 * questions * width):.3f} |")
 
 
 def main() -> None:
@@ -31,7 +60,11 @@ def main() -> None:
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--questions", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--pass-cost", action="store_true", help="time decoder passes by rows and positions")
     args = parser.parse_args()
+    if args.pass_cost:
+        pass_cost(args.checkpoint)
+        return
     if missing(args.file, args.kb):
         return
     questions = [q.question for q in read_questions(args.file)][: args.questions]
@@ -55,7 +88,20 @@ def main() -> None:
             counts["row steps forced"] += len(forced)
         return masked
 
+    step, log_probs = stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs
+
+    def counted_pass(self, tokens: torch.Tensor, *args) -> torch.Tensor:
+        counts["passes"] += 1
+        counts["positions"] += tokens.numel()
+        return step(self, tokens, *args)
+
+    def counted_step(self, prefixes: torch.Tensor) -> torch.Tensor:
+        counts["steps"] += 1
+        counts["rows"] += len(prefixes)
+        return log_probs(self, prefixes)
+
     processors.TrieConstraint.__call__ = counted
+    stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = counted_pass, counted_step
     try:
         qa.beam(questions[:1], top_k=1)  # warm
         counts.clear()
@@ -63,11 +109,15 @@ def main() -> None:
             qa.beam(questions[start:start + args.batch_size], top_k=beams)
     finally:
         processors.TrieConstraint.__call__ = original
+        stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = step, log_probs
     print(f"{len(questions)} questions, {beams} beams, batches of {args.batch_size}:")
     print(f"  (row, step) pairs forced: {counts['row steps forced']} of {counts['row steps']} "
           f"({100 * counts['row steps forced'] / max(counts['row steps'], 1):.1f}%)")
     print(f"  (question, step) pairs with every live row forced: {counts['question steps forced']} of "
           f"{counts['question steps']} ({100 * counts['question steps forced'] / max(counts['question steps'], 1):.1f}%)")
+    print(f"  decoder passes: {counts['passes']} for {counts['steps']} beam steps "
+          f"({counts['steps'] / max(counts['passes'], 1):.2f} steps a pass); positions fed {counts['positions']} "
+          f"for {counts['rows']} (row, step) pairs, padding and filler rows included")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Where one question's milliseconds go in the default pipeline (beam + reranker): each stage timed
 where it runs, over N dev questions in the default batches, as ms per question.
 
-    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate|no-confidence]
+    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate|no-confidence] [--constant-forward]
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
@@ -12,10 +12,15 @@ runs the same questions as an earlier pipeline did, for the two side by side: `r
 candidates one padded row each instead of as a prefix tree; `generate` does that and decodes with
 Hugging Face's `generate` in place of the stepper; `no-confidence` answers without the checkpoint's
 confidence calibrator (and so without the answers' confidences and alternatives).
+--constant-forward replaces the model's arithmetic (the encoder, every decoder pass, the output
+layer) by constant tensors of the shapes it returns: what is left is the work around the model —
+the trie walks, the beam's bookkeeping, the forced runs, the candidates and the reranker — which a
+GPU does not speed up, and so what bounds a GPU's rate where the model's passes take no time.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -76,6 +81,50 @@ def profile(qa: KGQA, questions: list[str]) -> tuple[float, dict[str, float]]:
     return wall, spent
 
 
+class ConstantForward:
+    """The stepper's model arithmetic replaced by constants of the right shapes (a context)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        generator = torch.Generator().manual_seed(0)
+        vocabulary, width = model.config.vocab_size, model.config.d_model
+        self.logits = torch.randn(vocabulary, generator=generator).to(model.device)
+        self.hidden = torch.zeros(width, device=model.device)
+        first = model.decoder.block[0].layer[0].SelfAttention
+        self.heads, self.head_dim, self.layers = first.n_heads, first.key_value_proj_dim, len(model.decoder.block)
+        self.saved: list[tuple[object, str, object]] = []
+
+    def __enter__(self) -> "ConstantForward":
+        constant = self
+
+        def encoded(self, model, input_ids, attention_mask) -> None:
+            self.source, self.lengths = input_ids, attention_mask.sum(1)
+            rows, length = input_ids.shape
+            self.cross_mask = torch.zeros((rows, 1, length), device=input_ids.device)
+            keys = torch.zeros((1, constant.heads, constant.head_dim, length), device=input_ids.device)
+            self.cross = [(keys.expand(rows, -1, -1, -1), keys.transpose(-1, -2).expand(rows, -1, -1, -1))
+                          for _ in range(constant.layers)]
+
+        def step(self, tokens, position, rows=None):
+            return constant.logits.expand(tokens.shape + constant.logits.shape)
+
+        def tree(self, tokens, depths, ancestors):
+            return (constant.hidden.expand(tokens.shape + constant.hidden.shape),
+                    torch.zeros(tokens.shape + (self.source.shape[1],), device=tokens.device))
+
+        def head(self, hidden):
+            return constant.logits.expand(hidden.shape[:-1] + constant.logits.shape), None
+
+        for owner, name, replacement in ((stepper.Encoded, "__init__", encoded), (stepper.T5Stepper, "step", step),
+                                         (stepper.T5Stepper, "tree", tree), (stepper.T5Stepper, "head", head)):
+            self.saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, replacement)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for owner, name, original in reversed(self.saved):
+            setattr(owner, name, original)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -87,12 +136,16 @@ def main() -> None:
     parser.add_argument("--baseline", choices=("rows", "generate", "no-confidence"),
                         help="first the same with the candidates scored as padded rows (and decoded by HF generate), "
                              "or without the confidence calibrator")
+    parser.add_argument("--constant-forward", action="store_true",
+                        help="the model's arithmetic replaced by constants: the host's work alone")
     args = parser.parse_args()
     if missing(args.file, args.kb):
         return
     questions = [q.question for q in read_questions(args.file)][: args.questions]
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device=args.device)
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
+    constant = ConstantForward(qa.model) if args.constant_forward else contextlib.nullcontext()
+    constant.__enter__()
     qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
     unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
     calibrator = qa.calibrator
@@ -102,6 +155,8 @@ def main() -> None:
         qa.calibrator = None if name == "no-confidence (baseline)" else calibrator
         wall, spent = profile(qa, questions)
         n = len(questions)
+        if args.constant_forward:
+            name += ", the model's arithmetic replaced by constants"
         print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
               f"{'on' if qa.reranking else 'absent'}, confidence {'on' if qa.calibrator else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
         print("| stage | ms per question | share |")

@@ -2,11 +2,16 @@
 for T seconds; throughput, latency p50/p99, errors, and how many decodes the batcher ran.
 
     python benchmarks/serve_load.py --checkpoint CKPT [--kb KB] [--clients 8] [--seconds 30] [--poison]
+        [--baseline-code DIR [--baseline-checkpoint CK0] [--baseline-cache DIR]]
 
 With --poison the same load runs twice against one server, first alone, then beside a client that
 sends nothing but abuse (lone surrogates, deeply nested JSON, bodies over the size limit, wrong
 content types and charsets, rebound Host names, requests it abandons mid-flight): the
 well-behaved clients should see no error and a p99 within 2x of the first run.
+
+With --baseline-code the same load runs first against a server of another checkout (a `git
+worktree` of an earlier commit, reading CK0 and its own index cache where those differ): the two
+side by side in one run.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import time
 
 import aiohttp
@@ -100,15 +106,29 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--poison", action="store_true", help="Run again beside an abusive client.")
+    parser.add_argument("--baseline-code", help="another checkout, whose server is loaded first")
+    parser.add_argument("--baseline-checkpoint")
+    parser.add_argument("--baseline-cache", help="KGQA_CACHE for the baseline (an older index format)")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
     questions = [q.question for q in read_questions(args.questions)]
+    sides = ([("baseline", [sys.executable, os.path.join(args.baseline_code, "cli.py")],
+               args.baseline_checkpoint or args.checkpoint, args.baseline_cache)] if args.baseline_code else [])
+    for name, cli, checkpoint, cache in sides + [("current", CLI, args.checkpoint, os.environ.get("KGQA_CACHE"))]:
+        if sides:
+            print(f"\n{name}: {cli[-1]}")
+        serve_and_load(args, questions, cli, checkpoint, cache)
+
+
+def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str], checkpoint: str,
+                   cache: str | None) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(CLI + ["serve", "--checkpoint", args.checkpoint, "--kb", args.kb, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, **({"KGQA_CACHE": cache} if cache else {}))
+    server = subprocess.Popen(cli + ["serve", "--checkpoint", checkpoint, "--kb", args.kb, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async def wait_up() -> None:

@@ -56,8 +56,9 @@ class Journal:
     runs writing the same output would truncate each other's journal and could mix their
     answers, so the second fails at once, before loading anything."""
 
-    def __init__(self, output: str) -> None:
-        self.path = output + PARTIAL
+    def __init__(self, output: str, part: str = "") -> None:
+        """`part`: what tells this process's journal from the others' of one output (a shard's)."""
+        self.path = output + PARTIAL + part
         self.done: dict[int, dict] = {}
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._handle = open(self.path, "a+b")
@@ -118,38 +119,72 @@ class Journal:
             self.release()
 
 
+def shard() -> tuple[int, int]:
+    """(rank, world size) of this process under `torchrun` (RANK, WORLD_SIZE), else (0, 1)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], Any], kind: str,
                 progress: bool = True) -> Iterator[list[dict]]:
     """Answer every question of a file, one batch at a time, journaled beside `output` so a killed
     run resumes; yields the records (one per question, input order, of `kind`: a name in RECORDS)
     once, and removes the journal only after the caller has written them.
 
+    Under `torchrun` each of the N processes answers every N-th of the batches one process forms
+    into its own journal (`OUTPUT.partial.R-of-N`, resumed by a run with the same N), the records
+    are gathered to rank 0 (gloo, so CPU processes and GPUs alike), which alone yields them for the
+    one output; the journals go only once it is written. Batches, not questions, are dealt out:
+    a question's beam and likelihoods are computed with the same batch as in one process, so to
+    the last digit of their float arithmetic (padding and pass shapes follow the batch).
+
     What can be checked without the model is checked first: an output that is a directory, or
     one another run is writing, fails before minutes of loading (`open_pipeline` is called after),
     not after the answers. The journal's fingerprint covers the questions, the checkpoint's files,
-    the KB, the decoding settings and the kind of record, by its name in RECORDS.
+    the KB, the decoding settings, the kind of record (by its name in RECORDS) and the shard.
     """
     from tqdm import tqdm
 
     record_of = RECORDS[kind]
+    rank, world = shard()
 
     if os.path.isdir(output):
         raise KgqaError("is a directory, expected the answer file to write", output)
     questions = read_questions(questions_path)
-    with Journal(output) as journal:
+    with Journal(output, "" if world == 1 else f".{rank}-of-{world}") as journal:
         qa = open_pipeline()
         files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
                        for entry in os.scandir(qa.checkpoint) if entry.is_file()) if qa.checkpoint else None
         journal.begin(fingerprint(file_sha256(questions_path), files, qa.index.header["kb_sha256"],
-                                  asdict(qa.settings), kind))
-        pending = [i for i in range(len(questions)) if i not in journal.done]
+                                  asdict(qa.settings), kind, *([rank, world] if world > 1 else [])))
+        size = qa.settings.batch_size
+        # every N-th batch of those one process forms: the same batches, so the same arithmetic
+        pending = [i for i in range(len(questions)) if (i // size) % world == rank and i not in journal.done]
         if journal.done:
             tqdm.write(f"resuming: {len(journal.done)} answers already in {journal.path}", file=sys.stderr)
-        size = qa.settings.batch_size
-        for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches", disable=not progress):
+        for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches",
+                          disable=not progress or rank > 0):
             chunk = pending[start:start + size]
             found = qa.answer([questions[i].question for i in chunk])
             journal.append({i: record_of(questions[i], candidates, qa.settings)
                             for i, candidates in zip(chunk, found)})
-        yield [journal.done[i] for i in range(len(questions))]
+        done = _gathered(journal.done, world)
+        if rank == 0:
+            yield [done[i] for i in range(len(questions))]
+        if world > 1:
+            import torch.distributed
+
+            torch.distributed.barrier()  # the output is written: no shard's journal is needed now
         journal.close()
+
+
+def _gathered(records: dict[int, dict], world: int) -> dict[int, dict]:
+    """Every process's records, on rank 0 (a process group of gloo is set up if none is)."""
+    if world == 1:
+        return records
+    import torch.distributed
+
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    shards: list[dict[int, dict] | None] = [None] * world if torch.distributed.get_rank() == 0 else None
+    torch.distributed.gather_object(records, shards)
+    return {position: record for part in shards or [] for position, record in part.items()}

@@ -345,3 +345,42 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
                                                       restrict_mentions=False, lookahead=0.5, mention_lookahead=0.0,
                                                       batch_size=3, rerank=False, max_question_tokens=64,
                                                       min_confidence=0.25)
+
+
+def test_torchrun_predict_shards_the_file_writes_what_one_process_writes_and_resumes(overfit, tmp_path):
+    import socket
+
+    tmp, train, gold, env = overfit
+    questions = write(tmp_path / "q.json", "".join(
+        json.dumps({"id": i, "question": gold[i % len(gold)]["question"] + "？" * (i // len(gold))},
+                   ensure_ascii=False) + "\n" for i in range(40)))
+    args = ["predict", questions, "--checkpoint", str(tmp / "ck" / "best"), "--kb", f"{SAMPLE}/kb.tsv",
+            "--top-k", "2", "--batch-size", "1"]
+    one = CliRunner().invoke(main, args + ["-o", str(tmp_path / "one.json")], env=env)
+    assert one.exit_code == 0, one.output
+
+    def torchrun() -> subprocess.Popen:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = str(probe.getsockname()[1])
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                   "127.0.0.1", "--master_port", port, os.path.join(ROOT, "cli.py")] + args + [
+                   "-o", str(tmp_path / "two.json")]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env=dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", **env))
+
+    first = torchrun()  # stopped (torchrun ends its workers) once each shard has answered a few
+    journals = [tmp_path / f"two.json.partial.{rank}-of-2" for rank in (0, 1)]
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(j.exists() and j.read_bytes().count(b"\n") > 3 for j in journals):
+        time.sleep(0.02)
+    first.terminate()
+    first.communicate(timeout=60)
+    assert not (tmp_path / "two.json").exists()
+    second = torchrun()
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr[-3000:]
+    assert "resuming: " in stderr
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert stdout.count("40 answers") == 1  # rank 0 alone writes and says so
+    assert sorted(os.listdir(tmp_path)) == ["one.json", "q.json", "two.json"]  # no journal left behind

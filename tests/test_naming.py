@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -42,3 +43,17 @@ def test_naming_weights_are_saved_and_read_back(tmp_path):
     with pytest.raises(KgqaError, match="unreadable naming weights"):
         Naming.load(str(tmp_path))
     assert np.array_equal(naming.scores("问", []), np.zeros((0, 2)))
+
+
+def test_naming_scores_are_the_same_bits_whatever_the_process_string_hashing():
+    import subprocess
+    import sys
+
+    script = ("from kgqa.kb.index import Answer\n"
+              "from kgqa.rank.naming import Naming\n"
+              "naming = Naming({c: (i % 7, 9 + i % 5) for i, c in enumerate('的是什么哪里出生地点时间作者国家一二三四五六七八')})\n"
+              "answers = [Answer('刘晓华', p, '', ['x']) for p in ('出生地点', '国家作者时间', '什么哪里一二三')]\n"
+              "print([x.hex() for x in naming.scores('刘晓华的出生地点是什么哪里国家一二三四五六七八时间？', answers).ravel()])\n")
+    found = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
+    assert len(found) == 1, found

@@ -40,8 +40,6 @@ def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions:
     questions the rows belong to after each such change (the logits processors map rows to
     questions: `TrieWalker.keep`)."""
     device = decoder.device
-    keep = 2 * num_beams
-    top_beams = torch.arange(keep, device=device) < num_beams
     out_sequences = torch.full((questions, num_return, max_length), eos_id, dtype=torch.long, device=device)
     out_scores = torch.full((questions, num_return), NEVER, device=device)
     alive = torch.arange(questions, device=device)
@@ -55,32 +53,29 @@ def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions:
     length = 1
     while True:
         count = len(alive)
-        log_probs = decoder.log_probs(running[:, :, :length].reshape(count * num_beams, length))
-        log_probs = processors(running[:, :, :length].reshape(count * num_beams, length), log_probs)
-        vocab = log_probs.shape[-1]
-        totals = (log_probs.view(count, num_beams, vocab) + running_scores[:, :, None]).view(count, -1)
-        top_scores, top_index = torch.topk(totals, keep)
-        source_beam = top_index // vocab
-        candidates = running.gather(1, source_beam[:, :, None].expand(-1, -1, max_length)).clone()
-        candidates[:, :, length] = top_index % vocab
-        ends = (candidates[:, :, length] == eos_id) | (length + 1 >= max_length)
-        # the best num_beams that did not end run on
-        open_scores = top_scores + ends.float() * NEVER
-        survivors = torch.topk(open_scores, num_beams)[1]
-        running = candidates.gather(1, survivors[:, :, None].expand(-1, -1, max_length))
-        running_scores = open_scores.gather(1, survivors)
-        # those among the top num_beams that ended join the finished, each scored per generated token
-        ended = ends & top_beams[None, :]
-        scored = top_scores / length  # generated tokens, the start token not counted
-        scored = scored + (~improvable).float() * NEVER + (~ended).float() * NEVER
-        merged_scores = torch.cat((finished_scores, scored), 1)
-        best = torch.topk(merged_scores, num_beams)[1]
-        finished = torch.cat((finished, candidates), 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
-        finished_scores = merged_scores.gather(1, best)
-        is_finished = torch.cat((is_finished, ended), 1).gather(1, best)
-        offsets = torch.arange(count, device=device)[:, None] * num_beams
-        decoder.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
-        length += 1
+        prefixes = running[:, :, :length].reshape(count * num_beams, length)
+        ahead = decoder.forced_steps(prefixes, max_length - 1 - length)
+        if ahead and bool(torch.isfinite(running_scores).all()):
+            # every row's next tokens are forced: each step would keep every row, adding its
+            # token's log-probability and sorting the rows by score, and could end no hypothesis
+            worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
+            tokens, token_log_p = (t.reshape(count, num_beams, ahead) for t in decoder.forced(length, ahead))
+            rows = torch.arange(num_beams, device=device).expand(count, -1)  # each slot's row before the steps
+            for j in range(ahead):
+                running_scores, order = torch.topk(running_scores + token_log_p[:, :, j].gather(1, rows), num_beams)
+                rows = rows.gather(1, order)
+                improvable = improvable & (running_scores[:, :1] / (length + j) > worst).any(1, keepdim=True)
+            running = running.gather(1, rows[:, :, None].expand(-1, -1, max_length)).clone()
+            running[:, :, length: length + ahead] = tokens.gather(1, rows[:, :, None].expand(-1, -1, ahead))
+            length += ahead
+            offsets = torch.arange(count, device=device)[:, None] * num_beams
+            decoder.reorder((rows + offsets).view(-1))
+            ends = torch.zeros((count, 1), dtype=torch.bool, device=device)
+        else:
+            running, running_scores, finished, finished_scores, is_finished, ends = _step(
+                decoder, processors, prefixes, running, running_scores, finished, finished_scores, is_finished,
+                improvable, length, num_beams, eos_id, max_length)
+            length += 1
         worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
         improvable = improvable & (running_scores[:, :1] / (length - 1) > worst).any(1, keepdim=True)
         done = ~improvable[:, 0] | ends.all(1)
@@ -97,3 +92,40 @@ def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions:
             if on_keep is not None:
                 on_keep(alive.tolist())
     return (out_sequences[:, :, :length].reshape(questions * num_return, length), out_scores.reshape(-1))
+
+
+def _step(decoder: ForcedRuns, processors: LogitsProcessorList, prefixes: torch.Tensor, running: torch.Tensor,
+          running_scores: torch.Tensor, finished: torch.Tensor, finished_scores: torch.Tensor,
+          is_finished: torch.Tensor, improvable: torch.Tensor, length: int, num_beams: int, eos_id: int,
+          max_length: int) -> tuple[torch.Tensor, ...]:
+    """One step of HF's beam search over the rows' `prefixes` (`running` up to `length`): the
+    next (running, running_scores, finished, finished_scores, is_finished) and which of the
+    top 2 × num_beams candidates ended."""
+    count, device = running.shape[0], running.device
+    keep = 2 * num_beams
+    top_beams = torch.arange(keep, device=device) < num_beams
+    log_probs = processors(prefixes, decoder.log_probs(prefixes))
+    vocab = log_probs.shape[-1]
+    totals = (log_probs.view(count, num_beams, vocab) + running_scores[:, :, None]).view(count, -1)
+    top_scores, top_index = torch.topk(totals, keep)
+    source_beam = top_index // vocab
+    candidates = running.gather(1, source_beam[:, :, None].expand(-1, -1, max_length)).clone()
+    candidates[:, :, length] = top_index % vocab
+    ends = (candidates[:, :, length] == eos_id) | (length + 1 >= max_length)
+    # the best num_beams that did not end run on
+    open_scores = top_scores + ends.float() * NEVER
+    survivors = torch.topk(open_scores, num_beams)[1]
+    running = candidates.gather(1, survivors[:, :, None].expand(-1, -1, max_length))
+    running_scores = open_scores.gather(1, survivors)
+    # those among the top num_beams that ended join the finished, each scored per generated token
+    ended = ends & top_beams[None, :]
+    scored = top_scores / length  # generated tokens, the start token not counted
+    scored = scored + (~improvable).float() * NEVER + (~ended).float() * NEVER
+    merged_scores = torch.cat((finished_scores, scored), 1)
+    best = torch.topk(merged_scores, num_beams)[1]
+    finished = torch.cat((finished, candidates), 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
+    finished_scores = merged_scores.gather(1, best)
+    is_finished = torch.cat((is_finished, ended), 1).gather(1, best)
+    offsets = torch.arange(count, device=device)[:, None] * num_beams
+    decoder.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
+    return running, running_scores, finished, finished_scores, is_finished, ends

@@ -24,8 +24,8 @@ from kgqa.model.stepper import T5Stepper
 MAX_RUN = 16
 # What a decoder pass costs beyond its positions' arithmetic (the weights' trip from memory, the
 # kernel launches, Python), in positions of arithmetic: on 2 CPU cores a pass of 4 rows × 1
-# position costs as much as 64 more positions (benchmarks/forced_tokens.py --pass-cost); on a GPU
-# a pass of thousands of positions costs about what one position does.
+# position costs what 64 more positions cost (`benchmarks/forced_tokens.py --pass-cost`); on a
+# GPU a pass of thousands of positions costs about what one does.
 PASS_COST = {"cpu": 64, "cuda": 4096}
 
 
@@ -70,6 +70,18 @@ class ForcedRuns:
         if len(need):
             out[torch.from_numpy(need).to(self.device)] = self._run(prefixes, need)
         return out
+
+    def forced_steps(self, prefixes: torch.Tensor, limit: int) -> int:
+        """How many of the next steps (at most `limit`) every row's token is forced and known,
+        with its log-probability, and is not EOS: steps the beam can take without a pass or a
+        choice (`beam_search` then takes them in one go, `forced`)."""
+        ended = (prefixes[:, -1] == self.walker.tokenizer.eos_id).any().item()
+        return 0 if ended else max(0, min(limit, int(self.ready.min()) - 1 - prefixes.shape[1]))
+
+    def forced(self, length: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, log-probabilities), (rows, steps), of the forced tokens at positions
+        `length`..`length + steps - 1`, where `forced_steps` allows."""
+        return self.token[:, length: length + steps], self.log_p[:, length: length + steps]
 
     def _run(self, prefixes: torch.Tensor, need: np.ndarray) -> torch.Tensor:
         """One decoder pass over the `need` rows, each fed its last token and its forced run;

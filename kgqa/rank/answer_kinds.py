@@ -41,15 +41,18 @@ PROFILE_CACHE = 50_000  # predicates whose profile is kept once read (about 40 M
 log = logging.getLogger("kgqa.rank.answer_kinds")
 
 
+_DIGITS, _LATIN, _UNIT, _BEFORE = re.compile(r"\d+"), re.compile(r"[A-Za-z]+"), re.compile("0(.)"), re.compile("(.)0")
+
+
 def object_forms(obj: str) -> set[str]:
     """The forms one object shows (see the module's docstring)."""
-    folded = re.sub(r"[A-Za-z]+", "a", re.sub(r"\d+", "0", obj))
+    folded = _LATIN.sub("a", _DIGITS.sub("0", obj))
     forms = {f"length {min(len(obj).bit_length(), 6)}"}
     if folded:
-        forms |= {f"first {folded[0]}", f"last {folded[-1]}", f"last {folded[-2:]}"}
-    forms |= {f"unit {m}" for m in re.findall("0(.)", folded)}
-    forms |= {f"before {m}" for m in re.findall("(.)0", folded)}
-    forms |= {f"has {c}" for c in folded}
+        forms.update((f"first {folded[0]}", f"last {folded[-1]}", f"last {folded[-2:]}"))
+    forms.update(["unit " + m for m in _UNIT.findall(folded)])
+    forms.update(["before " + m for m in _BEFORE.findall(folded)])
+    forms.update(["has " + c for c in folded])
     return forms
 
 

@@ -44,9 +44,11 @@ class Naming:
         weights: dict[str, dict[str, float]] = {}  # per mention: each remaining character's weight
         for k, answer in enumerate(answers):
             if answer.surface not in weights:
-                weights[answer.surface] = {c: self.weight(c) for c in set(without_mention(question, answer.surface))}
+                # in the question's order, not a set's: a float sum's order, and so its last bit,
+                # would otherwise change with the process's string hashing
+                weights[answer.surface] = {c: self.weight(c) for c in dict.fromkeys(without_mention(question, answer.surface))}
             rest = weights[answer.surface]
-            rows[k] = (sum(rest[c] for c in rest.keys() & set(answer.predicate)), sum(rest.values()))
+            rows[k] = (sum(rest[c] for c in dict.fromkeys(answer.predicate) if c in rest), sum(rest.values()))
         return rows
 
     def save(self, checkpoint: str) -> None:
