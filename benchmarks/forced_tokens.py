@@ -7,9 +7,10 @@ passes start from (a token the trie leaves no alternative to need not wait for i
 Answers the first N questions of the file with the default beam, counting at every decoder step,
 after `TrieConstraint`, each beam row's allowed tokens: a row is *forced* when one token is allowed
 and it is not a finished row repeating EOS; a step is forced for a question when all its
-unfinished rows are. Prints the shares of (row, step) pairs and of (question, step) pairs forced,
-and what the forced runs make of them: the decoder passes the beam ran against its steps (before
-forced runs, one pass a step), and the positions those passes fed against the (row, step) pairs.
+unfinished rows are (outside the beam's jumps over steps where every row is). Prints the shares of
+(row, step) pairs and of (question, step) pairs forced, and what the forced runs make of them: the
+steps the beam jumped, the decoder passes it ran against its steps (before forced runs, one pass a
+step), and the positions those passes fed against the (row, step) pairs.
 
 --pass-cost times one decoder pass over R rows × W positions instead: what `forced_runs.PASS_COST`
 (a pass's cost beyond its positions, in positions) is read from on a machine.
@@ -88,7 +89,7 @@ def main() -> None:
             counts["row steps forced"] += len(forced)
         return masked
 
-    step, log_probs = stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs
+    step, log_probs, forced = stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs, forced_runs.ForcedRuns.forced
 
     def counted_pass(self, tokens: torch.Tensor, *args) -> torch.Tensor:
         counts["passes"] += 1
@@ -100,8 +101,14 @@ def main() -> None:
         counts["rows"] += len(prefixes)
         return log_probs(self, prefixes)
 
+    def counted_jump(self, length: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        counts["jumps"] += 1
+        counts["steps jumped"] += steps
+        return forced(self, length, steps)
+
     processors.TrieConstraint.__call__ = counted
     stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = counted_pass, counted_step
+    forced_runs.ForcedRuns.forced = counted_jump
     try:
         qa.beam(questions[:1], top_k=1)  # warm
         counts.clear()
@@ -110,14 +117,17 @@ def main() -> None:
     finally:
         processors.TrieConstraint.__call__ = original
         stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = step, log_probs
+        forced_runs.ForcedRuns.forced = forced
     print(f"{len(questions)} questions, {beams} beams, batches of {args.batch_size}:")
     print(f"  (row, step) pairs forced: {counts['row steps forced']} of {counts['row steps']} "
           f"({100 * counts['row steps forced'] / max(counts['row steps'], 1):.1f}%)")
     print(f"  (question, step) pairs with every live row forced: {counts['question steps forced']} of "
           f"{counts['question steps']} ({100 * counts['question steps forced'] / max(counts['question steps'], 1):.1f}%)")
-    print(f"  decoder passes: {counts['passes']} for {counts['steps']} beam steps "
-          f"({counts['steps'] / max(counts['passes'], 1):.2f} steps a pass); positions fed {counts['positions']} "
-          f"for {counts['rows']} (row, step) pairs, padding and filler rows included")
+    steps = counts["steps"] + counts["steps jumped"]
+    print(f"  beam steps: {steps}, of which {counts['steps jumped']} taken in {counts['jumps']} jumps (every row "
+          f"forced: no pass, no processor); decoder passes: {counts['passes']} ({steps / max(counts['passes'], 1):.2f} "
+          f"steps a pass); positions fed {counts['positions']} for {counts['rows']} (row, step) pairs outside jumps, "
+          f"padding and filler rows included")
 
 
 if __name__ == "__main__":

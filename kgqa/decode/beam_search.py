@@ -104,7 +104,9 @@ def _step(decoder: ForcedRuns, processors: LogitsProcessorList, prefixes: torch.
     count, device = running.shape[0], running.device
     keep = 2 * num_beams
     top_beams = torch.arange(keep, device=device) < num_beams
-    log_probs = processors(prefixes, decoder.log_probs(prefixes))
+    log_probs = decoder.log_probs(prefixes)
+    for rule in processors:  # as LogitsProcessorList calls them, without its signature check a call
+        log_probs = rule(prefixes, log_probs)
     vocab = log_probs.shape[-1]
     totals = (log_probs.view(count, num_beams, vocab) + running_scores[:, :, None]).view(count, -1)
     top_scores, top_index = torch.topk(totals, keep)
