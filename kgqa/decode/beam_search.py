@@ -1,6 +1,7 @@
-"""Beam search over a `T5Stepper` (through `ForcedRuns`): Hugging Face's beam search (transformers 5.x `_beam_search`
-with its defaults: length penalty 1, `early_stopping=False`, 2 × beams candidates a step), step
-for step, so it keeps the hypotheses `generate` keeps; without `generate`'s per-step wrapping.
+"""Beam search over a `T5Stepper`, fed by `ForcedRuns`: Hugging Face's beam search (transformers
+5.x `_beam_search` with its defaults: length penalty 1, `early_stopping=False`, 2 × beams
+candidates a step), step for step, so it keeps the hypotheses `generate` keeps; without
+`generate`'s per-step wrapping.
 
 The logits processors are the same objects `generate` is given (the trie constraint, the
 look-ahead): each sees the rows' prefixes and their log-probabilities, as there.
@@ -33,9 +34,11 @@ def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions:
     `generate(..., num_beams, num_return_sequences, return_dict_in_generate=True)` gives
     `sequences` and `sequences_scores` (the sum of log-probabilities over the generated length).
 
-    One difference, in time only: a question leaves the batch once nothing can change its finished
+    Two differences, in time only: a question leaves the batch once nothing can change its finished
     hypotheses (no open beam can beat them, or every candidate ended), where `generate` computes
-    its rows until the batch's last question is done. What `generate` would still add for it
+    its rows until the batch's last question is done; and steps where every row's next token is
+    forced and known (`ForcedRuns.forced_steps`) are taken in one go, as each would go: the
+    token's log-probability added, the rows sorted by score, the early stop checked at each length. What `generate` would still add for it
     scores below -1e8, as a slot that was never filled does. `on_keep(questions)` is told which
     questions the rows belong to after each such change (the logits processors map rows to
     questions: `TrieWalker.keep`)."""

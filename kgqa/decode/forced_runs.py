@@ -102,8 +102,7 @@ class ForcedRuns:
         every = len(need) == len(self.ready)  # then the stepper reads its buffers in place
         log_probs = self.stepper.step(tokens, length - 1, None if every else rows).float().log_softmax(-1)
         if width > 1:
-            run_tokens = torch.tensor([run[: width - 1] + [0] * (width - 1 - min(len(run), width - 1)) for run in runs],
-                                      device=self.device)
+            run_tokens = torch.tensor([(run + [0] * width)[: width - 1] for run in runs], device=self.device)
             self.token[rows, length: length + width - 1] = run_tokens
             self.log_p[rows, length: length + width - 1] = log_probs[:, :-1].gather(2, run_tokens[:, :, None])[:, :, 0]
         for i in np.flatnonzero(sizes > 1):
