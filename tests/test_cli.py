@@ -384,3 +384,19 @@ def test_torchrun_predict_shards_the_file_writes_what_one_process_writes_and_res
     assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
     assert stdout.count("40 answers") == 1  # rank 0 alone writes and says so
     assert sorted(os.listdir(tmp_path)) == ["one.json", "q.json", "two.json"]  # no journal left behind
+
+
+def test_kgqa_index_skips_and_counts_kb_lines_with_a_nul_character(overfit, tmp_path):
+    tmp, _, _, env = overfit
+    with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
+        lines = handle.readlines()
+    kb = write(tmp_path / "kb.tsv", "".join(lines[:3]) + "有\x00空字符\t谓语\t宾语\n主语\t谓\x00语\t宾语\n" + "".join(lines[3:]))
+    index = ["index", kb, "--checkpoint", str(tmp / "ck/best"), "-o", str(tmp_path / "idx")]
+    result = CliRunner().invoke(main, index, env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 a NUL character in the subject or predicate" in result.output
+    header = json.loads((tmp_path / "idx" / "header.json").read_text(encoding="utf-8"))
+    assert header["skipped"] == {"a NUL character in the subject or predicate": 2}
+    strict = CliRunner().invoke(main, index[:1] + ["--strict"] + index[1:], env=env)  # after the read's progress
+    assert strict.exit_code == 1 and "Traceback" not in strict.output
+    assert strict.output.strip().splitlines()[-1].endswith("kb.tsv:4: a NUL character in the subject or predicate")

@@ -30,6 +30,9 @@ def test_read_kb_splits_and_normalises(tmp_path):
     ("a\tb\tc\td\n", "expected 3 tab-separated fields, found 4"),
     ("\tb\tc\n", "empty subject or predicate"),
     ("a\t \tc\n", "empty subject or predicate"),
+    ("有\x00空字符\t谓语\t宾语\n", "a NUL character in the subject or predicate"),
+    ("主语（有\x00）\t谓语\t宾语\n", "a NUL character in the subject or predicate"),
+    ("主语\t谓\x00语\t宾语\n", "a NUL character in the subject or predicate"),
 ])
 def test_bad_lines_stop_when_strict_and_are_counted_otherwise(tmp_path, line, reason):
     path = write(tmp_path / "kb.tsv", "A\tB\tC\n" + line)

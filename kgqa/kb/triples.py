@@ -73,8 +73,9 @@ def _open_binary(path: str) -> IO[bytes]:
 def read_kb(path: str, strict: bool = False, stats: ReadStats | None = None) -> Iterator[Triple]:
     """Yield the triples of a KB file in file order.
 
-    Bad lines (wrong number of tabs, empty S or P, bytes that are not UTF-8) stop the read with
-    the file and line named when `strict`; otherwise they are skipped and counted in `stats`.
+    Bad lines (wrong number of tabs, empty S or P, a NUL character in S or P, bytes that are not
+    UTF-8) stop the read with the file and line named when `strict`; otherwise they are skipped
+    and counted in `stats`.
     A BOM and CRLF line ends are accepted silently: both are common and unambiguous.
     """
     stats = stats if stats is not None else ReadStats()
@@ -98,6 +99,9 @@ def read_kb(path: str, strict: bool = False, stats: ReadStats | None = None) -> 
             subject, predicate, obj = (part.strip() for part in parts)
             if not subject or not predicate:
                 _reject(path, number, "empty subject or predicate", strict, stats)
+                continue
+            if "\x00" in subject or "\x00" in predicate:  # the index's string tries cannot hold NUL
+                _reject(path, number, "a NUL character in the subject or predicate", strict, stats)
                 continue
             surface, disambiguation = split_subject(subject)
             stats.triples += 1
