@@ -54,13 +54,18 @@ class Job:
 
 @dataclass
 class Batcher:
-    """Collects questions for up to `wait_s` (or `max_batch` of them) into one `KGQA.answer`."""
+    """Collects questions into one `KGQA.answer`: those already waiting (up to `max_batch`), and,
+    after a batch of several, those arriving within `wait_s` more — several clients whose answers
+    just came back ask again within milliseconds of each other, so waiting a little joins them
+    into one decode; after a batch of one, the next question is decoded at once (a lone client
+    would only wait)."""
 
     qa: KGQA
     max_batch: int  # questions decoded together: the pipeline's batch size
     wait_s: float = 0.01
     max_pending: int = 1024  # questions waiting; more get 503
     decodes: int = 0  # batches decoded so far, for /health and the tests
+    last_batch: int = 0  # questions in the batch decoded last
     dropped: int = 0  # questions whose client went away before their decode
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="kgqa-decode"))
@@ -92,12 +97,15 @@ class Batcher:
     async def _one_batch(self) -> None:
         loop = asyncio.get_running_loop()
         batch = [await self.queue.get()]
-        deadline = loop.time() + self.wait_s
-        while len(batch) < self.max_batch:
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        deadline = loop.time() + (self.wait_s if self.last_batch > 1 else 0.0)
+        while len(batch) < self.max_batch and loop.time() < deadline:
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                batch.append(await asyncio.wait_for(self.queue.get(), deadline - loop.time()))
             except asyncio.TimeoutError:
                 break
+        self.last_batch = len(batch)
         live = [job for job in batch if not job.future.done()]
         self.dropped += len(batch) - len(live)
         if not live:

@@ -175,6 +175,31 @@ def test_requests_whose_client_left_are_dropped_before_decoding(qa):
     assert batcher.dropped == 2 and batcher.decodes == 0
 
 
+def test_a_lone_question_is_decoded_at_once_and_after_a_batch_of_several_late_ones_are_joined(qa):
+    from kgqa.server import Batcher
+
+    async def scenario():
+        batcher = Batcher(qa, qa.settings.batch_size, wait_s=30.0)
+        batcher.last_batch = 1  # a lone client's question came before: no waiting for others
+        alone = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？"]))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(batcher._one_batch(), 20)  # 30 s of waiting would time this out
+        assert (await alone)[0]["question"] == "马磊静的配偶是谁？"
+        batcher.last_batch, batcher.wait_s = 2, 0.3  # several clients: one asks a moment after the first
+        first = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？"]))
+
+        async def later():
+            await asyncio.sleep(0.05)
+            return await batcher.ask(["高军英是在哪里出生的？"])
+        second = asyncio.create_task(later())
+        await asyncio.sleep(0)
+        await batcher._one_batch()
+        await asyncio.gather(first, second)
+        return batcher
+    batcher = asyncio.run(scenario())
+    assert batcher.decodes == 2 and batcher.last_batch == 2
+
+
 @pytest.mark.parametrize("body, headers, status, message", [
     ('{"question": "\\ud800的配偶是谁"}', {}, 400, "lone surrogate"),
     ("[" * 100000 + "]" * 100000, {}, 400, "nested too deeply"),
