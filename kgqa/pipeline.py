@@ -2,6 +2,7 @@
 `KGQA.explain(question)` for an answer with the evidence behind it."""
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -99,6 +100,9 @@ class Explanation:
         }
 
 
+log = logging.getLogger("kgqa.pipeline")
+
+
 class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, reranker: Reranker | None = None,
@@ -136,6 +140,26 @@ class KGQA:
                  Naming.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
+
+    def follow_index(self) -> bool:
+        """Switch to the index now in this one's directory where a rebuild was swapped in since it
+        was opened (`kgqa index NEW_KB -o DIR --checkpoint CK`, DIR the one in use): True where it
+        switched. One that cannot be opened, or was built with another tokenizer, is not taken:
+        the one in use stays, and the next call tries again."""
+        if not self.index.replaced():
+            return False
+        try:
+            found = KBIndex(self.index.directory, self.tokenizer)
+        except KgqaError as error:
+            log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
+                        self.index.directory, error)
+            return False
+        if found.header["tokenizer_sha256"] != self.tokenizer.sha256:
+            log.warning("kgqa: the index in %s changed to one of another tokenizer; answering from the one before",
+                        self.index.directory)
+            return False
+        self.index = found
+        return True
 
     def answer(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
         """Top-k KB candidates per question, in input order; [] where no KB key is reachable."""

@@ -66,6 +66,7 @@ class Batcher:
     max_pending: int = 1024  # questions waiting; more get 503
     decodes: int = 0  # batches decoded so far, for /health and the tests
     last_batch: int = 0  # questions in the batch decoded last
+    index_switches: int = 0  # rebuilt indexes taken up since the start
     dropped: int = 0  # questions whose client went away before their decode
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="kgqa-decode"))
@@ -124,6 +125,8 @@ class Batcher:
         """On the worker thread: one decode for the batch's plain questions (if it fails, one per
         question, so a question that breaks the decode fails alone); an explained question is
         decoded once, by `explain`, which gives its answer too."""
+        if self.qa.follow_index():  # between batches: a batch is answered from one index, whole
+            self.index_switches += 1
         plain = [question for question, explain in asked if not explain]
         try:
             found: list = self.qa.answer(plain) if plain else []
@@ -260,6 +263,7 @@ def make_app(qa: KGQA, wait_s: float = 0.01, max_pending: int = 1024,
                                   "worker_running": running, "uptime_s": round(time.time() - started, 1),
                                   "decodes": batcher.decodes, "queued": batcher.queue.qsize(),
                                   "dropped": batcher.dropped, "kb_triples": qa.index.header["triples"],
+                                  "kb_sha256": qa.index.header["kb_sha256"], "index_switches": batcher.index_switches,
                                   "confidence": qa.reranking and qa.calibrator is not None,
                                   "min_confidence": qa.settings.min_confidence},
                                  status=200 if running else 503)

@@ -3,11 +3,12 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.server import make_app
 
-from conftest import TINY_SHAPE
+from conftest import SAMPLE, TINY_SHAPE, write
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +300,51 @@ def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypat
         async with TestClient(TestServer(served["app"])) as client:
             return (await client.get("/health", headers={"Host": "evil.example"})).status
     assert asyncio.run(scenario()) == (403 if guarded else 200)
+
+
+def test_the_service_follows_its_index_when_a_rebuild_is_swapped_in_between_batches(sample_kb, tmp_path):
+    from kgqa.kb.build import build_index
+
+    _, _, tokenizer, _ = sample_kb
+    with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
+        base = handle.read()
+    directory = str(tmp_path / "index")
+    build_index(write(tmp_path / "kb.tsv", base), tokenizer, directory)
+    qa = KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, KBIndex(directory, tokenizer), DecodeSettings(top_k=3))
+    question = "马磊静的民族出生是什么？"  # a predicate of known characters, new to the KB
+
+    async def scenario(client):
+        before = await (await client.post("/ask", json={"question": question})).json()
+        health = await (await client.get("/health")).json()
+        assert health["kb_triples"] == qa.index.header["triples"] and health["index_switches"] == 0
+        build_index(write(tmp_path / "kb2.tsv", base + "马磊静\t民族出生\t新的宾语\n"), tokenizer, directory)
+        after = await (await client.post("/ask", json={"question": question})).json()
+        again = await (await client.get("/health")).json()
+        return before, health, after, again
+    before, health, after, again = _with_client(qa, scenario)
+    assert all("民族出生" not in c["answer"] for c in before["candidates"])
+    assert again["index_switches"] == 1 and again["kb_triples"] == health["kb_triples"] + 1
+    assert again["kb_sha256"] != health["kb_sha256"]
+    assert any(c["answer"].endswith("||| 民族出生 ||| 新的宾语") for c in after["candidates"])
+
+
+def test_an_index_swapped_in_for_another_tokenizer_or_damaged_is_not_taken(sample_kb, tmp_path):
+    import os
+
+    from kgqa.kb.build import build_index
+    from kgqa.model.tokenizer import SentencePieceTokenizer
+
+    _, triples, tokenizer, _ = sample_kb
+    kb = f"{SAMPLE}/kb.tsv"
+    directory = str(tmp_path / "index")
+    build_index(kb, tokenizer, directory)
+    qa = KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, KBIndex(directory, tokenizer), DecodeSettings())
+    first = qa.index
+    other = SentencePieceTokenizer.train((t.predicate + t.surface for t in reversed(triples)), 300)
+    assert other.sha256 != tokenizer.sha256
+    build_index(kb, other, directory)
+    assert qa.index.replaced() and not qa.follow_index() and qa.index is first
+    build_index(kb, tokenizer, directory)
+    os.truncate(os.path.join(directory, "grp_pred.npy"), 10)  # damaged after the swap
+    assert not qa.follow_index() and qa.index is first
+    assert qa.answer(["马磊静的配偶是谁？"])[0]  # still answering from the index it has

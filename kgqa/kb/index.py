@@ -81,6 +81,7 @@ class KBIndex:
             raise DamagedIndex(f"header lacks {', '.join(missing)}", directory)
         self.directory = directory
         self.tokenizer = tokenizer
+        self.identity = _identity(header_path)
         # per index, not per process: a cache on the method would keep every index ever opened alive
         self.tail_trie = functools.lru_cache(maxsize=TAIL_CACHE)(self._tail_trie)
         try:
@@ -124,6 +125,15 @@ class KBIndex:
         ]
         wrong = [what for ok, what in checks if not ok]
         return f"{', '.join(wrong)} disagree with the header" if wrong else None
+
+    def replaced(self) -> bool:
+        """Whether the directory now holds another index than the one opened: a rebuild swapped in
+        (`kgqa index` writes a new directory and renames it into place, so the header read here is
+        the whole old index's or the whole new one's). False while the swap leaves no header."""
+        try:
+            return _identity(os.path.join(self.directory, HEADER)) != self.identity
+        except FileNotFoundError:
+            return False
 
     def matches(self, kb_sha256: str, tokenizer: Tokenizer) -> bool:
         return self.header["kb_sha256"] == kb_sha256 and self.header["tokenizer_sha256"] == tokenizer.sha256
@@ -212,3 +222,8 @@ class KBIndex:
             for key, p, m in self.keys(sid)
         )
 
+
+def _identity(header_path: str) -> tuple[int, int, int]:
+    """What tells one written header file from another: inode, size and modification time."""
+    found = os.stat(header_path)
+    return found.st_ino, found.st_size, found.st_mtime_ns
