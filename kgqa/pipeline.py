@@ -159,6 +159,8 @@ class KGQA:
                         self.index.directory)
             return False
         self.index = found
+        if self.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
+            self.answer_kinds.profile.cache_clear()
         return True
 
     def answer(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:

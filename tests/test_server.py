@@ -348,3 +348,28 @@ def test_an_index_swapped_in_for_another_tokenizer_or_damaged_is_not_taken(sampl
     os.truncate(os.path.join(directory, "grp_pred.npy"), 10)  # damaged after the swap
     assert not qa.follow_index() and qa.index is first
     assert qa.answer(["马磊静的配偶是谁？"])[0]  # still answering from the index it has
+
+
+def test_an_index_left_behind_by_a_switch_is_freed(sample_kb, tmp_path):
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from kgqa.kb.build import build_index
+    from kgqa.rank.answer_kinds import AnswerKinds
+
+    _, _, tokenizer, _ = sample_kb
+    directory = str(tmp_path / "index")
+    build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
+    kinds = AnswerKinds(["的"], ["has 0", "length 2"], np.ones((2, 2)))
+    qa = KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, KBIndex(directory, tokenizer), DecodeSettings(),
+              answer_kinds=kinds)
+    qa.candidate_sets(["马磊静的配偶是谁？"])  # the old index's tail tries and predicate profiles are cached
+    assert kinds.profile.cache_info().currsize > 0
+    old = weakref.ref(qa.index)
+    build_index(write(tmp_path / "kb2.tsv", open(f"{SAMPLE}/kb.tsv", encoding="utf-8").read() + "新主语\t民族\t汉族\n"),
+                tokenizer, directory)
+    assert qa.follow_index()
+    gc.collect()
+    assert old() is None  # nothing keeps the replaced index (and the maps of its deleted files) alive
