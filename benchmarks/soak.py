@@ -1,0 +1,180 @@
+"""Hours under load: `kgqa serve` with 8 clients and one abusive client for T minutes while the KB
+changes under it — a triple added and the index updated every few minutes, the service following
+its index directory between batches.
+
+    python benchmarks/soak.py --checkpoint CK [--kb KB] [--minutes 30] [--update-every 180] [--clients 8]
+
+Each update writes the KB with one more triple (a new predicate of a dev subject, a new object) and
+runs `kgqa index NEW_KB -o DIR --checkpoint CK` on the index directory the service reads, which
+swaps a rebuilt index in; a probe then asks about the new triple until the answer holds its object.
+Printed: per 5-minute window the good clients' answers, errors, p50/p99 and the server's resident
+memory; per update the command's seconds, how long after it returned the first right answer came,
+and the service's /health version before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import aiohttp
+import numpy as np
+
+from serve_load import client, poison  # noqa: E402  (first: shared_data puts kgqa on sys.path)
+from shared_data import CLI, DATA, missing  # noqa: E402
+
+from kgqa.data import read_questions  # noqa: E402
+
+WINDOW_S = 300
+NUMERALS = "一二三四五六七八九十"
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespace, kb: str, index: str,
+               subjects: list[str]) -> tuple[list[dict], list[dict]]:
+    latencies: list[tuple[float, float]] = []  # (when, seconds)
+    errors: list[tuple[float, str]] = []
+    statuses: dict = {}
+    memory: list[tuple[float, float]] = []
+    updates: list[dict] = []
+    started = time.time()
+    until = started + 60 * args.minutes
+    with open(kb, encoding="utf-8") as handle:
+        base = handle.read()
+
+    async def timed_client(session: aiohttp.ClientSession, seed: int) -> None:
+        while time.time() < until:
+            done: list[float] = []
+            failed: list[str] = []
+            await client(session, url, questions, min(until, time.time() + 5), seed, done, failed)
+            now = time.time()
+            latencies.extend((now, value) for value in done)
+            errors.extend((now, error) for error in failed)
+            seed += 1000
+
+    async def watch_memory() -> None:
+        while time.time() < until:
+            memory.append((time.time(), rss_mb(pid)))
+            await asyncio.sleep(10)
+
+    async def update(session: aiohttp.ClientSession) -> None:
+        added = base
+        for number in range(1, 1000):
+            await asyncio.sleep(max(0.0, started + number * args.update_every - time.time()))
+            if time.time() > until - 30:
+                return
+            subject = subjects[number % len(subjects)]
+            predicate = "新增属性" + NUMERALS[(number - 1) % 10] + NUMERALS[(number - 1) // 10 % 10]
+            obj = f"第{number}次更新的值"
+            added += f"{subject}\t{predicate}\t{obj}\n"
+            path = os.path.join(os.path.dirname(index), f"kb{number}.tsv")
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(added)
+            before = await (await session.get(url + "/health")).json()
+            began = time.time()
+            process = await asyncio.create_subprocess_exec(*CLI, "index", path, "-o", index, "--checkpoint",
+                                                           args.checkpoint, stdout=subprocess.DEVNULL,
+                                                           stderr=subprocess.DEVNULL)
+            await process.wait()
+            returned = time.time()
+            question = f"{subject.split('（')[0]}的{predicate}是什么？"
+            first_right = None
+            while time.time() < returned + 60:
+                async with session.post(url + "/ask", json={"question": question}) as response:
+                    body = await response.json()
+                if body.get("answer") and body["answer"].endswith(obj):
+                    first_right = time.time() - returned
+                    break
+                await asyncio.sleep(0.05)
+            after = await (await session.get(url + "/health")).json()
+            updates.append({"update": number, "command_s": round(returned - began, 1), "exit": process.returncode,
+                            "first_right_s": None if first_right is None else round(first_right, 2),
+                            "triples": [before["kb_triples"], after["kb_triples"]],
+                            "switches": after["index_switches"]})
+            os.remove(path)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        await asyncio.gather(*(timed_client(session, seed) for seed in range(args.clients)),
+                             poison(session, url, until, statuses), watch_memory(), update(session))
+    windows = []
+    for start in np.arange(started, until, WINDOW_S):
+        ms = np.array([s for t, s in latencies if start <= t < start + WINDOW_S]) * 1000
+        rss = [m for t, m in memory if start <= t < start + WINDOW_S]
+        windows.append({"minutes": f"{(start - started) / 60:.0f}-{(start + WINDOW_S - started) / 60:.0f}",
+                        "answers": len(ms), "errors": sum(start <= t < start + WINDOW_S for t, _ in errors),
+                        "p50": float(np.percentile(ms, 50)) if len(ms) else None,
+                        "p99": float(np.percentile(ms, 99)) if len(ms) else None,
+                        "rss_mb": max(rss) if rss else None})
+    print(f"poison client's replies: {statuses}")
+    for _, error in errors[:5]:
+        print("error:", error)
+    return windows, updates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--update-every", type=float, default=180.0, help="seconds between updates")
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    if missing(args.kb, args.questions):
+        return
+    dev = read_questions(args.questions)
+    questions = [q.question for q in dev]
+    subjects = [json.loads(line)["answer"].split(" ||| ")[0] for line in open(args.questions, encoding="utf-8")][:50]
+    scratch = tempfile.mkdtemp(prefix="kgqa-soak-")
+    kb = os.path.join(scratch, "kb.tsv")
+    shutil.copyfile(args.kb, kb)
+    index = os.path.join(scratch, "index")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(CLI + ["serve", "--checkpoint", args.checkpoint, "--kb", kb, "--index", index,
+                                     "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async def wait_up() -> None:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3000):
+                    try:
+                        async with session.get(url + "/health"):
+                            return
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.2)
+                raise SystemExit("kgqa serve did not come up")
+
+        asyncio.run(wait_up())
+        windows, updates = asyncio.run(soak(url, server.pid, questions, args, kb, index, subjects))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n{args.clients} clients and one abusive client, {args.minutes:.0f} minutes, an update every "
+          f"{args.update_every:.0f} s\n")
+    print("| minutes | answers | errors | p50 ms | p99 ms | server RSS MB (max) |")
+    print("|---|---|---|---|---|---|")
+    for w in windows:
+        print(f"| {w['minutes']} | {w['answers']} | {w['errors']} | {w['p50'] or 0:.0f} | {w['p99'] or 0:.0f} | "
+              f"{w['rss_mb'] or 0:.0f} |")
+    print("\n| update | `kgqa index` s | exit | first right answer after it returned, s | triples before → after | switches |")
+    print("|---|---|---|---|---|---|")
+    for u in updates:
+        print(f"| {u['update']} | {u['command_s']} | {u['exit']} | {u['first_right_s']} | "
+              f"{u['triples'][0]} → {u['triples'][1]} | {u['switches']} |")
+
+
+if __name__ == "__main__":
+    main()
