@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 import aiohttp
 import numpy as np
@@ -33,7 +35,9 @@ from kgqa.data import read_questions  # noqa: E402
 
 
 async def client(session: aiohttp.ClientSession, url: str, questions: list[str], until: float, seed: int,
-                 latencies: list[float], errors: list[str]) -> None:
+                 latencies: list[float], errors: list[str], when: list[float] | None = None) -> None:
+    """Ask until `until`; each good answer's seconds go to `latencies` (and the time it came to
+    `when`, where given), each failure to `errors`."""
     rng = random.Random(seed)
     while time.time() < until:
         started = time.perf_counter()
@@ -47,6 +51,8 @@ async def client(session: aiohttp.ClientSession, url: str, questions: list[str],
             errors.append(repr(error))
             continue
         latencies.append(time.perf_counter() - started)
+        if when is not None:
+            when.append(time.time())
 
 
 POISON = [  # (body, headers) a hostile or broken client sends
@@ -121,19 +127,22 @@ def main() -> None:
         serve_and_load(args, questions, cli, checkpoint, cache)
 
 
-def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str], checkpoint: str,
-                   cache: str | None) -> None:
+@contextlib.contextmanager
+def served(cli: list[str], serve_args: list[str], cache: str | None = None, up_s: float = 120.0
+           ) -> Iterator[tuple[str, int]]:
+    """`kgqa serve` (the CLI `cli`, its options `serve_args`) on a free loopback port, up: (its URL,
+    its pid); stopped on leaving. `up_s`: how long it may take to come up (an index to build)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, **({"KGQA_CACHE": cache} if cache else {}))
-    server = subprocess.Popen(cli + ["serve", "--checkpoint", checkpoint, "--kb", args.kb, "--port", str(port)],
+    server = subprocess.Popen(cli + ["serve", *serve_args, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async def wait_up() -> None:
             async with aiohttp.ClientSession() as session:
-                for _ in range(600):
+                for _ in range(int(up_s / 0.2)):
                     try:
                         async with session.get(url + "/health"):
                             return
@@ -142,12 +151,18 @@ def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str
                 raise SystemExit("kgqa serve did not come up")
 
         asyncio.run(wait_up())
-        runs = [(False, asyncio.run(load(url, questions, args.clients, args.seconds)))]
-        if args.poison:
-            runs.append((True, asyncio.run(load(url, questions, args.clients, args.seconds, with_poison=True))))
+        yield url, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str], checkpoint: str,
+                   cache: str | None) -> None:
+    with served(cli, ["--checkpoint", checkpoint, "--kb", args.kb], cache) as (url, _):
+        runs = [(False, asyncio.run(load(url, questions, args.clients, args.seconds)))]
+        if args.poison:
+            runs.append((True, asyncio.run(load(url, questions, args.clients, args.seconds, with_poison=True))))
     print("| clients | poison client | seconds | answers | errors | answers/s | p50 ms | p99 ms | decodes (mean batch) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for poisoned, (latencies, errors, extra) in runs:

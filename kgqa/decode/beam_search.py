@@ -59,20 +59,9 @@ def beam_search(decoder: ForcedRuns, processors: LogitsProcessorList, questions:
         prefixes = running[:, :, :length].reshape(count * num_beams, length)
         ahead = decoder.forced_steps(prefixes, max_length - 1 - length)
         if ahead and bool(torch.isfinite(running_scores).all()):
-            # every row's next tokens are forced: each step would keep every row, adding its
-            # token's log-probability and sorting the rows by score, and could end no hypothesis
-            worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
-            tokens, token_log_p = (t.reshape(count, num_beams, ahead) for t in decoder.forced(length, ahead))
-            rows = torch.arange(num_beams, device=device).expand(count, -1)  # each slot's row before the steps
-            for j in range(ahead):
-                running_scores, order = torch.topk(running_scores + token_log_p[:, :, j].gather(1, rows), num_beams)
-                rows = rows.gather(1, order)
-                improvable = improvable & (running_scores[:, :1] / (length + j) > worst).any(1, keepdim=True)
-            running = running.gather(1, rows[:, :, None].expand(-1, -1, max_length)).clone()
-            running[:, :, length: length + ahead] = tokens.gather(1, rows[:, :, None].expand(-1, -1, ahead))
+            running, running_scores, improvable = _forced_steps(
+                decoder, ahead, running, running_scores, finished_scores, is_finished, improvable, length)
             length += ahead
-            offsets = torch.arange(count, device=device)[:, None] * num_beams
-            decoder.reorder((rows + offsets).view(-1))
             ends = torch.zeros((count, 1), dtype=torch.bool, device=device)
         else:
             running, running_scores, finished, finished_scores, is_finished, ends = _step(
@@ -134,3 +123,25 @@ def _step(decoder: ForcedRuns, processors: LogitsProcessorList, prefixes: torch.
     offsets = torch.arange(count, device=device)[:, None] * num_beams
     decoder.reorder((source_beam.gather(1, survivors) + offsets).view(-1))
     return running, running_scores, finished, finished_scores, is_finished, ends
+
+
+def _forced_steps(decoder: ForcedRuns, steps: int, running: torch.Tensor, running_scores: torch.Tensor,
+                  finished_scores: torch.Tensor, is_finished: torch.Tensor, improvable: torch.Tensor,
+                  length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`steps` steps at which every row's next token is forced, as `_step` would take them: each
+    keeps every row, adds its token's log-probability and sorts the rows by score, and ends no
+    hypothesis (so the finished stay as they are); the early stop is checked at each length. The
+    next (running, running_scores, improvable)."""
+    count, num_beams, max_length = running.shape
+    worst = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], NEVER)
+    tokens, token_log_p = (t.reshape(count, num_beams, steps) for t in decoder.forced(length, steps))
+    rows = torch.arange(num_beams, device=running.device).expand(count, -1)  # each slot's row before the steps
+    for j in range(steps):
+        running_scores, order = torch.topk(running_scores + token_log_p[:, :, j].gather(1, rows), num_beams)
+        rows = rows.gather(1, order)
+        improvable = improvable & (running_scores[:, :1] / (length + j) > worst).any(1, keepdim=True)
+    running = running.gather(1, rows[:, :, None].expand(-1, -1, max_length)).clone()
+    running[:, :, length: length + steps] = tokens.gather(1, rows[:, :, None].expand(-1, -1, steps))
+    offsets = torch.arange(count, device=running.device)[:, None] * num_beams
+    decoder.reorder((rows + offsets).view(-1))
+    return running, running_scores, improvable

@@ -75,8 +75,10 @@ class ForcedRuns:
         """How many of the next steps (at most `limit`) every row's token is forced and known,
         with its log-probability, and is not EOS: steps the beam can take without a pass or a
         choice (`beam_search` then takes them in one go, `forced`)."""
-        ended = (prefixes[:, -1] == self.walker.tokenizer.eos_id).any().item()
-        return 0 if ended else max(0, min(limit, int(self.ready.min()) - 1 - prefixes.shape[1]))
+        steps = min(limit, int(self.ready.min()) - 1 - prefixes.shape[1])
+        if steps <= 0 or (prefixes[:, -1] == self.walker.tokenizer.eos_id).any():  # filler rows end each step
+            return 0
+        return steps
 
     def forced(self, length: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, log-probabilities), (rows, steps), of the forced tokens at positions

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
@@ -100,10 +101,11 @@ class TrieWalker:
         the trie's children, and EOS only once a key is complete (or the prefix left the KB)."""
         if len(ids) < self.skip:
             return [self.tokenizer.target_prefix[len(ids) - 1]]
-        state = self.state(question, tuple(ids[self.skip:]))
-        if state.trie is None:
-            return [self.tokenizer.eos_id]
-        return state.trie.children(state.node).tolist()
+        return self._next(self.state(question, tuple(ids[self.skip:]))).tolist()
+
+    def _next(self, state: State) -> np.ndarray:
+        """The tokens allowed after a prefix at `state`: its trie node's children, or EOS alone."""
+        return np.array([self.tokenizer.eos_id]) if state.trie is None else state.trie.children(state.node)
 
     def forced_run(self, question: int, ids: list[int], limit: int) -> list[int]:
         """The tokens the trie forces after `ids`, at most `limit`: each the one token `allowed`
@@ -121,16 +123,13 @@ class TrieWalker:
         """The forced run from `state`, whole (keys are at most a few dozen tokens)."""
         run: list[int] = []
         while True:
-            if state.trie is None:
-                return run + [self.tokenizer.eos_id]
-            lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
-            if hi - lo != 1:
+            allowed = self._next(state)
+            if len(allowed) != 1:
                 return run
-            token = int(state.trie.tokens[lo])
-            run.append(token)
-            if token == self.tokenizer.eos_id:
+            run.append(int(allowed[0]))
+            if run[-1] == self.tokenizer.eos_id:
                 return run
-            state = self._advance(state, token)
+            state = self._advance(state, run[-1])
 
 
 class TrieConstraint(LogitsProcessor):
