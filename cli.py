@@ -71,6 +71,32 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 
 
 @main.command()
+@click.argument("changes", type=click.Path())
+@click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to update.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad line of CHANGES instead of skipping it.")
+@click.option("--merge-share", type=click.FloatRange(0, 1), default=None,
+              help="Merge the changes into the base once they hold this share of the triples (0: now) [0.05].")
+@_user_errors
+def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, merge_share: float | None) -> None:
+    """Apply CHANGES (`+<TAB>S<TAB>P<TAB>O` adds a triple, `-<TAB>S<TAB>P<TAB>O` removes one) to
+    an index in place, without a rebuild; `kgqa serve --index` takes the update up between batches."""
+    from kgqa.kb.update import MERGE_SHARE, update_index
+    from kgqa.model.checkpoint import read_settings
+    from kgqa.model.tokenizer import load_tokenizer
+
+    if checkpoint is None:
+        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
+    read_settings(checkpoint)
+    updated, report = update_index(index_dir, changes, load_tokenizer(os.path.join(checkpoint, "tokenizer")),
+                                   strict=strict, merge_share=MERGE_SHARE if merge_share is None else merge_share)
+    for warning in report.warnings(changes):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed"
+               + ("; merged into the base" if report.merged else "") + f"; {updated.triples} triples")
+
+
+@main.command()
 @click.option("--train", "train_file", required=True, type=click.Path(), help="KgCLUE train.json")
 @click.option("--dev", type=click.Path(), help="KgCLUE dev.json, reported each epoch (never used to choose the checkpoint).")
 @click.option("--kb", required=True, type=click.Path(), help="Knowledge base, S<TAB>P<TAB>O lines.")

@@ -120,11 +120,11 @@ def atomic_directory(path: str, replaceable: Callable[[str], bool], kind: str) -
         fcntl.flock(lock, fcntl.LOCK_EX)
         os.chmod(temp, 0o777 & ~_umask())
         yield temp
-        for name in os.listdir(temp):
-            if os.path.isfile(os.path.join(temp, name)):
-                with open(os.path.join(temp, name), "rb") as written:
+        for folder, _, names in os.walk(temp):
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as written:
                     os.fsync(written.fileno())
-        _fsync_directory(temp)
+            _fsync_directory(folder)
         old = _old(path)
         if os.path.exists(path):
             os.replace(path, old)

@@ -154,7 +154,7 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         qa = open_pipeline()
         files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
                        for entry in os.scandir(qa.checkpoint) if entry.is_file()) if qa.checkpoint else None
-        journal.begin(fingerprint(file_sha256(questions_path), files, qa.index.header["kb_sha256"],
+        journal.begin(fingerprint(file_sha256(questions_path), files, qa.index.version,
                                   asdict(qa.settings), kind, *([rank, world] if world > 1 else [])))
         size = qa.settings.batch_size
         # every N-th batch of those one process forms: the same batches, so the same arithmetic

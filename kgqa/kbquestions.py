@@ -22,7 +22,10 @@ def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple
     rng = random.Random(seed)
     pairs = []
     for _ in range(count):
-        answer = index.answer(rng.randrange(index.key_count))
+        key = rng.randrange(index.key_count)
+        while not index.is_live(key):
+            key = rng.randrange(index.key_count)
+        answer = index.answer(key)
         question = rng.choice(TEMPLATES).format(s=answer.surface, p=answer.predicate)
         pairs.append((question, (answer.surface, answer.predicate, answer.disambiguation)))
     return pairs

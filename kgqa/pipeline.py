@@ -14,6 +14,7 @@ from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import Answer, KBIndex
+from kgqa.kb.layered import open_index
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import encode_questions, pick_device
@@ -142,14 +143,15 @@ class KGQA:
         return qa
 
     def follow_index(self) -> bool:
-        """Switch to the index now in this one's directory where a rebuild was swapped in since it
-        was opened (`kgqa index NEW_KB -o DIR --checkpoint CK`, DIR the one in use): True where it
+        """Switch to the index now in this one's directory where an update or a rebuild was swapped
+        in since it was opened (`kgqa update CHANGES --index DIR`, `kgqa index NEW_KB -o DIR`, DIR
+        the one in use): True where it
         switched. One that cannot be opened, or was built with another tokenizer, is not taken:
         the one in use stays, and the next call tries again."""
         if not self.index.replaced():
             return False
         try:
-            found = KBIndex(self.index.directory, self.tokenizer)
+            found = open_index(self.index.directory, self.tokenizer)
         except KgqaError as error:
             log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
                         self.index.directory, error)
@@ -207,7 +209,7 @@ class KGQA:
         """The entities sharing the chosen subject's surface: their disambiguation, how many keys
         each has (its prominence in the KB), and its object for the chosen predicate, if any."""
         found: dict[str, Homonym] = {}
-        for key, predicate, disambiguation in self.index.keys(self.index.surfaces[chosen.surface]):
+        for key, predicate, disambiguation in self.index.keys(self.index.surface_id(chosen.surface)):
             entry = found.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
                                                              disambiguation == chosen.disambiguation))
             entry.keys += 1

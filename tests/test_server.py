@@ -324,7 +324,7 @@ def test_the_service_follows_its_index_when_a_rebuild_is_swapped_in_between_batc
     before, health, after, again = _with_client(qa, scenario)
     assert all("民族出生" not in c["answer"] for c in before["candidates"])
     assert again["index_switches"] == 1 and again["kb_triples"] == health["kb_triples"] + 1
-    assert again["kb_sha256"] != health["kb_sha256"]
+    assert again["kb_version"] != health["kb_version"]
     assert any(c["answer"].endswith("||| 民族出生 ||| 新的宾语") for c in after["candidates"])
 
 

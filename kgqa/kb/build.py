@@ -21,15 +21,16 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, check_replaceable, recover_directory
-from kgqa.kb.index import FORMAT_VERSION, HEADER, PREDICATE_SAMPLE, DamagedIndex, KBIndex
+from kgqa.kb.index import FORMAT_VERSION, HEADER, SAMPLE_KEPT, DamagedIndex, KBIndex, key_hashes, string_hashes
+from kgqa.kb.layered import open_index
 from kgqa.kb.triples import ReadStats, file_sha256, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
 
 
 @dataclass
-class _Triples:
-    """The KB as flat arrays, in file order: per triple a surface, disambiguation and predicate
+class TripleArrays:
+    """Triples as flat arrays, in file order: per triple a surface, disambiguation and predicate
     id (first-seen numbering), and the object's bytes (`blob[offsets[i]:offsets[i + 1]]`)."""
 
     surface_ids: dict[str, int] = field(default_factory=dict)
@@ -42,20 +43,23 @@ class _Triples:
     offsets: array.array = field(default_factory=lambda: array.array("q", [0]))
     blob: bytearray = field(default_factory=bytearray)
 
+    def add(self, surface: str, disambiguation: str, predicate: str, obj: str) -> None:
+        self.sids.append(self.surface_ids.setdefault(surface, len(self.surface_ids)))
+        self.mids.append(self.m_ids.setdefault(disambiguation, len(self.m_ids)))
+        self.pids.append(self.predicate_ids.setdefault(predicate, len(self.predicate_ids)))
+        encoded = obj.encode("utf-8")
+        self.hashes.append(hash(encoded))
+        self.blob += encoded
+        self.offsets.append(len(self.blob))
 
-def _read(kb_path: str, strict: bool, stats: ReadStats, progress: bool) -> _Triples:
+
+def _read(kb_path: str, strict: bool, stats: ReadStats, progress: bool) -> TripleArrays:
     from tqdm import tqdm
 
-    t = _Triples()
+    t = TripleArrays()
     for triple in tqdm(read_kb(kb_path, strict, stats), desc="reading KB", unit=" triples",
                        disable=not progress, mininterval=2):
-        t.sids.append(t.surface_ids.setdefault(triple.surface, len(t.surface_ids)))
-        t.mids.append(t.m_ids.setdefault(triple.disambiguation, len(t.m_ids)))
-        t.pids.append(t.predicate_ids.setdefault(triple.predicate, len(t.predicate_ids)))
-        encoded = triple.obj.encode("utf-8")
-        t.hashes.append(hash(encoded))
-        t.blob += encoded
-        t.offsets.append(len(t.blob))
+        t.add(triple.surface, triple.disambiguation, triple.predicate, triple.obj)
     return t
 
 
@@ -75,9 +79,11 @@ def _repeats(s: np.ndarray, m: np.ndarray, p: np.ndarray, starts: np.ndarray, di
 
 
 def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_bytes: list[bytes],
-            surfaces: int, predicates: int) -> dict[str, np.ndarray]:
-    """The CSR arrays KBIndex reads, from the kept triples sorted by (S, M, P, file order);
-    `lengths` are their objects' byte lengths in that order."""
+            surfaces: int, predicates: int, hashes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """The CSR arrays KBIndex reads, from the kept triples sorted by (S, M, P, file order) (M and
+    P by their strings); `lengths` are their objects' byte lengths in that order, `hashes` the
+    `string_hashes` of the surfaces, disambiguations and predicates by id."""
+    surface_h, m_h, p_h = hashes
     new_entity = np.ones(len(s), bool)
     new_entity[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1])
     new_key = new_entity.copy()
@@ -96,22 +102,23 @@ def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_
         "grp_ent": (np.cumsum(new_entity) - 1)[key_first].astype(np.int32),
         "obj_start": np.append(key_first, len(s)).astype(np.int64),
         "obj_offset": obj_offset,
-        **_predicate_samples(p[key_first], predicates),
+        **_predicate_samples(p[key_first], key_hashes(surface_h[s[key_first]], m_h[m[key_first]], p_h[p[key_first]]),
+                             predicates),
     }
 
 
-def _predicate_samples(key_pred: np.ndarray, predicates: int) -> dict[str, np.ndarray]:
-    """Up to PREDICATE_SAMPLE keys of each predicate, drawn by a seeded shuffle (keys are sorted by
-    subject, so the first ones would all be early in the alphabet): what a predicate's objects are
+def _predicate_samples(key_pred: np.ndarray, key_hash: np.ndarray, predicates: int) -> dict[str, np.ndarray]:
+    """The SAMPLE_KEPT keys of each predicate with the smallest hashes (keys are sorted by subject,
+    so the first ones would all be early in the alphabet; a hash of the key's strings picks the
+    same sample from any index of the same KB, updated or rebuilt): what a predicate's objects are
     like is read off their first objects (`KBIndex.predicate_objects`)."""
-    shuffled = np.random.default_rng(0).permutation(len(key_pred))
-    by_predicate = shuffled[np.argsort(key_pred[shuffled], kind="stable")]
+    by_predicate = np.lexsort((key_hash, key_pred))
     counts = np.bincount(key_pred, minlength=predicates)
     first = np.cumsum(counts) - counts
     rank = np.arange(len(by_predicate)) - np.repeat(first, counts)
-    taken = np.minimum(counts, PREDICATE_SAMPLE)
-    return {"pred_sample_start": np.concatenate([[0], np.cumsum(taken)]).astype(np.int64),
-            "pred_sample_key": by_predicate[rank < PREDICATE_SAMPLE].astype(np.int64)}
+    picked = by_predicate[rank < SAMPLE_KEPT]
+    return {"pred_sample_start": np.concatenate([[0], np.cumsum(np.minimum(counts, SAMPLE_KEPT))]).astype(np.int64),
+            "pred_sample_key": picked.astype(np.int64), "pred_sample_hash": key_hash[picked]}
 
 
 def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
@@ -123,55 +130,79 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     """
     from tqdm import tqdm
 
-    replaceable = (lambda _: True) if cached else (lambda path: os.path.isfile(os.path.join(path, HEADER)))
+    replaceable = (lambda _: True) if cached else is_index
     check_replaceable(directory, replaceable, "index")
     stats = ReadStats()
     t = _read(kb_path, strict, stats, progress)
+    header = {"kb_sha256": kb_sha256 or file_sha256(kb_path), "kb_path": os.path.abspath(kb_path),
+              "triples": stats.triples, "skipped": stats.skipped}
+    with atomic_directory(directory, replaceable, "index") as temp:
+        write_index(t, tokenizer, temp, header, progress)
+    if stats.skipped and progress:
+        tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
+    return KBIndex(directory, tokenizer)
+
+
+def is_index(path: str) -> bool:
+    """Whether a directory holds a kgqa index (which `kgqa index` and `kgqa update` may replace)."""
+    return os.path.isfile(os.path.join(path, HEADER))
+
+
+def write_index(t: TripleArrays, tokenizer: Tokenizer, directory: str, header: dict, progress: bool = False) -> None:
+    """Write the index of triples `t` into the (empty) `directory`; `header` names what they come
+    from (kb_sha256, triples, skipped, ...) and gets the counts and format added. A repeated
+    (S, M, P, O) keeps its first line and is counted in header["skipped"]."""
+    from tqdm import tqdm
+
     surfaces = marisa_trie.Trie(t.surface_ids)
     predicates = marisa_trie.Trie(t.predicate_ids)
-    s = _renumbered(t.surface_ids, surfaces)[np.frombuffer(t.sids, np.int32)]
-    p = _renumbered(t.predicate_ids, predicates)[np.frombuffer(t.pids, np.int32)]
+    surface_ids = _renumbered(t.surface_ids, surfaces)
+    predicate_ids = _renumbered(t.predicate_ids, predicates)
+    s = surface_ids[np.frombuffer(t.sids, np.int32)]
+    p = predicate_ids[np.frombuffer(t.pids, np.int32)]
     m = np.frombuffer(t.mids, np.int32)
     starts = np.frombuffer(t.offsets, np.int64)
     data = np.frombuffer(t.blob, np.uint8)
     order, repeat = _repeats(s, m, p, starts, np.frombuffer(t.hashes, np.int64), data)
     if repeat.any():
-        stats.skipped["duplicate triples"] = int(repeat.sum())
-    if stats.skipped and progress:
-        tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
+        header["skipped"]["duplicate triples"] = int(repeat.sum())
     kept = order[~repeat]
-    order = kept[np.lexsort((kept, p[kept], m[kept], s[kept]))]  # file order within a key
-    m_bytes = [key.encode("utf-8") for key in t.m_ids]
+    m_names = list(t.m_ids)
+    m_rank = _ranks(m_names)
+    p_rank = np.empty(len(predicates), np.int64)
+    p_rank[predicate_ids] = _ranks(list(t.predicate_ids))
+    order = kept[np.lexsort((kept, p_rank[p[kept]], m_rank[m[kept]], s[kept]))]  # file order within a key
+    m_bytes = [name.encode("utf-8") for name in m_names]
+    surface_h = np.empty(len(surfaces), np.uint64)
+    surface_h[surface_ids] = string_hashes(t.surface_ids)
+    p_h = np.empty(len(predicates), np.uint64)
+    p_h[predicate_ids] = string_hashes(t.predicate_ids)
     arrays = _levels(s[order], m[order], p[order], np.diff(starts)[order], m_bytes, len(surfaces),
-                     len(predicates))
+                     len(predicates), (surface_h, string_hashes(m_names), p_h))
     surface_trie = TokenTrie.build(
         (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
         for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)
     )
-    header = {
-        "format": FORMAT_VERSION,
-        "kb_sha256": kb_sha256 or file_sha256(kb_path),
-        "tokenizer_sha256": tokenizer.sha256,
-        "kb_path": os.path.abspath(kb_path),
-        "triples": stats.triples,
-        "skipped": stats.skipped,
-        "surfaces": len(surfaces),
-        "entities": len(arrays["ent_sid"]),
-        "predicates": len(predicates),
-    }
-    with atomic_directory(directory, replaceable, "index") as temp:
-        surfaces.save(os.path.join(temp, "surfaces.marisa"))
-        predicates.save(os.path.join(temp, "predicates.marisa"))
-        for name, values in arrays.items():
-            np.save(os.path.join(temp, f"{name}.npy"), values)
-        with open(os.path.join(temp, "strings.bin"), "wb") as handle:
-            for chunk in range(0, len(order), 1 << 20):
-                handle.write(_gather(data, starts, order[chunk:chunk + (1 << 20)]).tobytes())
-            handle.write(b"".join(m_bytes))
-        surface_trie.save(temp, "surfaces")
-        with open(os.path.join(temp, HEADER), "w", encoding="utf-8") as handle:
-            json.dump(header, handle, ensure_ascii=False, indent=1)
-    return KBIndex(directory, tokenizer)
+    header.update({"format": FORMAT_VERSION, "tokenizer_sha256": tokenizer.sha256, "surfaces": len(surfaces),
+                   "entities": len(arrays["ent_sid"]), "predicates": len(predicates)})
+    surfaces.save(os.path.join(directory, "surfaces.marisa"))
+    predicates.save(os.path.join(directory, "predicates.marisa"))
+    for name, values in arrays.items():
+        np.save(os.path.join(directory, f"{name}.npy"), values)
+    with open(os.path.join(directory, "strings.bin"), "wb") as handle:
+        for chunk in range(0, len(order), 1 << 20):
+            handle.write(_gather(data, starts, order[chunk:chunk + (1 << 20)]).tobytes())
+        handle.write(b"".join(m_bytes))
+    surface_trie.save(directory, "surfaces")
+    with open(os.path.join(directory, HEADER), "w", encoding="utf-8") as handle:
+        json.dump(header, handle, ensure_ascii=False, indent=1)
+
+
+def _ranks(names: list[str]) -> np.ndarray:
+    """Each name's place in the sorted names: the order content fixes, whatever the ids."""
+    ranks = np.empty(len(names), np.int64)
+    ranks[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    return ranks
 
 
 def _gather(data: np.ndarray, starts: np.ndarray, picks: np.ndarray) -> np.ndarray:
@@ -230,7 +261,7 @@ def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = Non
     with index_lock(directory):
         if os.path.isfile(os.path.join(directory, HEADER)):
             try:
-                index = KBIndex(directory, tokenizer)
+                index = open_index(directory, tokenizer)
             except DamagedIndex:
                 if not cached:
                     raise

@@ -79,6 +79,38 @@ def read_kb(path: str, strict: bool = False, stats: ReadStats | None = None) -> 
     A BOM and CRLF line ends are accepted silently: both are common and unambiguous.
     """
     stats = stats if stats is not None else ReadStats()
+    for number, parts in _fields(path, strict, stats):
+        if len(parts) != 3:
+            _reject(path, number, f"expected 3 tab-separated fields, found {len(parts)}", strict, stats)
+            continue
+        triple = _triple(parts, path, number, strict, stats)
+        if triple is not None:
+            yield triple
+    if stats.triples == 0:
+        raise KgqaError("no triples in the KB file", path)
+
+
+class Change(NamedTuple):
+    added: bool  # else removed
+    triple: Triple
+
+
+def read_changes(path: str, strict: bool = False, stats: ReadStats | None = None) -> Iterator[Change]:
+    """Yield the changes of a change file in file order: `+<TAB>S<TAB>P<TAB>O` adds a triple,
+    `-<TAB>S<TAB>P<TAB>O` removes one (S, P and O as a KB line has them). Bad lines are treated
+    as `read_kb` treats them."""
+    stats = stats if stats is not None else ReadStats()
+    for number, parts in _fields(path, strict, stats):
+        if len(parts) != 4 or parts[0] not in ("+", "-"):
+            _reject(path, number, "expected `+` or `-`, then S, P and O, tab-separated", strict, stats)
+            continue
+        triple = _triple(parts[1:], path, number, strict, stats)
+        if triple is not None:
+            yield Change(parts[0] == "+", triple)
+
+
+def _fields(path: str, strict: bool, stats: ReadStats) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated fields) of each line that is UTF-8 and not blank."""
     with _open_binary(path) as raw:
         for number, data in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
             if number == 1 and data.startswith(b"\xef\xbb\xbf"):
@@ -92,22 +124,21 @@ def read_kb(path: str, strict: bool = False, stats: ReadStats | None = None) -> 
             if not text.strip():
                 stats.skip("blank lines")
                 continue
-            parts = text.split("\t")
-            if len(parts) != 3:
-                _reject(path, number, f"expected 3 tab-separated fields, found {len(parts)}", strict, stats)
-                continue
-            subject, predicate, obj = (part.strip() for part in parts)
-            if not subject or not predicate:
-                _reject(path, number, "empty subject or predicate", strict, stats)
-                continue
-            if "\x00" in subject or "\x00" in predicate:  # the index's string tries cannot hold NUL
-                _reject(path, number, "a NUL character in the subject or predicate", strict, stats)
-                continue
-            surface, disambiguation = split_subject(subject)
-            stats.triples += 1
-            yield Triple(surface, predicate, normalize_object(obj), disambiguation, number)
-    if stats.triples == 0:
-        raise KgqaError("no triples in the KB file", path)
+            yield number, text.split("\t")
+
+
+def _triple(parts: list[str], path: str, number: int, strict: bool, stats: ReadStats) -> Triple | None:
+    """The triple of an S, P, O line, or None (rejected) where it cannot be one."""
+    subject, predicate, obj = (part.strip() for part in parts)
+    if not subject or not predicate:
+        _reject(path, number, "empty subject or predicate", strict, stats)
+        return None
+    if "\x00" in subject or "\x00" in predicate:  # the index's string tries cannot hold NUL
+        _reject(path, number, "a NUL character in the subject or predicate", strict, stats)
+        return None
+    surface, disambiguation = split_subject(subject)
+    stats.triples += 1
+    return Triple(surface, predicate, normalize_object(obj), disambiguation, number)
 
 
 def _reject(path: str, line: int, reason: str, strict: bool, stats: ReadStats) -> None:

@@ -124,17 +124,18 @@ class AnswerKinds:
 def kb_forms(index: KBIndex, limit: int = FORMS) -> list[str]:
     """The `limit` forms that the most predicates' sampled objects show (ties by name)."""
     counts: Counter[str] = Counter()
-    for pid in range(len(index.predicates)):
-        counts.update(set().union(*map(object_forms, index.predicate_objects(index.predicate(pid)))))
+    for predicate in index.predicate_names():
+        counts.update(set().union(*map(object_forms, index.predicate_objects(predicate))))
     return [form for form, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
 
 
 def _subject_predicates(index: KBIndex, subject: str) -> list[str]:
     """Every predicate of a subject (surface with its disambiguation), in the index's order."""
     surface, disambiguation = split_subject(subject)
-    if surface not in index.surfaces:
+    sid = index.surface_id(surface)
+    if sid is None:
         return []
-    return [p for _, p, m in index.keys(index.surfaces[surface]) if m == disambiguation]
+    return [p for _, p, m in index.keys(sid) if m == disambiguation]
 
 
 def fit_answer_kinds(index: KBIndex, questions: list[Question], seed: int = 0) -> AnswerKinds | None:

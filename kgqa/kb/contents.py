@@ -1,0 +1,51 @@
+"""What an index answers, as plain values with its ids left out: two indexes of the same KB
+(one updated in place, one rebuilt from the changed KB) must give equal `contents`, whatever ids
+each gave its surfaces, entities and keys."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from kgqa.kb.index import KBIndex
+from kgqa.kb.trie import ROOT, value_of
+
+
+def trie_keys(trie, name=lambda value: value, node: int = ROOT, prefix: tuple[int, ...] = ()) -> dict:
+    """Every key of a trie (anything with `TokenTrie`'s `children` and `step`) -> `name(value)`."""
+    found = {}
+    for token in trie.children(node).tolist():
+        target = trie.step(node, token)
+        value = value_of(target)
+        if value is None:
+            found.update(trie_keys(trie, name, target, prefix + (token,)))
+        else:
+            found[prefix + (token,)] = name(value)
+    return found
+
+
+def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: Iterable[str] | None = None,
+             questions: Iterable[str] = (), whole_trie: bool = True) -> dict:
+    """For each surface (every one the index has, or `surfaces`): its keys in the order `keys`
+    gives them with their objects, each key's prominence count and subject's keys, the subject
+    trie's keys; for each predicate (every one, or `predicates`) its sampled objects; each
+    question's mentions; and where `whole_trie`, every key of the unrestricted surface trie."""
+    if surfaces is None:
+        surfaces = sorted(index.surface(value) for value in trie_keys(index.surface_trie).values())
+    found: dict = {"surfaces": {}, "predicates": {}, "mentions": {}}
+    for surface in surfaces:
+        sid = index.surface_id(surface)
+        if sid is None:
+            found["surfaces"][surface] = None  # not in the KB
+            continue
+        keys = []
+        for key, predicate, disambiguation in index.keys(sid):
+            assert index.surface_of(key) == sid and index.is_live(key)
+            subject = [index.answer(k)[1:3] for k in index.subject_keys(key)]
+            keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1], subject))
+        found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]))
+    for predicate in sorted(index.predicate_names()) if predicates is None else predicates:
+        found["predicates"][predicate] = index.predicate_objects(predicate)
+    for question in questions:
+        found["mentions"][question] = [index.surface(sid) for sid in index.mentions(question)]
+    if whole_trie:
+        found["trie"] = trie_keys(index.surface_trie, index.surface)
+    return found
