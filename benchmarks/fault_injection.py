@@ -1,10 +1,11 @@
-"""Fault injection: `kgqa index`, `kgqa train` and `kgqa predict`, each killed with SIGKILL at
-seeded random moments. After every kill each file the command writes must be whole (absent, or
-equal to / loadable like an uninterrupted run's), and the rerun (`--resume` for train) must
-complete with exactly the uninterrupted run's result: the same index bytes, the same weights bit
-for bit, the same answers.
+"""Fault injection: `kgqa index`, `kgqa update`, `kgqa train` and `kgqa predict`, each killed with
+SIGKILL at seeded random moments. After every kill each file the command writes must be whole
+(absent, or equal to / loadable like an uninterrupted run's), and the rerun (`--resume` for train)
+must complete with exactly the uninterrupted run's result: the same index bytes, the same weights
+bit for bit, the same answers. An update killed must leave the index exactly as before it or as
+after it, never between.
 
-    python benchmarks/fault_injection.py [--kills 20] [--seed 0] [--kb-lines 300000] [--only index]
+    python benchmarks/fault_injection.py [--kills 20] [--seed 0] [--kb-lines 300000] [--only index|update]
 
 Runs on the sample data; the index is built from the first --kb-lines of ../shared's kb.tsv when
 it is there (a build long enough for kills to land mid-write), else from the sample KB.
@@ -108,6 +109,54 @@ def index_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoin
     return campaign("kgqa index", kills, rng, length, lambda t: killed_at(command, env, t), whole, finish)
 
 
+def update_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoint: str, changes: int) -> str:
+    """Each round updates a fresh copy of one built index (hard links: the base's files are never
+    written) with the same change file: removals of KB lines and as many additions."""
+    env = dict(ENV, KGQA_CACHE=os.path.join(work, "cache"))
+    base = os.path.join(work, "update-base")
+    run(CLI + ["index", kb, "--checkpoint", checkpoint, "-o", base], env)
+    with open(kb, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle if line.strip()]
+    picked = random.Random(0).sample(lines, changes // 2)
+    change_file = os.path.join(work, "changes.tsv")
+    with open(change_file, "w", encoding="utf-8") as out:
+        out.writelines(f"-\t{line}\n" for line in picked)
+        out.writelines(f"+\t{line.split(chr(9))[0]}\t新谓语{n % 97}\t值{n}\n" for n, line in enumerate(picked))
+
+    def fresh(path: str) -> str:
+        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["cp", "-al", base, path], check=True)
+        return path
+
+    reference = fresh(os.path.join(work, "update-ref"))
+    command = CLI + ["update", change_file, "--index", "{}", "--checkpoint", checkpoint]
+    length = run([part.format(reference) for part in command], env)
+    target = os.path.join(work, "updated")
+    state = {}
+
+    def attempt(moment: float) -> bool:
+        fresh(target)
+        return killed_at([part.format(target) for part in command], env, moment)
+
+    def whole() -> bool:
+        from kgqa.files import recover_directory
+        from kgqa.kb.layered import open_index
+
+        recover_directory(target)
+        if not os.path.isfile(os.path.join(target, "header.json")):
+            return False  # neither the old nor the new index: the failure this guards against
+        open_index(target)
+        state["before"] = same_tree(target, base)
+        return state["before"] or same_tree(target, reference)
+
+    def finish() -> bool:
+        if state.pop("before"):
+            run([part.format(target) for part in command], env)
+        return same_tree(target, reference) and not stray_temporaries(work)
+
+    return campaign("kgqa update", kills, rng, length, attempt, whole, finish)
+
+
 def train_command(train: str, output: str, *extra: str) -> list[str]:
     return CLI + ["train", "--train", train, "--kb", f"{SAMPLE}/kb.tsv", "--output", output, "--epochs", "6",
                   "--batch-size", "8", "--kb-questions", "8", "--d-model", "32", "--layers", "1",
@@ -195,7 +244,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kb-lines", type=int, default=300_000)
-    parser.add_argument("--only", choices=["index", "train", "predict"])
+    parser.add_argument("--only", choices=["index", "update", "train", "predict"])
+    parser.add_argument("--changes", type=int, default=20_000, help="Lines of the update's change file.")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="kgqa-faults-")
@@ -209,7 +259,7 @@ def main() -> None:
         lines.append(train_line)
     if args.only in (None, "predict"):
         lines.append(predict_campaign(work, args.kills, rng, checkpoint))
-    if args.only in (None, "index"):
+    if args.only in (None, "index", "update"):
         kb = os.path.join(DATA, "kb.tsv")
         if os.path.isfile(kb):
             prefix = os.path.join(work, "kb.tsv")
@@ -221,7 +271,10 @@ def main() -> None:
             kb = prefix
         else:
             kb = f"{SAMPLE}/kb.tsv"
-        lines.append(index_campaign(work, args.kills, rng, kb, checkpoint))
+        if args.only in (None, "index"):
+            lines.append(index_campaign(work, args.kills, rng, kb, checkpoint))
+        if args.only in (None, "update"):
+            lines.append(update_campaign(work, args.kills, rng, kb, checkpoint, args.changes))
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -302,8 +302,10 @@ def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypat
     assert asyncio.run(scenario()) == (403 if guarded else 200)
 
 
-def test_the_service_follows_its_index_when_a_rebuild_is_swapped_in_between_batches(sample_kb, tmp_path):
+@pytest.mark.parametrize("how", ["rebuild", "update"])
+def test_the_service_follows_its_index_when_a_rebuild_or_update_is_swapped_in_between_batches(sample_kb, tmp_path, how):
     from kgqa.kb.build import build_index
+    from kgqa.kb.update import update_index
 
     _, _, tokenizer, _ = sample_kb
     with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
@@ -317,7 +319,11 @@ def test_the_service_follows_its_index_when_a_rebuild_is_swapped_in_between_batc
         before = await (await client.post("/ask", json={"question": question})).json()
         health = await (await client.get("/health")).json()
         assert health["kb_triples"] == qa.index.header["triples"] and health["index_switches"] == 0
-        build_index(write(tmp_path / "kb2.tsv", base + "马磊静\t民族出生\t新的宾语\n"), tokenizer, directory)
+        if how == "rebuild":
+            build_index(write(tmp_path / "kb2.tsv", base + "马磊静\t民族出生\t新的宾语\n"), tokenizer, directory)
+        else:
+            update_index(directory, write(tmp_path / "changes.tsv", "+\t马磊静\t民族出生\t新的宾语\n"), tokenizer,
+                         merge_share=1)
         after = await (await client.post("/ask", json={"question": question})).json()
         again = await (await client.get("/health")).json()
         return before, health, after, again

@@ -26,7 +26,7 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
              questions: Iterable[str] = (), whole_trie: bool = True) -> dict:
     """For each surface (every one the index has, or `surfaces`): its keys in the order `keys`
     gives them with their objects, each key's prominence count and subject's keys, the subject
-    trie's keys; for each predicate (every one, or `predicates`) its sampled objects; each
+    trie's keys, the surface the surface trie reaches by its tokens; for each predicate (every one, or `predicates`) its sampled objects; each
     question's mentions; and where `whole_trie`, every key of the unrestricted surface trie."""
     if surfaces is None:
         surfaces = sorted(index.surface(value) for value in trie_keys(index.surface_trie).values())
@@ -34,14 +34,15 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
     for surface in surfaces:
         sid = index.surface_id(surface)
         if sid is None:
-            found["surfaces"][surface] = None  # not in the KB
+            found["surfaces"][surface] = _reached(index, surface)  # not in the KB: None
             continue
         keys = []
         for key, predicate, disambiguation in index.keys(sid):
             assert index.surface_of(key) == sid and index.is_live(key)
             subject = [index.answer(k)[1:3] for k in index.subject_keys(key)]
             keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1], subject))
-        found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]))
+        found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]),
+                                      _reached(index, surface))
     for predicate in sorted(index.predicate_names()) if predicates is None else predicates:
         found["predicates"][predicate] = index.predicate_objects(predicate)
     for question in questions:
@@ -49,3 +50,15 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
     if whole_trie:
         found["trie"] = trie_keys(index.surface_trie, index.surface)
     return found
+
+
+def _reached(index: KBIndex, surface: str) -> str | None:
+    """The surface whose key the surface trie holds for `surface`'s tokens, if any."""
+    node: int | None = ROOT
+    for token in index.tokenizer.encode(surface) + [index.tokenizer.sep_id]:
+        node = index.surface_trie.step(node, token)
+        if node is None:
+            return None
+        if node < 0:
+            return index.surface(value_of(node))
+    return None

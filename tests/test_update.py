@@ -1,0 +1,175 @@
+"""`kgqa update`: changes applied in place answer exactly as an index rebuilt from the changed KB,
+each kind of change is handled, and an update is all or nothing."""
+import json
+import os
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from kgqa.errors import KgqaError
+from kgqa.kb.build import build_index, ensure_index
+from kgqa.kb.contents import contents
+from kgqa.kb.index import KBIndex
+from kgqa.kb.layered import LayeredIndex, open_index
+from kgqa.kb.update import update_index
+
+from conftest import SAMPLE, write
+from test_index import KB, tokenizer  # noqa: F401  (a fixture)
+
+
+def _apply(lines: list[str], changes: list[str]) -> list[str]:
+    """The changed KB file a user would write: removed triples' lines deleted, added ones appended."""
+    def triple(line):
+        return tuple(part.strip() for part in line.split("\t"))
+    lines = list(lines)
+    for change in changes:
+        sign, line = change[0], change[2:]
+        present = [i for i, old in enumerate(lines) if triple(old) == triple(line)]
+        if sign == "+" and not present:
+            lines.append(line)
+        elif sign == "-":
+            for i in reversed(present):
+                del lines[i]
+    return lines
+
+
+def _random_changes(rng: random.Random, lines: list[str]) -> list[str]:
+    changes = []
+    for _ in range(12):
+        roll = rng.random()
+        subject = rng.choice(lines).split("\t")[0]
+        if roll < 0.35:
+            changes.append("-\t" + rng.choice(lines))  # one triple of a subject whose others stay
+        elif roll < 0.45:
+            changes += ["-\t" + line for line in lines if line.split("\t")[0] == subject]  # a whole subject
+        elif roll < 0.65:
+            changes.append(f"+\t{subject}\t新谓语{rng.randrange(4)}\t值{rng.randrange(50)}")  # a new predicate
+        elif roll < 0.75:
+            changes.append(f"+\t{subject}\t{rng.choice(lines).split(chr(9))[1]}\t值{rng.randrange(50)}")  # another object
+        elif roll < 0.9:
+            changes.append(f"+\t新主语{rng.randrange(8)}（身份{rng.randrange(2)}）\t谓语{rng.randrange(3)}\t值{rng.randrange(50)}")
+        else:
+            changes.append("-\t没有这个\t谓语\t值")  # not in the KB
+    return changes
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_updates_answer_exactly_as_a_rebuild_of_the_changed_kb(sample_kb, tmp_path, seed):
+    """Three updates in a row (the second merged into the base), each compared with an index
+    rebuilt from the changed KB file: every surface's keys, objects, order, prominence, subject
+    keys and tail trie, every predicate's sample, the dev questions' mentions, the surface trie."""
+    _, _, tokenizer, _ = sample_kb
+    with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    with open(f"{SAMPLE}/dev.json", encoding="utf-8") as handle:
+        questions = [json.loads(line)["question"] for line in handle]
+    directory = str(tmp_path / "index")
+    build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
+    rng = random.Random(seed)
+    for round in range(3):
+        changes = _random_changes(rng, lines)
+        lines = _apply(lines, changes)
+        updated, report = update_index(directory, write(tmp_path / f"changes{round}.tsv", "\n".join(changes) + "\n"),
+                                       tokenizer, merge_share=0 if round == 1 else 1)
+        assert isinstance(updated, KBIndex if round == 1 else LayeredIndex) and report.merged == (round == 1)
+        rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(lines) + "\n"), tokenizer, str(tmp_path / "rebuilt"))
+        assert contents(updated, questions=questions) == contents(rebuilt, questions=questions)
+        assert updated.triples == rebuilt.triples == len(lines)
+        assert report.removed and report.added
+
+
+def test_each_kind_of_change(tmp_path, tokenizer):  # noqa: F811
+    directory = str(tmp_path / "index")
+    build_index(write(tmp_path / "kb.tsv", KB), tokenizer, directory)
+    changes = write(tmp_path / "changes.tsv", "\n".join([
+        "-\t刘晓华（演员）\t代表作品\t《星河》",  # one object of a key whose other stays
+        "-\t北京\t人口\t2189万",  # the whole subject
+        "-\t北京\t人口\t2189万",  # now not there
+        "+\t上海\t人口\t2487万",  # a new subject
+        "+\t刘晓\t身高\t170cm",  # a new predicate
+        "+\t刘晓\t别名\t小刘",  # there already
+        "+\t刘晓华（教师）\t主讲课程\t《力学》",  # a new homonym
+    ]) + "\n")
+    index, report = update_index(directory, changes, tokenizer, merge_share=1)
+    assert (report.added, report.removed, report.not_in_kb, report.already_in_kb) == (3, 2, [3], [6])
+    assert index.lookup("刘晓华", "代表作品", "演员").objects == ["《远山》"]
+    assert index.lookup("北京", "人口", "") is None and index.surface_id("北京") is None
+    assert [index.surface(sid) for sid in index.mentions("北京和上海的人口")] == ["上海"]
+    assert index.lookup("刘晓", "身高", "").objects == ["170cm"]
+    assert index.predicate_objects("身高") == ["170cm"]
+    assert sorted(m for _, _, m in index.keys(index.surface_id("刘晓华"))) == ["广东工业大学教授", "教师", "演员"]
+    assert index.triples == 6
+    assert any("not in the KB (lines 3)" in warning for warning in report.warnings(changes))
+
+
+def test_the_cli_updates_warns_and_refuses_bad_input(tmp_path, overfit):
+    from kgqa.model.tokenizer import load_tokenizer
+
+    checkpoint = str(overfit[0] / "ck/best")
+    tokenizer = load_tokenizer(os.path.join(checkpoint, "tokenizer"))
+    runner = CliRunner()
+    directory = str(tmp_path / "index")
+    build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
+    changes = write(tmp_path / "changes.tsv", "+\t马磊静\t民族出生\t新的宾语\n-\t没有\t这个\t三元组\nnot a change\n")
+    result = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint])
+    assert result.exit_code == 0, result.output
+    assert "1 triples added, 0 removed" in result.output
+    assert "removed triples are not in the KB (lines 2)" in result.output and "skipped 1 expected" in result.output
+    assert open_index(directory).lookup("马磊静", "民族出生", "").objects == ["新的宾语"]
+    before = contents(open_index(directory, tokenizer))
+    strict = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint, "--strict"])
+    assert strict.exit_code == 1 and "changes.tsv:3: expected `+` or `-`" in strict.output
+    assert "Traceback" not in strict.output and len(strict.output.strip().splitlines()) == 1
+    assert contents(open_index(directory, tokenizer)) == before  # nothing applied
+    user = tmp_path / "mine"
+    user.mkdir()
+    write(user / "notes.txt", "mine")
+    refused = runner.invoke(main, ["update", changes, "--index", str(user), "--checkpoint", checkpoint])
+    assert refused.exit_code == 1 and "not a kgqa index" in refused.output
+    assert os.listdir(user) == ["notes.txt"]
+
+
+def test_an_update_that_fails_midway_leaves_the_index_as_it_was(tmp_path, sample_kb, monkeypatch):
+    import kgqa.kb.update
+
+    _, _, tokenizer, _ = sample_kb
+    directory = str(tmp_path / "index")
+    build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
+    before = contents(open_index(directory, tokenizer))
+    header = open(os.path.join(directory, "header.json")).read()
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(kgqa.kb.update, "_pruned", failing)  # after the layer is written
+    with pytest.raises(OSError):
+        update_index(directory, write(tmp_path / "changes.tsv", "-\t马磊静\t配偶\t王芳\n"), tokenizer, merge_share=1)
+    assert open(os.path.join(directory, "header.json")).read() == header
+    assert contents(open_index(directory, tokenizer)) == before
+    assert sorted(os.listdir(tmp_path)) == ["changes.tsv", "index", "index.lock"]  # no temporary left
+
+
+def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tokenizer):  # noqa: F811
+    kb = write(tmp_path / "kb.tsv", KB)
+    directory = str(tmp_path / "index")
+    ensure_index(kb, tokenizer, directory)
+    update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), tokenizer, merge_share=1)
+    again = ensure_index(kb, tokenizer, directory)  # the KB file it was built from, updated since: not rebuilt
+    assert isinstance(again, LayeredIndex) and again.lookup("上海", "人口", "").objects == ["2487万"]
+    assert again.version != again.header["kb_sha256"] and again.header["changes"][0]["added"] == 1
+    with pytest.raises(KgqaError, match="open it with kgqa.kb.layered.open_index"):
+        KBIndex(directory, tokenizer)
+    os.truncate(os.path.join(directory, "layer", "hidden.npy"), 10)
+    with pytest.raises(KgqaError, match="damaged index: its layer"):
+        open_index(directory, tokenizer)
+
+
+def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):  # noqa: F811
+    from kgqa.model.tokenizer import SentencePieceTokenizer
+
+    directory = str(tmp_path / "index")
+    build_index(write(tmp_path / "kb.tsv", KB), tokenizer, directory)
+    other = SentencePieceTokenizer.train(["上海北京刘晓华人口别名"], 60)
+    with pytest.raises(KgqaError, match="another tokenizer"):
+        update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), other)
