@@ -57,25 +57,25 @@ def make_changes(kb: str, questions: list, count: int, seed: int) -> tuple[list[
     rng.shuffle(golds)
     gold_removed = golds[: count // 50]  # their answer must change
     gold_added = golds[count // 50: count // 25]  # a predicate added to the subject asked about
-    whole = count // 100  # subjects removed whole, their lines found in the second pass
-    picked = set(rng.sample(range(total), count // 2 - len(gold_removed) + 2 * whole))
-    lines, removed_whole = [], set()
+    whole = count // 200  # subjects removed whole, their lines found in the second pass
+    picked = set(rng.sample(range(total), count // 2))
+    lines = []
     with open(kb, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
             if number in picked:
                 lines.append(fields(line))
     rng.shuffle(lines)
     removed_whole = {subject for subject, _, _ in lines[:whole]}
-    single = [line for line in lines[whole:] if line[0] not in removed_whole]
-    changes = [("-",) + line for line in single[: count // 2 - len(gold_removed) - whole]]
-    changes += [("-", s, p, o) for s, p, o in gold_removed]
     with open(kb, encoding="utf-8") as handle:
-        changes += [("-",) + fields(line) for line in handle if line.split("\t", 1)[0].strip() in removed_whole][:whole * 40]
-    added = 0
+        changes = [("-",) + fields(line) for line in handle
+                   if line.split("\t", 1)[0].strip() in removed_whole][:count // 10]
+    changes += [("-", s, p, o) for s, p, o in gold_removed]
+    single = [line for line in lines[whole:] if line[0] not in removed_whole]
+    changes += [("-",) + line for line in single[: max(0, count // 2 - len(changes))]]
     predicates = [p for _, p, _ in lines]
     objects = [o for _, _, o in lines]
     subjects = [s for s, _, _ in lines[whole:]] + [s for s, _, _ in gold_added]
-    while added < count - len(changes):
+    for _ in range(count - len(changes)):
         roll = rng.random()
         if roll < 0.5:
             line = (rng.choice(subjects), rng.choice(predicates), rng.choice(objects))
@@ -87,7 +87,6 @@ def make_changes(kb: str, questions: list, count: int, seed: int) -> tuple[list[
             line = (join_subject(split_subject(rng.choice(subjects))[0], f"新身份{rng.randrange(9)}"),
                     rng.choice(predicates), rng.choice(objects))
         changes.append(("+",) + line)
-        added += 1
     return ["\t".join(change) for change in changes], {split_subject(change[1])[0] for change in changes}
 
 

@@ -3,10 +3,14 @@ changes under it — a triple added and the index updated every few minutes, the
 its index directory between batches.
 
     python benchmarks/soak.py --checkpoint CK [--kb KB] [--minutes 30] [--update-every 180] [--clients 8]
+                              [--by update|rebuild]
 
-Each update writes the KB with one more triple (a new predicate of a dev subject, a new object) and
-runs `kgqa index NEW_KB -o DIR --checkpoint CK` on the index directory the service reads, which
-swaps a rebuilt index in; a probe then asks about the new triple until the answer holds its object.
+Each update adds a triple (a new predicate of a dev subject, a new object) and removes the one
+added two updates before: `--by update` (the default) runs `kgqa update CHANGES --index DIR
+--checkpoint CK` on the index directory the service reads; `--by rebuild` writes the changed KB and
+runs `kgqa index NEW_KB -o DIR --checkpoint CK`, which swaps a rebuilt index in. A probe then asks
+about the new triple until the answer holds its object, and about the removed one until it no
+longer does.
 Printed: per 5-minute window the good clients' answers, errors, p50/p99 and the server's resident
 memory; per update the command's seconds, how long after it returned the first right answer came,
 and the service's /health version before and after.
@@ -57,7 +61,7 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
             await asyncio.sleep(10)
 
     async def update(session: aiohttp.ClientSession) -> None:
-        added = base
+        triples = []
         for number in range(1, 1000):
             await asyncio.sleep(max(0.0, started + number * args.update_every - time.time()))
             if time.time() > until - 30:
@@ -65,32 +69,41 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
             subject = subjects[number % len(subjects)]
             predicate = "新增属性" + NUMERALS[(number - 1) % 10] + NUMERALS[(number - 1) // 10 % 10]
             obj = f"第{number}次更新的值"
-            added += f"{subject}\t{predicate}\t{obj}\n"
-            path = os.path.join(os.path.dirname(index), f"kb{number}.tsv")
+            triples.append(f"{subject}\t{predicate}\t{obj}")
+            removed = triples[-3] if len(triples) > 2 else None
+            added = "".join(line + "\n" for line in triples[-2:]) if args.by == "rebuild" else ""
+            path = os.path.join(os.path.dirname(index), f"changes{number}.tsv")
             with open(path, "w", encoding="utf-8") as out:
-                out.write(added)
+                out.write(base + added if args.by == "rebuild" else
+                          f"+\t{triples[-1]}\n" + (f"-\t{removed}\n" if removed else ""))
+            command = ["index", path, "-o", index] if args.by == "rebuild" else ["update", path, "--index", index]
             before = await (await session.get(url + "/health")).json()
             began = time.time()
-            process = await asyncio.create_subprocess_exec(*CLI, "index", path, "-o", index, "--checkpoint",
-                                                           args.checkpoint, stdout=subprocess.DEVNULL,
-                                                           stderr=subprocess.DEVNULL)
+            process = await asyncio.create_subprocess_exec(*CLI, *command, "--checkpoint", args.checkpoint,
+                                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await process.wait()
             returned = time.time()
-            question = f"{subject.split('（')[0]}的{predicate}是什么？"
-            first_right = None
-            while time.time() < returned + 60:
-                async with session.post(url + "/ask", json={"question": question}) as response:
-                    body = await response.json()
-                if body.get("answer") and body["answer"].endswith(obj):
-                    first_right = time.time() - returned
-                    break
-                await asyncio.sleep(0.05)
+            first_right = await probe(session, triples[-1], returned, True)
+            gone = None if removed is None else await probe(session, removed, returned, False)
             after = await (await session.get(url + "/health")).json()
             updates.append({"update": number, "command_s": round(returned - began, 1), "exit": process.returncode,
-                            "first_right_s": None if first_right is None else round(first_right, 2),
+                            "first_right_s": first_right, "removed_gone_s": gone,
                             "triples": [before["kb_triples"], after["kb_triples"]],
                             "switches": after["index_switches"]})
             os.remove(path)
+
+    async def probe(session: aiohttp.ClientSession, triple: str, since: float, present: bool) -> float | None:
+        """Seconds after `since` until the triple's question is answered with its object
+        (`present`), or no longer is; None if not within a minute."""
+        subject, predicate, obj = triple.split("\t")
+        question = f"{subject.split('（')[0]}的{predicate}是什么？"
+        while time.time() < since + 60:
+            async with session.post(url + "/ask", json={"question": question}) as response:
+                body = await response.json()
+            if bool(body.get("answer") and body["answer"].endswith(obj)) == present:
+                return round(time.time() - since, 2)
+            await asyncio.sleep(0.05)
+        return None
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(*(client(session, url, questions, until, seed, latencies, errors, answered)
@@ -119,6 +132,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--update-every", type=float, default=180.0, help="seconds between updates")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--by", choices=["update", "rebuild"], default="update", help="how the index changes")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -134,16 +148,17 @@ def main() -> None:
             windows, updates = asyncio.run(soak(url, pid, questions, args, kb, index, subjects))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n{args.clients} clients and one abusive client, {args.minutes:.0f} minutes, an update every "
-          f"{args.update_every:.0f} s\n")
+    print(f"\n{args.clients} clients and one abusive client, {args.minutes:.0f} minutes, an update (by {args.by}) "
+          f"every {args.update_every:.0f} s\n")
     print("| minutes | answers | p50 ms | p99 ms | server RSS MB (max) |")
     print("|---|---|---|---|---|")
     for w in windows:
         print(f"| {w['minutes']} | {w['answers']} | {w['p50'] or 0:.0f} | {w['p99'] or 0:.0f} | {w['rss_mb'] or 0:.0f} |")
-    print("\n| update | `kgqa index` s | exit | first right answer after it returned, s | triples before → after | switches |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n| update | `kgqa {args.by}` s | exit | first right answer after it returned, s | removed triple "
+          "no longer answered after, s | triples before → after | switches |")
+    print("|---|---|---|---|---|---|---|")
     for u in updates:
-        print(f"| {u['update']} | {u['command_s']} | {u['exit']} | {u['first_right_s']} | "
+        print(f"| {u['update']} | {u['command_s']} | {u['exit']} | {u['first_right_s']} | {u['removed_gone_s']} | "
               f"{u['triples'][0]} → {u['triples'][1]} | {u['switches']} |")
 
 

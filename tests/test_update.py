@@ -173,3 +173,26 @@ def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):  #
     other = SentencePieceTokenizer.train(["上海北京刘晓华人口别名"], 60)
     with pytest.raises(KgqaError, match="another tokenizer"):
         update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), other)
+
+
+@pytest.mark.parametrize("removed", [20, 250])
+def test_a_common_predicates_sample_is_a_rebuilds_after_many_of_its_keys_go(tmp_path, removed):
+    """A predicate of 300 keys keeps 128 in its sample: with 20 subjects removed the rest of the
+    kept sample still holds the smallest 64; with 250 removed it cannot, and the update hashes
+    every key of the predicate instead."""
+    from kgqa.model.tokenizer import SentencePieceTokenizer
+
+    lines = [f"实体{n}\t类型\t类{n % 7}" for n in range(300)] + [f"实体{n}\t编号\t{n}" for n in range(0, 300, 3)]
+    tokenizer = SentencePieceTokenizer.train([line.replace("\t", "") + "新" for line in lines], 60)
+    directory = str(tmp_path / "index")
+    build_index(write(tmp_path / "kb.tsv", "\n".join(lines) + "\n"), tokenizer, directory)
+    gone = random.Random(0).sample(range(300), removed)
+    changes = [f"-\t实体{n}\t类型\t类{n % 7}" for n in gone] + ["+\t实体新\t类型\t类新"]
+    updated, _ = update_index(directory, write(tmp_path / "changes.tsv", "\n".join(changes) + "\n"), tokenizer,
+                              merge_share=1)
+    rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(_apply(lines, changes)) + "\n"), tokenizer,
+                          str(tmp_path / "rebuilt"))
+    assert isinstance(updated, LayeredIndex)
+    for predicate in ("类型", "编号"):
+        assert updated.predicate_objects(predicate) == rebuilt.predicate_objects(predicate)
+        assert len(updated.predicate_objects(predicate)) == min(64, rebuilt.predicate_key_counts[rebuilt.predicates[predicate]])

@@ -103,7 +103,8 @@ class KBIndex:
              self.obj_start, self.obj_offset, self.pred_sample_start, self.pred_sample_key, self.pred_sample_hash) = (
                 np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")) for name in ARRAYS)
             strings = os.path.join(directory, "strings.bin")
-            self.blob = np.memmap(strings, dtype=np.uint8, mode="r") if os.path.getsize(strings) \
+            # a plain ndarray view of the map: slicing an np.memmap costs several times more per call
+            self.blob = np.asarray(np.memmap(strings, dtype=np.uint8, mode="r")) if os.path.getsize(strings) \
                 else np.zeros(0, np.uint8)
             self.surface_trie = TokenTrie.open(directory, "surfaces")
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file

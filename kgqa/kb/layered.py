@@ -9,7 +9,8 @@ answered from the layer alone, so a subject is always whole from one side. The l
     layer/hidden.npy  base surface ids changed or removed (sorted)
     layer/pruned.npy  (node, token) edges of the base surface trie that lead only to removed surfaces
     layer/predicates.npy  (base predicate id, keys of it hidden) pairs
-    layer/samples.json  predicate -> [[key, key hash], ...]: the sample of each predicate the update changed
+    layer/samples.json, sample_{start,key,hash}.npy  the predicates the update touched, and the sample of
+                      each (keys of both sides and their hashes; CSR as `pred_sample_*`)
 What the base and the layer answer together is what an index rebuilt from the changed KB answers
 (the orders a query returns are fixed by the KB's content, see `kgqa.kb.index`).
 """
@@ -28,6 +29,7 @@ from kgqa.kb.trie import ROOT, TokenTrie
 from kgqa.model.tokenizer import Tokenizer
 
 LAYER = "layer"
+SAMPLES = ("sample_start", "sample_key", "sample_hash")
 
 
 def open_index(directory: str, tokenizer: Tokenizer | None = None) -> KBIndex:
@@ -55,15 +57,18 @@ class LayeredIndex(KBIndex):
             pruned = np.load(os.path.join(layer, "pruned.npy"))
             self._hidden_keys_of = dict(np.load(os.path.join(layer, "predicates.npy")).tolist())
             with open(os.path.join(layer, "samples.json"), encoding="utf-8") as handle:
-                self._samples = {p: (np.array([k for k, _ in pairs], np.int64), np.array([h for _, h in pairs], np.uint64))
-                                 for p, pairs in json.load(handle).items()}
+                self._sampled = {predicate: at for at, predicate in enumerate(json.load(handle))}
+            self._sample_start, self._sample_key, self._sample_hash = (
+                np.load(os.path.join(layer, f"{name}.npy"), mmap_mode="r") for name in SAMPLES)
         except KgqaError as error:
             raise DamagedIndex(f"its layer: {error}", directory) from None
         except Exception as error:  # numpy, json and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"its layer: {type(error).__name__}: {error}", directory) from None
         if self.layer.header["tokenizer_sha256"] != self.header["tokenizer_sha256"] \
                 or self.layer.header["triples"] != self.header["layer"]["triples"] \
-                or len(hidden) != self.header["layer"]["hidden_surfaces"]:
+                or len(hidden) != self.header["layer"]["hidden_surfaces"] \
+                or len(self._sample_start) != len(self._sampled) + 1 \
+                or not self._sample_start[-1] == len(self._sample_key) == len(self._sample_hash):
             raise DamagedIndex("its layer disagrees with the header", directory)
         self._base = (self.header["surfaces"], self.header["entities"], len(self.grp_pred))
         self.hidden = hidden  # base surface ids the layer replaces or removed
@@ -154,8 +159,11 @@ class LayeredIndex(KBIndex):
         return sorted((set(super().predicate_names()) - gone) | set(self.layer.predicate_names()))
 
     def sampled_keys(self, predicate: str) -> tuple[np.ndarray, np.ndarray]:
-        found = self._samples.get(predicate)
-        return found if found is not None else super().sampled_keys(predicate)
+        at = self._sampled.get(predicate)
+        if at is None:  # a predicate no change touched: the base's sample stands
+            return super().sampled_keys(predicate)
+        span = slice(int(self._sample_start[at]), int(self._sample_start[at + 1]))
+        return self._sample_key[span], self._sample_hash[span]
 
 
 class LayeredTrie:

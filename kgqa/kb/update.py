@@ -177,9 +177,11 @@ def _write_layered(index: KBIndex, subjects: dict[str, Subject], tokenizer: Toke
     np.save(os.path.join(layer_dir, "hidden.npy"), hidden)
     np.save(os.path.join(layer_dir, "pruned.npy"), _pruned(index, hidden, tokenizer))
     np.save(os.path.join(layer_dir, "predicates.npy"), np.stack([predicates, counts], axis=1).astype(np.int64))
-    touched = {index.predicate(int(pid)) for pid in predicates} | set(layer.predicate_names())
+    touched = sorted({index.predicate(int(pid)) for pid in predicates} | set(layer.predicate_names()))
     with open(os.path.join(layer_dir, "samples.json"), "w", encoding="utf-8") as handle:
-        json.dump({p: _sample(index, layer, hidden, p) for p in sorted(touched)}, handle, ensure_ascii=False)
+        json.dump(touched, handle, ensure_ascii=False)
+    for name, values in _samples(index, layer, hidden, touched).items():
+        np.save(os.path.join(layer_dir, f"{name}.npy"), values)
     hidden_objects = sum(int(index.obj_start[keys.stop] - index.obj_start[keys.start]) for keys in key_ranges)
     base_triples = index.header.get("base_triples", index.header["triples"])
     header.update({"base_triples": base_triples, "triples": base_triples - hidden_objects + layer.triples,
@@ -220,41 +222,67 @@ def _pruned(index: KBIndex, hidden: np.ndarray, tokenizer: Tokenizer) -> np.ndar
     return np.array(sorted((node, token) for node, tokens in cut.items() for token in tokens), np.int64).reshape(-1, 2)
 
 
-def _sample(index: KBIndex, layer: KBIndex, hidden: np.ndarray, predicate: str) -> list[list[int]]:
-    """[key, key hash] of the keys of `predicate` with the smallest hashes, base and layer
-    together. Each side keeps only its smallest SAMPLE_KEPT: a key either side left out hashes
-    above that side's largest kept, so those below it are sure; where fewer than PREDICATE_SAMPLE
-    are, every key of the predicate is hashed here."""
-    base = _side(index, predicate, hidden, False)
-    in_layer = _side(layer, predicate, hidden[:0], False)
-    above = min([found[2] for found in (base, in_layer) if found[2] is not None], default=None)
-    if above is not None and int((np.concatenate([base[1], in_layer[1]]) <= above).sum()) < PREDICATE_SAMPLE:
-        base, in_layer = _side(index, predicate, hidden, True), _side(layer, predicate, hidden[:0], True)
-        above = None
-    keys = np.concatenate([base[0], in_layer[0] + len(index.grp_pred)])
-    hashes = np.concatenate([base[1], in_layer[1]])
-    if above is not None:
-        keys, hashes = keys[hashes <= above], hashes[hashes <= above]
-    order = np.argsort(hashes, kind="stable")[:SAMPLE_KEPT]
-    return [[int(k), int(h)] for k, h in zip(keys[order], hashes[order])]
+def _samples(index: KBIndex, layer: KBIndex, hidden: np.ndarray, predicates: list[str]) -> dict[str, np.ndarray]:
+    """For each of `predicates`, the keys with the smallest hashes, base and layer together: the
+    `sample_start` (per predicate, and one past the last), `sample_key` and `sample_hash` arrays
+    a `LayeredIndex` reads. Each side kept only its smallest SAMPLE_KEPT of a predicate: a key a
+    side left out hashes above that side's largest kept, so the keys below it are sure; where fewer
+    than PREDICATE_SAMPLE are, every key of the predicate is hashed here."""
+    hidden_mask = np.zeros(len(index.surfaces), bool)
+    hidden_mask[hidden] = True
+    base = _kept(index, predicates, hidden_mask, 0)
+    in_layer = _kept(layer, predicates, None, len(index.grp_pred))
+    group = np.concatenate([base[0], in_layer[0]])
+    keys = np.concatenate([base[1], in_layer[1]])
+    hashes = np.concatenate([base[2], in_layer[2]])
+    limited = base[3] | in_layer[3]
+    limit = np.minimum(base[4], in_layer[4])
+    sure = ~limited[group] | (hashes <= limit[group])
+    short = np.flatnonzero(limited & (np.bincount(group[sure], minlength=len(predicates)) < PREDICATE_SAMPLE))
+    keep = sure & ~np.isin(group, short)
+    group, keys, hashes = group[keep], keys[keep], hashes[keep]
+    for g in short.tolist():  # rare: a predicate most of whose kept sample was removed
+        found = [_every(index, predicates[g], hidden_mask, 0), _every(layer, predicates[g], None, len(index.grp_pred))]
+        group = np.concatenate([group] + [np.full(len(k), g) for k, _ in found])
+        keys = np.concatenate([keys] + [k for k, _ in found])
+        hashes = np.concatenate([hashes] + [h for _, h in found])
+    order = np.lexsort((hashes, group))
+    counts = np.bincount(group, minlength=len(predicates))
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    picked = order[rank < SAMPLE_KEPT]
+    return {"sample_start": np.concatenate([[0], np.cumsum(np.minimum(counts, SAMPLE_KEPT))]).astype(np.int64),
+            "sample_key": keys[picked].astype(np.int64), "sample_hash": hashes[picked].astype(np.uint64)}
 
 
-def _side(part: KBIndex, predicate: str, hidden: np.ndarray, every: bool) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """(keys, hashes) of `predicate` in one built index (`KBIndex`'s own arrays), less those of
-    `hidden` surfaces: its kept sample, or `every` key hashed; and the largest kept hash where
-    the sample left keys out (None where it holds them all)."""
+def _kept(part: KBIndex, predicates: list[str], hidden_mask: np.ndarray | None, offset: int) -> tuple:
+    """One built index's kept samples of `predicates` (its own arrays, also of a base with a
+    layer): (predicate number, key + `offset`, hash) of each key whose surface `hidden_mask`
+    does not hide, and per predicate whether the sample left keys out and the largest hash kept."""
+    found = [(g, part.predicates[p]) for g, p in enumerate(predicates) if p in part.predicates]
+    groups = np.array([g for g, _ in found], np.int64)
+    pids = np.array([pid for _, pid in found], np.int64)
+    starts = np.asarray(part.pred_sample_start)[pids]
+    lengths = np.asarray(part.pred_sample_start)[pids + 1] - starts
+    at = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+    keys, hashes, group = part.pred_sample_key[at], part.pred_sample_hash[at], np.repeat(groups, lengths)
+    limited = np.zeros(len(predicates), bool)
+    limit = np.full(len(predicates), np.iinfo(np.uint64).max, np.uint64)
+    left_out = lengths < part.predicate_key_counts[pids]
+    limited[groups[left_out]] = True
+    limit[groups[left_out]] = part.pred_sample_hash[(starts + lengths - 1)[left_out]]  # ascending: the last is largest
+    live = np.ones(len(keys), bool) if hidden_mask is None else ~hidden_mask[part.ent_sid[part.grp_ent[keys]]]
+    return group[live], keys[live] + offset, hashes[live], limited, limit
+
+
+def _every(part: KBIndex, predicate: str, hidden_mask: np.ndarray | None, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key + `offset`, hash) of every key of `predicate` in one built index, less hidden ones."""
     if predicate not in part.predicates:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint64), None
-    pid = part.predicates[predicate]
-    if every:
-        keys = np.flatnonzero(np.asarray(part.grp_pred) == pid)
-        entities = part.grp_ent[keys]
-        hashes = key_hashes(string_hashes(part.surfaces.restore_key(int(s)) for s in part.ent_sid[entities]),
-                            string_hashes(part.disambiguation(int(e)) for e in entities),
-                            string_hashes([predicate] * len(keys)))
-        left_out = False
-    else:
-        keys, hashes = KBIndex.sampled_keys(part, predicate)  # the built sample, also of a base with a layer
-        left_out = len(keys) < int(part.predicate_key_counts[pid])
-    live = ~np.isin(part.ent_sid[part.grp_ent[keys]], hidden)
-    return keys[live], hashes[live], int(hashes.max()) if left_out else None
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    keys = np.flatnonzero(np.asarray(part.grp_pred) == part.predicates[predicate])
+    if hidden_mask is not None:
+        keys = keys[~hidden_mask[part.ent_sid[part.grp_ent[keys]]]]
+    entities = part.grp_ent[keys]
+    hashes = key_hashes(string_hashes(part.surfaces.restore_key(int(s)) for s in part.ent_sid[entities]),
+                        string_hashes(part.disambiguation(int(e)) for e in entities),
+                        string_hashes([predicate] * len(keys)))
+    return keys + offset, hashes
