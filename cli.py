@@ -43,6 +43,20 @@ def main() -> None:
     logging.set_verbosity_error()
 
 
+def _tokenizer_of(checkpoint: str | None):
+    """The tokenizer of a checkpoint, its model left unloaded: the index commands need no torch
+    (seconds to import)."""
+    from kgqa.files import recover_directory
+    from kgqa.model.tokenizer import load_tokenizer
+
+    if checkpoint is None:
+        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
+    recover_directory(checkpoint)
+    if not os.path.isfile(os.path.join(checkpoint, "kgqa.json")):
+        raise KgqaError("not a kgqa checkpoint (no kgqa.json)", checkpoint)
+    return load_tokenizer(os.path.join(checkpoint, "tokenizer"))
+
+
 @main.command()
 @click.argument("kb", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Index directory to write.")
@@ -53,18 +67,13 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
-    from kgqa.model.checkpoint import read_settings
     from kgqa.kb.build import build_index, check_kb_path, index_lock
     from kgqa.kb.triples import file_sha256
-    from kgqa.model.tokenizer import load_tokenizer
 
-    if checkpoint is None:
-        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
     check_kb_path(kb)
-    read_settings(checkpoint)
+    tokenizer = _tokenizer_of(checkpoint)
     with index_lock(output):
-        built = build_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), output,
-                              strict=strict, kb_sha256=file_sha256(kb), progress=True)
+        built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True)
     h = built.header
     click.echo(f"{output}: {h['triples']} triples, {h['surfaces']} surfaces, {h['predicates']} predicates"
                + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
@@ -82,14 +91,9 @@ def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, m
     """Apply CHANGES (`+<TAB>S<TAB>P<TAB>O` adds a triple, `-<TAB>S<TAB>P<TAB>O` removes one) to
     an index in place, without a rebuild; `kgqa serve --index` takes the update up between batches."""
     from kgqa.kb.update import MERGE_SHARE, update_index
-    from kgqa.model.checkpoint import read_settings
-    from kgqa.model.tokenizer import load_tokenizer
 
-    if checkpoint is None:
-        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
-    read_settings(checkpoint)
-    updated, report = update_index(index_dir, changes, load_tokenizer(os.path.join(checkpoint, "tokenizer")),
-                                   strict=strict, merge_share=MERGE_SHARE if merge_share is None else merge_share)
+    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), strict=strict,
+                                   merge_share=MERGE_SHARE if merge_share is None else merge_share)
     for warning in report.warnings(changes):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed"

@@ -2,11 +2,12 @@
 rebuild of the changed KB (`kgqa index`): seconds and peak memory of each, and whether the two
 indexes answer alike.
 
-    python benchmarks/kb_update.py --checkpoint CK [--kb KB] [--index BUILT] [--changes 10000]
+    python benchmarks/kb_update.py --checkpoint CK [--kb KB] [--index BUILT] [--changes 10000] [--rounds 1]
                                    [--questions dev.json] [--answer N] [--surfaces 2000] [--seed 0] [--work DIR]
 
 BUILT is an index of KB already built (else it is built first); the update runs on a hard-linked
-copy, so BUILT stays as it was. The changes (seeded) are half removals — single triples, every
+copy, so BUILT stays as it was; ROUNDS updates are applied in turn, each drawn from the KB the one before
+left, and the last compared. The changes (seeded) are half removals — single triples, every
 triple of some whole subjects, and the gold triple of some questions — and half additions:
 objects and new predicates of existing subjects (some of them the questions' gold subjects), new
 subjects and new homonyms. The changed KB is KB with the removed lines dropped and the added ones
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
     parser.add_argument("--index", help="An index of KB, built already.")
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=1, help="Updates applied one after another.")
     parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--answer", type=int, default=None, help="Questions answered with both (all).")
     parser.add_argument("--surfaces", type=int, default=2000, help="Unchanged surfaces compared.")
@@ -138,16 +140,19 @@ def main() -> None:
     updated = os.path.join(work, "updated")
     shutil.rmtree(updated, ignore_errors=True)
     subprocess.run(["cp", "-al", base, updated], check=True)  # the base's files are never written: links suffice
-    changes, touched = make_changes(args.kb, questions, args.changes, args.seed)
-    with open(os.path.join(work, "changes.tsv"), "w", encoding="utf-8") as out:
-        out.write("\n".join(changes) + "\n")
-    changed_kb = os.path.join(work, "changed.tsv")
-    write_changed_kb(args.kb, changes, changed_kb)
-    print(f"{len(changes)} changes ({sum(c[0] == '-' for c in changes)} removals), {len(touched)} subject surfaces")
-
-    seconds, mb, said = timed(CLI + ["update", os.path.join(work, "changes.tsv"), "--index", updated,
-                                     "--checkpoint", args.checkpoint])
-    print(f"kgqa update:          {seconds:6.1f} s, peak RSS {mb:6.0f} MB   ({said})")
+    changed_kb, touched, changes = args.kb, set(), []
+    for round in range(args.rounds):  # each round's changes drawn from the KB the one before left
+        found, surfaces = make_changes(changed_kb, questions, args.changes, args.seed + round)
+        changes += found
+        touched |= surfaces
+        path = os.path.join(work, f"changes{round}.tsv")
+        with open(path, "w", encoding="utf-8") as out:
+            out.write("\n".join(found) + "\n")
+        write_changed_kb(changed_kb, found, os.path.join(work, f"changed{round}.tsv"))
+        changed_kb = os.path.join(work, f"changed{round}.tsv")
+        print(f"{len(found)} changes ({sum(c[0] == '-' for c in found)} removals), {len(surfaces)} subject surfaces")
+        seconds, mb, said = timed(CLI + ["update", path, "--index", updated, "--checkpoint", args.checkpoint])
+        print(f"kgqa update:          {seconds:6.1f} s, peak RSS {mb:6.0f} MB   ({said})")
     rebuilt = os.path.join(work, "rebuilt")
     seconds_b, mb_b, said = timed(CLI + ["index", changed_kb, "-o", rebuilt, "--checkpoint", args.checkpoint])
     print(f"kgqa index (rebuild): {seconds_b:6.1f} s, peak RSS {mb_b:6.0f} MB   ({said})")
