@@ -9,8 +9,9 @@ answered from the layer alone, so a subject is always whole from one side. The l
     layer/hidden.npy  base surface ids changed or removed (sorted)
     layer/pruned.npy  (node, token) edges of the base surface trie that lead only to removed surfaces
     layer/predicates.npy  (base predicate id, keys of it hidden) pairs
-    layer/samples.json, sample_{start,key,hash}.npy  the predicates the update touched, and the sample of
-                      each (keys of both sides and their hashes; CSR as `pred_sample_*`)
+    layer/samples.json, sample_{start,key,hash}.npy  the predicates with a key changed (added,
+                      removed, or its first object), and the sample of each (keys of both sides
+                      and their hashes; CSR as `pred_sample_*`); the base's samples stand for the rest
 What the base and the layer answer together is what an index rebuilt from the changed KB answers
 (the orders a query returns are fixed by the KB's content, see `kgqa.kb.index`).
 """

@@ -177,10 +177,11 @@ def _write_layered(index: KBIndex, subjects: dict[str, Subject], tokenizer: Toke
     np.save(os.path.join(layer_dir, "hidden.npy"), hidden)
     np.save(os.path.join(layer_dir, "pruned.npy"), _pruned(index, hidden, tokenizer))
     np.save(os.path.join(layer_dir, "predicates.npy"), np.stack([predicates, counts], axis=1).astype(np.int64))
-    touched = sorted({index.predicate(int(pid)) for pid in predicates} | set(layer.predicate_names()))
+    removed, added = _changed_keys(index, layer, hidden)
+    touched = sorted({p for p, _, _ in added} | {index.predicate(int(pid)) for pid in index.grp_pred[removed]})
     with open(os.path.join(layer_dir, "samples.json"), "w", encoding="utf-8") as handle:
         json.dump(touched, handle, ensure_ascii=False)
-    for name, values in _samples(index, layer, hidden, touched).items():
+    for name, values in _samples(index, touched, removed, added).items():
         np.save(os.path.join(layer_dir, f"{name}.npy"), values)
     hidden_objects = sum(int(index.obj_start[keys.stop] - index.obj_start[keys.start]) for keys in key_ranges)
     base_triples = index.header.get("base_triples", index.header["triples"])
@@ -222,30 +223,66 @@ def _pruned(index: KBIndex, hidden: np.ndarray, tokenizer: Tokenizer) -> np.ndar
     return np.array(sorted((node, token) for node, tokens in cut.items() for token in tokens), np.int64).reshape(-1, 2)
 
 
-def _samples(index: KBIndex, layer: KBIndex, hidden: np.ndarray, predicates: list[str]) -> dict[str, np.ndarray]:
-    """For each of `predicates`, the keys with the smallest hashes, base and layer together: the
-    `sample_start` (per predicate, and one past the last), `sample_key` and `sample_hash` arrays
-    a `LayeredIndex` reads. Each side kept only its smallest SAMPLE_KEPT of a predicate: a key a
-    side left out hashes above that side's largest kept, so the keys below it are sure; where fewer
-    than PREDICATE_SAMPLE are, every key of the predicate is hashed here."""
-    hidden_mask = np.zeros(len(index.surfaces), bool)
-    hidden_mask[hidden] = True
-    base = _kept(index, predicates, hidden_mask, 0)
-    in_layer = _kept(layer, predicates, None, len(index.grp_pred))
-    group = np.concatenate([base[0], in_layer[0]])
-    keys = np.concatenate([base[1], in_layer[1]])
-    hashes = np.concatenate([base[2], in_layer[2]])
-    limited = base[3] | in_layer[3]
-    limit = np.minimum(base[4], in_layer[4])
+def _changed_keys(index: KBIndex, layer: KBIndex, hidden: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """The keys whose sample entry the update changes: base keys (sorted ids) no longer in the KB
+    or with another first object now, and layer keys (predicate, id past the base's, key hash)
+    new to the KB or with another first object. A hidden base key whose first object stands
+    keeps its place in the base's samples: `predicate_objects` reads only first objects."""
+    before = {}
+    for sid in hidden.tolist():
+        surface = index.surfaces.restore_key(sid)
+        for key, predicate, disambiguation in KBIndex.keys(index, sid):  # the base's, also under a layer
+            before[surface, disambiguation, predicate] = key
+    removed, added, names = [], [], []
+    for sid in range(len(layer.surfaces)):
+        surface = layer.surface(sid)
+        for key, predicate, disambiguation in layer.keys(sid):
+            was = before.pop((surface, disambiguation, predicate), None)
+            if was is None or KBIndex.first_object(index, was) != layer.first_object(key):
+                removed += [] if was is None else [was]
+                added.append((predicate, key + len(index.grp_pred)))
+                names.append((surface, disambiguation, predicate))
+    removed += before.values()
+    hashes = key_hashes(*(string_hashes(name[part] for name in names) for part in range(3))) if names \
+        else np.zeros(0, np.uint64)
+    return np.array(sorted(removed), np.int64), [(p, key, int(h)) for (p, key), h in zip(added, hashes)]
+
+
+def _samples(index: KBIndex, predicates: list[str], removed: np.ndarray,
+             added: list[tuple[str, int, int]]) -> dict[str, np.ndarray]:
+    """For each of `predicates`, its keys with the smallest hashes: the base's kept sample less
+    `removed` keys, and the `added` keys (predicate, id, hash) — as the `sample_start` (per
+    predicate, and one past the last), `sample_key` and `sample_hash` arrays a `LayeredIndex`
+    reads. The base kept only its smallest SAMPLE_KEPT of a predicate: a key it left out hashes
+    above the largest kept, so the keys below that are sure; where fewer than PREDICATE_SAMPLE
+    are, every base key of the predicate is hashed here."""
+    group_of = {p: g for g, p in enumerate(predicates)}
+    found = [(g, index.predicates[p]) for g, p in enumerate(predicates) if p in index.predicates]
+    groups = np.array([g for g, _ in found], np.int64)
+    pids = np.array([pid for _, pid in found], np.int64)
+    sample_start = np.asarray(index.pred_sample_start)
+    starts, lengths = sample_start[pids], sample_start[pids + 1] - sample_start[pids]
+    at = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+    keys, hashes, group = index.pred_sample_key[at], index.pred_sample_hash[at], np.repeat(groups, lengths)
+    live = ~np.isin(keys, removed)
+    limited = np.zeros(len(predicates), bool)
+    limit = np.zeros(len(predicates), np.uint64)
+    full = lengths >= SAMPLE_KEPT  # may have left keys out
+    limited[groups[full]] = True
+    limit[groups[full]] = index.pred_sample_hash[(starts + lengths - 1)[full]]  # ascending: the last is largest
+    group = np.concatenate([group[live], np.array([group_of[p] for p, _, _ in added], np.int64)])
+    keys = np.concatenate([keys[live], np.array([k for _, k, _ in added], np.int64)])
+    hashes = np.concatenate([hashes[live], np.array([h for _, _, h in added], np.uint64)])
     sure = ~limited[group] | (hashes <= limit[group])
-    short = np.flatnonzero(limited & (np.bincount(group[sure], minlength=len(predicates)) < PREDICATE_SAMPLE))
-    keep = sure & ~np.isin(group, short)
+    short = limited & (np.bincount(group[sure], minlength=len(predicates)) < PREDICATE_SAMPLE)
+    keep = sure & ~short[group]
     group, keys, hashes = group[keep], keys[keep], hashes[keep]
-    for g in short.tolist():  # rare: a predicate most of whose kept sample was removed
-        found = [_every(index, predicates[g], hidden_mask, 0), _every(layer, predicates[g], None, len(index.grp_pred))]
-        group = np.concatenate([group] + [np.full(len(k), g) for k, _ in found])
-        keys = np.concatenate([keys] + [k for k, _ in found])
-        hashes = np.concatenate([hashes] + [h for _, h in found])
+    for g in np.flatnonzero(short).tolist():  # rare: a common predicate most of whose kept sample went
+        every, every_hashes = _every(index, predicates[g], removed)
+        mine = [(k, h) for p, k, h in added if p == predicates[g]]
+        group = np.concatenate([group, np.full(len(every) + len(mine), g)])
+        keys = np.concatenate([keys, every, np.array([k for k, _ in mine], np.int64)])
+        hashes = np.concatenate([hashes, every_hashes, np.array([h for _, h in mine], np.uint64)])
     order = np.lexsort((hashes, group))
     counts = np.bincount(group, minlength=len(predicates))
     rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -254,35 +291,12 @@ def _samples(index: KBIndex, layer: KBIndex, hidden: np.ndarray, predicates: lis
             "sample_key": keys[picked].astype(np.int64), "sample_hash": hashes[picked].astype(np.uint64)}
 
 
-def _kept(part: KBIndex, predicates: list[str], hidden_mask: np.ndarray | None, offset: int) -> tuple:
-    """One built index's kept samples of `predicates` (its own arrays, also of a base with a
-    layer): (predicate number, key + `offset`, hash) of each key whose surface `hidden_mask`
-    does not hide, and per predicate whether the sample left keys out and the largest hash kept."""
-    found = [(g, part.predicates[p]) for g, p in enumerate(predicates) if p in part.predicates]
-    groups = np.array([g for g, _ in found], np.int64)
-    pids = np.array([pid for _, pid in found], np.int64)
-    starts = np.asarray(part.pred_sample_start)[pids]
-    lengths = np.asarray(part.pred_sample_start)[pids + 1] - starts
-    at = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
-    keys, hashes, group = part.pred_sample_key[at], part.pred_sample_hash[at], np.repeat(groups, lengths)
-    limited = np.zeros(len(predicates), bool)
-    limit = np.full(len(predicates), np.iinfo(np.uint64).max, np.uint64)
-    left_out = lengths < part.predicate_key_counts[pids]
-    limited[groups[left_out]] = True
-    limit[groups[left_out]] = part.pred_sample_hash[(starts + lengths - 1)[left_out]]  # ascending: the last is largest
-    live = np.ones(len(keys), bool) if hidden_mask is None else ~hidden_mask[part.ent_sid[part.grp_ent[keys]]]
-    return group[live], keys[live] + offset, hashes[live], limited, limit
-
-
-def _every(part: KBIndex, predicate: str, hidden_mask: np.ndarray | None, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """(key + `offset`, hash) of every key of `predicate` in one built index, less hidden ones."""
-    if predicate not in part.predicates:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
-    keys = np.flatnonzero(np.asarray(part.grp_pred) == part.predicates[predicate])
-    if hidden_mask is not None:
-        keys = keys[~hidden_mask[part.ent_sid[part.grp_ent[keys]]]]
-    entities = part.grp_ent[keys]
-    hashes = key_hashes(string_hashes(part.surfaces.restore_key(int(s)) for s in part.ent_sid[entities]),
-                        string_hashes(part.disambiguation(int(e)) for e in entities),
+def _every(index: KBIndex, predicate: str, removed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(key, hash) of every base key of `predicate` but the `removed` ones."""
+    keys = np.flatnonzero(np.asarray(index.grp_pred) == index.predicates[predicate])
+    keys = keys[~np.isin(keys, removed)]
+    entities = index.grp_ent[keys]
+    hashes = key_hashes(string_hashes(index.surfaces.restore_key(int(s)) for s in index.ent_sid[entities]),
+                        string_hashes(index.disambiguation(int(e)) for e in entities),
                         string_hashes([predicate] * len(keys)))
-    return keys + offset, hashes
+    return keys, hashes
