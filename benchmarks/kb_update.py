@@ -20,7 +20,6 @@ with each (top-5 answers, scores and confidences).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil

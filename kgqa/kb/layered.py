@@ -44,7 +44,6 @@ def open_index(directory: str, tokenizer: Tokenizer | None = None) -> KBIndex:
     return (LayeredIndex if layered else KBIndex)(directory, tokenizer)
 
 
-
 class LayeredIndex(KBIndex):
     """Base and layer as one index; the base's own arrays are this object's (KBIndex's), the
     layer is `self.layer`."""
