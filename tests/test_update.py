@@ -196,3 +196,16 @@ def test_a_common_predicates_sample_is_a_rebuilds_after_many_of_its_keys_go(tmp_
     for predicate in ("类型", "编号"):
         assert updated.predicate_objects(predicate) == rebuilt.predicate_objects(predicate)
         assert len(updated.predicate_objects(predicate)) == min(64, rebuilt.predicate_key_counts[rebuilt.predicates[predicate]])
+
+
+def test_change_lines_bad_as_kb_lines_are_skipped_and_counted_or_stop_when_strict(tmp_path):
+    from kgqa.kb.triples import ReadStats, read_changes
+
+    path = write(tmp_path / "changes.tsv", "+\t有\x00空字符\t谓语\t宾语\n-\t\t谓语\t宾语\n+\t上海\t人口\t2487万\n*\t上海\t人口\t1\n")
+    stats = ReadStats()
+    found = list(read_changes(path, stats=stats))
+    assert [(c.added, c.triple.surface, c.triple.line) for c in found] == [(True, "上海", 3)]
+    assert stats.skipped == {"a NUL character in the subject or predicate": 1, "empty subject or predicate": 1,
+                             "expected `+` or `-`, then S, P and O, tab-separated": 1}
+    with pytest.raises(KgqaError, match="changes.tsv:1: a NUL character"):
+        list(read_changes(path, strict=True))
