@@ -41,6 +41,7 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
             assert index.surface_of(key) == sid and index.is_live(key)
             subject = [index.answer(k)[1:3] for k in index.subject_keys(key)]
             keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1], subject))
+        assert [(p, m, objects) for _, p, m, objects in index.subject_triples(sid)] == [key[:3] for key in keys]
         found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]),
                                       _reached(index, surface))
     for predicate in sorted(index.predicate_names()) if predicates is None else predicates:

@@ -230,6 +230,18 @@ class KBIndex:
         """The surface id a KB key's subject has."""
         return int(self.ent_sid[int(self.grp_ent[key])])
 
+    def subject_triples(self, sid: int) -> list[tuple[int, str, str, list[str]]]:
+        """(key id, predicate, disambiguation, objects) of every key under one surface, in `keys`
+        order: a surface's objects lie together in `strings.bin`, read in one slice."""
+        first, last = int(self.ent_start[sid]), int(self.ent_start[sid + 1])
+        keys = range(int(self.grp_start[first]), int(self.grp_start[last]))
+        starts = self.obj_start[keys.start:keys.stop + 1].tolist()
+        offsets = self.obj_offset[starts[0]:starts[-1] + 1].tolist()
+        data = bytes(self.blob[offsets[0]:offsets[-1]])
+        objects = [data[a - offsets[0]:b - offsets[0]].decode("utf-8") for a, b in zip(offsets, offsets[1:])]
+        return [(key, predicate, disambiguation, objects[starts[at] - starts[0]:starts[at + 1] - starts[0]])
+                for at, (key, predicate, disambiguation) in enumerate(self.keys(sid))]
+
     def answer(self, key: int) -> Answer:
         entity = int(self.grp_ent[key])
         objects = [self._string(self.obj_offset, i)

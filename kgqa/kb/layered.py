@@ -108,6 +108,12 @@ class LayeredIndex(KBIndex):
             for key, predicate, disambiguation in self.layer.keys(sid - base_surfaces):
                 yield key + base_keys, predicate, disambiguation
 
+    def subject_triples(self, sid: int) -> list[tuple[int, str, str, list[str]]]:
+        base_surfaces, _, base_keys = self._base
+        if sid < base_surfaces:
+            return super().subject_triples(sid)
+        return [(key + base_keys, *rest) for key, *rest in self.layer.subject_triples(sid - base_surfaces)]
+
     def answer(self, key: int) -> Answer:
         base_keys = self._base[2]
         return super().answer(key) if key < base_keys else self.layer.answer(key - base_keys)

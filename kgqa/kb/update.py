@@ -126,7 +126,7 @@ def _subject(index: KBIndex, surface: str) -> Subject:
     sid = index.surface_id(surface)
     if sid is None:
         return {}
-    return {(m, p): index.answer(key).objects for key, p, m in index.keys(sid)}
+    return {(m, p): objects for _, p, m, objects in index.subject_triples(sid)}
 
 
 def _arrays(subjects: dict[str, Subject]) -> TripleArrays:
@@ -144,8 +144,8 @@ def _write_merged(index: KBIndex, subjects: dict[str, Subject], tokenizer: Token
     t = TripleArrays()
     for surface in index.surfaces.keys():  # the base's surfaces; the layer's are all in `subjects`
         if surface not in subjects:
-            for key, predicate, disambiguation in index.keys(index.surface_id(surface)):
-                for obj in index.answer(key).objects:
+            for _, predicate, disambiguation, objects in index.subject_triples(index.surface_id(surface)):
+                for obj in objects:
                     t.add(surface, disambiguation, predicate, obj)
     for surface, keys in subjects.items():
         for (disambiguation, predicate), objects in keys.items():
@@ -231,18 +231,18 @@ def _changed_keys(index: KBIndex, layer: KBIndex, hidden: np.ndarray) -> tuple[n
     before = {}
     for sid in hidden.tolist():
         surface = index.surfaces.restore_key(sid)
-        for key, predicate, disambiguation in KBIndex.keys(index, sid):  # the base's, also under a layer
-            before[surface, disambiguation, predicate] = key
+        for key, predicate, disambiguation, objects in KBIndex.subject_triples(index, sid):  # the base's, also under a layer
+            before[surface, disambiguation, predicate] = key, objects[0]
     removed, added, names = [], [], []
     for sid in range(len(layer.surfaces)):
         surface = layer.surface(sid)
-        for key, predicate, disambiguation in layer.keys(sid):
+        for key, predicate, disambiguation, objects in layer.subject_triples(sid):
             was = before.pop((surface, disambiguation, predicate), None)
-            if was is None or KBIndex.first_object(index, was) != layer.first_object(key):
-                removed += [] if was is None else [was]
+            if was is None or was[1] != objects[0]:
+                removed += [] if was is None else [was[0]]
                 added.append((predicate, key + len(index.grp_pred)))
                 names.append((surface, disambiguation, predicate))
-    removed += before.values()
+    removed += [key for key, _ in before.values()]
     hashes = key_hashes(*(string_hashes(name[part] for name in names) for part in range(3))) if names \
         else np.zeros(0, np.uint64)
     return np.array(sorted(removed), np.int64), [(p, key, int(h)) for (p, key), h in zip(added, hashes)]
