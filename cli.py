@@ -52,6 +52,8 @@ def _tokenizer_of(checkpoint: str | None):
     if checkpoint is None:
         raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
     recover_directory(checkpoint)
+    if not os.path.isdir(checkpoint):
+        raise KgqaError("no such checkpoint directory", checkpoint)
     if not os.path.isfile(os.path.join(checkpoint, "kgqa.json")):
         raise KgqaError("not a kgqa checkpoint (no kgqa.json)", checkpoint)
     return load_tokenizer(os.path.join(checkpoint, "tokenizer"))

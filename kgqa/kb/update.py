@@ -24,7 +24,7 @@ from kgqa.kb.build import TripleArrays, index_lock, is_index, write_index
 from kgqa.kb.index import HEADER, PREDICATE_SAMPLE, SAMPLE_KEPT, KBIndex, key_hashes, string_hashes
 from kgqa.kb.layered import LAYER, LayeredIndex, open_index
 from kgqa.kb.trie import ROOT, TokenTrie, value_of
-from kgqa.kb.triples import ReadStats, file_sha256, read_changes
+from kgqa.kb.triples import Change, ReadStats, file_sha256, read_changes
 from kgqa.model.tokenizer import Tokenizer
 
 MERGE_SHARE = 0.05  # the layer's share of the triples past which an update merges it into the base
@@ -94,7 +94,7 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
 Subject = dict[tuple[str, str], list[str]]  # (disambiguation, predicate) -> objects, in order
 
 
-def _changed_subjects(index: KBIndex, changes: list, report: UpdateReport) -> dict[str, Subject]:
+def _changed_subjects(index: KBIndex, changes: list[Change], report: UpdateReport) -> dict[str, Subject]:
     """Every surface the layer will hold (those the index's layer holds, and those the changes
     touch) with its triples after the changes, applied in file order."""
     surfaces = []
@@ -129,8 +129,9 @@ def _subject(index: KBIndex, surface: str) -> Subject:
     return {(m, p): objects for _, p, m, objects in index.subject_triples(sid)}
 
 
-def _arrays(subjects: dict[str, Subject]) -> TripleArrays:
-    t = TripleArrays()
+def _arrays(subjects: dict[str, Subject], t: TripleArrays | None = None) -> TripleArrays:
+    """`subjects`' triples added to `t` (or to new arrays)."""
+    t = TripleArrays() if t is None else t
     for surface, keys in subjects.items():
         for (disambiguation, predicate), objects in keys.items():
             for obj in objects:
@@ -147,10 +148,7 @@ def _write_merged(index: KBIndex, subjects: dict[str, Subject], tokenizer: Token
             for _, predicate, disambiguation, objects in index.subject_triples(index.surface_id(surface)):
                 for obj in objects:
                     t.add(surface, disambiguation, predicate, obj)
-    for surface, keys in subjects.items():
-        for (disambiguation, predicate), objects in keys.items():
-            for obj in objects:
-                t.add(surface, disambiguation, predicate, obj)
+    _arrays(subjects, t)
     header.pop("base_triples", None)
     header["triples"] = len(t.offsets) - 1
     write_index(t, tokenizer, directory, header)
