@@ -31,8 +31,11 @@ def test_resume_after_a_kill_continues_with_the_same_state_and_data_order(tmp_pa
         train_file = write(tmp_path / "train.json", "".join(handle.readlines()[:40]))
     env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"))
     subprocess.run(_train_command(train_file, tmp_path / "straight"), env=env, check=True, capture_output=True)
+    # the child starts with SIGINT's default disposition, whatever the test runner's (one ignored
+    # at exec stays ignored in Python, and the interrupt would never reach the training)
     killed = subprocess.Popen(_train_command(train_file, tmp_path / "split"), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "split/metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
