@@ -175,7 +175,7 @@ class KBIndex:
 
     def surface_id(self, surface: str) -> int | None:
         """The id of a KB subject surface, or None where the KB has no such subject."""
-        return self.surfaces[surface] if surface in self.surfaces else None
+        return self.surfaces.get(surface)
 
     def predicate(self, pid: int) -> str:
         return self.predicates.restore_key(pid)

@@ -143,9 +143,9 @@ def _write_merged(index: KBIndex, subjects: dict[str, Subject], tokenizer: Token
                   header: dict) -> None:
     """Base and layer as one new base: every surface the index has, changed ones as `subjects` say."""
     t = TripleArrays()
-    for surface in index.surfaces.keys():  # the base's surfaces; the layer's are all in `subjects`
+    for surface, sid in index.surfaces.items():  # the base's surfaces; the layer's are all in `subjects`
         if surface not in subjects:
-            for _, predicate, disambiguation, objects in index.subject_triples(index.surface_id(surface)):
+            for _, predicate, disambiguation, objects in index.subject_triples(sid):
                 for obj in objects:
                     t.add(surface, disambiguation, predicate, obj)
     _arrays(subjects, t)
@@ -167,7 +167,8 @@ def _write_layered(index: KBIndex, subjects: dict[str, Subject], tokenizer: Toke
     layer_header["triples"] = len(arrays.offsets) - 1
     write_index(arrays, tokenizer, layer_dir, layer_header)
     layer = KBIndex(layer_dir, tokenizer)
-    hidden = np.array(sorted(sid for sid in map(_base_surface_id(index), subjects) if sid is not None), np.int64)
+    # the base's string trie (also under a layer): the base ids the layer replaces
+    hidden = np.array(sorted(sid for sid in map(index.surfaces.get, subjects) if sid is not None), np.int64)
     key_ranges = [range(int(index.grp_start[index.ent_start[sid]]), int(index.grp_start[index.ent_start[sid + 1]]))
                   for sid in hidden.tolist()]
     hidden_keys = np.array([key for keys in key_ranges for key in keys], np.int64)
@@ -187,11 +188,6 @@ def _write_layered(index: KBIndex, subjects: dict[str, Subject], tokenizer: Toke
                    "layer": {"triples": layer.triples, "hidden_surfaces": len(hidden)}})
     with open(os.path.join(directory, HEADER), "w", encoding="utf-8") as handle:
         json.dump(header, handle, ensure_ascii=False, indent=1)
-
-
-def _base_surface_id(index: KBIndex):
-    surfaces = index.surfaces  # the base's string trie, also in an index with a layer
-    return lambda surface: surfaces[surface] if surface in surfaces else None
 
 
 def _pruned(index: KBIndex, hidden: np.ndarray, tokenizer: Tokenizer) -> np.ndarray:
