@@ -12,7 +12,8 @@ from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
 from kgqa.rank.candidate import Candidate, answer_json
-from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, ranking, signal_rows
+from kgqa.rank.confidence import (SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, fit_calibrator, ranking,
+                                  signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.reranker import Reranker
 
@@ -67,6 +68,15 @@ def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample
     # as it is, a question may be right; with its gold key or entity gone it never is
     assert right[weights == 1.0].any() and not right[weights < 1.0].any()
     assert answers.sum() == 40 and (weights[answers] == 1.0).all()  # one answer per question as it is
+
+
+def test_held_out_questions_of_one_predicate_fit_no_calibrator_rather_than_nans(sample_kb):
+    # every question in one fold: no fold has others to be scored by, so no rows (it wrote NaNs)
+    _, _, _, index = sample_kb
+    golds = [("胡洋英（杭州作家）", "毕业院校", "武汉大学")] * 40
+    found = [_candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")] * 40
+    assert len(calibration_rows(found, golds, 1e-3)[0]) == 0
+    assert fit_calibrator(found, golds, 1e-3) is None
 
 
 def test_homonyms_the_question_cannot_tell_apart_are_named_and_one_it_can_is_not(sample_kb):

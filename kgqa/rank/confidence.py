@@ -212,7 +212,8 @@ def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]
 
 def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
     """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
-    too few questions, or no right or no wrong answer among them, to fit one.
+    too few questions, or no right or no wrong answer among them, to fit one (also where no fold
+    has enough questions of other predicates to score it: held-out questions of one predicate).
 
     Two steps: a logistic regression over every row (questions as they are, and without their
     gold key or entity) learns what tells a right answer from a wrong or impossible one; then its
@@ -220,7 +221,7 @@ def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]],
     right four times in five on questions the KB can answer (the mixture of the first step has
     more impossible questions than any real stream, and would read low)."""
     rows, right, weights, answers = calibration_rows(found, golds, l2)
-    if len(found) < MIN_EXAMPLES or right[answers].min(initial=1) == right[answers].max(initial=0):
+    if len(found) < MIN_EXAMPLES or not answers.any() or right[answers].min() == right[answers].max():
         return None
     fitted = Calibrator.fit(rows, right, weights)
     return fitted.rescaled(fitted.logits(rows[answers]), right[answers])
