@@ -17,7 +17,7 @@ from kgqa.kb.index import Answer, KBIndex
 from kgqa.kb.layered import open_index
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
-from kgqa.model.seq2seq import encode_questions, pick_device
+from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
 from kgqa.model.stepper import Encoded, T5Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.answer_kinds import AnswerKinds
@@ -134,8 +134,11 @@ class KGQA:
                         device: str = "auto") -> "KGQA":
         """`device`: where the model runs (auto: a GPU where one is present); the KB index and the
         trie stay in host memory, and each decoding step sends its allowed tokens over once."""
+        settings = settings or DecodeSettings()
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
+        if settings.int8:
+            model = quantized_int8(model)
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
                  Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
                  Naming.load(checkpoint))

@@ -34,7 +34,7 @@ from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
 from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
-                                scratch_model)
+                                pretrained_config, scratch_model, seed_embeddings)
 from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
 from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
@@ -223,12 +223,16 @@ def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, r
     if config.model == "scratch":
         tokenizer = SentencePieceTokenizer.train(_target_texts(config, pairs), config.vocab_size)
         return scratch_model(tokenizer, config.shape, config.seed), tokenizer
+    pretrained_config(config.model)  # a checkpoint kgqa cannot train is refused before its tokenizer is read
     tokenizer = HFTokenizer.from_pretrained(config.model)
-    added = tokenizer.add_unknown_characters(_target_texts(config, pairs))
-    if added and rank == 0:
-        tqdm.write(f"added {len(added)} characters the checkpoint's vocabulary maps to <unk> as tokens "
-                   f"(e.g. {''.join(added[:10])})")
-    return load_model(config.model, tokenizer), tokenizer
+    lost = tokenizer.add_lost_characters(_target_texts(config, pairs))
+    if lost and rank == 0:
+        tqdm.write(f"added {len(lost)} characters the checkpoint's tokenizer loses (unknown, dropped or normalised) "
+                   f"as tokens: {''.join(list(lost)[:20])!r}")
+    model = load_model(config.model, tokenizer)
+    seed_embeddings(model, {tokenizer.tok.convert_tokens_to_ids(c): ids for c, ids in lost.items()},
+                    tokenizer.tok.unk_token_id)
+    return model, tokenizer
 
 
 def _optimizer(model: PreTrainedModel, config: TrainConfig, total: int

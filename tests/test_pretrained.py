@@ -1,8 +1,12 @@
-"""`--model DIR`: any local HF seq2seq checkpoint, with its own tokenizer (here tiny BART, T5 and
-mT5 checkpoints with random weights, built and saved on the spot: no weights can be downloaded)."""
+"""`--model DIR`: any local HF seq2seq checkpoint, with its own tokenizer (here tiny checkpoints
+with random weights, built and saved on the spot: no weights can be downloaded) — the four families
+KgCLUE users fine-tune (`lookalikes.py`: uer's T5 and fnlp's BART with a BERT vocabulary, a
+sentencepiece T5, mT5), a byte-level BART and BPE T5s."""
+import asyncio
 import json
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (BartConfig, BartForConditionalGeneration, MT5Config, MT5ForConditionalGeneration,
@@ -13,7 +17,10 @@ from kgqa.kb.build import ensure_index
 from kgqa.kb.triples import read_kb
 from kgqa.model.tokenizer import HFTokenizer
 from kgqa.kb.trie import ROOT, value_of
+from kgqa.pipeline import KGQA
+from kgqa.server import make_app
 
+import lookalikes
 from conftest import SAMPLE, write
 
 
@@ -139,11 +146,155 @@ def test_characters_a_vocabulary_lacks_become_tokens_so_no_kb_key_is_unreachable
                                                     unk_token="<unk>"))
     assert tokenizer.encode("毕业院校") == tokenizer.encode("毕业院系")  # the collision: one trie path for two keys
     kb = write(tmp_path / "kb.tsv", "张三\t毕业院校\t北京大学\n张三\t毕业院系\t物理系\n")
-    assert tokenizer.add_unknown_characters(["张三", "毕业院校", "毕业院系"]) == ["校", "系"]
-    assert tokenizer.add_unknown_characters(["毕业院校"]) == []  # idempotent
+    assert tokenizer.add_lost_characters(["张三", "毕业院校", "毕业院系"]) == {"校": [2], "系": [2]}  # were <unk>
+    assert tokenizer.add_lost_characters(["毕业院校"]) == {}  # idempotent
     index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
     sid = index.surfaces["张三"]
     trie = index.tail_trie(sid)
     for key, predicate, disambiguation in index.keys(sid):
         target = tokenizer.encode(predicate) + [tokenizer.sep_id] + tokenizer.encode(disambiguation) + [tokenizer.eos_id]
         assert _reached(trie, target) == key  # each key its own path
+
+
+@pytest.fixture(scope="module", params=sorted(lookalikes.FAMILIES))
+def family(tmp_path_factory, request):
+    """(name, directory) of a tiny look-alike of a checkpoint users fine-tune; its vocabulary lacks UNKNOWN."""
+    directory = str(tmp_path_factory.mktemp(request.param))
+    return request.param, lookalikes.FAMILIES[request.param](directory, _texts(), leave_out=UNKNOWN)
+
+
+# (end token, decoder start, label prefix, separator) as HFTokenizer's rule gives them
+ROLES = {"uer-t5": ("[SEP]", "[CLS]", [], "[KGQA_SEP]"), "fnlp-bart": ("[SEP]", "[SEP]", ["[CLS]"], "[KGQA_SEP]"),
+         "mengzi-t5": ("</s>", "<pad>", [], "[SEP]"), "mt5": ("</s>", "<pad>", [], "[SEP]")}
+
+
+def test_each_familys_end_start_prefix_and_separator_follow_one_rule(family, tmp_path):
+    name, directory = family
+    tokenizer = HFTokenizer.from_pretrained(directory)
+    names = tokenizer.tok.convert_ids_to_tokens
+    end, start, prefix, separator = ROLES[name]
+    assert (names(tokenizer.eos_id), names(tokenizer.decoder_start_id), names(tokenizer.target_prefix),
+            names(tokenizer.sep_id)) == (end, start, prefix, separator)
+    assert tokenizer.sep_id != tokenizer.eos_id
+    for text in ("a[SEP]b", "a[KGQA_SEP]b", "刘[SEP]华"):  # no text forges the separator or a BERT vocabulary's end
+        assert tokenizer.sep_id not in tokenizer.encode(text) and tokenizer.sep_id not in tokenizer.encode_question(text)
+        assert tokenizer.eos_id not in tokenizer.encode(text) or names(tokenizer.eos_id) == "</s>"
+    tokenizer.save(str(tmp_path / "saved"))  # as a checkpoint keeps it: the same roles read back
+    again = HFTokenizer.from_pretrained(str(tmp_path / "saved"))
+    assert (again.eos_id, again.decoder_start_id, again.target_prefix, again.sep_id, again.sha256) == (
+        tokenizer.eos_id, tokenizer.decoder_start_id, tokenizer.target_prefix, tokenizer.sep_id, tokenizer.sha256)
+
+
+def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_triples(family, tmp_path):
+    name, directory = family
+    env = {"KGQA_CACHE": str(tmp_path / "cache")}
+    result = CliRunner().invoke(main, ["train", "--model", directory, "--train", f"{SAMPLE}/train.json",
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--output", str(tmp_path / "ck"), "--epochs", "1",
+                                       "--batch-size", "16", "--kb-questions", "50", "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "characters the checkpoint's tokenizer loses (unknown, dropped or normalised) as tokens" in result.output
+    checkpoint = str(tmp_path / "ck/best")
+    saved = HFTokenizer.from_pretrained(f"{checkpoint}/tokenizer")
+    assert all(saved.tok.unk_token_id not in saved.encode(c) for c in UNKNOWN)
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(main, ["predict", f"{SAMPLE}/dev.json", "-o", str(out), "--checkpoint", checkpoint,
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--device", "cpu"], env=env)
+    assert result.exit_code == 0, result.output
+    triples = {(f"{t.surface}（{t.disambiguation}）" if t.disambiguation else t.surface, t.predicate, t.obj)
+               for t in read_kb(f"{SAMPLE}/kb.tsv")}
+    with open(f"{SAMPLE}/dev.json", encoding="utf-8") as handle:
+        ids = [json.loads(line)["id"] for line in handle]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records] == ids
+    assert all(tuple(r["answer"].split(" ||| ")) in triples for r in records)
+    question = "马磊静的配偶是谁？"
+    result = CliRunner().invoke(main, ["ask", question, "--explain", "--checkpoint", checkpoint, "--kb",
+                                       f"{SAMPLE}/kb.tsv", "--device", "cpu"], env=env)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")
+
+    async def serve():
+        async with TestClient(TestServer(make_app(qa))) as client:
+            response = await client.post("/ask", json={"questions": [question, "高军英是在哪里出生的？"], "explain": True})
+            return response.status, await response.json()
+
+    status, body = asyncio.run(serve())
+    assert status == 200 and all(tuple(a["answer"].split(" ||| ")) in triples for a in body)
+
+
+# keys that differ only in case, spaces, or full/half width; a BERT vocabulary lowercases and drops
+# spaces, a sentencepiece one (NFKC) narrows full-width characters
+COLLIDING = ["iPhone 4\t价格\t4999元", "IPHONE4\t价格\t5299元", "iphone 4\t价格\t3999元", "iphone  4\t价格\t1元",
+             "ｉｐｈｏｎｅ4\t价格\t2元", "ＩＰＨＯＮＥ４\t价格\t3元", "iPhone 4\tCPU\tA4", "iPhone 4\tcpu\ta4",
+             "iPhone 4\tＣＰＵ\tＡ4", "苹果（iPhone）\t产地\t美国", "苹果（IPHONE）\t产地\t中国", "苹果（i phone）\t产地\t日本"]
+
+
+@pytest.mark.parametrize("name", ["uer-t5", "fnlp-bart", "mengzi-t5"])
+def test_kb_keys_that_a_checkpoints_tokenizer_would_merge_each_stay_answerable(name, tmp_path):
+    directory = lookalikes.FAMILIES[name](str(tmp_path / "model"), _texts())
+    kb = write(tmp_path / "kb.tsv", "\n".join(COLLIDING) + "\n")
+    tokenizer = HFTokenizer.from_pretrained(directory)
+    strings = [part for line in COLLIDING for part in line.split("\t")[:2]]
+    merged = len({tuple(tokenizer.encode(s)) for s in strings}) < len(set(strings))
+    assert merged  # the tokenizer as it comes would give some keys one trie path
+    tokenizer.add_lost_characters(strings)
+    assert len({tuple(tokenizer.encode(s)) for s in strings}) == len(set(strings))
+    index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
+    triples = list(read_kb(kb))
+    reached = set()
+    for triple in triples:
+        sid = _reached(index.surface_trie, tokenizer.encode(triple.surface) + [tokenizer.sep_id])
+        assert sid is not None and index.surface(sid) == triple.surface
+        key = _reached(index.tail_trie(sid), tokenizer.encode(triple.predicate) + [tokenizer.sep_id]
+                       + tokenizer.encode(triple.disambiguation) + [tokenizer.eos_id])
+        answer = index.answer(key)
+        assert (answer.surface, answer.predicate, answer.disambiguation, answer.objects) == (
+            triple.surface, triple.predicate, triple.disambiguation, [triple.obj])
+        reached.add(key)
+    assert len(reached) == len(triples)  # every key its own path, each answer the KB's own strings
+
+
+def _no_end_tokenizer(directory):
+    """A T5 whose tokenizer has neither an eos nor a sep token."""
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    core.train_from_iterator(_texts(), trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<unk>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>")
+    T5ForConditionalGeneration(T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                        num_heads=2)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def _unusable(kind, directory):
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+
+    if kind == "encoder-only":
+        lookalikes._write_bert_vocab(directory, lookalikes.bert_vocab(_texts()))
+        BertModel(BertConfig(vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32)).save_pretrained(directory)
+    elif kind == "causal":
+        GPT2LMHeadModel(GPT2Config(vocab_size=400, n_embd=16, n_layer=1, n_head=2)).save_pretrained(directory)
+    elif kind == "no-tokenizer":
+        T5ForConditionalGeneration(T5Config(vocab_size=400, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                            num_heads=2)).save_pretrained(directory)
+    else:
+        _no_end_tokenizer(directory)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("encoder-only", "not a sequence-to-sequence checkpoint (bert: an encoder-only model)"),
+    ("causal", "not a sequence-to-sequence checkpoint (gpt2: a decoder-only (causal) language model)"),
+    ("no-tokenizer", "cannot load the checkpoint's tokenizer"),
+    ("no-end-token", "the checkpoint's tokenizer has no end token (neither an eos_token nor a sep_token)"),
+])
+def test_a_checkpoint_kgqa_cannot_use_is_refused_in_one_line(kind, message, tmp_path):
+    directory = str(tmp_path / kind)
+    _unusable(kind, directory)
+    result = CliRunner().invoke(main, ["train", "--model", directory, "--train", f"{SAMPLE}/train.json",
+                                       "--kb", f"{SAMPLE}/kb.tsv", "--output", str(tmp_path / "ck"),
+                                       "--device", "cpu"], env={"KGQA_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit), \
+        result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and directory in lines[0], result.output
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())

@@ -167,20 +167,74 @@ def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int, copy: bo
     return CopyT5(config) if copy else T5ForConditionalGeneration(config)
 
 
-def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrainedModel:
-    """Open a checkpoint; with a tokenizer, grow the embeddings for ids it added (`[SEP]`)."""
+def pretrained_config(name_or_path: str):
+    """The config of a checkpoint to fine-tune, refused in one line unless it is a sequence-to-
+    sequence model kgqa can train (an encoder-only BERT or a causal LM writes no target)."""
     try:
         config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError) as error:
+        raise KgqaError(f"cannot load model: {_first_line(error)}", name_or_path) from None
+    if not getattr(config, "is_encoder_decoder", False):
+        kind = "a decoder-only (causal) language model" if getattr(config, "is_decoder", False) or any(
+            a.endswith(("CausalLM", "LMHeadModel")) for a in getattr(config, "architectures", None) or []) \
+            else "an encoder-only model"
+        raise KgqaError(f"not a sequence-to-sequence checkpoint ({config.model_type}: {kind}); kgqa fine-tunes "
+                        "encoder-decoder models such as T5, mT5 and BART", name_or_path)
+    return config
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrainedModel:
+    """Open a checkpoint; with a tokenizer, grow the embeddings for ids it added (`[SEP]`, the
+    characters its vocabulary loses) and start the decoder where the tokenizer's rule says."""
+    config = pretrained_config(name_or_path)
+    try:
         if getattr(config, "kgqa_copy", False):
             model = CopyT5.from_pretrained(name_or_path, attn_implementation="eager")
         else:
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # e.g. missing or truncated weights
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KgqaError(f"cannot load model: {first}", name_or_path) from None
-    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+        raise KgqaError(f"cannot load model: {_first_line(error)}", name_or_path) from None
+    if tokenizer is not None:
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+        start = getattr(tokenizer, "decoder_start_id", None)
+        if start is not None:
+            model.config.decoder_start_token_id = start
     return model
+
+
+@torch.no_grad()
+def seed_embeddings(model: PreTrainedModel, origins: dict[int, list[int]], unknown_id: int | None) -> None:
+    """Start each added token `id` from the mean embedding (and output row, where untied) of the
+    ids `origins[id]` the checkpoint's tokenizer made of it before (an uppercase letter from its
+    lowercase one): it keeps what pretraining knew of it. Tokens that were unknown or dropped keep
+    the initialisation the resize gave them."""
+    tables = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != tables[0].data_ptr():
+        tables.append(output.weight)
+    for new, old in origins.items():
+        if old and unknown_id not in old:
+            for table in tables:
+                table[new] = table[old].mean(0)
+
+
+def quantized_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """The model with every linear layer replaced by its dynamically quantised int8 twin (weights
+    int8, activations quantised per batch), for answering on a CPU: a pretrained-size model's
+    passes are its linear layers' arithmetic (docs/benchmarks.md). Embeddings, norms and the
+    attention arithmetic stay float. Refused on other devices (the kernels are the CPU's)."""
+    if model.device.type != "cpu":
+        raise KgqaError(f"int8 quantisation runs on the CPU, not {model.device}")
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

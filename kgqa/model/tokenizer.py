@@ -132,48 +132,105 @@ class SentencePieceTokenizer(Tokenizer):
             handle.write(self.proto)
 
 
-class HFTokenizer(Tokenizer):
-    """A pretrained checkpoint's own tokenizer, with `[SEP]` added when it has none."""
+SEP_ALTERNATIVE = "[KGQA_SEP]"  # the separator where a tokenizer's own `[SEP]` plays a part (BERT vocabularies)
+# what a tokenizer is saved as: transformers' own file, a BERT vocabulary, sentencepiece, byte-level BPE
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                    "vocab.json")
+_ROLES_FILE = "kgqa_tokens.json"  # beside a saved tokenizer: the decoder start its model's config names
 
-    def __init__(self, tokenizer) -> None:  # a transformers PreTrainedTokenizer(Fast)
+
+class HFTokenizer(Tokenizer):
+    """A pretrained checkpoint's own tokenizer, with kgqa's separator added.
+
+    Which ids play which part is one rule over the tokenizer and its model's config, the same for
+    every family (T5 or BART, a sentencepiece, byte-level or BERT vocabulary):
+
+    - **end** (`eos_id`): the tokenizer's `eos_token`; where it has none, its `sep_token` (a BERT
+      vocabulary ends every text with `[SEP]`: uer's Chinese T5 and fnlp's Chinese BART). The
+      config's `eos_token_id` is not read: configs derived from uer's T5 name an unused slot.
+      Neither: the checkpoint is refused.
+    - **decoder start**: the config's `decoder_start_token_id` (T5: pad; uer's T5: `[CLS]`; BART:
+      its end token); where it names none, the tokenizer's pad token.
+    - **label prefix** (`target_prefix`): the special ids the tokenizer puts before every text
+      (BART's `<s>`, a BERT vocabulary's `[CLS]`), as the checkpoint was pretrained to write them
+      first; none where the decoder already starts from them (uer's T5 starts from `[CLS]`).
+    - **separator** (`sep_id`): a special token of kgqa's own, spelled `[SEP]` where the tokenizer
+      gives that spelling no part of its own, else `[KGQA_SEP]`; never the end token.
+
+    Text never produces the tokenizer's special tokens as such (`split_special_tokens`): a question
+    or KB string that spells `[SEP]` or `[KGQA_SEP]` is read as characters, so no text forges the
+    separator or a BERT vocabulary's end. (A sentencepiece vocabulary holds `</s>` as a piece of its
+    own, which such a string still writes.)
+    """
+
+    def __init__(self, tokenizer, decoder_start_id: int | None = None) -> None:  # a transformers tokenizer
         self.tok = tokenizer
-        if SEP not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens({"additional_special_tokens": [SEP]})
-        self.sep_id = tokenizer.convert_tokens_to_ids(SEP)
         self.pad_id = tokenizer.pad_token_id
-        self.eos_id = tokenizer.eos_token_id
-        probe = tokenizer("a")["input_ids"]
-        bos = tokenizer.bos_token_id
-        self.target_prefix = [bos] if bos is not None and probe[:1] == [bos] else []
+        end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        if end is None:
+            raise KgqaError("the checkpoint's tokenizer has no end token (neither an eos_token nor a sep_token)",
+                            getattr(tokenizer, "name_or_path", ""))
+        self.eos_id = end
+        roles = {tokenizer.eos_token, tokenizer.sep_token, tokenizer.bos_token, tokenizer.cls_token,
+                 tokenizer.pad_token, tokenizer.unk_token, tokenizer.mask_token}
+        separator = SEP if SEP not in roles else SEP_ALTERNATIVE
+        if separator not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"extra_special_tokens": [separator]}, replace_extra_special_tokens=False)
+        self.sep_id = tokenizer.convert_tokens_to_ids(separator)
+        self.decoder_start_id = self.pad_id if decoder_start_id is None else decoder_start_id
+        text, framed = self.encode("a"), tokenizer("a", split_special_tokens=True)["input_ids"]
+        lead = framed[: next(i for i in range(len(framed)) if framed[i:i + len(text)] == text)]
+        self.target_prefix = [] if lead == [self.decoder_start_id] else lead
 
     @classmethod
     def from_pretrained(cls, name_or_path: str) -> "HFTokenizer":
+        """The tokenizer of a checkpoint directory (or hub id), its roles read with the config beside
+        it (a kgqa checkpoint keeps its tokenizer in `tokenizer/`, the config one level up)."""
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(name_or_path))
+        if os.path.isdir(name_or_path) and not any(os.path.isfile(os.path.join(name_or_path, f)) for f in _TOKENIZER_FILES):
+            # transformers would build an empty default tokenizer of the model's family instead
+            raise KgqaError(f"cannot load the checkpoint's tokenizer: no tokenizer file ({', '.join(_TOKENIZER_FILES)})",
+                            name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise KgqaError(f"cannot load the checkpoint's tokenizer: {reason}", name_or_path) from None
+        return cls(tokenizer, _decoder_start(name_or_path))
 
-    def add_unknown_characters(self, texts: Iterable[str]) -> list[str]:
-        """Add, as tokens of their own, the characters of `texts` this vocabulary maps to its
-        unknown token; returns them. Why: KB strings that differ only in such characters would
-        encode alike, and the trie would keep one of the keys and make the others unreachable
-        (an English T5's vocabulary holds few CJK characters). The model's embeddings grow to match."""
-        unknown = self.tok.unk_token_id
-        if unknown is None:  # byte-level vocabularies (BART's) encode every character
-            return []
-        characters = sorted({c for text in texts for c in text if not c.isspace()})
-        missing = [c for c in characters if unknown in self.encode(c)]
-        if missing:
-            self.tok.add_tokens(missing)
-        return missing
+    def add_lost_characters(self, texts: Iterable[str]) -> dict[str, list[int]]:
+        """Add, as tokens of their own, the characters of `texts` this tokenizer does not keep: mapped
+        to its unknown token, dropped (spaces in a BERT vocabulary), or changed (an uppercase letter
+        lowercased, a full-width one narrowed, an accent stripped). Returns each added character
+        with the ids it encoded to before (what its new embedding starts from).
+
+        Why: KB strings that differ only in such characters ("iPhone 4" / "IPHONE4") would encode
+        alike, and the trie would keep one of the keys and make the others unreachable. A
+        character that survives on its own survives in any string (the tokenizers here normalise
+        and split character by character, and an added token is matched before either), so once
+        each one is kept, distinct strings encode to distinct ids."""
+        characters = sorted({c for text in texts for c in text})
+        lost = {}
+        for c in characters:
+            ids = self.encode(c)
+            if not ids or self.tok.unk_token_id in ids or self.tok.decode(ids) != c:
+                lost[c] = ids
+        if lost:
+            from tokenizers import AddedToken
+
+            self.tok.add_tokens([AddedToken(c, normalized=False, lstrip=False, rstrip=False, single_word=False)
+                                 for c in lost])
+        return lost
 
     def encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        return self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True).strip()
 
     def encode_question(self, text: str) -> list[int]:
-        return self.tok(text)["input_ids"]
+        return self.tok(text, split_special_tokens=True)["input_ids"]
 
     def __len__(self) -> int:
         return len(self.tok)
@@ -185,6 +242,29 @@ class HFTokenizer(Tokenizer):
 
     def save(self, directory: str) -> None:
         self.tok.save_pretrained(directory)
+        with open(os.path.join(directory, _ROLES_FILE), "w", encoding="utf-8") as handle:
+            json.dump({"decoder_start_token_id": self.decoder_start_id}, handle)
+
+
+def _decoder_start(name_or_path: str) -> int | None:
+    """The `decoder_start_token_id` of the model a tokenizer belongs to: as kgqa saved it beside
+    the tokenizer, else from the config in its directory (a pretrained checkpoint) or one level up
+    (a kgqa checkpoint of an earlier release); a hub id's through transformers; None where none
+    names one."""
+    parent = os.path.dirname(os.path.normpath(name_or_path))
+    for path in (os.path.join(name_or_path, _ROLES_FILE), os.path.join(name_or_path, "config.json"),
+                 os.path.join(parent, "config.json")):
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    return json.load(handle).get("decoder_start_token_id")
+            except (OSError, ValueError, AttributeError):
+                return None
+    if os.path.isdir(name_or_path):
+        return None
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(name_or_path), "decoder_start_token_id", None)
 
 
 def load_tokenizer(directory: str) -> Tokenizer:
@@ -195,7 +275,4 @@ def load_tokenizer(directory: str) -> Tokenizer:
             return SentencePieceTokenizer(handle.read())
     if not os.path.isdir(directory):
         raise KgqaError("no tokenizer directory in the checkpoint", directory)
-    try:
-        return HFTokenizer.from_pretrained(directory)
-    except (OSError, ValueError) as error:
-        raise KgqaError(f"cannot load tokenizer: {error}", directory) from None
+    return HFTokenizer.from_pretrained(directory)
