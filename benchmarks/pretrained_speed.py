@@ -39,7 +39,7 @@ from kgqa.decode.settings import DecodeSettings  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.kb.triples import read_kb  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
-from kgqa.model.seq2seq import count_parameters, load_model, quantized_int8, seed_embeddings  # noqa: E402
+from kgqa.model.seq2seq import count_parameters, load_model, seed_embeddings  # noqa: E402
 from kgqa.model.tokenizer import HFTokenizer  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
@@ -120,8 +120,8 @@ def answer_child(args, workdir: str) -> dict:
     fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), *borrowed), batched, alone)
     result.update(fp32)
     if args.int8:
-        quantized = quantized_int8(model)
-        int8, answers8 = _answering(KGQA(quantized, tokenizer, index, DecodeSettings(), *borrowed), batched, alone)
+        int8, answers8 = _answering(KGQA(model, tokenizer, index, DecodeSettings(int8=True), *borrowed), batched,
+                                    alone)
         result.update({f"int8_{k}": v for k, v in int8.items()})
         result["int8_same_top1"] = f"{sum(a == b for a, b in zip(answers, answers8))}/{len(answers)}"
     result["answer_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
@@ -130,7 +130,8 @@ def answer_child(args, workdir: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fitted", required=True, help="a scratch kgqa checkpoint (the baseline; its reranker is borrowed)")
+    parser.add_argument("--fitted", required=True,
+                        help="a scratch kgqa checkpoint (the baseline; its reranker is borrowed)")
     parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
     parser.add_argument("--models", default="scratch,uer-small,uer-base,bart-base")
     parser.add_argument("--questions", type=int, default=64)

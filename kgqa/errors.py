@@ -10,3 +10,9 @@ class KgqaError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
         self.path = path
         self.line = line
+
+
+def first_line(error: BaseException) -> str:
+    """What a library's exception says, in one line (its type where it says nothing)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -109,10 +109,10 @@ class KGQA:
                  settings: DecodeSettings | None = None, reranker: Reranker | None = None,
                  calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None,
                  naming: Naming | None = None) -> None:
-        self.model = model.eval()
+        self.settings = settings or DecodeSettings()
+        self.model = quantized_int8(model.eval()) if self.settings.int8 else model.eval()
         self.tokenizer = tokenizer
         self.index = index
-        self.settings = settings or DecodeSettings()
         self.reranker = reranker
         self.calibrator = calibrator  # each candidate's confidence, where the reranker ranks them
         # the reranker's evidence learned from train: what kind of answer a question wants, and
@@ -134,11 +134,8 @@ class KGQA:
                         device: str = "auto") -> "KGQA":
         """`device`: where the model runs (auto: a GPU where one is present); the KB index and the
         trie stay in host memory, and each decoding step sends its allowed tokens over once."""
-        settings = settings or DecodeSettings()
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
-        if settings.int8:
-            model = quantized_int8(model)
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
                  Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
                  Naming.load(checkpoint))

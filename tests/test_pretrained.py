@@ -177,7 +177,8 @@ def test_each_familys_end_start_prefix_and_separator_follow_one_rule(family, tmp
             names(tokenizer.sep_id)) == (end, start, prefix, separator)
     assert tokenizer.sep_id != tokenizer.eos_id
     for text in ("a[SEP]b", "a[KGQA_SEP]b", "刘[SEP]华"):  # no text forges the separator or a BERT vocabulary's end
-        assert tokenizer.sep_id not in tokenizer.encode(text) and tokenizer.sep_id not in tokenizer.encode_question(text)
+        assert tokenizer.sep_id not in tokenizer.encode(text)
+        assert tokenizer.sep_id not in tokenizer.encode_question(text)
         assert tokenizer.eos_id not in tokenizer.encode(text) or names(tokenizer.eos_id) == "</s>"
     tokenizer.save(str(tmp_path / "saved"))  # as a checkpoint keeps it: the same roles read back
     again = HFTokenizer.from_pretrained(str(tmp_path / "saved"))
@@ -215,7 +216,8 @@ def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_tripl
 
     async def serve():
         async with TestClient(TestServer(make_app(qa))) as client:
-            response = await client.post("/ask", json={"questions": [question, "高军英是在哪里出生的？"], "explain": True})
+            response = await client.post("/ask", json={"questions": [question, "高军英是在哪里出生的？"],
+                                                       "explain": True})
             return response.status, await response.json()
 
     status, body = asyncio.run(serve())

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.errors import KgqaError
+from kgqa.errors import KgqaError, first_line
 from kgqa.files import atomic_directory, recover_directory
 from kgqa.model.seq2seq import load_model
 from kgqa.model.tokenizer import Tokenizer, load_tokenizer
@@ -71,6 +71,6 @@ def load_trainer_state(directory: str) -> dict[str, Any] | None:
     try:
         return torch.load(path, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by damage
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise KgqaError(f"unreadable trainer state, or one holding more than tensors and plain values ({reason})",
+        raise KgqaError("unreadable trainer state, or one holding more than tensors and plain values "
+                        f"({first_line(error)})",
                         path) from None

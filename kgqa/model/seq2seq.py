@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pad_sequence
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
 
-from kgqa.errors import KgqaError
+from kgqa.errors import KgqaError, first_line
 from kgqa.model.tokenizer import Tokenizer
 
 
@@ -173,7 +173,7 @@ def pretrained_config(name_or_path: str):
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError, KeyError) as error:
-        raise KgqaError(f"cannot load model: {_first_line(error)}", name_or_path) from None
+        raise KgqaError(f"cannot load model: {first_line(error)}", name_or_path) from None
     if not getattr(config, "is_encoder_decoder", False):
         kind = "a decoder-only (causal) language model" if getattr(config, "is_decoder", False) or any(
             a.endswith(("CausalLM", "LMHeadModel")) for a in getattr(config, "architectures", None) or []) \
@@ -181,10 +181,6 @@ def pretrained_config(name_or_path: str):
         raise KgqaError(f"not a sequence-to-sequence checkpoint ({config.model_type}: {kind}); kgqa fine-tunes "
                         "encoder-decoder models such as T5, mT5 and BART", name_or_path)
     return config
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrainedModel:
@@ -197,7 +193,7 @@ def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrai
         else:
             model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # e.g. missing or truncated weights
-        raise KgqaError(f"cannot load model: {_first_line(error)}", name_or_path) from None
+        raise KgqaError(f"cannot load model: {first_line(error)}", name_or_path) from None
     if tokenizer is not None:
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))

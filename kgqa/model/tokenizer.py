@@ -14,7 +14,7 @@ from typing import Iterable
 
 import sentencepiece as spm
 
-from kgqa.errors import KgqaError
+from kgqa.errors import KgqaError, first_line
 
 SEP = "[SEP]"
 _SP_FILE = "spm.model"
@@ -195,8 +195,7 @@ class HFTokenizer(Tokenizer):
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except (OSError, ValueError, TypeError, KeyError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise KgqaError(f"cannot load the checkpoint's tokenizer: {reason}", name_or_path) from None
+            raise KgqaError(f"cannot load the checkpoint's tokenizer: {first_line(error)}", name_or_path) from None
         return cls(tokenizer, _decoder_start(name_or_path))
 
     def add_lost_characters(self, texts: Iterable[str]) -> dict[str, list[int]]:
