@@ -9,7 +9,8 @@ from typing import Iterator
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import (AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig, PreTrainedModel, T5Config,
+                          T5ForConditionalGeneration)
 
 from kgqa.errors import KgqaError, first_line
 from kgqa.model.tokenizer import Tokenizer
@@ -167,7 +168,7 @@ def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int, copy: bo
     return CopyT5(config) if copy else T5ForConditionalGeneration(config)
 
 
-def pretrained_config(name_or_path: str):
+def pretrained_config(name_or_path: str) -> PretrainedConfig:
     """The config of a checkpoint to fine-tune, refused in one line unless it is a sequence-to-
     sequence model kgqa can train (an encoder-only BERT or a causal LM writes no target)."""
     try:
