@@ -39,15 +39,14 @@ from kgqa.decode.settings import DecodeSettings  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.kb.triples import read_kb  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
-from kgqa.model.seq2seq import count_parameters, load_model, seed_embeddings  # noqa: E402
-from kgqa.model.tokenizer import HFTokenizer  # noqa: E402
+from kgqa.model.seq2seq import count_parameters, pretrained_start  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
 from kgqa.rank.candidate import best_answer  # noqa: E402
 from kgqa.rank.confidence import Calibrator  # noqa: E402
 from kgqa.rank.naming import Naming  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
-from kgqa.train import _batch, forward_backward, _lr_factor  # noqa: E402
+from kgqa.train import _batch, forward_backward  # noqa: E402
 
 MODELS = {"uer-small": ("uer-t5", "small"), "uer-base": ("uer-t5", "base"), "bart-base": ("fnlp-bart", "base")}
 
@@ -61,11 +60,7 @@ def _model(name: str, fitted: str, kb: str, pairs: list, workdir: str):
     family, size = MODELS[name]
     texts = [q for q, _ in pairs] + [t.surface + t.predicate + t.disambiguation for t in read_kb(kb)]
     directory = lookalikes.FAMILIES[family](os.path.join(workdir, name), texts[:20000], size)
-    tokenizer = HFTokenizer.from_pretrained(directory)
-    lost = tokenizer.add_lost_characters(texts)
-    model = load_model(directory, tokenizer)
-    seed_embeddings(model, {tokenizer.tok.convert_tokens_to_ids(c): ids for c, ids in lost.items()},
-                    tokenizer.tok.unk_token_id)
+    model, tokenizer, _ = pretrained_start(directory, texts)
     return model, tokenizer
 
 
@@ -83,7 +78,6 @@ def train_child(args, workdir: str) -> dict:
         optimizer.zero_grad(set_to_none=True)
         forward_backward(model, [batch], torch.autocast("cpu", enabled=False))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.param_groups[0]["lr"] = 1e-4 * _lr_factor(step, 1, args.steps)
         optimizer.step()
         times.append(time.perf_counter() - started)
     return {"parameters_m": round(count_parameters(model) / 1e6, 1), "vocab": len(tokenizer),
@@ -114,8 +108,7 @@ def answer_child(args, workdir: str) -> dict:
     index_s = time.perf_counter() - started
     questions = [q.question for q in read_questions(os.path.join(DATA, "dev.json"))]
     batched, alone = questions[: args.questions], questions[args.questions: args.questions + args.alone]
-    fitted = args.fitted
-    borrowed = (Reranker.load(fitted), Calibrator.load(fitted), AnswerKinds.load(fitted), Naming.load(fitted))
+    borrowed = tuple(kind.load(args.fitted) for kind in (Reranker, Calibrator, AnswerKinds, Naming))
     result = {"index_s": round(index_s, 1)}
     fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), *borrowed), batched, alone)
     result.update(fp32)

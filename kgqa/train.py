@@ -33,9 +33,9 @@ from kgqa.kb.triples import read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
-from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, load_model, pad_targets, pick_device,
-                                pretrained_config, scratch_model, seed_embeddings)
-from kgqa.model.tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer
+from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, pad_targets, pick_device,
+                                pretrained_start, scratch_model)
+from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
 from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
 from kgqa.rank.candidate import best_answer
@@ -223,15 +223,10 @@ def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, r
     if config.model == "scratch":
         tokenizer = SentencePieceTokenizer.train(_target_texts(config, pairs), config.vocab_size)
         return scratch_model(tokenizer, config.shape, config.seed), tokenizer
-    pretrained_config(config.model)  # a checkpoint kgqa cannot train is refused before its tokenizer is read
-    tokenizer = HFTokenizer.from_pretrained(config.model)
-    lost = tokenizer.add_lost_characters(_target_texts(config, pairs))
+    model, tokenizer, lost = pretrained_start(config.model, _target_texts(config, pairs))
     if lost and rank == 0:
         tqdm.write(f"added {len(lost)} characters the checkpoint's tokenizer loses (unknown, dropped or normalised) "
-                   f"as tokens: {''.join(list(lost)[:20])!r}")
-    model = load_model(config.model, tokenizer)
-    seed_embeddings(model, {tokenizer.tok.convert_tokens_to_ids(c): ids for c, ids in lost.items()},
-                    tokenizer.tok.unk_token_id)
+                   f"as tokens: {lost[:20]!r}")
     return model, tokenizer
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+import torch
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -300,3 +301,15 @@ def test_a_checkpoint_kgqa_cannot_use_is_refused_in_one_line(kind, message, tmp_
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and directory in lines[0], result.output
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())
+
+
+def test_an_added_character_starts_from_what_the_tokenizer_made_of_it(tmp_path):
+    from kgqa.model.seq2seq import pretrained_start
+
+    directory = lookalikes.uer_t5(str(tmp_path / "uer"), _texts())
+    model, tokenizer, lost = pretrained_start(directory, ["iPhone 4", "期"])
+    assert set(lost) == {"P", " "}  # "期" is in this vocabulary; a capital is lowercased, a space dropped
+    table = model.get_input_embeddings().weight
+    capital, lower = tokenizer.tok.convert_tokens_to_ids("P"), tokenizer.encode("p")
+    assert lower != [tokenizer.tok.unk_token_id] and len(table) == len(tokenizer)
+    assert torch.equal(table[capital], table[lower].mean(0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -13,7 +13,7 @@ from transformers import (AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig, P
                           T5ForConditionalGeneration)
 
 from kgqa.errors import KgqaError, first_line
-from kgqa.model.tokenizer import Tokenizer
+from kgqa.model.tokenizer import HFTokenizer, Tokenizer
 
 
 @dataclass
@@ -160,7 +160,7 @@ def scratch_model(tokenizer: Tokenizer, shape: ScratchShape, seed: int, copy: bo
         d_kv=shape.d_model // shape.num_heads,
         pad_token_id=tokenizer.pad_id,
         eos_token_id=tokenizer.eos_id,
-        decoder_start_token_id=tokenizer.pad_id,
+        decoder_start_token_id=tokenizer.decoder_start_id,
         tie_word_embeddings=True,
         attn_implementation="eager",  # the copy path reads attention weights
         **asdict(shape),
@@ -198,14 +198,26 @@ def load_model(name_or_path: str, tokenizer: Tokenizer | None = None) -> PreTrai
     if tokenizer is not None:
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
-        start = getattr(tokenizer, "decoder_start_id", None)
-        if start is not None:
-            model.config.decoder_start_token_id = start
+        model.config.decoder_start_token_id = tokenizer.decoder_start_id
     return model
 
 
+def pretrained_start(name_or_path: str, texts: Iterable[str]) -> tuple[PreTrainedModel, HFTokenizer, str]:
+    """(model, tokenizer, the characters added) fine-tuning starts from: a checkpoint kgqa can train
+    (refused before its tokenizer is read otherwise), its own tokenizer with the characters of
+    `texts` (the questions, every KB string the decoder may write) it loses added as tokens, the
+    embeddings grown and those tokens seeded from what the tokenizer made of them."""
+    pretrained_config(name_or_path)
+    tokenizer = HFTokenizer.from_pretrained(name_or_path)
+    lost = tokenizer.add_lost_characters(texts)
+    model = load_model(name_or_path, tokenizer)
+    _seed_embeddings(model, {tokenizer.tok.convert_tokens_to_ids(c): ids for c, ids in lost.items()},
+                     tokenizer.tok.unk_token_id)
+    return model, tokenizer, "".join(lost)
+
+
 @torch.no_grad()
-def seed_embeddings(model: PreTrainedModel, origins: dict[int, list[int]], unknown_id: int | None) -> None:
+def _seed_embeddings(model: PreTrainedModel, origins: dict[int, list[int]], unknown_id: int | None) -> None:
     """Start each added token `id` from the mean embedding (and output row, where untied) of the
     ids `origins[id]` the checkpoint's tokenizer made of it before (an uppercase letter from its
     lowercase one): it keeps what pretraining knew of it. Tokens that were unknown or dropped keep

@@ -26,6 +26,7 @@ class Tokenizer:
     pad_id: int
     eos_id: int
     sep_id: int
+    decoder_start_id: int  # what the decoder reads before the first label token
     # Ids every label starts with (BART's <s>); generation forces them before the constraint.
     target_prefix: list[int]
 
@@ -87,6 +88,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.eos_id = self.sp.eos_id()
         self.sep_id = self.sp.piece_to_id(SEP)
         self.target_prefix = []
+        self.decoder_start_id = self.pad_id  # T5's convention
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 6000) -> "SentencePieceTokenizer":
