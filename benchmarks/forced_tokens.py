@@ -45,7 +45,7 @@ def pass_cost(checkpoint: str) -> None:
     for questions in (1, 8, 32):
         encoded = stepper.Encoded(model, *encode_questions(tokenizer, ["刘晓华主要讲什么课啊？"] * questions, 128))
         for width in (1, 2, 4, 8, 16):
-            decoder = stepper.T5Stepper(model, encoded, 4, 97)
+            decoder = stepper.Stepper(model, encoded, 4, 97)
             decoder.step(torch.full((4 * questions, 1), 5), 0)
             started = time.perf_counter()
             for _ in range(10):
@@ -89,7 +89,7 @@ def main() -> None:
             counts["row steps forced"] += len(forced)
         return masked
 
-    step, log_probs, forced = stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs, forced_runs.ForcedRuns.forced
+    step, log_probs, forced = stepper.Stepper.step, forced_runs.ForcedRuns.log_probs, forced_runs.ForcedRuns.forced
 
     def counted_pass(self, tokens: torch.Tensor, *args) -> torch.Tensor:
         counts["passes"] += 1
@@ -107,7 +107,7 @@ def main() -> None:
         return forced(self, length, steps)
 
     processors.TrieConstraint.__call__ = counted
-    stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = counted_pass, counted_step
+    stepper.Stepper.step, forced_runs.ForcedRuns.log_probs = counted_pass, counted_step
     forced_runs.ForcedRuns.forced = counted_jump
     try:
         qa.beam(questions[:1], top_k=1)  # warm
@@ -116,7 +116,7 @@ def main() -> None:
             qa.beam(questions[start:start + args.batch_size], top_k=beams)
     finally:
         processors.TrieConstraint.__call__ = original
-        stepper.T5Stepper.step, forced_runs.ForcedRuns.log_probs = step, log_probs
+        stepper.Stepper.step, forced_runs.ForcedRuns.log_probs = step, log_probs
         forced_runs.ForcedRuns.forced = forced
     print(f"{len(questions)} questions, {beams} beams, batches of {args.batch_size}:")
     print(f"  (row, step) pairs forced: {counts['row steps forced']} of {counts['row steps']} "

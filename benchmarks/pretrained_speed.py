@@ -2,7 +2,8 @@
 one run: random-weight look-alikes (`tests/lookalikes.py`) of uer/t5-small-chinese-cluecorpussmall
 (L6/H512, d_ff 2048, BERT vocabulary of 21,228), its base size (L12/H768) and fnlp/bart-base-chinese.
 
-    python benchmarks/pretrained_speed.py --fitted CK [--models scratch,uer-small,uer-base,bart-base]
+    python benchmarks/pretrained_speed.py --fitted CK
+        [--models scratch,uer-small,uer-base,bart-base,bart-base-generate]
         [--questions 64] [--alone 16] [--steps 2] [--no-int8]
 
 Per model, each in a child process of its own (so each peak RSS is its own):
@@ -13,7 +14,8 @@ Per model, each in a child process of its own (so each peak RSS is its own):
 - the same with `--int8` (linear layers dynamically quantised), and how many top answers agree
   with fp32's;
 - peak RSS of the answering process and of the training one.
-The scratch row is `--fitted CK`'s own model. Skips without KgCLUE's files.
+The scratch row is `--fitted CK`'s own model; `bart-base-generate` answers with the stepper off
+(`generate` and one row per candidate), as BART did before the stepper ran it. Skips without KgCLUE's files.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.kb.triples import read_kb  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.model.seq2seq import count_parameters, pretrained_start  # noqa: E402
+from kgqa.model.stepper import Stepper  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
 from kgqa.rank.candidate import best_answer  # noqa: E402
@@ -48,7 +51,9 @@ from kgqa.rank.naming import Naming  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
 from kgqa.train import _batch, forward_backward  # noqa: E402
 
-MODELS = {"uer-small": ("uer-t5", "small"), "uer-base": ("uer-t5", "base"), "bart-base": ("fnlp-bart", "base")}
+# NAME-generate: the same model answered through `generate` (the stepper off), its speed before the stepper ran BART
+MODELS = {"uer-small": ("uer-t5", "small"), "uer-base": ("uer-t5", "base"), "bart-base": ("fnlp-bart", "base"),
+          "bart-base-generate": ("fnlp-bart", "base")}
 
 
 def _model(name: str, fitted: str, kb: str, pairs: list, workdir: str):
@@ -100,6 +105,8 @@ def _answering(qa: KGQA, batched: list[str], alone: list[str]) -> tuple[dict, li
 
 
 def answer_child(args, workdir: str) -> dict:
+    if args.model.endswith("-generate"):
+        Stepper.handles = staticmethod(lambda model: False)
     pairs = training_pairs(read_questions(os.path.join(DATA, "train.json"), need_answers=True))
     model, tokenizer = _model(args.model, args.fitted, args.kb, pairs, workdir)
     model.eval()
@@ -144,7 +151,7 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads; {args.questions} dev questions in batches of 32, {args.alone} alone")
     for name in args.models.split(","):
         row = {"model": name}
-        for child in ("train", "answer"):
+        for child in ("answer",) if name.endswith("-generate") else ("train", "answer"):
             command = [sys.executable, __file__, "--child", child, "--model", name] + sys.argv[1:]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:

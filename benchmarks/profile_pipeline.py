@@ -45,8 +45,8 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (processors.TrieConstraint, "__call__", "TrieConstraint"),
     (processors.Lookahead, "__call__", "Lookahead"),
     (stepper.Encoded, "__init__", "encoder + cross-attention keys"),
-    (stepper.T5Stepper, "step", "decoder steps"),
-    (stepper.T5Stepper, "reorder", "beam cache reorder"),
+    (stepper.Stepper, "step", "decoder steps"),
+    (stepper.Stepper, "reorder", "beam cache reorder"),
     (pipeline, "constrained_generate", "beam search (the rest)"),
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "answer", "KB answers"),
@@ -113,8 +113,8 @@ class ConstantForward:
         def head(self, hidden):
             return constant.logits.expand(hidden.shape[:-1] + constant.logits.shape), None
 
-        for owner, name, replacement in ((stepper.Encoded, "__init__", encoded), (stepper.T5Stepper, "step", step),
-                                         (stepper.T5Stepper, "tree", tree), (stepper.T5Stepper, "head", head)):
+        for owner, name, replacement in ((stepper.Encoded, "__init__", encoded), (stepper.Stepper, "step", step),
+                                         (stepper.Stepper, "tree", tree), (stepper.Stepper, "head", head)):
             self.saved.append((owner, name, getattr(owner, name)))
             setattr(owner, name, replacement)
         return self
@@ -149,8 +149,8 @@ def main() -> None:
     unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
     calibrator = qa.calibrator
     for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:
-        generate.T5Stepper = unhandled if name == "generate (baseline)" else stepper.T5Stepper
-        likelihood.T5Stepper = unhandled if name in ("rows (baseline)", "generate (baseline)") else stepper.T5Stepper
+        generate.Stepper = unhandled if name == "generate (baseline)" else stepper.Stepper
+        likelihood.Stepper = unhandled if name in ("rows (baseline)", "generate (baseline)") else stepper.Stepper
         qa.calibrator = None if name == "no-confidence (baseline)" else calibrator
         wall, spent = profile(qa, questions)
         n = len(questions)

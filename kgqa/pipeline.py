@@ -18,7 +18,7 @@ from kgqa.kb.layered import open_index
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
-from kgqa.model.stepper import Encoded, T5Stepper
+from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
@@ -226,7 +226,7 @@ class KGQA:
     def encode(self, questions: list[str]) -> Encoded | None:
         """The questions read once by the encoder, for the beam and the likelihoods both (None for
         models the stepper does not run: they encode as they decode)."""
-        if not T5Stepper.handles(self.model):
+        if not Stepper.handles(self.model):
             return None
         return Encoded(self.model, *encode_questions(self.tokenizer, questions, self.settings.max_question_tokens,
                                                      self.model.device))

@@ -3,7 +3,7 @@ model's forward (also after beams are reordered), the same hypotheses and scores
 import numpy as np
 import pytest
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
 
 from kgqa.model import stepper
 from kgqa.decode import forced_runs
@@ -17,6 +17,16 @@ QUESTIONS = ["高军英是在哪里出生的？", "马磊静的配偶是谁？",
 
 
 def _model(tokenizer, kind: str, seed: int = 0):
+    if kind == "bart":  # learned positions, post-norm layers, scaled queries, a bias on the output layer
+        torch.manual_seed(seed)
+        config = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
+                            encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                            decoder_ffn_dim=64, max_position_embeddings=128, scale_embedding=True,
+                            pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id, bos_token_id=None,
+                            decoder_start_token_id=tokenizer.eos_id, forced_eos_token_id=None)
+        model = BartForConditionalGeneration(config).eval()
+        torch.nn.init.normal_(model.final_logits_bias, std=0.5)  # zero as initialised: give it a part
+        return model
     if kind == "t5 v1.1":  # gated feed-forward, untied output layer: as mT5 and T5 v1.1 checkpoints
         torch.manual_seed(seed)
         config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
@@ -26,12 +36,12 @@ def _model(tokenizer, kind: str, seed: int = 0):
     return scratch_model(tokenizer, SHAPE, seed, copy=kind == "copy").eval()
 
 
-@pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1"])
+@pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1", "bart"])
 @torch.no_grad()
 def test_the_stepper_gives_the_models_logits_also_after_a_reorder(sample_kb, kind):
     _, _, tokenizer, _ = sample_kb
     model = _model(tokenizer, kind)
-    assert stepper.T5Stepper.handles(model)
+    assert stepper.Stepper.handles(model)
     ids, mask = encode_questions(tokenizer, QUESTIONS[:2], 128)
     torch.manual_seed(1)
     tokens = torch.randint(5, len(tokenizer), (4, 9))
@@ -41,13 +51,13 @@ def test_the_stepper_gives_the_models_logits_also_after_a_reorder(sample_kb, kin
     source, source_mask = ids.repeat_interleave(2, 0), mask.repeat_interleave(2, 0)
     expected = model(input_ids=source, attention_mask=source_mask, decoder_input_ids=expected_tokens,
                      **extra_inputs(model, source)).logits
-    decoder = stepper.T5Stepper(model, stepper.Encoded(model, ids, mask), 2, 32)
+    decoder = stepper.Stepper(model, stepper.Encoded(model, ids, mask), 2, 32)
     got = [decoder.step(tokens[:, t: t + 1], t)[:, 0] for t in range(5)]
     decoder.reorder(rows)
     got = torch.stack([g[rows] for g in got] + [decoder.step(tokens[:, t: t + 1], t)[:, 0] for t in range(5, 9)], 1)
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
     # several positions of some rows in one call, after one position of all: the same logits
-    decoder = stepper.T5Stepper(model, stepper.Encoded(model, ids, mask), 2, 32)
+    decoder = stepper.Stepper(model, stepper.Encoded(model, ids, mask), 2, 32)
     first = decoder.step(expected_tokens[:, :1], 0)
     some = torch.tensor([2, 0])
     ahead = decoder.step(expected_tokens[some, 1:6], 1, some)
@@ -58,13 +68,13 @@ def test_the_stepper_gives_the_models_logits_also_after_a_reorder(sample_kb, kin
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("kind", ["copy", "t5 v1.1"])
+@pytest.mark.parametrize("kind", ["copy", "t5 v1.1", "bart"])
 def test_our_beam_search_keeps_the_hypotheses_generate_keeps(sample_kb, monkeypatch, seed, kind):
     _, _, tokenizer, index = sample_kb
     model = _model(tokenizer, kind, seed)
     settings = DecodeSettings(beams=4, top_k=4, restrict_mentions=seed != 2)  # look-ahead on, as by default
     ours = constrained_generate(model, tokenizer, index, QUESTIONS, settings)
-    monkeypatch.setattr(stepper.T5Stepper, "handles", staticmethod(lambda model: False))
+    monkeypatch.setattr(stepper.Stepper, "handles", staticmethod(lambda model: False))
     theirs = constrained_generate(model, tokenizer, index, QUESTIONS, settings)
     assert [[c.key for c in found] for found in ours] == [[c.key for c in found] for found in theirs]
     assert [c.score for found in ours for c in found] == pytest.approx(
@@ -72,14 +82,14 @@ def test_our_beam_search_keeps_the_hypotheses_generate_keeps(sample_kb, monkeypa
     assert all(len(found) == 4 for found in ours)
 
 
-@pytest.mark.parametrize("kind", ["copy", "t5 v1.1"])
+@pytest.mark.parametrize("kind", ["copy", "t5 v1.1", "bart"])
 def test_forced_runs_take_fewer_decoder_passes_for_the_same_beam(sample_kb, monkeypatch, kind):
     _, _, tokenizer, index = sample_kb
     model = _model(tokenizer, kind, 3)
     settings = DecodeSettings(beams=4, top_k=4)
     passes = []
-    step = stepper.T5Stepper.step
-    monkeypatch.setattr(stepper.T5Stepper, "step", lambda self, *args: passes.append(args[0].shape) or step(self, *args))
+    step = stepper.Stepper.step
+    monkeypatch.setattr(stepper.Stepper, "step", lambda self, *args: passes.append(args[0].shape) or step(self, *args))
     runs = constrained_generate(model, tokenizer, index, QUESTIONS[:1], settings)
     with_runs = list(passes)
     passes.clear()

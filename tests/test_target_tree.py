@@ -5,7 +5,7 @@ import pytest
 
 from kgqa.model import target_tree
 from kgqa.model.likelihood import log_likelihoods
-from kgqa.model.stepper import T5Stepper
+from kgqa.model.stepper import Stepper
 from kgqa.model.target_tree import TargetTree
 
 from test_stepper import QUESTIONS, _model
@@ -23,7 +23,7 @@ def test_a_tree_holds_each_prefix_once_and_runs_the_decoder_where_a_target_goes_
     assert tree.likelihoods(edges).tolist() == [[-6.0, 3], [-7.0, 3], [-6.0, 2], [-6.0, 3]]
 
 
-@pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1"])
+@pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1", "bart"])
 def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb, monkeypatch, kind):
     _, _, tokenizer, index = sample_kb
     model = _model(tokenizer, kind)
@@ -38,7 +38,7 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
     for asked in ([[]], [[], targets[1]]):  # a question without candidates scores none, alone or not
         found = log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked, 128)
         assert [f.shape for f in found] == [(len(keys), 2) for keys in asked]
-    monkeypatch.setattr(T5Stepper, "handles", staticmethod(lambda model: False))
+    monkeypatch.setattr(Stepper, "handles", staticmethod(lambda model: False))
     rows = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128)
     for ours, theirs in zip(tree, rows):
         assert ours.shape == theirs.shape == (len(ours), 2)

@@ -1,4 +1,4 @@
-"""Beam search over a `T5Stepper`, fed by `ForcedRuns`: Hugging Face's beam search (transformers
+"""Beam search over a `Stepper`, fed by `ForcedRuns`: Hugging Face's beam search (transformers
 5.x `_beam_search` with its defaults: length penalty 1, `early_stopping=False`, 2 × beams
 candidates a step), step for step, so it keeps the hypotheses `generate` keeps; without
 `generate`'s per-step wrapping.

@@ -3,7 +3,7 @@
 Where the trie leaves a row one token to write (the rest of a subject once it is unique, `[SEP]`,
 a predicate's tail, a disambiguation, EOS), the tokens after it are known before the beam gets
 there. A row that needs the decoder is fed its last token and that whole forced run in one pass
-(`T5Stepper.step` over several positions), which gives the log-probability of each forced token
+(`Stepper.step` over several positions), which gives the log-probability of each forced token
 and the full distribution after the run; the beam steps the run covers need no pass for that row,
 and a step where no row needs one runs no decoder at all. What the beam sees is unchanged: a
 forced row's log-probabilities are -inf but for its token (as `TrieConstraint` leaves them), and
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from kgqa.decode.processors import TrieWalker
-from kgqa.model.stepper import T5Stepper
+from kgqa.model.stepper import Stepper
 
 # Longest forced run fed in one pass: longer runs go on in the next pass.
 MAX_RUN = 16
@@ -33,7 +33,7 @@ class ForcedRuns:
     """Log-probabilities for the `num_beams` rows of each question the stepper holds, as
     `beam_search` asks for them a step at a time; rows move with `reorder` and `keep`."""
 
-    def __init__(self, stepper: T5Stepper, walker: TrieWalker, num_beams: int, vocabulary: int) -> None:
+    def __init__(self, stepper: Stepper, walker: TrieWalker, num_beams: int, vocabulary: int) -> None:
         self.stepper = stepper
         self.walker = walker
         self.num_beams = num_beams
@@ -56,7 +56,7 @@ class ForcedRuns:
         # a row that wrote EOS stays in the beam only as filler (its score is -1e9 or below, as
         # the beam gives an ended row) and may only repeat EOS: no pass for it
         eos = self.walker.tokenizer.eos_id
-        ended = (prefixes[:, -1] == eos).cpu().numpy()
+        ended = self._ended(prefixes).cpu().numpy()
         out = torch.full((len(self.ready), self.vocabulary), float("-inf"), device=self.device)
         out[torch.from_numpy(ended).to(self.device), eos] = 0.0
         need = np.flatnonzero(~ended & (self.ready <= length))
@@ -76,9 +76,16 @@ class ForcedRuns:
         with its log-probability, and is not EOS: steps the beam can take without a pass or a
         choice (`beam_search` then takes them in one go, `forced`)."""
         steps = min(limit, int(self.ready.min()) - 1 - prefixes.shape[1])
-        if steps <= 0 or (prefixes[:, -1] == self.walker.tokenizer.eos_id).any():  # filler rows end each step
+        if steps <= 0 or self._ended(prefixes).any():  # filler rows end each step
             return 0
         return steps
+
+    def _ended(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """Which rows wrote EOS: their last token, past the decoder start (BART's decoder starts
+        from its EOS)."""
+        if prefixes.shape[1] == 1:
+            return torch.zeros(len(prefixes), dtype=torch.bool, device=prefixes.device)
+        return prefixes[:, -1] == self.walker.tokenizer.eos_id
 
     def forced(self, length: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, log-probabilities), (rows, steps), of the forced tokens at positions

@@ -1,6 +1,6 @@
 """Constrained beam search: question -> the top-k KB keys the model writes under the decoding
-rules (`processors.py`), as candidates. T5-family models step through `T5Stepper` under our copy
-of HF's beam search; others (BART) and greedy search go through `generate`.
+rules (`processors.py`), as candidates. T5-family and BART models step through `Stepper` under
+our copy of HF's beam search; other families and greedy search go through `generate`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kgqa.decode.processors import Lookahead, TrieConstraint, TrieWalker
 from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import encode_questions, extra_inputs
-from kgqa.model.stepper import Encoded, T5Stepper
+from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.candidate import Candidate
 
@@ -24,7 +24,7 @@ def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KB
                          encoded: Encoded | None = None) -> list[list[Candidate]]:
     """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
     of `settings.beams`; a question with no reachable key gets []. `encoded`: the questions as the
-    encoder read them, where the caller has them (T5-family models; else they are encoded here)."""
+    encoder read them, where the caller has them (models the stepper runs; else they are encoded here)."""
     num_beams = settings.beams
     top_k = min(settings.top_k if top_k is None else top_k, num_beams)
     input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
@@ -56,11 +56,11 @@ _MAX_NEW_TOKENS = 96
 def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
             processors: LogitsProcessorList, num_beams: int, top_k: int,
             walker: TrieWalker, encoded: Encoded | None) -> tuple[list[list[int]], list[float]]:
-    """(sequences, scores), `top_k` per question: T5-family models through the stepper and our
+    """(sequences, scores), `top_k` per question: models the stepper runs through it and our
     copy of HF's beam search (the same hypotheses, without `generate`'s per-step wrapping);
     others, and greedy search, through `generate`."""
-    if num_beams > 1 and T5Stepper.handles(model):
-        stepper = T5Stepper(model, encoded or Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
+    if num_beams > 1 and Stepper.handles(model):
+        stepper = Stepper(model, encoded or Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
         decoder = ForcedRuns(stepper, walker, num_beams, model.config.vocab_size)
         sequences, scores = beam_search(decoder, processors, len(input_ids), num_beams,
                                         model.config.decoder_start_token_id, tokenizer.eos_id,

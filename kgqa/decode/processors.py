@@ -53,7 +53,7 @@ class TrieWalker:
 
     def keep(self, questions: list[int]) -> None:
         """Only the rows of `questions` go on, `num_beams` each, in that order (beam search drops
-        the questions it has finished, as `T5Stepper.keep` does their rows)."""
+        the questions it has finished, as `Stepper.keep` does their rows)."""
         self.alive = questions
 
     def state(self, question: int, prefix: tuple[int, ...]) -> State:

@@ -9,7 +9,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from kgqa.model.seq2seq import encode_questions, pad_targets, padded_batches, target_log_probs
-from kgqa.model.stepper import Encoded, T5Stepper
+from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.target_tree import tree_log_likelihoods
 from kgqa.model.tokenizer import Tokenizer
 
@@ -19,16 +19,16 @@ def log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
                     targets: list[list[list[int]]], max_question_tokens: int,
                     tokens_per_pass: int = 2048, encoded: Encoded | None = None) -> list[np.ndarray]:
     """(log p of the whole target, target tokens) per target token list, each question encoded
-    once (`encoded`: already, by the caller's beam, for a T5-family model); a question may have no
+    once (`encoded`: already, by the caller's beam, for a model the stepper runs); a question may have no
     targets.
 
-    T5-family models score each question's targets as one prefix tree (`target_tree`: every
-    shared prefix computed once). Others (BART) score each target as a row, shortest first, in
+    Models the stepper runs (T5, mT5, BART) score each question's targets as one prefix tree
+    (`target_tree`: every shared prefix computed once). Others score each target as a row, shortest first, in
     passes of about `tokens_per_pass` padded tokens: padded to the longest target of their own
     pass, not of the batch (target lengths run from 5 to 40 tokens, so a mixed pass spent most
     of its work on padding). The decoder is causal, so a target's log-probabilities do not
     depend on the padding after it."""
-    if T5Stepper.handles(model):
+    if Stepper.handles(model):
         return tree_log_likelihoods(model, tokenizer, questions, targets, max_question_tokens, tokens_per_pass, encoded)
     input_ids, attention = encode_questions(tokenizer, questions, max_question_tokens, model.device)
     hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state

@@ -3,7 +3,7 @@
 Why: the reranker asks the model for the log-likelihood of up to 64 keys a question, most of them
 the other predicates of one or two subjects, so `S [SEP]` and often the start of `P` are the same
 for all of them. Scored one padded row per key, every shared prefix would be computed again for
-each key; as a tree each distinct prefix is one position (`T5Stepper.tree`), and each key's
+each key; as a tree each distinct prefix is one position (`Stepper.tree`), and each key's
 log-likelihood is the sum over the edges of its path.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedModel
 
 from kgqa.model.seq2seq import copy_mixture, encode_questions, padded_batches
-from kgqa.model.stepper import Encoded, T5Stepper
+from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 
 
@@ -70,7 +70,7 @@ def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions
                          targets: list[list[list[int]]], max_question_tokens: int,
                          positions_per_pass: int = 2048, encoded: Encoded | None = None) -> list[np.ndarray]:
     """What `likelihood.log_likelihoods` gives (per question, (log p, tokens) per target), for the
-    T5-family models the stepper runs: each question's targets as one tree, questions with trees
+    models the stepper runs (T5, mT5, BART): each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions; the
     questions encoded once for all passes (`encoded`: by the caller)."""
     trees = [TargetTree(keys) for keys in targets]
@@ -100,7 +100,7 @@ def _edge_log_probs(model: PreTrainedModel, encoded: Encoded, questions: list[in
         tokens[row, : len(row_tokens)] = torch.tensor(row_tokens)
         depths[row, : len(row_depths)] = torch.tensor(row_depths)
         ancestors[row, : len(row_tokens), : len(row_tokens)] = torch.from_numpy(row_ancestors)
-    decoder = T5Stepper(model, encoded, 1, int(depths.max()) + 1, torch.tensor(questions, device=device))
+    decoder = Stepper(model, encoded, 1, int(depths.max()) + 1, torch.tensor(questions, device=device))
     input_ids = decoder.source
     hidden, copy = decoder.tree(tokens.to(device), depths.to(device), ancestors.to(device))
     # the trees' own positions, one after the other (no padding), and each edge's parent among them
