@@ -107,6 +107,17 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
 
+def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_another_entity():
+    answers = [Answer("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
+               Answer("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
+               Answer("滕州二中", "校址", "", ["滕州市善南路266号"]), Answer("滕州二中", "地址", "", [""])]
+    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], [(0, 1)] * 4,
+                              np.zeros(4), np.zeros((4, 2)))
+    column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
+    assert column["object_in_subject"] == pytest.approx([1.0, 0.0, 2 / 10, 0.0])  # 滕州 of 10 characters; "": none
+    assert column["subject_in_object"] == pytest.approx([13 / 15, 0.0, 2 / 4, 0.0])  # of 唐平 and its disambiguation
+
+
 def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Answer("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Answer("刘晓", "别名", "", ["小刘"])]
     rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [],

@@ -6,7 +6,10 @@ model's preference against the question's wording with one fixed weight for ever
 scoring every predicate of the chosen subjects on this evidence, with learned weights
 (`reranker.py`), recovers answers the beam dropped. The object a key gives is evidence too: a
 question that asks how many or when wants one holding a digit, and no question asks for what it
-already says, and a question's wording says what kind of object it wants (`answer_kinds.py`). No
+already says, and a question's wording says what kind of object it wants (`answer_kinds.py`); a
+fact about an entity tends to repeat the entity's name where one taken from another entity's facts
+does not (唐平（广东工业大学自动化学院教授） 现任 「广东工业大学自动化学院教授」, 滕州二中新校 校址
+「滕州市善南路266号」, against 地址 「山东省」). No
 feature names a predicate (model log-likelihood, how much of the question names the predicate,
 the object's kind, ...), so weights fitted on held-out predicates carry over to dev's and test's,
 which training never shows.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -56,6 +60,15 @@ class Evidence:
     @property
     def obj(self) -> str:
         return self.answer.objects[0]  # the one an answer gives (Candidate.from_key); "" where the KB has an empty O
+
+    @property
+    def subject_name(self) -> str:
+        return self.answer.surface + self.answer.disambiguation
+
+    @cached_property
+    def object_subject_common(self) -> int:
+        """Characters the object shares, in order, with the subject's surface and disambiguation."""
+        return common_subsequence(self.subject_name, self.obj)
 
 
 def _share(part: int, whole: int) -> float:
@@ -100,6 +113,10 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "object_in_question": lambda e: float(bool(e.obj) and e.obj in e.question),
     # subsequence of the object in the question / |object|
     "object_covered": lambda e: _share(common_subsequence(e.question, e.obj), len(e.obj)),
+    # the object's share, and the subject name's, that they have in common (in order): a fact about an
+    # entity tends to repeat its name, one borrowed from another entity's facts does not
+    "object_in_subject": lambda e: _share(e.object_subject_common, len(e.obj)),
+    "subject_in_object": lambda e: _share(e.object_subject_common, len(e.subject_name)),
     # the predicate's share said in the question as itself or a Cilin synonym (爱人 for 配偶)
     "synonym_covered": lambda e: synonym_covered(e.answer.predicate, e.rest),
     # the predicate's prominence: questions ask about common predicates more than rare ones, and a
