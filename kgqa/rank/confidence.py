@@ -1,6 +1,7 @@
 """Confidence: the probability that a candidate's object is the right answer, from the evidence the
 pipeline already has (the reranker's scores over the question's candidates and its margin, the
-beam, how much of the question the key covers, rival homonyms), by a logistic calibrator fitted on
+beam, how much of the question the key covers, how well its object fits the kind asked for and its
+subject, rival homonyms), by a logistic calibrator fitted on
 held-out training questions and saved beside the reranker.
 
 Why a calibrator, not the reranker's score: the score ranks one question's candidates against each
@@ -61,7 +62,9 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
        for name in ("log_likelihood", "mean_log_likelihood", "named_per_character", "named_share", "literal",
                     "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
-                    "number_asked")},
+                    "number_asked", "object_in_subject", "subject_in_object", "kind_fit", "kind_share",
+                    "predicate_prominence", "named", "best_named", "longest_mention", "mention_chars",
+                    "has_disambiguation")},
 }
 SIGNAL_NAMES = tuple(SIGNALS)
 
