@@ -95,14 +95,14 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     question = "刘晓华多少岁了？"
     answers = [Answer("刘晓华", "年龄", "", ["45"]), Answer("刘晓华", "姓名", "", ["刘晓华"]),
                Answer("刘晓华", "职业", "", ["教授"])]
-    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1)] * 3, np.zeros(3),
+    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1, 1)] * 3, np.zeros(3),
                               np.zeros((3, 2)))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
-    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [], [(0, 1)],
+    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [], [(0, 1, 1)],
                                     np.zeros(1), np.zeros((1, 2)))
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
@@ -111,7 +111,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
     answers = [Answer("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
                Answer("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
                Answer("滕州二中", "校址", "", ["滕州市善南路266号"]), Answer("滕州二中", "地址", "", [""])]
-    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], [(0, 1)] * 4,
+    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], [(0, 1, 1)] * 4,
                               np.zeros(4), np.zeros((4, 2)))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["object_in_subject"] == pytest.approx([1.0, 0.0, 2 / 10, 0.0])  # 滕州 of 10 characters; "": none
@@ -121,7 +121,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
 def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Answer("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Answer("刘晓", "别名", "", ["小刘"])]
     rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [],
-                              [(0, 5), (1, 9)], np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
+                              [(0, 5, 20), (1, 9, 3)], np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
     assert rows.shape == (2, len(FEATURE_NAMES))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["log_likelihood"] == [-2.0, -9.0] and column["mean_log_likelihood"] == [-0.5, -3.0]
@@ -134,7 +134,8 @@ def test_feature_rows_are_in_the_order_of_their_names():
 
 def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_subjects_others():
     answers = [Answer("刘晓华", p, "", ["x"]) for p in ("主讲课程", "讲授课程", "职业")] + [Answer("刘晓", "别名", "", ["y"])]
-    prominence = [(0, 10), (0, 300), (0, 300), (1, 2)]  # (subject entity, KB keys with the predicate)
+    prominence = [(0, 10, 3), (0, 300, 3), (0, 300, 3), (1, 2, 1)]  # (subject entity, KB keys with the
+    # predicate, KB keys of the subject)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
     rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], prominence, kinds,
                               np.zeros((4, 2)))
@@ -144,6 +145,7 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
     assert column["predicate_prominence"] == pytest.approx(np.log1p([10, 300, 300, 2]).tolist())
     assert column["commoner_siblings"] == [1.0, 0.0, 0.0, 0.0]  # ranked within its own subject only
     assert column["commonest_of_subject"] == [0.0, 1.0, 1.0, 1.0]
+    assert column["subject_prominence"] == pytest.approx(np.log1p([3, 3, 3, 1]).tolist())
 
 
 def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):

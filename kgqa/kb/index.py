@@ -216,10 +216,12 @@ class KBIndex:
         """Keys per predicate id in this index's own arrays (an updated index's: its base's)."""
         return np.bincount(self.grp_pred, minlength=len(self.predicates))
 
-    def prominence(self, key: int) -> tuple[int, int]:
-        """(subject entity, how many KB keys carry this key's predicate): the reranker weighs a
-        predicate by how common it is in the KB, among the subject's others."""
-        return int(self.grp_ent[key]), int(self.predicate_key_counts[int(self.grp_pred[key])])
+    def prominence(self, key: int) -> tuple[int, int, int]:
+        """(subject entity, how many KB keys carry this key's predicate, how many keys its subject
+        entity has): the reranker weighs a predicate by how common it is in the KB, among the
+        subject's others, and a subject by how much the KB holds of it."""
+        return (int(self.grp_ent[key]), int(self.predicate_key_counts[int(self.grp_pred[key])]),
+                len(self.subject_keys(key)))
 
     def subject_keys(self, key: int) -> range:
         """Every KB key of the subject entity (surface and disambiguation) that `key` belongs to."""

@@ -150,14 +150,16 @@ class LayeredIndex(KBIndex):
                 layer_counts[pid] = now[base]
         return now, layer_counts
 
-    def prominence(self, key: int) -> tuple[int, int]:
+    def prominence(self, key: int) -> tuple[int, int, int]:
         _, base_entities, base_keys = self._base
         changed, layer_counts = self._counts
+        size = len(self.subject_keys(key))
         if key < base_keys:
             pid = int(self.grp_pred[key])
-            return int(self.grp_ent[key]), changed.get(pid, int(self.predicate_key_counts[pid]))
-        key -= base_keys
-        return int(self.layer.grp_ent[key]) + base_entities, int(layer_counts[int(self.layer.grp_pred[key])])
+            return int(self.grp_ent[key]), changed.get(pid, int(self.predicate_key_counts[pid])), size
+        layer_key = key - base_keys
+        return (int(self.layer.grp_ent[layer_key]) + base_entities,
+                int(layer_counts[int(self.layer.grp_pred[layer_key])]), size)
 
     def predicate_names(self) -> list[str]:
         changed, _ = self._counts

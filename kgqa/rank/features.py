@@ -53,6 +53,7 @@ class Evidence:
     beam_keys: list[int]
     asks_number: bool
     predicate_keys: int  # how many KB keys carry the predicate
+    subject_keys: int  # how many KB keys the subject entity has
     commoner_siblings: float  # share of the subject's other candidate predicates that more KB keys carry
     kind_fit: float  # how well the predicate's profile fits what the question asks for (`answer_kinds.py`)
     kind_share: float  # softmax share of `kind_fit` among the subject's candidate predicates
@@ -124,6 +125,9 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "predicate_prominence": lambda e: float(np.log1p(e.predicate_keys)),
     "commoner_siblings": lambda e: e.commoner_siblings,
     "commonest_of_subject": lambda e: float(e.commoner_siblings == 0.0),
+    # the subject's prominence: questions ask about entities the KB holds much of more than about
+    # ones it barely knows (知道 of 「谁知道…」, a dictionary word with a few keys)
+    "subject_prominence": lambda e: float(np.log1p(e.subject_keys)),
     # what the question asks for against what the predicate holds across the KB (多远: 公里, ly)
     "kind_fit": lambda e: e.kind_fit,
     "kind_share": lambda e: e.kind_share,
@@ -132,7 +136,7 @@ FEATURE_NAMES = tuple(FEATURES)
 
 
 def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
-                       beam: list[Candidate], prominence: list[tuple[int, int]], kinds: np.ndarray,
+                       beam: list[Candidate], prominence: list[tuple[int, int, int]], kinds: np.ndarray,
                        named: np.ndarray) -> np.ndarray:
     """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it,
     `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
@@ -141,9 +145,9 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
               "longest_surface": max(len(answer.surface) for answer in answers),
               "asks_number": bool(ASKS_NUMBER.search(question))}
-    entities = np.array([entity for entity, _ in prominence])
+    entities = np.array([entity for entity, _, _ in prominence])
     siblings: dict[int, list[int]] = {}
-    for entity, count in prominence:
+    for entity, count, _ in prominence:
         siblings.setdefault(entity, []).append(count)
     kind_shares = np.zeros(len(kinds))  # softmax of the kind fits within each subject entity
     for entity in siblings:
@@ -151,12 +155,12 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
         fits = np.exp(kinds[mine] - kinds[mine].max())
         kind_shares[mine] = fits / fits.sum()
     rows = []
-    for answer, key, (ll, length), rest, (said, sayable), (entity, count), fit, share in zip(
+    for answer, key, (ll, length), rest, (said, sayable), (entity, count, size), fit, share in zip(
             answers, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
-                            named=float(said), nameable=float(sayable), predicate_keys=count,
+                            named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
                             commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
@@ -173,7 +177,7 @@ class CandidateSet:
     answers: list[Answer]
     likelihoods: np.ndarray
     beam: list[Candidate]
-    prominence: list[tuple[int, int]]
+    prominence: list[tuple[int, int, int]]
     kinds: np.ndarray
     named: np.ndarray
     features: np.ndarray = field(init=False)
