@@ -14,7 +14,7 @@ import torch
 from transformers import LogitsProcessor
 
 from kgqa.kb.index import KBIndex
-from kgqa.kb.trie import ROOT, TokenTrie, value_of
+from kgqa.kb.trie import ROOT, TokenTrie, Trie, value_of
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.text import common_subsequence, without_mention
 
@@ -22,7 +22,7 @@ from kgqa.rank.text import common_subsequence, without_mention
 class State(NamedTuple):
     """Where a decoded prefix stands: inside `trie` at `node`, or finished on `key`."""
 
-    trie: TokenTrie | None
+    trie: Trie | None
     node: int
     sid: int | None  # the surface, once `S [SEP]` is written
     key: int | None  # the KB key, once `... M [EOS]` is written
@@ -49,7 +49,7 @@ class TrieWalker:
         self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
         self.alive: list[int] | None = None  # the questions the rows belong to, where some left the batch
         self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
-        self.runs: dict[tuple[TokenTrie | None, int], list[int]] = {}  # the forced run from a trie node
+        self.runs: dict[tuple[Trie | None, int], list[int]] = {}  # the forced run from a trie node
 
     def keep(self, questions: list[int]) -> None:
         """Only the rows of `questions` go on, `num_beams` each, in that order (beam search drops
@@ -154,7 +154,7 @@ class TrieConstraint(LogitsProcessor):
         return scores.masked_fill(mask.to(scores.device, non_blocking=True), float("-inf"))
 
 
-def best_below(trie: TokenTrie, keys: list[tuple[list[int], int]]) -> dict[int, int]:
+def best_below(trie: Trie, keys: list[tuple[list[int], int]]) -> dict[int, int]:
     """For each node on the paths of `keys` (token lists, each with a value): the best value of
     any key through that node. The root is node ROOT; a node past the keys' ends is absent."""
     best: dict[int, int] = {}
@@ -221,8 +221,8 @@ class Lookahead(LogitsProcessor):
             here = best.get(state.node)
             if here is None:  # no evidence here, e.g. in the disambiguation: the model's call
                 continue
-            lo, hi = int(state.trie.first[state.node]), int(state.trie.first[state.node + 1])
-            for token, target in zip(state.trie.tokens[lo:hi].tolist(), state.trie.targets[lo:hi].tolist()):
+            tokens_here, targets = state.trie.edges(state.node)
+            for token, target in zip(tokens_here.tolist(), targets.tolist()):
                 loss = here - best.get(target, here)
                 if loss:
                     rows.append(row)

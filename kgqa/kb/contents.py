@@ -3,17 +3,21 @@
 each gave its surfaces, entities and keys."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from kgqa.kb.index import KBIndex
-from kgqa.kb.trie import ROOT, value_of
+from kgqa.kb.trie import ROOT, Trie, value_of
 
 
-def trie_keys(trie, name=lambda value: value, node: int = ROOT, prefix: tuple[int, ...] = ()) -> dict:
-    """Every key of a trie (anything with `TokenTrie`'s `children` and `step`) -> `name(value)`."""
+def trie_keys(trie: Trie, name: Callable[[int], object] = lambda value: value, node: int = ROOT,
+              prefix: tuple[int, ...] = ()) -> dict:
+    """Every key of a trie -> `name(value)`, by both walks the decoder makes: a node's `edges`, and
+    `step` along each (asserted to agree)."""
     found = {}
-    for token in trie.children(node).tolist():
-        target = trie.step(node, token)
+    tokens, targets = trie.edges(node)
+    assert tokens.tolist() == trie.children(node).tolist()
+    for token, target in zip(tokens.tolist(), targets.tolist()):
+        assert trie.step(node, token) == target
         value = value_of(target)
         if value is None:
             found.update(trie_keys(trie, name, target, prefix + (token,)))

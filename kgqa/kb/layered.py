@@ -219,6 +219,11 @@ class LayeredTrie:
             self.merged[node] = found
         return found
 
+    def edges(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the tokens allowed after `node`, where each leads)."""
+        tokens = self.children(node)
+        return tokens, np.array([self.step(node, token) for token in tokens.tolist()], dtype=np.int64)
+
     def step(self, node: int, token: int) -> int | None:
         """Follow one token: a node id (>= 0), a completed key's `-(value + 1)`, or None."""
         base, layer = self._sides(node)

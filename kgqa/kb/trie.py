@@ -14,12 +14,26 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
 ROOT = 0
 _FILES = ("first", "tokens", "targets")
+
+
+class Trie(Protocol):
+    """The walk the decoder makes over a trie of token-id keys, from ROOT: what a `TokenTrie` and
+    an updated index's surface trie (`kgqa.kb.layered.LayeredTrie`) both answer."""
+
+    def children(self, node: int) -> np.ndarray:
+        """Token ids allowed after the prefix that reached `node`."""
+
+    def step(self, node: int, token: int) -> int | None:
+        """Follow one token: a node id (>= 0), a completed key's `-(value + 1)`, or None."""
+
+    def edges(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the tokens allowed after `node`, where each leads: what `step` gives for it)."""
 
 
 class TokenTrie:
@@ -79,6 +93,11 @@ class TokenTrie:
         if at == hi or self.tokens[at] != token:
             return None
         return int(self.targets[at])
+
+    def edges(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the tokens allowed after `node`, where each leads): two views of one slice."""
+        lo, hi = int(self.first[node]), int(self.first[node + 1])
+        return self.tokens[lo:hi], self.targets[lo:hi]
 
     def get(self, prefix: Sequence[int]) -> np.ndarray:
         """GENRE's query: the tokens allowed after `prefix` (empty once a key is complete), as a
