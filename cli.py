@@ -296,11 +296,11 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
     click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
     click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
     click.echo("candidates (score; share of the question naming the predicate; share of the subject's fit to the "
-               "kind of answer asked for; model log-likelihood):")
+               "kind of answer asked for; share of the object its subject's name holds; model log-likelihood):")
     for r in explanation.candidates:
         f = r.features
         click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  "
-                   f"{f['log_likelihood']:8.2f}  {r.candidate.answer()}")
+                   f"{f['object_in_subject']:.2f}  {f['log_likelihood']:8.2f}  {r.candidate.answer()}")
     click.echo("homonyms of the chosen subject: " + ", ".join(
         (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
         + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))
