@@ -29,7 +29,7 @@ def trie_keys(trie: Trie, name: Callable[[int], object] = lambda value: value, n
 def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: Iterable[str] | None = None,
              questions: Iterable[str] = (), whole_trie: bool = True) -> dict:
     """For each surface (every one the index has, or `surfaces`): its keys in the order `keys`
-    gives them with their objects, each key's prominence counts (its predicate's keys, its subject's) and subject's keys, the subject
+    gives them with their objects, each key's prominence count and subject's keys, the subject
     trie's keys, the surface the surface trie reaches by its tokens; for each predicate (every one, or `predicates`) its sampled objects; each
     question's mentions; and where `whole_trie`, every key of the unrestricted surface trie."""
     if surfaces is None:
@@ -44,7 +44,7 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
         for key, predicate, disambiguation in index.keys(sid):
             assert index.surface_of(key) == sid and index.is_live(key)
             subject = [index.answer(k)[1:3] for k in index.subject_keys(key)]
-            keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1:], subject))
+            keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1], subject))
         assert [(p, m, objects) for _, p, m, objects in index.subject_triples(sid)] == [key[:3] for key in keys]
         found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]),
                                       _reached(index, surface))
