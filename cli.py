@@ -64,20 +64,25 @@ def _tokenizer_of(checkpoint: str | None):
 @click.option("-o", "--output", required=True, type=click.Path(), help="Index directory to write.")
 @click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad KB line instead of skipping it.")
+@click.option("--segment-triples", type=click.IntRange(min=1), default=None,
+              help="Split a larger KB into segments of about this many triples; the build's memory is "
+                   "about 250 bytes a triple of one segment [25,000,000].")
 @_user_errors
-def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
+def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_triples: int | None) -> None:
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
-    from kgqa.kb.build import build_index, check_kb_path, index_lock
+    from kgqa.kb.build import SEGMENT_TRIPLES, build_index, check_kb_path, index_lock
     from kgqa.kb.triples import file_sha256
 
     check_kb_path(kb)
     tokenizer = _tokenizer_of(checkpoint)
     with index_lock(output):
-        built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True)
+        built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,
+                            segment_triples=segment_triples or SEGMENT_TRIPLES)
     h = built.header
-    click.echo(f"{output}: {h['triples']} triples, {h['surfaces']} surfaces, {h['predicates']} predicates"
+    click.echo(f"{output}: {h['triples']} triples in {len(h['segments'])} segment(s), "
+               f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"
                + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
 
 
@@ -86,20 +91,39 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool) -> None:
 @click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to update.")
 @click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad line of CHANGES instead of skipping it.")
-@click.option("--merge-share", type=click.FloatRange(0, 1), default=None,
-              help="Merge the changes into the base once they hold this share of the triples (0: now) [0.05].")
+@click.option("--no-merge", is_flag=True, help="Leave merging segments to a later `kgqa merge`.")
 @_user_errors
-def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, merge_share: float | None) -> None:
+def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, no_merge: bool) -> None:
     """Apply CHANGES (`+<TAB>S<TAB>P<TAB>O` adds a triple, `-<TAB>S<TAB>P<TAB>O` removes one) to
-    an index in place, without a rebuild; `kgqa serve --index` takes the update up between batches."""
-    from kgqa.kb.update import MERGE_SHARE, update_index
+    an index in place, without a rebuild: one new segment of the subjects they touch, then the
+    merge policy; `kgqa serve --index` takes the update up between batches."""
+    from kgqa.kb.update import update_index
 
-    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), strict=strict,
-                                   merge_share=MERGE_SHARE if merge_share is None else merge_share)
+    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), strict=strict, merge=not no_merge)
     for warning in report.warnings(changes):
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed"
-               + ("; merged into the base" if report.merged else "") + f"; {updated.triples} triples")
+    click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed; {updated.triples} triples "
+               f"in {len(updated.segments)} segment(s)" + (f" ({len(report.merges)} merges)" if report.merges else ""))
+
+
+@main.command()
+@click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to merge.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--segments", type=click.IntRange(min=1), default=None,
+              help="Merge the smallest segments until at most this many are left (default: the merge policy's merges).")
+@_user_errors
+def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
+    """Merge an index's segments in place (`kgqa update` runs the policy itself unless --no-merge)."""
+    from kgqa.kb.build import is_index
+    from kgqa.kb.index import KBIndex
+    from kgqa.kb.merge import merge_index
+
+    if not is_index(index_dir):
+        raise KgqaError("not a kgqa index (build one with `kgqa index`)", index_dir)
+    tokenizer = _tokenizer_of(checkpoint)
+    counts = merge_index(index_dir, tokenizer, segments)
+    merged = KBIndex(index_dir, tokenizer)
+    click.echo(f"{index_dir}: {len(counts)} merges; {merged.triples} triples in {len(merged.segments)} segment(s)")
 
 
 @main.command()

@@ -1,11 +1,14 @@
-"""Fault injection: `kgqa index`, `kgqa update`, `kgqa train` and `kgqa predict`, each killed with
+"""Fault injection: `kgqa index`, `kgqa update`, `kgqa merge`, `kgqa train` and `kgqa predict`, each killed with
 SIGKILL at seeded random moments. After every kill each file the command writes must be whole
 (absent, or equal to / loadable like an uninterrupted run's), and the rerun (`--resume` for train)
 must complete with exactly the uninterrupted run's result: the same index bytes, the same weights
-bit for bit, the same answers. An update killed must leave the index exactly as before it or as
-after it, never between.
+bit for bit, the same answers. An update or a merge killed must leave the index exactly as
+before it or as after it, never between: its manifest and every file the manifest names byte for
+byte one or the other's (what a kill leaves unnamed is removed by the next writer: checked once
+the rerun is done).
 
-    python benchmarks/fault_injection.py [--kills 20] [--seed 0] [--kb-lines 300000] [--only index|update]
+    python benchmarks/fault_injection.py [--kills 20] [--seed 0] [--kb-lines 300000]
+                                         [--only index|update|merge|train|predict]
 
 Runs on the sample data; the index is built from the first --kb-lines of ../shared's kb.tsv when
 it is there (a build long enough for kills to land mid-write), else from the sample KB.
@@ -109,29 +112,35 @@ def index_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoin
     return campaign("kgqa index", kills, rng, length, lambda t: killed_at(command, env, t), whole, finish)
 
 
-def update_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoint: str, changes: int) -> str:
-    """Each round updates a fresh copy of one built index (hard links: the base's files are never
-    written) with the same change file: removals of KB lines and as many additions."""
+def same_index(a: str, b: str) -> bool:
+    """The same manifest, and every segment and deletes file it names the same bytes."""
+    from kgqa.kb.manifest import named_files, read_manifest
+
+    if not filecmp.cmp(os.path.join(a, "header.json"), os.path.join(b, "header.json"), shallow=False):
+        return False
+    for name in named_files(read_manifest(a)):
+        pa, pb = os.path.join(a, name), os.path.join(b, name)
+        if not (os.path.isdir(pb) and same_tree(pa, pb) if os.path.isdir(pa) else filecmp.cmp(pa, pb, shallow=False)):
+            return False
+    return True
+
+
+def in_place_campaign(name: str, work: str, kills: int, rng: random.Random, base: str, command: list[str]) -> str:
+    """Each round runs `command` (`{}`: the index) on a fresh copy of the index `base` (hard links:
+    a writer never writes a file it did not create) and kills it; the index must be the one before
+    or the one an unbroken run leaves."""
+    from kgqa.kb.manifest import named_files, read_manifest
+
     env = dict(ENV, KGQA_CACHE=os.path.join(work, "cache"))
-    base = os.path.join(work, "update-base")
-    run(CLI + ["index", kb, "--checkpoint", checkpoint, "-o", base], env)
-    with open(kb, encoding="utf-8") as handle:
-        lines = [line.rstrip("\n") for line in handle if line.strip()]
-    picked = random.Random(0).sample(lines, changes // 2)
-    change_file = os.path.join(work, "changes.tsv")
-    with open(change_file, "w", encoding="utf-8") as out:
-        out.writelines(f"-\t{line}\n" for line in picked)
-        out.writelines(f"+\t{line.split(chr(9))[0]}\t新谓语{n % 97}\t值{n}\n" for n, line in enumerate(picked))
 
     def fresh(path: str) -> str:
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run(["cp", "-al", base, path], check=True)
         return path
 
-    reference = fresh(os.path.join(work, "update-ref"))
-    command = CLI + ["update", change_file, "--index", "{}", "--checkpoint", checkpoint]
+    reference = fresh(os.path.join(work, f"{name}-ref"))
     length = run([part.format(reference) for part in command], env)
-    target = os.path.join(work, "updated")
+    target = os.path.join(work, f"{name}-target")
     state = {}
 
     def attempt(moment: float) -> bool:
@@ -139,22 +148,48 @@ def update_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoi
         return killed_at([part.format(target) for part in command], env, moment)
 
     def whole() -> bool:
-        from kgqa.files import recover_directory
-        from kgqa.kb.layered import open_index
+        from kgqa.kb.index import KBIndex
 
-        recover_directory(target)
         if not os.path.isfile(os.path.join(target, "header.json")):
-            return False  # neither the old nor the new index: the failure this guards against
-        open_index(target)
-        state["before"] = same_tree(target, base)
-        return state["before"] or same_tree(target, reference)
+            return False  # no manifest: the failure this guards against
+        KBIndex(target)
+        state["before"] = same_index(target, base)
+        return state["before"] or same_index(target, reference)
 
     def finish() -> bool:
         if state.pop("before"):
             run([part.format(target) for part in command], env)
-        return same_tree(target, reference) and not stray_temporaries(work)
+            if sorted(os.listdir(target)) != sorted(named_files(read_manifest(target))):
+                return False  # what the kill left is gone
+        return same_index(target, reference)
 
-    return campaign("kgqa update", kills, rng, length, attempt, whole, finish)
+    return campaign(f"kgqa {name}", kills, rng, length, attempt, whole, finish)
+
+
+def update_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoint: str, changes: int) -> str:
+    """Updates with one change file: removals of KB lines and as many additions."""
+    base = os.path.join(work, "update-base")
+    run(CLI + ["index", kb, "--checkpoint", checkpoint, "-o", base], dict(ENV, KGQA_CACHE=os.path.join(work, "cache")))
+    with open(kb, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle if line.strip()]
+    picked = random.Random(0).sample(lines, changes // 2)
+    change_file = os.path.join(work, "changes.tsv")
+    with open(change_file, "w", encoding="utf-8") as out:
+        out.writelines(f"-\t{line}\n" for line in picked)
+        out.writelines(f"+\t{line.split(chr(9))[0]}\t新谓语{n % 97}\t值{n}\n" for n, line in enumerate(picked))
+    return in_place_campaign("update", work, kills, rng, base,
+                             CLI + ["update", change_file, "--index", "{}", "--checkpoint", checkpoint])
+
+
+def merge_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoint: str) -> str:
+    """Merges of an index built in eight parts into one segment."""
+    base = os.path.join(work, "merge-base")
+    with open(kb, encoding="utf-8") as handle:
+        lines = sum(1 for _ in handle)
+    run(CLI + ["index", kb, "--checkpoint", checkpoint, "-o", base, "--segment-triples", str(lines // 8)],
+        dict(ENV, KGQA_CACHE=os.path.join(work, "cache")))
+    return in_place_campaign("merge", work, kills, rng, base,
+                             CLI + ["merge", "--index", "{}", "--checkpoint", checkpoint, "--segments", "1"])
 
 
 def train_command(train: str, output: str, *extra: str) -> list[str]:
@@ -244,7 +279,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kb-lines", type=int, default=300_000)
-    parser.add_argument("--only", choices=["index", "update", "train", "predict"])
+    parser.add_argument("--only", choices=["index", "update", "merge", "train", "predict"])
     parser.add_argument("--changes", type=int, default=20_000, help="Lines of the update's change file.")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -259,7 +294,7 @@ def main() -> None:
         lines.append(train_line)
     if args.only in (None, "predict"):
         lines.append(predict_campaign(work, args.kills, rng, checkpoint))
-    if args.only in (None, "index", "update"):
+    if args.only in (None, "index", "update", "merge"):
         kb = os.path.join(DATA, "kb.tsv")
         if os.path.isfile(kb):
             prefix = os.path.join(work, "kb.tsv")
@@ -275,6 +310,8 @@ def main() -> None:
             lines.append(index_campaign(work, args.kills, rng, kb, checkpoint))
         if args.only in (None, "update"):
             lines.append(update_campaign(work, args.kills, rng, kb, checkpoint, args.changes))
+        if args.only in (None, "merge"):
+            lines.append(merge_campaign(work, args.kills, rng, kb, checkpoint))
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -31,7 +31,7 @@ from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.contents import contents  # noqa: E402
-from kgqa.kb.layered import open_index  # noqa: E402
+from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.kb.triples import join_subject, split_subject  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, work: str) -> None:
     updated = os.path.join(work, "updated")
     shutil.rmtree(updated, ignore_errors=True)
     subprocess.run(["cp", "-al", base, updated], check=True)  # the base's files are never written: links suffice
-    changed_kb, touched, changes = args.kb, set(), []
+    changed_kb, touched, changes, times = args.kb, set(), [], []
     for round in range(args.rounds):  # each round's changes drawn from the KB the one before left
         found, surfaces = make_changes(changed_kb, questions, args.changes, args.seed + round)
         changes += found
@@ -162,7 +162,11 @@ def run(args: argparse.Namespace, work: str) -> None:
         changed_kb = os.path.join(work, f"changed{round}.tsv")
         print(f"{len(found)} changes ({sum(c[0] == '-' for c in found)} removals), {len(surfaces)} subject surfaces")
         seconds, mb, said = timed(CLI + ["update", path, "--index", updated, "--checkpoint", args.checkpoint])
+        times.append(seconds)
         print(f"kgqa update:          {seconds:6.1f} s, peak RSS {mb:6.0f} MB   ({said})")
+    if args.rounds > 1:
+        print(f"last update / first: {times[-1] / times[0]:.2f}; mean {sum(times) / len(times):.2f} s, "
+              f"slowest {max(times):.2f} s (update {times.index(max(times)) + 1})")
     if args.time_only:
         return
     rebuilt = os.path.join(work, "rebuilt")
@@ -171,11 +175,11 @@ def run(args: argparse.Namespace, work: str) -> None:
     print(f"update / rebuild: {seconds / seconds_b:.3f} of the time, {mb / mb_b:.3f} of the memory")
 
     tokenizer = load_tokenizer(os.path.join(args.checkpoint, "tokenizer"))
-    a, b = open_index(updated, tokenizer), open_index(rebuilt, tokenizer)
+    a, b = KBIndex(updated, tokenizer), KBIndex(rebuilt, tokenizer)
     rng = random.Random(args.seed)
     others = set()
     for _ in range(args.surfaces):
-        sid = rng.randrange(len(b.surfaces))
+        sid = rng.randrange(len(b.segments[0].surfaces))  # a rebuild is one segment
         others.add(b.surface(sid))
     golds = {split_subject(q.gold()[0])[0] for q in questions if q.gold() is not None}
     surfaces = sorted(touched | others | golds)

@@ -3,11 +3,13 @@ second in batches, one question at a time (p50 and mean), and how many top answe
 speed change is measured against the code before it on a machine whose speed wanders.
 
     python benchmarks/versus.py --checkpoint CK --baseline-code DIR [--baseline-checkpoint CK0]
-        [--baseline-cache DIR] [--kb KB] [--file DEV] [--questions 512] [--single 64] [--rounds 2]
+        [--baseline-cache DIR] [--baseline-index IDX0] [--index IDX] [--kb KB] [--file DEV]
+        [--questions 512] [--single 64] [--rounds 2]
 
-DIR is another checkout (a `git worktree` of the earlier commit); CK0 the checkpoint it reads (its
-reranker fitted by its own code, where the features changed) and its own index cache where the
-index format changed. Each measurement runs in a fresh child process per checkout, warmed on one
+DIR is another checkout (a `git worktree` of the earlier commit), or this one (`.`) to compare two
+indexes of KB (IDX0, IDX: one segment and eight, say); CK0 the checkpoint it reads (its reranker
+fitted by its own code, where the features changed) and its own index cache where the index
+format changed. Each measurement runs in a fresh child process per checkout, warmed on one
 batch first; the rounds alternate baseline and current so both see the same machine.
 """
 from __future__ import annotations
@@ -30,9 +32,9 @@ import json, sys, time
 from dataclasses import replace
 import torch
 from kgqa.pipeline import KGQA
-checkpoint, kb, questions_file, batch_size, out = sys.argv[1:6]
+checkpoint, kb, index, questions_file, batch_size, out = sys.argv[1:7]
 questions = json.load(open(questions_file, encoding="utf-8"))
-qa = KGQA.from_checkpoint(checkpoint, kb, device="cpu")
+qa = KGQA.from_checkpoint(checkpoint, kb, index or None, device="cpu")
 qa.settings = replace(qa.settings, batch_size=int(batch_size))
 qa.answer(questions[:int(batch_size)])  # warm: tail tries, allocator
 times, answers = [], []
@@ -48,12 +50,13 @@ json.dump({"wall": time.perf_counter() - started, "times": times, "answers": ans
 """
 
 
-def run(code: str, checkpoint: str, cache: str | None, kb: str, questions: str, batch_size: int) -> dict:
+def run(code: str, checkpoint: str, cache: str | None, index: str | None, kb: str, questions: str,
+        batch_size: int) -> dict:
     env = dict(os.environ, PYTHONPATH=code)
     if cache:
         env["KGQA_CACHE"] = cache
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, "-c", CHILD, checkpoint, kb, questions, str(batch_size), out.name],
+        subprocess.run([sys.executable, "-c", CHILD, checkpoint, kb, index or "", questions, str(batch_size), out.name],
                        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=code)
         with open(out.name, encoding="utf-8") as handle:
             return json.load(handle)
@@ -65,6 +68,8 @@ def main() -> None:
     parser.add_argument("--baseline-code", required=True)
     parser.add_argument("--baseline-checkpoint")
     parser.add_argument("--baseline-cache", help="KGQA_CACHE for the baseline (an older index format)")
+    parser.add_argument("--baseline-index", help="An index of KB the baseline answers from (else its cache's)")
+    parser.add_argument("--index", help="An index of KB the current code answers from (else its cache's)")
     parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
     parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--questions", type=int, default=512, help="answered in batches of --batch-size")
@@ -76,8 +81,8 @@ def main() -> None:
         return
     questions = [q.question for q in read_questions(args.file)]
     sides = {"baseline": (os.path.abspath(args.baseline_code), args.baseline_checkpoint or args.checkpoint,
-                          args.baseline_cache),
-             "current": (ROOT, args.checkpoint, os.environ.get("KGQA_CACHE"))}
+                          args.baseline_cache, args.baseline_index),
+             "current": (ROOT, args.checkpoint, os.environ.get("KGQA_CACHE"), args.index)}
     found: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for batch_size, count in ((args.batch_size, args.questions), (1, args.single)):
@@ -85,9 +90,9 @@ def main() -> None:
             with open(path, "w", encoding="utf-8") as handle:
                 json.dump(questions[:count], handle, ensure_ascii=False)
             for _ in range(args.rounds):
-                for side, (code, checkpoint, cache) in sides.items():
+                for side, (code, checkpoint, cache, index) in sides.items():
                     found.setdefault((side, batch_size), []).append(
-                        run(code, checkpoint, cache, args.kb, path, batch_size))
+                        run(code, checkpoint, cache, index, args.kb, path, batch_size))
     print(f"{args.questions} questions in batches of {args.batch_size}, {args.single} one at a time, "
           f"{args.rounds} alternating rounds, CPU, {found['current', 1][0]['threads']} threads\n")
     print("| code | batches: questions/s (each round) | one question: p50 ms | mean ms |")

@@ -16,3 +16,11 @@ def first_line(error: BaseException) -> str:
     """What a library's exception says, in one line (its type where it says nothing)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class DamagedIndex(KgqaError):
+    """An index whose files are unreadable or disagree with each other (a kill mid-copy, a full disk)."""
+
+    def __init__(self, problem: str, directory: str) -> None:
+        super().__init__(f"damaged index: {problem} (rebuild it with `kgqa index`, or remove it)", directory)
+        self.problem = problem

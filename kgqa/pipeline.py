@@ -14,7 +14,6 @@ from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import Answer, KBIndex
-from kgqa.kb.layered import open_index
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
@@ -151,7 +150,7 @@ class KGQA:
         if not self.index.replaced():
             return False
         try:
-            found = open_index(self.index.directory, self.tokenizer)
+            found = KBIndex(self.index.directory, self.tokenizer)
         except KgqaError as error:
             log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
                         self.index.directory, error)

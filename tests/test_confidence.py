@@ -45,7 +45,7 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
 
 def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
-    keys = [key for key, _, _ in index.keys(index.surfaces[surface])]
+    keys = [key for key, _, _ in index.keys(index.surface_id(surface))]
     return CandidateSet(question, keys, [index.answer(k) for k in keys], np.zeros((len(keys), 2)), [],
                         [index.prominence(k) for k in keys], np.zeros(len(keys)),
                         np.zeros((len(keys), 2)))

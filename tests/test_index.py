@@ -32,11 +32,11 @@ def test_lookup_keeps_every_object_and_answers_the_first(tmp_path, tokenizer):
 def test_prominence_counts_the_predicates_keys_and_the_subject_entitys_keys(tmp_path, tokenizer):
     kb = KB + "刘晓华（演员）\t出生地\t上海\n北京\t别名\t京\n"
     index = ensure_index(write(tmp_path / "kb.tsv", kb), tokenizer)
-    keys = {(p, m): key for key, p, m in index.keys(index.surfaces["刘晓华"])}
+    keys = {(p, m): key for key, p, m in index.keys(index.surface_id("刘晓华"))}
     teacher, actor = index.prominence(keys["主讲课程", "广东工业大学教授"]), index.prominence(keys["代表作品", "演员"])
     assert teacher[0] != actor[0]  # two entities of one surface
     assert teacher[1:] == (1, 1) and actor[1:] == (1, 2)  # a key of two objects is one key
-    beijing = {p: key for key, p, _ in index.keys(index.surfaces["北京"])}
+    beijing = {p: key for key, p, _ in index.keys(index.surface_id("北京"))}
     assert index.prominence(beijing["别名"])[1:] == (2, 2)  # 别名 of 刘晓 too
 
 
@@ -48,7 +48,7 @@ def test_mentions_are_kb_surfaces_in_the_question_longest_first(tmp_path, tokeni
 
 def test_tail_trie_holds_each_predicate_and_disambiguation(tmp_path, tokenizer):
     index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
-    sid = index.surfaces["刘晓华"]
+    sid = index.surface_id("刘晓华")
     keys = {(p, m) for _, p, m in index.keys(sid)}
     assert keys == {("主讲课程", "广东工业大学教授"), ("代表作品", "演员")}
     trie = index.tail_trie(sid)
@@ -115,11 +115,13 @@ def _cached_dir(tmp_path, kb, tokenizer):
 
 
 @pytest.mark.parametrize("damage", [
-    lambda d: open(f"{d}/ent_sid.npy", "r+b").truncate(70),  # a truncated .npy
-    lambda d: _rewrite_header(d, lambda h: h.pop("entities")),  # a header missing a field
-    lambda d: __import__("numpy").save(f"{d}/obj_start.npy", __import__("numpy").zeros(2, "int64")),  # too short
-    lambda d: open(f"{d}/strings.bin", "r+b").truncate(3),
-], ids=["truncated-npy", "header-field", "short-array", "short-strings"])
+    lambda d: open(f"{d}/s000000/ent_sid.npy", "r+b").truncate(70),  # a truncated .npy
+    lambda d: _rewrite_header(d, lambda h: h.pop("segments")),  # a manifest missing a field
+    lambda d: _rewrite_header(f"{d}/s000000", lambda h: h.pop("entities"), "segment.json"),  # a segment's
+    lambda d: __import__("numpy").save(f"{d}/s000000/obj_start.npy", __import__("numpy").zeros(2, "int64")),  # short
+    lambda d: open(f"{d}/s000000/strings.bin", "r+b").truncate(3),
+    lambda d: __import__("shutil").rmtree(f"{d}/s000000"),  # a segment the manifest names, gone
+], ids=["truncated-npy", "manifest-field", "segment-field", "short-array", "short-strings", "missing-segment"])
 def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it(tmp_path, tokenizer, damage):
     from kgqa.errors import KgqaError
     from kgqa.kb.index import DamagedIndex
@@ -137,13 +139,13 @@ def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it
         ensure_index(kb, tokenizer, mine)
 
 
-def _rewrite_header(directory, change):
+def _rewrite_header(directory, change, name="header.json"):
     import json
 
-    with open(f"{directory}/header.json", encoding="utf-8") as handle:
+    with open(f"{directory}/{name}", encoding="utf-8") as handle:
         header = json.load(handle)
     change(header)
-    with open(f"{directory}/header.json", "w", encoding="utf-8") as handle:
+    with open(f"{directory}/{name}", "w", encoding="utf-8") as handle:
         json.dump(header, handle)
 
 

@@ -150,7 +150,7 @@ def test_characters_a_vocabulary_lacks_become_tokens_so_no_kb_key_is_unreachable
     assert tokenizer.add_lost_characters(["张三", "毕业院校", "毕业院系"]) == {"校": [2], "系": [2]}  # were <unk>
     assert tokenizer.add_lost_characters(["毕业院校"]) == {}  # idempotent
     index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
-    sid = index.surfaces["张三"]
+    sid = index.surface_id("张三")
     trie = index.tail_trie(sid)
     for key, predicate, disambiguation in index.keys(sid):
         target = tokenizer.encode(predicate) + [tokenizer.sep_id] + tokenizer.encode(disambiguation) + [tokenizer.eos_id]

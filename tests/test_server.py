@@ -322,8 +322,7 @@ def test_the_service_follows_its_index_when_a_rebuild_or_update_is_swapped_in_be
         if how == "rebuild":
             build_index(write(tmp_path / "kb2.tsv", base + "马磊静\t民族出生\t新的宾语\n"), tokenizer, directory)
         else:
-            update_index(directory, write(tmp_path / "changes.tsv", "+\t马磊静\t民族出生\t新的宾语\n"), tokenizer,
-                         merge_share=1)
+            update_index(directory, write(tmp_path / "changes.tsv", "+\t马磊静\t民族出生\t新的宾语\n"), tokenizer)
         after = await (await client.post("/ask", json={"question": question})).json()
         again = await (await client.get("/health")).json()
         return before, health, after, again
@@ -351,7 +350,7 @@ def test_an_index_swapped_in_for_another_tokenizer_or_damaged_is_not_taken(sampl
     build_index(kb, other, directory)
     assert qa.index.replaced() and not qa.follow_index() and qa.index is first
     build_index(kb, tokenizer, directory)
-    os.truncate(os.path.join(directory, "grp_pred.npy"), 10)  # damaged after the swap
+    os.truncate(os.path.join(directory, "s000000", "grp_pred.npy"), 10)  # damaged after the swap
     assert not qa.follow_index() and qa.index is first
     assert qa.answer(["马磊静的配偶是谁？"])[0]  # still answering from the index it has
 

@@ -12,7 +12,7 @@ from kgqa.errors import KgqaError
 from kgqa.kb.build import build_index, ensure_index
 from kgqa.kb.contents import contents
 from kgqa.kb.index import KBIndex
-from kgqa.kb.layered import LayeredIndex, open_index
+from kgqa.kb.merge import MAX_SEGMENTS, merge_index, plan
 from kgqa.kb.update import update_index
 
 from conftest import SAMPLE, write
@@ -56,28 +56,62 @@ def _random_changes(rng: random.Random, lines: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_updates_answer_exactly_as_a_rebuild_of_the_changed_kb(sample_kb, tmp_path, seed):
-    """Three updates in a row (the second merged into the base), each compared with an index
-    rebuilt from the changed KB file: every surface's keys, objects, order, prominence, subject
-    keys and tail trie, every predicate's sample, the dev questions' mentions, the surface trie."""
+def test_updates_and_merges_answer_exactly_as_a_rebuild_of_the_changed_kb(sample_kb, tmp_path, seed):
+    """Seven updates in a row over an index built in three parts, the merge policy run after all
+    but one (merging each four segments of a tier into one), then everything merged into one
+    segment: after each, compared with an index rebuilt from the changed KB file: every surface's
+    keys, objects, order, prominence, subject keys and tail trie, every predicate's sample, the dev
+    questions' mentions, the surface trie."""
     _, _, tokenizer, _ = sample_kb
     with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
         lines = [line for line in handle.read().splitlines() if line.strip()]
     with open(f"{SAMPLE}/dev.json", encoding="utf-8") as handle:
         questions = [json.loads(line)["question"] for line in handle]
     directory = str(tmp_path / "index")
-    build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
+    built = build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory, segment_triples=len(lines) // 3)
+    assert len(built.segments) == 3
     rng = random.Random(seed)
-    for round in range(3):
-        changes = _random_changes(rng, lines)
-        lines = _apply(lines, changes)
-        updated, report = update_index(directory, write(tmp_path / f"changes{round}.tsv", "\n".join(changes) + "\n"),
-                                       tokenizer, merge_share=0 if round == 1 else 1)
-        assert isinstance(updated, KBIndex if round == 1 else LayeredIndex) and report.merged == (round == 1)
+    segment_counts = []
+    for round in range(8):
+        if round < 7:
+            changes = _random_changes(rng, lines)
+            lines = _apply(lines, changes)
+            updated, report = update_index(directory, write(tmp_path / f"changes{round}.tsv", "\n".join(changes) + "\n"),
+                                           tokenizer, merge=round != 5)
+            assert report.removed and report.added
+        else:
+            merge_index(directory, tokenizer, segments=1)
+            updated = KBIndex(directory, tokenizer)
+        segment_counts.append(len(updated.segments))
         rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(lines) + "\n"), tokenizer, str(tmp_path / "rebuilt"))
         assert contents(updated, questions=questions) == contents(rebuilt, questions=questions)
         assert updated.triples == rebuilt.triples == len(lines)
-        assert report.removed and report.added
+        named = {entry["name"] for entry in updated.header["segments"]}
+        assert {name for name in os.listdir(directory) if not name.endswith(".npy")} == named | {"header.json"}
+    # 3 parts and the first update: four of tier 0, merged into one; the 6th update left unmerged
+    assert segment_counts == [1, 2, 3, 1, 2, 3, 1, 1]
+
+
+def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path):
+    _, _, tokenizer, _ = sample_kb
+    whole = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "whole"))
+    parts = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "parts"), segment_triples=whole.triples // 10)
+    assert len(whole.segments) == 1 and len(parts.segments) >= 8
+    assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e["name"] for e in parts.header["segments"]]
+    assert contents(parts) == contents(whole) and parts.triples == whole.triples
+
+
+def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap():
+    def entry(triples, hidden=0):
+        return {"triples": triples, "hidden_triples": hidden}
+    assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900)]) == []
+    assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900), entry(5_000)]) == [1, 2, 3, 4]
+    assert plan([entry(1_000_000), *[entry(50_000)] * 3, entry(9_000)]) == []  # tiers apart
+    assert plan([entry(1_000_000, hidden=600_000), entry(2_000)]) == [0]  # mostly hidden: rewritten
+    assert plan([entry(60_000_000, hidden=31_000_000)], segment_triples=25_000_000) == []  # past a merge's memory
+    assert plan([entry(2_000, hidden=2_000), entry(5_000)]) == [0]  # empty: dropped
+    sizes = [entry(10_000 * 4 ** tier) for tier in range(4) for _ in range(3)] + [entry(25_000_000)] * 2
+    assert len(sizes) > MAX_SEGMENTS and len(plan(sizes, segment_triples=25_000_000)) == len(sizes) - MAX_SEGMENTS + 1
 
 
 def test_each_kind_of_change(tmp_path, tokenizer):  # noqa: F811
@@ -92,7 +126,7 @@ def test_each_kind_of_change(tmp_path, tokenizer):  # noqa: F811
         "+\t刘晓\t别名\t小刘",  # there already
         "+\t刘晓华（教师）\t主讲课程\t《力学》",  # a new homonym
     ]) + "\n")
-    index, report = update_index(directory, changes, tokenizer, merge_share=1)
+    index, report = update_index(directory, changes, tokenizer)
     assert (report.added, report.removed, report.not_in_kb, report.already_in_kb) == (3, 2, [3], [6])
     assert index.lookup("刘晓华", "代表作品", "演员").objects == ["《远山》"]
     assert index.lookup("北京", "人口", "") is None and index.surface_id("北京") is None
@@ -117,12 +151,12 @@ def test_the_cli_updates_warns_and_refuses_bad_input(tmp_path, overfit):
     assert result.exit_code == 0, result.output
     assert "1 triples added, 0 removed" in result.output
     assert "removed triples are not in the KB (lines 2)" in result.output and "skipped 1 expected" in result.output
-    assert open_index(directory).lookup("马磊静", "民族出生", "").objects == ["新的宾语"]
-    before = contents(open_index(directory, tokenizer))
+    assert KBIndex(directory).lookup("马磊静", "民族出生", "").objects == ["新的宾语"]
+    before = contents(KBIndex(directory, tokenizer))
     strict = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint, "--strict"])
     assert strict.exit_code == 1 and "changes.tsv:3: expected `+` or `-`" in strict.output
     assert "Traceback" not in strict.output and len(strict.output.strip().splitlines()) == 1
-    assert contents(open_index(directory, tokenizer)) == before  # nothing applied
+    assert contents(KBIndex(directory, tokenizer)) == before  # nothing applied
     user = tmp_path / "mine"
     user.mkdir()
     write(user / "notes.txt", "mine")
@@ -137,32 +171,42 @@ def test_an_update_that_fails_midway_leaves_the_index_as_it_was(tmp_path, sample
     _, _, tokenizer, _ = sample_kb
     directory = str(tmp_path / "index")
     build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
-    before = contents(open_index(directory, tokenizer))
+    before = contents(KBIndex(directory, tokenizer))
     header = open(os.path.join(directory, "header.json")).read()
 
     def failing(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(kgqa.kb.update, "_pruned", failing)  # after the layer is written
+    monkeypatch.setattr(kgqa.kb.update, "write_manifest", failing)  # its segment and deletes written, not committed
     with pytest.raises(OSError):
-        update_index(directory, write(tmp_path / "changes.tsv", "-\t马磊静\t配偶\t王芳\n"), tokenizer, merge_share=1)
+        update_index(directory, write(tmp_path / "changes.tsv", "-\t马磊静\t配偶\t王芳\n+\t新\t新\t新\n"), tokenizer)
     assert open(os.path.join(directory, "header.json")).read() == header
-    assert contents(open_index(directory, tokenizer)) == before
+    assert contents(KBIndex(directory, tokenizer)) == before
     assert sorted(os.listdir(tmp_path)) == ["changes.tsv", "index", "index.lock"]  # no temporary left
+    assert sorted(os.listdir(directory)) == ["header.json", "s000000"]
 
 
 def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tokenizer):  # noqa: F811
     kb = write(tmp_path / "kb.tsv", KB)
     directory = str(tmp_path / "index")
     ensure_index(kb, tokenizer, directory)
-    update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), tokenizer, merge_share=1)
+    update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), tokenizer)
     again = ensure_index(kb, tokenizer, directory)  # the KB file it was built from, updated since: not rebuilt
-    assert isinstance(again, LayeredIndex) and again.lookup("上海", "人口", "").objects == ["2487万"]
+    assert len(again.segments) == 2 and again.lookup("上海", "人口", "").objects == ["2487万"]
     assert again.version != again.header["kb_sha256"] and again.header["changes"][0]["added"] == 1
-    with pytest.raises(KgqaError, match="open it with kgqa.kb.layered.open_index"):
+    os.truncate(os.path.join(directory, "s000001", "grp_pred.npy"), 10)
+    with pytest.raises(KgqaError, match="damaged index: segment s000001"):
         KBIndex(directory, tokenizer)
-    os.truncate(os.path.join(directory, "layer", "hidden.npy"), 10)
-    with pytest.raises(KgqaError, match="damaged index: its layer"):
-        open_index(directory, tokenizer)
+
+
+def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cache(tmp_path, tokenizer):  # noqa: F811
+    kb = write(tmp_path / "kb.tsv", KB)
+    directory = str(tmp_path / "index")
+    build_index(kb, tokenizer, directory)
+    with open(os.path.join(directory, "header.json"), "w", encoding="utf-8") as handle:
+        json.dump({"format": 4, "kb_sha256": "x"}, handle)
+    with pytest.raises(KgqaError, match="index format 4, this kgqa reads 5: rebuild this index with `kgqa index`"):
+        KBIndex(directory, tokenizer)
+    assert ensure_index(kb, tokenizer, directory).lookup("北京", "人口", "").objects == ["2189万"]
 
 
 def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):  # noqa: F811
@@ -188,14 +232,13 @@ def test_a_common_predicates_sample_is_a_rebuilds_after_many_of_its_keys_go(tmp_
     build_index(write(tmp_path / "kb.tsv", "\n".join(lines) + "\n"), tokenizer, directory)
     gone = random.Random(0).sample(range(300), removed)
     changes = [f"-\t实体{n}\t类型\t类{n % 7}" for n in gone] + ["+\t实体新\t类型\t类新"]
-    updated, _ = update_index(directory, write(tmp_path / "changes.tsv", "\n".join(changes) + "\n"), tokenizer,
-                              merge_share=1)
+    updated, _ = update_index(directory, write(tmp_path / "changes.tsv", "\n".join(changes) + "\n"), tokenizer)
     rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(_apply(lines, changes)) + "\n"), tokenizer,
                           str(tmp_path / "rebuilt"))
-    assert isinstance(updated, LayeredIndex)
-    for predicate in ("类型", "编号"):
+    assert len(updated.segments) == 2
+    for predicate, keys in (("类型", 300 - removed + 1), ("编号", 100)):
         assert updated.predicate_objects(predicate) == rebuilt.predicate_objects(predicate)
-        assert len(updated.predicate_objects(predicate)) == min(64, rebuilt.predicate_key_counts[rebuilt.predicates[predicate]])
+        assert len(updated.predicate_objects(predicate)) == min(64, keys)
 
 
 def test_change_lines_bad_as_kb_lines_are_skipped_and_counted_or_stop_when_strict(tmp_path):

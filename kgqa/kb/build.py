@@ -1,9 +1,13 @@
-"""The persistent KB index, write side: `build_index` turns a KB file into the arrays `KBIndex`
-opens, and `ensure_index` finds the index of a KB and tokenizer in the cache, or builds it.
+"""The persistent KB index, write side: `build_index` turns a KB file into the segments and
+manifest `KBIndex` opens, `write_segment` writes one segment of triples, and `ensure_index` finds
+the index of a KB and tokenizer in the cache, or builds it.
 
-Sized for the real KB (20M triples) on a 24 GB machine: the read keeps one id per distinct string
-(surfaces, disambiguations, predicates) and five numbers plus the bytes of the object per triple,
-no Python object per triple; the levels then come from one numpy sort.
+A segment is built in memory: one id per distinct string (surfaces, disambiguations, predicates)
+and five numbers plus the bytes of the object per triple, no Python object per triple; the levels
+then come from one numpy sort (about 250 bytes a triple at the peak). A KB larger than
+`segment_triples` is first split by a hash of the subject surface into parts of about that many
+triples (every surface whole in one part), each built as a segment in turn: the build's memory
+is bounded by that setting, not by the KB.
 """
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ import array
 import contextlib
 import fcntl
 import json
+import math
 import os
 import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -20,12 +26,16 @@ import marisa_trie
 import numpy as np
 
 from kgqa.errors import KgqaError
+from kgqa.errors import DamagedIndex
 from kgqa.files import atomic_directory, check_replaceable, recover_directory
-from kgqa.kb.index import FORMAT_VERSION, HEADER, SAMPLE_KEPT, DamagedIndex, KBIndex, key_hashes, string_hashes
-from kgqa.kb.layered import open_index
+from kgqa.kb.index import HEADER, KBIndex
+from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
+from kgqa.kb.segment import SAMPLE_KEPT, SEGMENT_HEADER, key_hashes, string_hashes
 from kgqa.kb.triples import ReadStats, file_sha256, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
+
+SEGMENT_TRIPLES = 25_000_000  # a build splits a larger KB into segments of about this many triples
 
 
 @dataclass
@@ -122,8 +132,9 @@ def _predicate_samples(key_pred: np.ndarray, key_hash: np.ndarray, predicates: i
 
 
 def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
-                kb_sha256: str | None = None, progress: bool = False, cached: bool = False) -> KBIndex:
-    """Read the KB once, write every array to a temporary directory, then rename it in.
+                kb_sha256: str | None = None, progress: bool = False, cached: bool = False,
+                segment_triples: int = SEGMENT_TRIPLES) -> KBIndex:
+    """Read the KB, write its segments and manifest to a temporary directory, then rename it in.
 
     `directory` may replace an earlier index there (any directory when `cached`: the cache is
     kgqa's own), never a directory of the user's: that is refused before the KB is read.
@@ -133,14 +144,77 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     replaceable = (lambda _: True) if cached else is_index
     check_replaceable(directory, replaceable, "index")
     stats = ReadStats()
-    t = _read(kb_path, strict, stats, progress)
-    header = {"kb_sha256": kb_sha256 or file_sha256(kb_path), "kb_path": os.path.abspath(kb_path),
-              "triples": stats.triples, "skipped": stats.skipped}
+    parts = _parts(kb_path, segment_triples)
     with atomic_directory(directory, replaceable, "index") as temp:
-        write_index(t, tokenizer, temp, header, progress)
+        manifest = new_manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256)
+        manifest["kb_path"] = os.path.abspath(kb_path)
+        for part, triples in enumerate(_read_parts(kb_path, strict, stats, parts, temp, progress)):
+            name = f"s{part:06d}"
+            os.mkdir(os.path.join(temp, name))
+            manifest["segments"].append(segment_entry(name, write_segment(triples, tokenizer, os.path.join(temp, name))))
+        manifest["next_segment"] = len(manifest["segments"])
+        manifest["skipped"] = dict(stats.skipped)
+        for entry in manifest["segments"]:
+            for why, count in entry.pop("skipped").items():
+                manifest["skipped"][why] = manifest["skipped"].get(why, 0) + count
+        write_manifest(temp, manifest)
     if stats.skipped and progress:
         tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
     return KBIndex(directory, tokenizer)
+
+
+def _parts(kb_path: str, segment_triples: int) -> int:
+    """How many parts to split the KB into: its size over `segment_triples` lines of the length
+    its first lines have (1: built whole)."""
+    size = os.path.getsize(kb_path) * (4 if kb_path.endswith(".gz") else 1)
+    with open(kb_path, "rb") as handle:
+        head = handle.read(1 << 22)
+    line = len(head) / max(1, head.count(b"\n"))
+    return max(1, math.ceil(size / line / segment_triples))
+
+
+def _read_parts(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str,
+                progress: bool) -> Iterator[TripleArrays]:
+    """The KB's triples, in `parts` parts by a hash of the surface (one part: read whole). The
+    parts go through files in `temp` (checked S/M/P/O lines, file order kept), read back one at a
+    time."""
+    if parts == 1:
+        yield _read(kb_path, strict, stats, progress)
+        return
+    from tqdm import tqdm
+
+    paths = [os.path.join(temp, f".part{part}.tsv") for part in range(parts)]
+    outputs = [open(path, "w", encoding="utf-8") for path in paths]
+    try:
+        for t in tqdm(read_kb(kb_path, strict, stats), desc="splitting KB", unit=" triples", disable=not progress,
+                      mininterval=2):
+            outputs[zlib.crc32(t.surface.encode("utf-8")) % parts].write(
+                f"{t.surface}\t{t.disambiguation}\t{t.predicate}\t{t.obj}\n")
+    finally:
+        for output in outputs:
+            output.close()
+    for path in paths:
+        triples = TripleArrays()
+        with open(path, encoding="utf-8", newline="\n") as handle:
+            for line in handle:
+                triples.add(*line[:-1].split("\t"))
+        os.unlink(path)
+        if len(triples.offsets) > 1:
+            yield triples
+
+
+def add_segment(directory: str, manifest: dict, triples: TripleArrays, tokenizer: Tokenizer) -> dict | None:
+    """Write `triples` as a new segment of the index in `directory`, named from `manifest`'s
+    counter (advanced), and return its manifest entry; None when there are no triples. Nothing
+    names it until the manifest is committed."""
+    if len(triples.offsets) == 1:
+        return None
+    name = f"s{manifest['next_segment']:06d}"
+    manifest["next_segment"] += 1
+    with atomic_directory(os.path.join(directory, name), lambda _: False, "index segment") as temp:
+        entry = segment_entry(name, write_segment(triples, tokenizer, temp))
+    entry.pop("skipped")
+    return entry
 
 
 def is_index(path: str) -> bool:
@@ -148,12 +222,12 @@ def is_index(path: str) -> bool:
     return os.path.isfile(os.path.join(path, HEADER))
 
 
-def write_index(t: TripleArrays, tokenizer: Tokenizer, directory: str, header: dict, progress: bool = False) -> None:
-    """Write the index of triples `t` into the (empty) `directory`; `header` names what they come
-    from (kb_sha256, triples, skipped, ...) and gets the counts and format added. A repeated
-    (S, M, P, O) keeps its first line and is counted in header["skipped"]."""
+def write_segment(t: TripleArrays, tokenizer: Tokenizer, directory: str, progress: bool = False) -> dict:
+    """Write the segment of triples `t` into the (empty) `directory` and return its header (counts,
+    tokenizer). A repeated (S, M, P, O) keeps its first line and is counted in its "skipped"."""
     from tqdm import tqdm
 
+    header: dict = {"skipped": {}}
     surfaces = marisa_trie.Trie(t.surface_ids)
     predicates = marisa_trie.Trie(t.predicate_ids)
     surface_ids = _renumbered(t.surface_ids, surfaces)
@@ -183,7 +257,7 @@ def write_index(t: TripleArrays, tokenizer: Tokenizer, directory: str, header: d
         (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
         for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)
     )
-    header.update({"format": FORMAT_VERSION, "tokenizer_sha256": tokenizer.sha256, "surfaces": len(surfaces),
+    header.update({"tokenizer_sha256": tokenizer.sha256, "triples": len(order), "surfaces": len(surfaces),
                    "entities": len(arrays["ent_sid"]), "predicates": len(predicates)})
     surfaces.save(os.path.join(directory, "surfaces.marisa"))
     predicates.save(os.path.join(directory, "predicates.marisa"))
@@ -194,8 +268,9 @@ def write_index(t: TripleArrays, tokenizer: Tokenizer, directory: str, header: d
             handle.write(_gather(data, starts, order[chunk:chunk + (1 << 20)]).tobytes())
         handle.write(b"".join(m_bytes))
     surface_trie.save(directory, "surfaces")
-    with open(os.path.join(directory, HEADER), "w", encoding="utf-8") as handle:
+    with open(os.path.join(directory, SEGMENT_HEADER), "w", encoding="utf-8") as handle:
         json.dump(header, handle, ensure_ascii=False, indent=1)
+    return header
 
 
 def _ranks(names: list[str]) -> np.ndarray:
@@ -261,7 +336,7 @@ def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = Non
     with index_lock(directory):
         if os.path.isfile(os.path.join(directory, HEADER)):
             try:
-                index = open_index(directory, tokenizer)
+                index = KBIndex(directory, tokenizer)
             except DamagedIndex:
                 if not cached:
                     raise

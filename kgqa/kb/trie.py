@@ -24,7 +24,7 @@ _FILES = ("first", "tokens", "targets")
 
 class Trie(Protocol):
     """The walk the decoder makes over a trie of token-id keys, from ROOT: what a `TokenTrie` and
-    an updated index's surface trie (`kgqa.kb.layered.LayeredTrie`) both answer."""
+    the surface trie of an index of several segments (`kgqa.kb.trie_union.TrieUnion`) both answer."""
 
     def children(self, node: int) -> np.ndarray:
         """Token ids allowed after the prefix that reached `node`."""
