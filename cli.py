@@ -34,9 +34,15 @@ _device_option = click.option("--device", default="auto", show_default=True,
                               help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
 
 
+_INDEX_COMMANDS = ("index", "update", "merge")  # no model: transformers (half a second to import) left unloaded
+
+
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Answer Chinese one-hop questions over a knowledge graph (KgCLUE)."""
+    if context.invoked_subcommand in _INDEX_COMMANDS:
+        return
     from transformers.utils import logging
 
     logging.disable_progress_bar()
