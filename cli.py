@@ -109,7 +109,8 @@ def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, n
     for warning in report.warnings(changes):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed; {updated.triples} triples "
-               f"in {len(updated.segments)} segment(s)" + (f" ({len(report.merges)} merges)" if report.merges else ""))
+               f"in {len(updated.segments)} segment(s); committed in {report.seconds:.2f} s"
+               + (f", then {len(report.merges)} merges in {report.merge_seconds:.2f} s" if report.merges else ""))
 
 
 @main.command()

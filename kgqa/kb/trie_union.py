@@ -11,6 +11,7 @@ when first reached, and its children and steps are kept once worked out.
 from __future__ import annotations
 
 import bisect
+import functools
 
 import numpy as np
 
@@ -28,17 +29,24 @@ class TrieUnion:
         sizes = [len(trie.first) - 1 for trie in tries]
         self.node_offsets = [sum(sizes[:i]) for i in range(len(tries))]
         self.single_nodes = sum(sizes)
-        self.pruned: list[dict[int, set[int]]] = []
-        for edges in pruned:
-            cut: dict[int, set[int]] = {}
-            for node, token in edges.reshape(-1, 2).tolist():
-                cut.setdefault(node, set()).add(token)
-            self.pruned.append(cut)
+        self._pruned_edges = pruned
         self.shared: list[Sides] = []
         self.shared_ids: dict[Sides, int] = {}
         self._children: dict[int, np.ndarray] = {}  # of shared nodes and pruned single ones
         self._edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # of those too
         self._steps: dict[tuple[int, int], int | None] = {}  # of shared nodes
+
+    @functools.cached_property
+    def pruned(self) -> list[dict[int, set[int]]]:
+        """Per segment, node -> the tokens of its edges left out (made on the first walk: an
+        update opens the index without walking it)."""
+        found = []
+        for edges in self._pruned_edges:
+            cut: dict[int, set[int]] = {}
+            for node, token in edges.reshape(-1, 2).tolist():
+                cut.setdefault(node, set()).add(token)
+            found.append(cut)
+        return found
 
     def _sides(self, node: int) -> Sides:
         if node == ROOT:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,8 @@ class UpdateReport:
     already_in_kb: list[int] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     merges: list[int] = field(default_factory=list)
+    seconds: float = 0.0  # to the commit: from then on the index answers with the changes
+    merge_seconds: float = 0.0
 
     def warnings(self, path: str) -> list[str]:
         found = []
@@ -63,6 +66,7 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
     """Apply the change file to the index in `directory` (processes sharing it wait, as for a
     build), then run the merge policy unless not `merge`. Returns the index now there and what
     was done."""
+    started = time.perf_counter()
     directory = os.path.abspath(directory)
     if not is_index(directory):
         raise KgqaError("not a kgqa index (build one with `kgqa index`)", directory)
@@ -87,8 +91,10 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
             entry = add_segment(directory, manifest, _arrays(subjects), tokenizer)
             manifest["segments"] += [entry] if entry else []
             write_manifest(directory, manifest)
+        report.seconds = time.perf_counter() - started
         if merge:
             report.merges = merge_policy(directory, tokenizer)
+            report.merge_seconds = time.perf_counter() - started - report.seconds
     return KBIndex(directory, tokenizer), report
 
 
