@@ -4,7 +4,7 @@ every key under the prefix (GENRE's MarisaTrie.get), same keys, same run.
     python benchmarks/trie_latency.py --index DIR --checkpoint CKPT [--queries 2000] [--seed 0]
 
 DIR is an index `kgqa index` wrote with CKPT's tokenizer (the benchmark rebuilds the keys from
-the surfaces with it). Two kgqa figures per depth: `get(prefix)`, GENRE's query, which walks
+the surfaces with it); the trie timed is its first segment's. Two kgqa figures per depth: `get(prefix)`, GENRE's query, which walks
 the prefix from the root; and `children(node)`, what the decoder pays per step, as it keeps each
 beam's node from the step before.
 """
@@ -49,12 +49,12 @@ def main() -> None:
     parser.add_argument("--baseline-budget", type=float, default=30.0, help="seconds per depth for the baseline")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    index = KBIndex(args.index)
+    segment = KBIndex(args.index).segments[0]
     tokenizer = load_tokenizer(os.path.join(args.checkpoint, "tokenizer"))
-    trie = index.surface_trie
-    n = len(index.surfaces)
+    trie = segment.surface_trie
+    n = len(segment.surfaces)
     started = time.time()
-    keys = [tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id] for sid in range(n)]
+    keys = [tokenizer.encode(segment.surface(sid)) + [tokenizer.sep_id] for sid in range(n)]
     baseline = marisa_trie.Trie("".join(chr(CODEPOINT + t) for t in key) for key in keys)
     print(f"{n} keys ({trie.tokens.shape[0]} edges); baseline marisa trie built in {time.time() - started:.0f} s\n")
 

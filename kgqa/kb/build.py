@@ -112,6 +112,7 @@ def _levels(s: np.ndarray, m: np.ndarray, p: np.ndarray, lengths: np.ndarray, m_
         "grp_ent": (np.cumsum(new_entity) - 1)[key_first].astype(np.int32),
         "obj_start": np.append(key_first, len(s)).astype(np.int64),
         "obj_offset": obj_offset,
+        "pred_count": np.bincount(p[key_first], minlength=predicates).astype(np.int64),
         **_predicate_samples(p[key_first], key_hashes(surface_h[s[key_first]], m_h[m[key_first]], p_h[p[key_first]]),
                              predicates),
     }

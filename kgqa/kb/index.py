@@ -36,6 +36,7 @@ HEADER = "header.json"
 _HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "segments")
 PREDICATE_SAMPLE = 64  # keys of each predicate whose objects say what the predicate holds
 TAIL_CACHE = 65536  # surfaces whose `P [SEP] M [EOS]` trie is kept once built
+COUNT_CACHE = 65536  # predicates whose key count across segments is kept once summed
 _OPEN_TRIES = 3  # a writer may swap the manifest and drop old segments while this one opens
 
 
@@ -59,7 +60,7 @@ class KBIndex:
                     raise
         # per index, not per process: a cache on the method would keep every index ever opened alive
         self.tail_trie = functools.lru_cache(maxsize=TAIL_CACHE)(self._tail_trie)
-        self.predicate_objects = functools.lru_cache(maxsize=None)(self._predicate_objects)
+        self._count = functools.lru_cache(maxsize=COUNT_CACHE)(self._predicate_count)
 
     def _open_segments(self) -> None:
         directory = self.directory
@@ -206,9 +207,9 @@ class KBIndex:
         subject's others, and a subject by how much the KB holds of it."""
         i, local = self._locate(self._key_offsets, key)
         segment = self.segments[i]
-        entity = int(segment.grp_ent[local])
-        return (entity + self._entity_offsets[i], int(self._predicate_counts[i][int(segment.grp_pred[local])]),
-                int(segment.grp_start[entity + 1] - segment.grp_start[entity]))
+        entity, pid = int(segment.grp_ent[local]), int(segment.grp_pred[local])
+        count = int(self._live_counts[0][pid]) if len(self.segments) == 1 else self._count(segment.predicate(pid))
+        return entity + self._entity_offsets[i], count, int(segment.grp_start[entity + 1] - segment.grp_start[entity])
 
     def lookup(self, surface: str, predicate: str, disambiguation: str) -> Answer | None:
         sid = self.surface_id(surface)
@@ -244,51 +245,26 @@ class KBIndex:
         """Per segment, its live keys per predicate id of its own."""
         counts = []
         for i, segment in enumerate(self.segments):
-            hidden = np.bincount(segment.grp_pred[self._hidden_keys(i)], minlength=len(segment.predicates))
-            counts.append(segment.predicate_key_counts - hidden)
+            counts.append(segment.pred_count - np.bincount(segment.grp_pred[self._hidden_keys(i)],
+                                                           minlength=len(segment.predicates)))
         return counts
 
-    @functools.cached_property
-    def _totals(self) -> tuple[int, dict[str, int]]:
-        """(the segment with the most keys, live keys per predicate name in all the others)."""
-        largest = max(range(len(self.segments)), key=lambda i: len(self.segments[i].grp_pred))
-        others: dict[str, int] = {}
-        for i, segment in enumerate(self.segments):
-            if i != largest:
-                counts = self._live_counts[i]
-                for name, pid in segment.predicates.items():
-                    others[name] = others.get(name, 0) + int(counts[pid])
-        return largest, others
-
-    @functools.cached_property
-    def _predicate_counts(self) -> list[np.ndarray]:
-        """Per segment, per predicate id of its own: the live keys of that predicate in the KB."""
-        largest, others = self._totals
-        big = self.segments[largest]
-        found = []
-        for i, segment in enumerate(self.segments):
-            if i == largest:
-                counts = self._live_counts[i].copy()
-                for name, count in others.items():
-                    pid = big.predicates.get(name)
-                    if pid is not None:
-                        counts[pid] += count
-            else:
-                counts = np.zeros(len(segment.predicates), np.int64)
-                for name, pid in segment.predicates.items():
-                    in_big = big.predicates.get(name)
-                    counts[pid] = others[name] + (int(self._live_counts[largest][in_big]) if in_big is not None else 0)
-            found.append(counts)
+    def _predicate_count(self, predicate: str) -> int:
+        """The live keys of a predicate across the segments (read through `_count`, which keeps them)."""
+        found = 0
+        for segment, counts in zip(self.segments, self._live_counts):
+            pid = segment.predicates.get(predicate)
+            found += int(counts[pid]) if pid is not None else 0
         return found
 
     def predicate_names(self) -> list[str]:
         """Every predicate the KB holds."""
-        largest, others = self._totals
-        counts = self._live_counts[largest]
-        names = {name for name, pid in self.segments[largest].predicates.items() if counts[pid] > 0}
-        return sorted(names | {name for name, count in others.items() if count > 0})
+        names: set[str] = set()
+        for segment, counts in zip(self.segments, self._live_counts):
+            names.update(name for name, pid in segment.predicates.items() if counts[pid] > 0)
+        return sorted(names)
 
-    def _predicate_objects(self, predicate: str) -> list[str]:
+    def predicate_objects(self, predicate: str) -> list[str]:
         """First objects of up to PREDICATE_SAMPLE keys carrying `predicate` across the whole KB
         (those of the smallest key hashes: a sample the KB's content fixes, whatever its
         segments); [] for a predicate the KB does not hold. What kind of thing a predicate holds

@@ -18,7 +18,6 @@ as one rebuilt from the changed KB.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from kgqa.kb.trie import TokenTrie
 SEGMENT_HEADER = "segment.json"
 _HEADER_FIELDS = ("triples", "skipped", "surfaces", "entities", "predicates")
 ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
-          "obj_offset", "pred_sample_start", "pred_sample_key", "pred_sample_hash")
+          "obj_offset", "pred_count", "pred_sample_start", "pred_sample_key", "pred_sample_hash")
 SAMPLE_KEPT = 128  # keys kept per predicate and segment, smallest hashes first
 
 
@@ -56,6 +55,7 @@ class Segment:
     grp_ent: np.ndarray  # key -> entity
     obj_start: np.ndarray  # key -> its first object; len keys + 1
     obj_offset: np.ndarray  # object -> its bytes in strings.bin
+    pred_count: np.ndarray  # predicate -> its keys
     pred_sample_start: np.ndarray  # predicate -> its first sampled key; len predicates + 1
     pred_sample_key: np.ndarray  # up to SAMPLE_KEPT keys of each predicate, by key hash
     pred_sample_hash: np.ndarray  # their key hashes (uint64), ascending within a predicate
@@ -80,7 +80,8 @@ class Segment:
             self.predicates = marisa_trie.Trie()
             self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
             (self.ent_start, self.ent_m, self.m_offset, self.ent_sid, self.grp_start, self.grp_pred, self.grp_ent,
-             self.obj_start, self.obj_offset, self.pred_sample_start, self.pred_sample_key, self.pred_sample_hash) = (
+             self.obj_start, self.obj_offset, self.pred_count, self.pred_sample_start, self.pred_sample_key,
+             self.pred_sample_hash) = (
                 np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")) for name in ARRAYS)
             strings = os.path.join(directory, "strings.bin")
             # a plain ndarray view of the map: slicing an np.memmap costs several times more per call
@@ -108,6 +109,7 @@ class Segment:
             (len(self.grp_ent) == groups, "grp_ent"),
             (len(self.obj_start) == groups + 1 and self.obj_start[-1] == objects, "obj_start"),
             (objects >= 0 and len(self.m_offset) >= 1, "offsets"),
+            (len(self.pred_count) == h["predicates"], "pred_count"),
             (len(self.pred_sample_start) == h["predicates"] + 1
              and self.pred_sample_start[-1] == len(self.pred_sample_key) == len(self.pred_sample_hash),
              "predicate samples"),
@@ -184,11 +186,6 @@ class Segment:
         return self._string(self.obj_offset, int(self.obj_start[key]))
 
     # -- predicates ----------------------------------------------------------------------------
-    @functools.cached_property
-    def predicate_key_counts(self) -> np.ndarray:
-        """Keys per predicate id."""
-        return np.bincount(self.grp_pred, minlength=len(self.predicates))
-
     def sampled_keys(self, predicate: str) -> tuple[np.ndarray, np.ndarray]:
         """(keys, their hashes) of the up to SAMPLE_KEPT keys of `predicate` with the smallest hashes."""
         pid = self.predicates.get(predicate)
