@@ -73,8 +73,10 @@ def _tokenizer_of(checkpoint: str | None):
 @click.option("--segment-triples", type=click.IntRange(min=1), default=None,
               help="Split a larger KB into segments of about this many triples; the build's memory is "
                    "about 250 bytes a triple of one segment [25,000,000].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Build this many segments at once (memory: that many segments').")
 @_user_errors
-def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_triples: int | None) -> None:
+def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_triples: int | None, jobs: int) -> None:
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
@@ -85,7 +87,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_tr
     tokenizer = _tokenizer_of(checkpoint)
     with index_lock(output):
         built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,
-                            segment_triples=segment_triples or SEGMENT_TRIPLES)
+                            segment_triples=segment_triples or SEGMENT_TRIPLES, jobs=jobs)
     h = built.header
     click.echo(f"{output}: {h['triples']} triples in {len(h['segments'])} segment(s), "
                f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"

@@ -95,7 +95,8 @@ def test_updates_and_merges_answer_exactly_as_a_rebuild_of_the_changed_kb(sample
 def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path):
     _, _, tokenizer, _ = sample_kb
     whole = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "whole"))
-    parts = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "parts"), segment_triples=whole.triples // 10)
+    parts = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "parts"), segment_triples=whole.triples // 10,
+                        jobs=2)
     assert len(whole.segments) == 1 and len(parts.segments) >= 8
     assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e["name"] for e in parts.header["segments"]]
     assert contents(parts) == contents(whole) and parts.triples == whole.triples

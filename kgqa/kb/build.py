@@ -14,8 +14,10 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import gzip
 import json
 import math
+import multiprocessing
 import os
 import sys
 import zlib
@@ -134,8 +136,9 @@ def _predicate_samples(key_pred: np.ndarray, key_hash: np.ndarray, predicates: i
 
 def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
                 kb_sha256: str | None = None, progress: bool = False, cached: bool = False,
-                segment_triples: int = SEGMENT_TRIPLES) -> KBIndex:
+                segment_triples: int = SEGMENT_TRIPLES, jobs: int = 1) -> KBIndex:
     """Read the KB, write its segments and manifest to a temporary directory, then rename it in.
+    A KB split into parts has them built by `jobs` processes at once (memory: `jobs` segments').
 
     `directory` may replace an earlier index there (any directory when `cached`: the cache is
     kgqa's own), never a directory of the user's: that is refused before the KB is read.
@@ -149,11 +152,15 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     with atomic_directory(directory, replaceable, "index") as temp:
         manifest = new_manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256)
         manifest["kb_path"] = os.path.abspath(kb_path)
-        for part, triples in enumerate(_read_parts(kb_path, strict, stats, parts, temp, progress)):
-            name = f"s{part:06d}"
-            os.mkdir(os.path.join(temp, name))
-            manifest["segments"].append(segment_entry(name, write_segment(triples, tokenizer, os.path.join(temp, name))))
-        manifest["next_segment"] = len(manifest["segments"])
+        if parts == 1:
+            os.mkdir(os.path.join(temp, "s000000"))
+            built = [write_segment(_read(kb_path, strict, stats, progress), tokenizer, os.path.join(temp, "s000000"))]
+        else:
+            built = _build_parts(_split(kb_path, strict, stats, parts, temp, progress), tokenizer, temp, jobs)
+        for part, header in enumerate(built):
+            if header is not None:
+                manifest["segments"].append(segment_entry(f"s{part:06d}", header))
+        manifest["next_segment"] = len(built)
         manifest["skipped"] = dict(stats.skipped)
         for entry in manifest["segments"]:
             for why, count in entry.pop("skipped").items():
@@ -167,21 +174,16 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
 def _parts(kb_path: str, segment_triples: int) -> int:
     """How many parts to split the KB into: its size over `segment_triples` lines of the length
     its first lines have (1: built whole)."""
-    size = os.path.getsize(kb_path) * (4 if kb_path.endswith(".gz") else 1)
-    with open(kb_path, "rb") as handle:
+    size = os.path.getsize(kb_path) * (4 if kb_path.endswith(".gz") else 1)  # gzip: about a quarter
+    with (gzip.open if kb_path.endswith(".gz") else open)(kb_path, "rb") as handle:
         head = handle.read(1 << 22)
     line = len(head) / max(1, head.count(b"\n"))
     return max(1, math.ceil(size / line / segment_triples))
 
 
-def _read_parts(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str,
-                progress: bool) -> Iterator[TripleArrays]:
-    """The KB's triples, in `parts` parts by a hash of the surface (one part: read whole). The
-    parts go through files in `temp` (checked S/M/P/O lines, file order kept), read back one at a
-    time."""
-    if parts == 1:
-        yield _read(kb_path, strict, stats, progress)
-        return
+def _split(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str, progress: bool) -> list[str]:
+    """The KB's triples written to `parts` files in `temp` by a hash of the surface (so every
+    surface is whole in one), checked, as S, M, P, O lines in file order."""
     from tqdm import tqdm
 
     paths = [os.path.join(temp, f".part{part}.tsv") for part in range(parts)]
@@ -194,14 +196,37 @@ def _read_parts(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: 
     finally:
         for output in outputs:
             output.close()
-    for path in paths:
-        triples = TripleArrays()
-        with open(path, encoding="utf-8", newline="\n") as handle:
-            for line in handle:
-                triples.add(*line[:-1].split("\t"))
-        os.unlink(path)
-        if len(triples.offsets) > 1:
-            yield triples
+    return paths
+
+
+_part_tokenizer: Tokenizer | None = None  # the build's, for the processes `_build_parts` forks
+
+
+def _build_parts(paths: list[str], tokenizer: Tokenizer, temp: str, jobs: int) -> list[dict | None]:
+    """Each part file built as segment `s{part:06d}` of `temp` (`jobs` at a time); their headers
+    (None for an empty part)."""
+    global _part_tokenizer
+    tasks = [(path, os.path.join(temp, f"s{part:06d}")) for part, path in enumerate(paths)]
+    if jobs == 1:
+        return [_build_part(path, segment, tokenizer) for path, segment in tasks]
+    _part_tokenizer = tokenizer
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=1) as pool:
+            return pool.starmap(_build_part, tasks, chunksize=1)
+    finally:
+        _part_tokenizer = None
+
+
+def _build_part(path: str, directory: str, tokenizer: Tokenizer | None = None) -> dict | None:
+    triples = TripleArrays()
+    with open(path, encoding="utf-8", newline="\n") as handle:
+        for line in handle:
+            triples.add(*line[:-1].split("\t"))
+    os.unlink(path)
+    if len(triples.offsets) == 1:
+        return None
+    os.mkdir(directory)
+    return write_segment(triples, tokenizer or _part_tokenizer, directory)
 
 
 def add_segment(directory: str, manifest: dict, triples: TripleArrays, tokenizer: Tokenizer) -> dict | None:
