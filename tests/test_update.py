@@ -100,6 +100,9 @@ def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path)
     assert len(whole.segments) == 1 and len(parts.segments) >= 8
     assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e["name"] for e in parts.header["segments"]]
     assert contents(parts) == contents(whole) and parts.triples == whole.triples
+    for predicate in whole.predicate_names():  # the sample's objects, kept beside it, are the keys' first
+        keys, places = parts._sample(predicate)
+        assert (places >= 0).all() and parts.predicate_objects(predicate) == list(map(parts.first_object, keys.tolist()))
 
 
 def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap():

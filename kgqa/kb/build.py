@@ -285,6 +285,10 @@ def write_segment(t: TripleArrays, tokenizer: Tokenizer, directory: str, progres
     )
     header.update({"tokenizer_sha256": tokenizer.sha256, "triples": len(order), "surfaces": len(surfaces),
                    "entities": len(arrays["ent_sid"]), "predicates": len(predicates)})
+    firsts = order[arrays["obj_start"][arrays["pred_sample_key"]]]  # each sampled key's first object
+    arrays["pred_sample_offset"] = np.concatenate([[0], np.cumsum(starts[firsts + 1] - starts[firsts])]).astype(np.int64)
+    with open(os.path.join(directory, "samples.bin"), "wb") as handle:
+        handle.write(_gather(data, starts, firsts).tobytes())
     surfaces.save(os.path.join(directory, "surfaces.marisa"))
     predicates.save(os.path.join(directory, "predicates.marisa"))
     for name, values in arrays.items():

@@ -268,31 +268,41 @@ class KBIndex:
         """First objects of up to PREDICATE_SAMPLE keys carrying `predicate` across the whole KB
         (those of the smallest key hashes: a sample the KB's content fixes, whatever its
         segments); [] for a predicate the KB does not hold. What kind of thing a predicate holds
-        is read off these (`kgqa.rank.answer_kinds`)."""
-        return [self.first_object(int(key)) for key in self._sample(predicate)]
+        is read off these (`kgqa.rank.answer_kinds`): a segment keeps its sample's objects side by
+        side, so they are read from a page or two, not from a page each."""
+        found = []
+        for key, place in zip(*self._sample(predicate)):
+            i, local = self._locate(self._key_offsets, int(key))
+            found.append(self.segments[i].sample_object(int(place)) if place >= 0
+                         else self.segments[i].first_object(local))
+        return found
 
-    def _sample(self, predicate: str, scan: bool = False) -> np.ndarray:
-        """The PREDICATE_SAMPLE live keys of `predicate` with the smallest hashes. Each segment
-        kept its SAMPLE_KEPT smallest: below the smallest largest-kept hash of the segments that
-        kept that many, every live key is among those kept; where fewer than PREDICATE_SAMPLE are
-        (most of a sample hidden: rare), those segments are `scan`ned whole instead."""
-        keys, hashes, limit = [], [], None
+    def _sample(self, predicate: str, scan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, their places in their segment's sample or -1) of the PREDICATE_SAMPLE live keys
+        of `predicate` with the smallest hashes. Each segment kept its SAMPLE_KEPT smallest: below
+        the smallest largest-kept hash of the segments that kept that many, every live key is
+        among those kept; where fewer than PREDICATE_SAMPLE are (most of a sample hidden: rare),
+        those segments are `scan`ned whole instead."""
+        keys, hashes, places, limit = [], [], [], None
         for i, segment in enumerate(self.segments):
-            kept, kept_hashes = segment.sampled_keys(predicate)
+            kept, kept_hashes, kept_places = segment.sampled_keys(predicate)
             if len(kept) >= SAMPLE_KEPT:
                 if scan:
                     kept, kept_hashes = segment.predicate_keys(predicate)
+                    kept_places = np.full(len(kept), -1, np.int64)
                 else:
                     limit = kept_hashes[-1] if limit is None else min(limit, kept_hashes[-1])
             if len(self.hidden[i]):
                 live = ~np.isin(segment.ent_sid[segment.grp_ent[kept]], self.hidden[i])
-                kept, kept_hashes = kept[live], kept_hashes[live]
+                kept, kept_hashes, kept_places = kept[live], kept_hashes[live], kept_places[live]
             keys.append(np.asarray(kept, np.int64) + self._key_offsets[i])
             hashes.append(np.asarray(kept_hashes, np.uint64))
-        keys, hashes = np.concatenate(keys), np.concatenate(hashes)
+            places.append(kept_places)
+        keys, hashes, places = np.concatenate(keys), np.concatenate(hashes), np.concatenate(places)
         if limit is not None and np.count_nonzero(hashes <= limit) < PREDICATE_SAMPLE:
             return self._sample(predicate, scan=True)
-        return keys[np.argsort(hashes, kind="stable")[:PREDICATE_SAMPLE]]
+        chosen = np.argsort(hashes, kind="stable")[:PREDICATE_SAMPLE]
+        return keys[chosen], places[chosen]
 
 
 def _offsets(sizes) -> list[int]:

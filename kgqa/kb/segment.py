@@ -27,12 +27,14 @@ import marisa_trie
 import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
+from kgqa.kb.mapped import load, random_access
 from kgqa.kb.trie import TokenTrie
 
 SEGMENT_HEADER = "segment.json"
 _HEADER_FIELDS = ("triples", "skipped", "surfaces", "entities", "predicates")
 ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
-          "obj_offset", "pred_count", "pred_sample_start", "pred_sample_key", "pred_sample_hash")
+          "obj_offset", "pred_count", "pred_sample_start", "pred_sample_key", "pred_sample_hash",
+          "pred_sample_offset")
 SAMPLE_KEPT = 128  # keys kept per predicate and segment, smallest hashes first
 
 
@@ -59,6 +61,7 @@ class Segment:
     pred_sample_start: np.ndarray  # predicate -> its first sampled key; len predicates + 1
     pred_sample_key: np.ndarray  # up to SAMPLE_KEPT keys of each predicate, by key hash
     pred_sample_hash: np.ndarray  # their key hashes (uint64), ascending within a predicate
+    pred_sample_offset: np.ndarray  # their first objects' bytes in samples.bin; len samples + 1
 
     def __init__(self, directory: str) -> None:
         """Open a segment and check that its parts agree in size: a truncated or half-copied
@@ -81,12 +84,12 @@ class Segment:
             self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
             (self.ent_start, self.ent_m, self.m_offset, self.ent_sid, self.grp_start, self.grp_pred, self.grp_ent,
              self.obj_start, self.obj_offset, self.pred_count, self.pred_sample_start, self.pred_sample_key,
-             self.pred_sample_hash) = (
-                np.asarray(np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")) for name in ARRAYS)
+             self.pred_sample_hash, self.pred_sample_offset) = (
+                load(os.path.join(directory, f"{name}.npy")) for name in ARRAYS)
             strings = os.path.join(directory, "strings.bin")
-            # a plain ndarray view of the map: slicing an np.memmap costs several times more per call
-            self.blob = np.asarray(np.memmap(strings, dtype=np.uint8, mode="r")) if os.path.getsize(strings) \
-                else np.zeros(0, np.uint8)
+            self.blob, self.sample_blob = (
+                random_access(np.memmap(path, dtype=np.uint8, mode="r")) if os.path.getsize(path) else np.zeros(0, np.uint8)
+                for path in (strings, os.path.join(directory, "samples.bin")))
             self.surface_trie = TokenTrie.open(directory, "surfaces")
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
@@ -111,7 +114,8 @@ class Segment:
             (objects >= 0 and len(self.m_offset) >= 1, "offsets"),
             (len(self.pred_count) == h["predicates"], "pred_count"),
             (len(self.pred_sample_start) == h["predicates"] + 1
-             and self.pred_sample_start[-1] == len(self.pred_sample_key) == len(self.pred_sample_hash),
+             and self.pred_sample_start[-1] == len(self.pred_sample_key) == len(self.pred_sample_hash)
+             == len(self.pred_sample_offset) - 1 and self.pred_sample_offset[-1] == len(self.sample_blob),
              "predicate samples"),
             (objects >= 0 and self.obj_offset[-1] == self.m_offset[0], "obj_offset"),
             (len(self.m_offset) >= 1 and self.m_offset[-1] == len(self.blob), "strings.bin size"),
@@ -186,13 +190,19 @@ class Segment:
         return self._string(self.obj_offset, int(self.obj_start[key]))
 
     # -- predicates ----------------------------------------------------------------------------
-    def sampled_keys(self, predicate: str) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, their hashes) of the up to SAMPLE_KEPT keys of `predicate` with the smallest hashes."""
+    def sampled_keys(self, predicate: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, their hashes, their places in the sample) of the up to SAMPLE_KEPT keys of
+        `predicate` with the smallest hashes."""
         pid = self.predicates.get(predicate)
         if pid is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint64)
-        span = slice(int(self.pred_sample_start[pid]), int(self.pred_sample_start[pid + 1]))
-        return self.pred_sample_key[span], self.pred_sample_hash[span]
+            return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        start, stop = int(self.pred_sample_start[pid]), int(self.pred_sample_start[pid + 1])
+        return self.pred_sample_key[start:stop], self.pred_sample_hash[start:stop], np.arange(start, stop)
+
+    def sample_object(self, place: int) -> str:
+        """The first object of the sampled key at `place` (kept beside the sample's others)."""
+        return bytes(self.sample_blob[int(self.pred_sample_offset[place]):int(self.pred_sample_offset[place + 1])]
+                     ).decode("utf-8")
 
     def predicate_keys(self, predicate: str) -> tuple[np.ndarray, np.ndarray]:
         """(keys, their hashes) of every key of `predicate` (a scan of the segment)."""

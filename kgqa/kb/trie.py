@@ -18,6 +18,8 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from kgqa.kb.mapped import load
+
 ROOT = 0
 _FILES = ("first", "tokens", "targets")
 
@@ -115,7 +117,7 @@ class TokenTrie:
 
     @classmethod
     def open(cls, directory: str, name: str) -> "TokenTrie":
-        arrays = [np.load(os.path.join(directory, f"{name}.{part}.npy"), mmap_mode="r") for part in _FILES]
+        arrays = [load(os.path.join(directory, f"{name}.{part}.npy")) for part in _FILES]
         return cls(*arrays)
 
 
