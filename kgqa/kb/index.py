@@ -330,6 +330,8 @@ def _read_header(directory: str) -> dict:
     missing = [key for key in _HEADER_FIELDS if key not in header]
     if missing:
         raise DamagedIndex(f"header lacks {', '.join(missing)}", directory)
+    if not header["segments"]:
+        raise DamagedIndex("its manifest names no segment", directory)
     return header
 
 

@@ -64,7 +64,8 @@ def merge_index(directory: str, tokenizer: Tokenizer, segments: int | None = Non
             return merge_policy(directory, tokenizer)
         counts = []
         entries = read_manifest(directory)["segments"]
-        while len(entries) > max(1, segments) or (len(entries) == 1 and entries[0]["hidden_triples"]):
+        while len(entries) > max(1, segments) or (len(entries) == 1 and entries[0]["hidden_triples"]
+                                                  and live_triples(entries[0])):  # the last segment is kept
             by_size = sorted(range(len(entries)), key=lambda i: live_triples(entries[i]))
             counts.append(merge_segments(directory, tokenizer, sorted(by_size[:len(entries) - max(1, segments) + 1])))
             entries = read_manifest(directory)["segments"]
