@@ -90,7 +90,7 @@ class Segment:
             self.blob, self.sample_blob = (
                 random_access(np.memmap(path, dtype=np.uint8, mode="r")) if os.path.getsize(path) else np.zeros(0, np.uint8)
                 for path in (strings, os.path.join(directory, "samples.bin")))
-            self.surface_trie = TokenTrie.open(directory, "surfaces")
+            self.surface_trie = TokenTrie.open(directory, "surfaces", load)
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
         problem = self._inconsistency()

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
-
-from kgqa.kb.mapped import load
 
 ROOT = 0
 _FILES = ("first", "tokens", "targets")
@@ -116,9 +114,10 @@ class TokenTrie:
             np.save(os.path.join(directory, f"{name}.{part}.npy"), getattr(self, part))
 
     @classmethod
-    def open(cls, directory: str, name: str) -> "TokenTrie":
-        arrays = [load(os.path.join(directory, f"{name}.{part}.npy")) for part in _FILES]
-        return cls(*arrays)
+    def open(cls, directory: str, name: str,
+             load: Callable[[str], np.ndarray] = lambda path: np.load(path, mmap_mode="r")) -> "TokenTrie":
+        """The trie `save` wrote, its arrays read by `load` (a memory map by default)."""
+        return cls(*(load(os.path.join(directory, f"{name}.{part}.npy")) for part in _FILES))
 
 
 def value_of(target: int) -> int | None:
