@@ -114,7 +114,8 @@ def index_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoin
 
 def same_index(a: str, b: str) -> bool:
     """The same manifest, and every segment and deletes file it names the same bytes."""
-    from kgqa.kb.manifest import named_files, read_manifest
+    from kgqa.kb.index import read_manifest
+    from kgqa.kb.manifest import named_files
 
     if not filecmp.cmp(os.path.join(a, "header.json"), os.path.join(b, "header.json"), shallow=False):
         return False
@@ -129,7 +130,8 @@ def in_place_campaign(name: str, work: str, kills: int, rng: random.Random, base
     """Each round runs `command` (`{}`: the index) on a fresh copy of the index `base` (hard links:
     a writer never writes a file it did not create) and kills it; the index must be the one before
     or the one an unbroken run leaves."""
-    from kgqa.kb.manifest import named_files, read_manifest
+    from kgqa.kb.index import read_manifest
+    from kgqa.kb.manifest import named_files
 
     env = dict(ENV, KGQA_CACHE=os.path.join(work, "cache"))
 

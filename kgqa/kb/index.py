@@ -50,7 +50,7 @@ class KBIndex:
         self.tokenizer = tokenizer
         for attempt in range(_OPEN_TRIES):
             header_path = os.path.join(directory, HEADER)
-            self.header = _read_header(directory)
+            self.header = read_manifest(directory)
             self.identity = _identity(header_path)
             try:
                 self._open_segments()
@@ -127,7 +127,8 @@ class KBIndex:
         i = bisect.bisect_right(offsets, at) - 1
         return i, at - offsets[i]
 
-    def _live(self, i: int, sid: int) -> bool:
+    def live_in(self, i: int, sid: int) -> bool:
+        """Whether segment i's own surface `sid` is live (no later segment hides it)."""
         return sid not in self._hidden_sets[i]
 
     # -- surfaces ------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class KBIndex:
         """(segment, its own surface id) of the segment a surface is live in, or None."""
         for i, segment in enumerate(self.segments):
             local = segment.surface_id(surface)
-            if local is not None and self._live(i, local):
+            if local is not None and self.live_in(i, local):
                 return i, local
         return None
 
@@ -166,7 +167,7 @@ class KBIndex:
         if not 0 <= key < self.key_count:
             return False
         i, local = self._locate(self._key_offsets, key)
-        return self._live(i, self.segments[i].surface_of(local))
+        return self.live_in(i, self.segments[i].surface_of(local))
 
     def keys(self, sid: int) -> Iterator[tuple[int, str, str]]:
         """(key id, predicate, disambiguation) of every KB key under one surface."""
@@ -313,8 +314,8 @@ def _offsets(sizes) -> list[int]:
     return found
 
 
-def _read_header(directory: str) -> dict:
-    """The manifest of the index in `directory`, checked for its format and fields."""
+def read_manifest(directory: str) -> dict:
+    """The manifest of the index in `directory` as committed, checked for its format and fields."""
     path = os.path.join(directory, HEADER)
     try:
         with open(path, encoding="utf-8") as handle:

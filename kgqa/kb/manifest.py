@@ -13,7 +13,7 @@ import shutil
 from typing import Iterator
 
 from kgqa.files import atomic_file
-from kgqa.kb.index import FORMAT_VERSION, HEADER
+from kgqa.kb.index import FORMAT_VERSION, HEADER, read_manifest
 
 
 def new_manifest(kb_sha256: str, tokenizer_sha256: str) -> dict:
@@ -65,12 +65,6 @@ def collect_garbage(directory: str, manifest: dict) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)
-
-
-def read_manifest(directory: str) -> dict:
-    """The manifest as committed (for a writer holding the lock)."""
-    with open(os.path.join(directory, HEADER), encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 @contextlib.contextmanager

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 
 from kgqa.kb.build import SEGMENT_TRIPLES, TripleArrays, add_segment, index_lock
-from kgqa.kb.index import KBIndex
-from kgqa.kb.manifest import live_triples, read_manifest, uncommitted, write_manifest
+from kgqa.kb.index import KBIndex, read_manifest
+from kgqa.kb.manifest import live_triples, uncommitted, write_manifest
 from kgqa.model.tokenizer import Tokenizer
 
 MERGE_FACTOR = 4
@@ -79,9 +79,9 @@ def merge_segments(directory: str, tokenizer: Tokenizer, picks: list[int]) -> in
     manifest = read_manifest(directory)
     triples = TripleArrays()
     for i in picks:
-        segment, hidden = index.segments[i], set(index.hidden[i].tolist())
+        segment = index.segments[i]
         for sid in range(len(segment.surfaces)):
-            if sid not in hidden:
+            if index.live_in(i, sid):
                 surface = segment.surface(sid)
                 for _, predicate, disambiguation, objects in segment.subject_triples(sid):
                     for obj in objects:

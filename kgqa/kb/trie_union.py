@@ -99,13 +99,13 @@ class TrieUnion:
 
     def step(self, node: int, token: int) -> int | None:
         """Follow one token: a node id (>= 0), a completed key's `-(value + 1)`, or None."""
-        sides = self._sides(node)
-        if len(sides) == 1:
-            i, at = sides[0]
-            return self._step_in(i, at, token)
-        known = self._steps.get((node, token), False)
+        if node != ROOT and node < self.single_nodes:
+            i = bisect.bisect_right(self.node_offsets, node) - 1
+            return self._step_in(i, node - self.node_offsets[i], token)
+        known = self._steps.get((node, token), False)  # a shared node's steps are kept: no sides built
         if known is not False:
             return known
+        sides = self._sides(node)
         reached: list[tuple[int, int]] = []
         ended = None
         for i, at in sides:

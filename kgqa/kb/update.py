@@ -20,8 +20,8 @@ import numpy as np
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
 from kgqa.kb.build import TripleArrays, add_segment, index_lock, is_index
-from kgqa.kb.index import KBIndex
-from kgqa.kb.manifest import collect_garbage, read_manifest, uncommitted, write_manifest
+from kgqa.kb.index import KBIndex, read_manifest
+from kgqa.kb.manifest import collect_garbage, uncommitted, write_manifest
 from kgqa.kb.merge import merge_policy
 from kgqa.kb.segment import Segment
 from kgqa.kb.trie import ROOT, value_of
