@@ -343,19 +343,79 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates per answer.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Answering processes (1: a thread of the serving process); from 2 on, each has its own model, all "
+                   "share the index, and one more process answers lone questions at once (see --no-lane).")
+@click.option("--lane/--no-lane", default=True, show_default=True,
+              help="With --workers 2 or more: a process kept for lone questions, so one never waits behind a batch.")
+@click.option("--api-key", envvar="KGQA_API_KEY", help="Key /ask and /metrics require (Authorization: Bearer KEY); "
+                                                      "also read from KGQA_API_KEY.")
+@click.option("--api-key-file", type=click.Path(), help="A file holding the key (its first line).")
+@click.option("--client-header", help="Tell clients apart by this header (set by a trusted proxy) instead of their "
+                                      "address.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a stopped service (SIGTERM, Ctrl-C) gives the requests in flight.")
 @_decode_options
 @_user_errors
-def serve(host, port, top_k, **decode) -> None:
-    """HTTP service: POST /ask, GET /health, and a page at / to ask from a browser."""
-    from kgqa.server import is_loopback, listen, serve as run
+def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, **decode) -> None:
+    """HTTP service: POST /ask, GET /health, GET /metrics, and a page at / to ask from a browser."""
+    from kgqa.serve.app import is_loopback, listen, serve as run
 
+    key = _api_key(api_key, api_key_file)
     sock = listen(host, port)
-    qa = _open(top_k=top_k, **decode)
-    if not is_loopback(host):
-        click.echo(f"warning: {host} is not loopback and kgqa serve has no authentication: anyone who can "
-                   f"reach {host}:{port} can ask it questions", err=True)
-    click.echo(f"kgqa: serving on http://{host}:{port}", err=True)
-    run(qa, sock)
+    answering = _workers(workers, lane, top_k, decode)
+    if not is_loopback(host) and key is None:
+        click.echo(f"warning: {host} is not loopback and kgqa serve has no API key: anyone who can reach "
+                   f"{host}:{port} can ask it questions (give --api-key-file or KGQA_API_KEY)", err=True)
+    click.echo(f"kgqa: serving on http://{host}:{port}" + (f" with {workers} workers" if workers > 1 else ""), err=True)
+    run(answering, sock, api_key=key, client_header=client_header, drain_s=drain_timeout)
+
+
+def _api_key(given: str | None, path: str | None) -> str | None:
+    """The service's key, from --api-key (or KGQA_API_KEY) or the first line of --api-key-file."""
+    if given is not None and path is not None:
+        raise click.UsageError("give the key once: --api-key (or KGQA_API_KEY) or --api-key-file")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                given = handle.readline().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise KgqaError(f"cannot read the API key ({getattr(error, 'strerror', None) or error})", path) from None
+        if not given:
+            raise KgqaError("the API key file's first line is empty", path)
+    elif given is not None and not given.strip():
+        raise click.UsageError("the API key is empty")
+    return given.strip() if given is not None else None
+
+
+def _workers(count: int, lane: bool, top_k: int, decode: dict) -> list:
+    """The service's answering workers: the pipeline on a thread, or `count` processes (threads
+    shared out over the cores, batches at a lower priority) and the lane's."""
+    from kgqa.serve.workers import ThreadWorker
+
+    if count == 1:
+        return [ThreadWorker(_open(top_k=top_k, **decode))]
+    from dataclasses import replace
+
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.serve.workers import BATCH_NICENESS, Opening, ProcessWorker
+
+    checkpoint, kb, index_dir, device = (decode.pop(name) for name in ("checkpoint", "kb", "index_dir", "device"))
+    threads = max(1, len(os.sched_getaffinity(0)) // count)
+    opening = Opening(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **decode), threads)
+    workers = [ProcessWorker(replace(opening, nice=BATCH_NICENESS), str(n)) for n in range(count)]
+    workers += [ProcessWorker(opening, "lane", lane=True)] if lane else []
+    try:
+        workers[0].start()  # alone: it builds the index where none is cached yet
+        for worker in workers[1:]:
+            worker.launch()
+        for worker in workers[1:]:
+            worker.ready()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
 
 
 @main.command()

@@ -19,7 +19,8 @@ from kgqa.kb.triples import read_kb
 from kgqa.model.tokenizer import HFTokenizer
 from kgqa.kb.trie import ROOT, value_of
 from kgqa.pipeline import KGQA
-from kgqa.server import make_app
+from kgqa.serve.app import make_app
+from kgqa.serve.workers import ThreadWorker
 
 import lookalikes
 from conftest import SAMPLE, write
@@ -216,7 +217,7 @@ def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_tripl
     qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")
 
     async def serve():
-        async with TestClient(TestServer(make_app(qa))) as client:
+        async with TestClient(TestServer(make_app([ThreadWorker(qa)]))) as client:
             response = await client.post("/ask", json={"questions": [question, "高军英是在哪里出生的？"],
                                                        "explain": True})
             return response.status, await response.json()

@@ -6,7 +6,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.server import make_app
+from kgqa.serve.app import make_app
+from kgqa.serve.workers import ThreadWorker
 
 from conftest import SAMPLE, TINY_SHAPE, write
 
@@ -17,9 +18,13 @@ def qa(sample_kb):
     return KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, index, DecodeSettings(top_k=3))
 
 
+def _app(qa, **options):
+    return make_app([ThreadWorker(qa)], **options)
+
+
 def _with_client(qa, scenario, **options):
     async def main():
-        async with TestClient(TestServer(make_app(qa, **options))) as client:
+        async with TestClient(TestServer(_app(qa, **options))) as client:
             return await scenario(client)
     return asyncio.run(main())
 
@@ -141,10 +146,10 @@ def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(q
 
 
 def test_health_says_when_the_worker_has_stopped(qa):
-    from kgqa.server import BATCHER_TASK
+    from kgqa.serve.app import SCHEDULER
 
     async def scenario(client):
-        task = client.server.app[BATCHER_TASK]
+        task = client.server.app[SCHEDULER].tasks[0]
         task.cancel()
         await asyncio.sleep(0.05)
         health = await client.get("/health")
@@ -162,43 +167,123 @@ def test_a_full_queue_is_a_503_with_retry_after(qa):
 
 
 def test_requests_whose_client_left_are_dropped_before_decoding(qa):
-    from kgqa.server import Batcher
+    from kgqa.serve.scheduler import Scheduler
 
     async def scenario():
-        batcher = Batcher(qa, qa.settings.batch_size, wait_s=0.01)
-        asked = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？", "高军英是在哪里出生的？"]))
+        scheduler = Scheduler([ThreadWorker(qa)], qa.settings.batch_size, wait_s=0.01)
+        asked = asyncio.create_task(scheduler.ask(["马磊静的配偶是谁？", "高军英是在哪里出生的？"]))
         await asyncio.sleep(0)
         asked.cancel()  # the client disconnected
         await asyncio.sleep(0)
-        await batcher._one_batch()
-        return batcher
-    batcher = asyncio.run(scenario())
-    assert batcher.dropped == 2 and batcher.decodes == 0
+        later = asyncio.create_task(scheduler.ask(["马磊静的配偶是谁？", "马磊静是谁？"], client="another"))
+        await asyncio.sleep(0)
+        batch = await scheduler.next_batch(scheduler.workers[0])
+        later.cancel()
+        return scheduler, batch
+    scheduler, batch = asyncio.run(scenario())
+    assert scheduler.dropped == 2 and [job.question for job in batch] == ["马磊静的配偶是谁？", "马磊静是谁？"]
 
 
 def test_a_lone_question_is_decoded_at_once_and_after_a_batch_of_several_late_ones_are_joined(qa):
-    from kgqa.server import Batcher
+    from kgqa.serve.scheduler import Scheduler
 
     async def scenario():
-        batcher = Batcher(qa, qa.settings.batch_size, wait_s=30.0)
-        batcher.last_batch = 1  # a lone client's question came before: no waiting for others
-        alone = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？"]))
+        scheduler = Scheduler([ThreadWorker(qa)], qa.settings.batch_size, wait_s=30.0)
+        worker = scheduler.workers[0]
+        scheduler.last_batch[worker.name] = 1  # a lone client's question came before: no waiting for others
+        alone = asyncio.create_task(scheduler.ask(["马磊静的配偶是谁？"]))
         await asyncio.sleep(0)
-        await asyncio.wait_for(batcher._one_batch(), 20)  # 30 s of waiting would time this out
+        batch = await asyncio.wait_for(scheduler.next_batch(worker), 20)  # 30 s of waiting would time this out
+        await scheduler.decode(worker, batch)
         assert (await alone)[0]["question"] == "马磊静的配偶是谁？"
-        batcher.last_batch, batcher.wait_s = 2, 0.3  # several clients: one asks a moment after the first
-        first = asyncio.create_task(batcher.ask(["马磊静的配偶是谁？"]))
+        scheduler.last_batch[worker.name], scheduler.wait_s = 2, 0.3  # several clients: one asks a moment after
+        first = asyncio.create_task(scheduler.ask(["马磊静的配偶是谁？", "高军英是在哪里出生的？"], client="a"))
 
         async def later():
             await asyncio.sleep(0.05)
-            return await batcher.ask(["高军英是在哪里出生的？"])
+            return await scheduler.ask(["高军英是在哪里出生的？", "马磊静的配偶是谁？"], client="b")
         second = asyncio.create_task(later())
         await asyncio.sleep(0)
-        await batcher._one_batch()
+        batch = await scheduler.next_batch(worker)
+        await scheduler.decode(worker, batch)
         await asyncio.gather(first, second)
-        return batcher
-    batcher = asyncio.run(scenario())
-    assert batcher.decodes == 2 and batcher.last_batch == 2
+        return scheduler, batch
+    scheduler, batch = asyncio.run(scenario())
+    assert scheduler.decodes == 2 and len(batch) == 4
+
+
+class _Slow(ThreadWorker):
+    """A worker whose decodes take `seconds` more, and that records each batch's questions."""
+
+    def __init__(self, qa, name, lane=False, seconds=0.3):
+        super().__init__(qa, name, lane)
+        self.seconds, self.batches = seconds, []
+
+    async def decode(self, asked):
+        self.batches.append([question for question, _ in asked])
+        await asyncio.sleep(self.seconds)
+        return await super().decode(asked)
+
+
+def test_a_lone_question_jumps_the_queue_and_the_lane_takes_nothing_else(qa):
+    """A question is lone when asked by itself by a client with nothing else waiting: a freed
+    worker takes the lone ones first, as a batch of their own; the lane takes only lone ones."""
+    from kgqa.serve.scheduler import BULK, LONE, Scheduler
+
+    async def scenario():
+        bulk, lane = ThreadWorker(qa, "0"), ThreadWorker(qa, "lane", lane=True)
+        scheduler = Scheduler([bulk, lane], qa.settings.batch_size, wait_s=0.0)
+        asked = [asyncio.create_task(scheduler.ask(["马磊静的配偶是谁？", "马磊静是谁？"], client="load")),
+                 asyncio.create_task(scheduler.ask(["高军英是谁？"], client="load")),
+                 asyncio.create_task(scheduler.ask(["高军英是在哪里出生的？"], client="person"))]
+        await asyncio.sleep(0)
+        lanes = [job.lane for lane_jobs in scheduler.queues.values() for job in lane_jobs]
+        first = await scheduler.next_batch(bulk)
+        with pytest.raises(asyncio.TimeoutError):  # nothing lone is left: the lane waits
+            await asyncio.wait_for(scheduler.next_batch(lane), 0.05)
+        second = await scheduler.next_batch(bulk)
+        for task in asked:
+            task.cancel()
+        return lanes, [j.question for j in first], [j.question for j in second]
+    lanes, first, second = asyncio.run(scenario())
+    assert lanes == [LONE, BULK, BULK, BULK]
+    assert first == ["高军英是在哪里出生的？"] and second == ["马磊静的配偶是谁？", "马磊静是谁？", "高军英是谁？"]
+
+
+class _Slow(ThreadWorker):
+    """A worker whose decodes take `seconds` more."""
+
+    def __init__(self, qa, name, seconds):
+        super().__init__(qa, name)
+        self.seconds = seconds
+
+    async def decode(self, asked):
+        await asyncio.sleep(self.seconds)
+        return await super().decode(asked)
+
+
+def test_while_a_batch_decodes_a_lone_question_is_answered_by_the_lane_and_counted(qa):
+    from kgqa.serve.scheduler import Scheduler
+
+    async def scenario():
+        scheduler = Scheduler([_Slow(qa, "0", 1.0), ThreadWorker(qa, "lane", lane=True)], qa.settings.batch_size)
+        scheduler.start()
+        load = asyncio.create_task(scheduler.ask([f"马磊静的配偶是谁？{i}" for i in range(4)], client="load"))
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        alone = await scheduler.ask(["高军英是在哪里出生的？"], client="person")
+        waited = loop.time() - started
+        batch_done = load.done()
+        await load
+        scheduler.stop()
+        return alone, waited, batch_done, scheduler.monitoring.text().decode()
+    alone, waited, batch_done, metrics = asyncio.run(scenario())
+    assert alone[0]["question"] == "高军英是在哪里出生的？" and not batch_done and waited < 0.9
+    assert 'kgqa_answer_seconds_count{lane="lone",worker="lane"} 1.0' in metrics
+    assert 'kgqa_answer_seconds_count{lane="bulk",worker="0"} 4.0' in metrics
+    assert 'kgqa_batch_questions_sum{worker="0"} 4.0' in metrics
+    assert 'kgqa_queue_depth{lane="bulk"} 0.0' in metrics
 
 
 @pytest.mark.parametrize("body, headers, status, message", [
@@ -223,7 +308,7 @@ def test_hostile_bodies_get_a_json_4xx(qa, body, headers, status, message):
 
 
 def test_on_loopback_only_loopback_host_names_are_served(qa):
-    from kgqa.server import LOOPBACK_NAMES
+    from kgqa.serve.app import LOOPBACK_NAMES
 
     async def scenario(client):
         rebound = await client.post("/ask", json={"question": "马磊静的配偶是谁？"}, headers={"Host": "evil.example:8000"})
@@ -251,7 +336,7 @@ def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(qa):
                              "application/json; charset=latin-1", "application/json; charset=bogus",
                              "multipart/form-data", ""])
     loop = asyncio.new_event_loop()
-    client = TestClient(TestServer(make_app(qa, wait_s=0.001)), loop=loop)
+    client = TestClient(TestServer(_app(qa, wait_s=0.001)), loop=loop)
     loop.run_until_complete(client.start_server())
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -275,7 +360,7 @@ def test_fuzzed_bodies_never_get_a_5xx_or_a_body_that_is_not_json(qa):
                                             ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
                                             ("192.168.1.2", False), ("example.org", False)])
 def test_only_loopback_binds_skip_the_no_authentication_warning_and_get_the_host_guard(host, loopback):
-    from kgqa.server import is_loopback
+    from kgqa.serve.app import is_loopback
 
     assert is_loopback(host) is loopback
 
@@ -285,16 +370,16 @@ def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypat
     """The command itself: bound to a non-loopback address it warns that anyone can ask, and serves
     any Host name; on loopback it does not warn, and refuses a rebound name."""
     import cli
-    import kgqa.server
+    import kgqa.serve.app
     from click.testing import CliRunner
 
     served = {}
     monkeypatch.setattr(cli, "_open", lambda **options: qa)
-    monkeypatch.setattr(kgqa.server.web, "run_app", lambda app, sock, print: served.update(app=app, sock=sock))
+    monkeypatch.setattr(kgqa.serve.app.web, "run_app", lambda app, sock, **options: served.update(app=app, sock=sock))
     result = CliRunner().invoke(cli.main, ["serve", "--host", host, "--port", "0", "--checkpoint", "ck", "--kb", "kb"])
     served["sock"].close()
     assert result.exit_code == 0, result.output
-    assert ("is not loopback and kgqa serve has no authentication" in result.output) is not guarded
+    assert ("is not loopback and kgqa serve has no API key" in result.output) is not guarded
 
     async def scenario():
         async with TestClient(TestServer(served["app"])) as client:
@@ -378,3 +463,57 @@ def test_an_index_left_behind_by_a_switch_is_freed(sample_kb, tmp_path):
     assert qa.follow_index()
     gc.collect()
     assert old() is None  # nothing keeps the replaced index (and the maps of its deleted files) alive
+
+
+def test_with_a_key_ask_and_metrics_need_it_and_nothing_is_answered_without(qa):
+    counting = _Counting(qa)
+
+    async def scenario(client):
+        counting.searches = 0
+        statuses = []
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"},
+                        {"Authorization": "Bearer s3cret2"}, {"Authorization": "Bearer \u00e9"}):
+            reply = await client.post("/ask", json={"question": "马磊静的配偶是谁？"}, headers=headers)
+            statuses.append((reply.status, reply.headers.get("WWW-Authenticate"), "error" in await reply.json()))
+            statuses.append((await client.get("/metrics", headers=headers)).status)
+        searches_without = counting.searches
+        answered = await client.post("/ask", json={"question": "马磊静的配偶是谁？"},
+                                     headers={"Authorization": "Bearer s3cret"})
+        metrics = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        health = await client.get("/health")
+        page = await client.get("/")
+        return statuses, searches_without, answered.status, metrics.status, await metrics.text(), health.status, \
+            page.status
+    statuses, searches_without, answered, metrics, text, health, page = _with_client(counting, scenario,
+                                                                                     api_key="s3cret")
+    assert statuses == [(401, 'Bearer realm="kgqa"', True), 401] * 5 and searches_without == 0
+    assert (answered, metrics, health, page) == (200, 200, 200, 200)
+    assert 'kgqa_requests_total{path="/ask",status="401"} 5.0' in text
+    assert 'kgqa_requests_total{path="/ask",status="200"} 1.0' in text
+
+
+def test_metrics_count_requests_answers_abstentions_batches_and_the_index(qa):
+    async def scenario(client):
+        await client.post("/ask", json={"questions": ["马磊静的配偶是谁？", "高军英是在哪里出生的？"]})
+        await client.post("/ask", data=b"not json", headers={"Content-Type": "application/json"})
+        await client.get("/nowhere")
+        reply = await client.get("/metrics")
+        return reply.status, reply.headers["Content-Type"], await reply.text()
+    status, content_type, text = _with_client(qa, scenario)
+    assert status == 200 and content_type.startswith("text/plain; version=")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("kgqa_requests_total", (("path", "/ask"), ("status", "200")))] == 1
+    assert samples[("kgqa_requests_total", (("path", "/ask"), ("status", "400")))] == 1
+    assert samples[("kgqa_requests_total", (("path", "other"), ("status", "404")))] == 1
+    assert samples[("kgqa_answers_total", (("worker", "0"),))] == 2
+    assert samples[("kgqa_abstentions_total", (("worker", "0"),))] == 0  # no minimum confidence: always answered
+    assert samples[("kgqa_batch_questions_count", (("worker", "0"),))] == 1
+    assert samples[("kgqa_batch_questions_sum", (("worker", "0"),))] == 2
+    assert samples[("kgqa_answer_seconds_count", (("lane", "bulk"), ("worker", "0")))] == 2
+    assert samples[("kgqa_index_version", (("version", qa.index.version), ("worker", "0")))] == 1
+    assert samples[("kgqa_kb_triples", (("worker", "0"),))] == qa.index.triples
+    assert samples[("kgqa_worker_up", (("worker", "0"),))] == 1
+    assert samples[("kgqa_index_switches_total", (("worker", "0"),))] == 0

@@ -1,0 +1,284 @@
+"""Where the service's decodes run: a worker answers one batch of questions at a time, on a thread
+of the serving process (`ThreadWorker`, over a pipeline it is handed) or in a process of its own
+(`ProcessWorker`, which opens its own pipeline).
+
+Why processes: a decode is mostly Python (the beam's trie walks, the reranker's features), so two
+decodes in one process share one interpreter lock; N processes answer N batches at once. Each
+opens the model itself (spawned, not forked: a forked torch thread pool can hang) and maps the
+same index files, so the index is in memory once whatever N is, and each follows the index's
+directory between batches as a single service does. A worker's process ignores SIGINT and
+SIGTERM: the serving process drains its requests first, then closes the pipe, which ends it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kgqa.decode.settings import DecodeSettings
+from kgqa.errors import KgqaError
+from kgqa.pipeline import KGQA
+from kgqa.rank.candidate import answer_json
+
+log = logging.getLogger("kgqa.serve")
+BATCH_NICENESS = 10  # a batch worker's process: the lane's decode (niceness 0) gets a core within a time slice
+
+
+@dataclass
+class Failure:
+    """A question the worker could not answer, and why (picklable, unlike some exceptions)."""
+
+    message: str
+
+
+@dataclass
+class State:
+    """What a worker's pipeline reports of itself, for /health and /metrics."""
+
+    kb_triples: int
+    kb_version: str
+    confidence: bool  # whether its answers carry a calibrated confidence
+    min_confidence: float
+    batch_size: int  # questions its pipeline decodes together
+
+    @classmethod
+    def of(cls, qa: KGQA) -> "State":
+        return cls(qa.index.triples, qa.index.version, qa.reranking and qa.calibrator is not None,
+                   qa.settings.min_confidence, qa.settings.batch_size)
+
+
+@dataclass
+class Decoded:
+    """One batch's answers (an answer record or a `Failure` per question, in order), with the
+    pipeline's state after it, whether it switched to a changed index first, and its seconds."""
+
+    results: list[dict | Failure]
+    state: State
+    switched: bool
+    seconds: float | None  # None: the batch failed before its decode said
+
+
+def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
+    """One decode for the batch's plain questions (if it fails, one per question, so a question
+    that breaks the decode fails alone); an explained question is decoded once, by `explain`,
+    which gives its answer too. The index is followed first: a batch is answered from one index."""
+    started = time.perf_counter()
+    switched = qa.follow_index()
+    plain = [question for question, explain in asked if not explain]
+    try:
+        found: list = qa.answer(plain) if plain else []
+    except Exception:
+        found = [_alone(qa, question) for question in plain]
+    answers = iter(found)
+    results: list[dict | Failure] = []
+    for question, explain in asked:
+        if not explain:
+            candidates = next(answers)
+            results.append(candidates if isinstance(candidates, Failure) else
+                           {"question": question, **answer_json(candidates, qa.settings.min_confidence),
+                            "candidates": [c.as_json() for c in candidates]})
+            continue
+        try:
+            explanation = qa.explain(question)
+        except Exception as error:
+            log.exception("kgqa serve: cannot explain %r", question[:80])
+            results.append(Failure(f"{type(error).__name__}: {error}"))
+            continue
+        results.append({"question": question, **answer_json(explanation.top, qa.settings.min_confidence),
+                        "candidates": [c.as_json() for c in explanation.top], "explanation": explanation.as_json()})
+    return Decoded(results, State.of(qa), switched, time.perf_counter() - started)
+
+
+def _alone(qa: KGQA, question: str) -> list | Failure:
+    try:
+        return qa.answer([question])[0]
+    except Exception as error:
+        log.exception("kgqa serve: cannot answer %r", question[:80])
+        return Failure(f"{type(error).__name__}: {error}")
+
+
+class WorkerLost(Exception):
+    """A worker's process ended while it held a batch (killed, out of memory)."""
+
+
+class Worker:
+    """Answers one batch at a time (`decode`); `lane`: it takes only lone questions, so one is
+    never behind a batch. `state` is its pipeline's, as of its last batch."""
+
+    name: str
+    lane: bool
+    state: State
+    restarts: int = 0  # times its process was started again after it ended
+
+    async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    async def revive(self) -> None:
+        """Starts its process again if it ended (a worker on a thread never does)."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class ThreadWorker(Worker):
+    """Decodes on one thread of the serving process, with the pipeline it is handed (the default
+    service, the library's and the tests'): the event loop keeps taking requests meanwhile."""
+
+    def __init__(self, qa: KGQA, name: str = "0", lane: bool = False) -> None:
+        self.qa, self.name, self.lane = qa, name, lane
+        self.state = State.of(qa)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="kgqa-decode")
+
+    async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
+        decoded = await asyncio.get_running_loop().run_in_executor(self._thread, answer_batch, self.qa, asked)
+        self.state = decoded.state
+        return decoded
+
+    def alive(self) -> bool:
+        return True
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stop(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Opening:
+    """How a worker process opens its pipeline (`KGQA.from_checkpoint`'s arguments), and runs."""
+
+    checkpoint: str
+    kb: str
+    index_dir: str | None = None
+    device: str = "auto"
+    settings: DecodeSettings = field(default_factory=DecodeSettings)
+    threads: int = 1  # torch's threads in the process
+    nice: int = 0  # added to the process's niceness: batches yield the cores to the lane's lone questions
+
+
+class ProcessWorker(Worker):
+    """Decodes in a spawned process of its own: the batch goes down a pipe, its `Decoded` comes
+    back; the pipe is used from one thread of the serving process, one batch at a time."""
+
+    def __init__(self, opening: Opening, name: str, lane: bool = False) -> None:
+        self.opening, self.name, self.lane = opening, name, lane
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"kgqa-worker-{name}")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Spawns the process, and waits until its pipeline is open (KgqaError: why it could not)."""
+        self.launch()
+        self.ready()
+
+    def launch(self) -> None:
+        """Spawns the process (several load their models at once, then each is waited for)."""
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=_work, args=(child, self.opening), name=f"kgqa-worker-{self.name}",
+                                        daemon=True)
+        self._process.start()
+        child.close()
+
+    def ready(self) -> None:
+        """Waits until the launched process's pipeline is open (KgqaError: why it could not)."""
+        try:
+            reply = self._pipe.recv()
+        except EOFError:
+            self._process.join(5)
+            reply = Failure(f"its process ended with exit code {self._process.exitcode}")
+        if isinstance(reply, Failure):
+            self.stop()
+            raise KgqaError(f"kgqa serve: worker {self.name} could not start: {reply.message}")
+        self.state = reply
+
+    async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
+        loop = asyncio.get_running_loop()
+        await self.revive()  # it ended between batches: this batch goes to a new one
+        try:
+            decoded = await loop.run_in_executor(self._thread, self._roundtrip, asked)
+        except (EOFError, OSError):
+            code = self._process.exitcode if self._process else None
+            await loop.run_in_executor(self._thread, self._restart)
+            raise WorkerLost(f"worker {self.name} ended during this question's batch (exit code {code})") from None
+        self.state = decoded.state
+        return decoded
+
+    async def revive(self) -> None:
+        if not self.alive():
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._restart)
+
+    def _restart(self) -> None:
+        """Starts the process again, unless a restart queued before this one already did."""
+        if self.alive():
+            return
+        log.error("kgqa serve: worker %s ended (exit code %s); starting it again", self.name,
+                  self._process.exitcode if self._process else None)
+        self.stop()
+        self.restarts += 1
+        self.start()
+
+    def _roundtrip(self, asked: list[tuple[str, bool]]) -> Decoded:
+        self._pipe.send(asked)
+        return self._pipe.recv()
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def stop(self) -> None:
+        """Closes the pipe (the process ends after its batch) and waits a little for it."""
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        if self._process is not None:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+
+def _work(pipe, opening: Opening) -> None:
+    """A worker process: open the pipeline, say so (its `State`, or a `Failure`), then answer each
+    batch the pipe brings until it closes."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if opening.nice:
+        os.nice(opening.nice)
+    torch.set_num_threads(opening.threads)
+    try:
+        qa = KGQA.from_checkpoint(opening.checkpoint, opening.kb, opening.index_dir, opening.settings,
+                                  device=opening.device)
+    except KgqaError as error:
+        pipe.send(Failure(str(error)))
+        return
+    except Exception as error:
+        pipe.send(Failure(f"{type(error).__name__}: {error}"))
+        return
+    pipe.send(State.of(qa))
+    while True:
+        try:
+            asked = pipe.recv()
+        except (EOFError, OSError):
+            return
+        pipe.send(answer_batch(qa, asked))
