@@ -3,16 +3,16 @@ changes under it — a triple added and the index updated every few minutes, the
 its index directory between batches.
 
     python benchmarks/soak.py --checkpoint CK [--kb KB] [--minutes 30] [--update-every 180] [--clients 8]
-                              [--by update|rebuild]
+                              [--by update|rebuild] [--workers N]
 
 Each update adds a triple (a new predicate of a dev subject, a new object) and removes the one
 added two updates before: `--by update` (the default) runs `kgqa update CHANGES --index DIR
 --checkpoint CK` on the index directory the service reads; `--by rebuild` writes the changed KB and
-runs `kgqa index NEW_KB -o DIR --checkpoint CK`, which swaps a rebuilt index in. A probe then asks
-about the new triple until the answer holds its object, and about the removed one until it no
-longer does.
-Printed: per 5-minute window the good clients' answers, errors, p50/p99 and the server's resident
-memory; per update the command's seconds, how long after it returned the first right answer came,
+runs `kgqa index NEW_KB -o DIR --checkpoint CK`, which swaps a rebuilt index in. A probe (a client
+of its own, from another loopback address than the load's) then asks about the new triple until
+the answer holds its object, and about the removed one until it no longer does.
+Printed: per 5-minute window the good clients' answers, errors, p50/p99 and the service's memory
+(its processes' proportional set sizes summed: shared pages once); per update the command's seconds, how long after it returned the first right answer came,
 and the service's /health version before and after.
 """
 from __future__ import annotations
@@ -29,17 +29,11 @@ import aiohttp
 import numpy as np
 
 from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
-from serve_load import client, poison, served  # noqa: E402
+from serve_load import client, lone_session, memory_of, poison, served  # noqa: E402
 
 from kgqa.data import read_questions  # noqa: E402
 
-WINDOW_S = 300
 NUMERALS = "一二三四五六七八九十"
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespace, kb: str, index: str,
@@ -57,10 +51,10 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
 
     async def watch_memory() -> None:
         while time.time() < until:
-            memory.append((time.time(), rss_mb(pid)))
+            memory.append((time.time(), memory_of(pid)))
             await asyncio.sleep(10)
 
-    async def update(session: aiohttp.ClientSession) -> None:
+    async def update(session: aiohttp.ClientSession, prober: aiohttp.ClientSession) -> None:
         triples = []
         for number in range(1, 1000):
             await asyncio.sleep(max(0.0, started + number * args.update_every - time.time()))
@@ -83,8 +77,8 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
                                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await process.wait()
             returned = time.time()
-            first_right = await probe(session, triples[-1], returned, True)
-            gone = None if removed is None else await probe(session, removed, returned, False)
+            first_right = await probe(prober, triples[-1], returned, True)
+            gone = None if removed is None else await probe(prober, removed, returned, False)
             after = await (await session.get(url + "/health")).json()
             updates.append({"update": number, "command_s": round(returned - began, 1), "exit": process.returncode,
                             "first_right_s": first_right, "removed_gone_s": gone,
@@ -105,19 +99,22 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
             await asyncio.sleep(0.05)
         return None
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session, lone_session() as prober:
         await asyncio.gather(*(client(session, url, questions, until, seed, latencies, errors, answered)
                                for seed in range(args.clients)),
-                             poison(session, url, until, statuses), watch_memory(), update(session))
+                             poison(session, url, until, statuses), watch_memory(), update(session, prober))
     windows = []
-    for start in np.arange(started, until, WINDOW_S):
-        ms = np.array([s for t, s in zip(answered, latencies) if start <= t < start + WINDOW_S]) * 1000
-        rss = [m for t, m in memory if start <= t < start + WINDOW_S]
-        windows.append({"minutes": f"{(start - started) / 60:.0f}-{(start + WINDOW_S - started) / 60:.0f}",
+    for start in np.arange(started, until, args.window_s):
+        ms = np.array([s for t, s in zip(answered, latencies) if start <= t < start + args.window_s]) * 1000
+        sampled = [m for t, m in memory if start <= t < start + args.window_s]
+        windows.append({"minutes": f"{(start - started) / 60:.0f}-{(start + args.window_s - started) / 60:.0f}",
                         "answers": len(ms),
                         "p50": float(np.percentile(ms, 50)) if len(ms) else None,
                         "p99": float(np.percentile(ms, 99)) if len(ms) else None,
-                        "rss_mb": max(rss) if rss else None})
+                        "pss_mb": max(m["pss_mb"] for m in sampled) if sampled else None,
+                        "anonymous_mb": max(sum(m["anonymous_mb"]) for m in sampled) if sampled else None,
+                        "per_process": sampled[-1]["anonymous_mb"] if sampled else None,
+                        "files_mb": max(m["pss_file_mb"] for m in sampled) if sampled else None})
     print(f"poison client's replies: {statuses}; good requests that failed: {len(errors)}")
     for error in errors[:5]:
         print("error:", error)
@@ -133,6 +130,8 @@ def main() -> None:
     parser.add_argument("--update-every", type=float, default=180.0, help="seconds between updates")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--by", choices=["update", "rebuild"], default="update", help="how the index changes")
+    parser.add_argument("--workers", type=int, default=1, help="kgqa serve --workers")
+    parser.add_argument("--window-s", type=float, default=300.0, help="seconds of each printed window")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -144,16 +143,19 @@ def main() -> None:
     shutil.copyfile(args.kb, kb)
     index = os.path.join(scratch, "index")
     try:
-        with served(CLI, ["--checkpoint", args.checkpoint, "--kb", kb, "--index", index], up_s=600) as (url, pid):
+        with served(CLI, ["--checkpoint", args.checkpoint, "--kb", kb, "--index", index, "--workers", str(args.workers)],
+                    up_s=600) as (url, pid):
             windows, updates = asyncio.run(soak(url, pid, questions, args, kb, index, subjects))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.clients} clients and one abusive client, {args.minutes:.0f} minutes, an update (by {args.by}) "
-          f"every {args.update_every:.0f} s\n")
-    print("| minutes | answers | p50 ms | p99 ms | server RSS MB (max) |")
-    print("|---|---|---|---|---|")
+          f"every {args.update_every:.0f} s, --workers {args.workers}\n")
+    print("| minutes | answers | p50 ms | p99 ms | service PSS MB (max) | anonymous MB (max; at the window's end, "
+          "per process) | mapped files' PSS MB (max) |")
+    print("|---|---|---|---|---|---|---|")
     for w in windows:
-        print(f"| {w['minutes']} | {w['answers']} | {w['p50'] or 0:.0f} | {w['p99'] or 0:.0f} | {w['rss_mb'] or 0:.0f} |")
+        print(f"| {w['minutes']} | {w['answers']} | {w['p50'] or 0:.0f} | {w['p99'] or 0:.0f} | {w['pss_mb'] or 0:.0f} | "
+              f"{w['anonymous_mb'] or 0:.0f} ({w['per_process']}) | {w['files_mb'] or 0:.0f} |")
     print(f"\n| update | `kgqa {args.by}` s | exit | first right answer after it returned, s | removed triple "
           "no longer answered after, s | triples before → after | switches |")
     print("|---|---|---|---|---|---|---|")

@@ -128,3 +128,27 @@ def test_a_doubtful_answer_reads_as_no_answer_with_the_best_guess_and_its_confid
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_service_with_a_key_has_the_page_ask_for_it(overfit, tmp_path):
+    tmp, _, gold, env = overfit
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret-key\n", encoding="utf-8")
+    url, server = _serve(tmp / "ck/best", env, "--api-key-file", str(key_file))
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(url)
+            assert not page.is_visible("#key")
+            page.fill("#question", gold[0]["question"])
+            page.press("#question", "Enter")
+            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            assert "API key" in page.text_content("#error") and page.is_visible("#key")
+            page.fill("#key", "s3cret-key")
+            _ask(page, gold[0]["question"])
+            assert page.text_content("#object") == gold[0]["answer"].split(" ||| ")[2]
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -12,6 +12,9 @@ SIGTERM: the serving process drains its requests first, then closes the pipe, wh
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 import multiprocessing
 import os
@@ -19,11 +22,14 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
-from kgqa.pipeline import KGQA
 from kgqa.rank.candidate import answer_json
+
+if TYPE_CHECKING:  # the serving process of worker processes holds no model: it imports no torch
+    from kgqa.pipeline import KGQA
 
 log = logging.getLogger("kgqa.serve")
 BATCH_NICENESS = 10  # a batch worker's process: the lane's decode (niceness 0) gets a core within a time slice
@@ -102,6 +108,28 @@ def _alone(qa: KGQA, question: str) -> list | Failure:
         return Failure(f"{type(error).__name__}: {error}")
 
 
+class HeapTrim:
+    """Gives the C heap's free pages back to the system after every `every`-th batch and after an
+    index switch (glibc's `malloc_trim`; elsewhere nothing). Why: a batch's tensors and candidate
+    structures are freed after it, but glibc keeps the pages, and a long-running worker's memory
+    then ratchets up to the high-water mark of its busiest batches and their fragments; a trim
+    costs a few milliseconds."""
+
+    def __init__(self, every: int = 16) -> None:
+        self.every, self.batches = every, 0
+        try:
+            self._trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            self._trim = None
+
+    def after_batch(self, switched: bool) -> None:
+        self.batches += 1
+        if self._trim is not None and (switched or self.batches % self.every == 0):
+            if switched:
+                gc.collect()  # the replaced index's caches, before their pages are given back
+            self._trim(0)
+
+
 class WorkerLost(Exception):
     """A worker's process ended while it held a batch (killed, out of memory)."""
 
@@ -136,10 +164,16 @@ class ThreadWorker(Worker):
         self.qa, self.name, self.lane = qa, name, lane
         self.state = State.of(qa)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="kgqa-decode")
+        self._heap = HeapTrim()
 
     async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
-        decoded = await asyncio.get_running_loop().run_in_executor(self._thread, answer_batch, self.qa, asked)
+        decoded = await asyncio.get_running_loop().run_in_executor(self._thread, self._answer, asked)
         self.state = decoded.state
+        return decoded
+
+    def _answer(self, asked: list[tuple[str, bool]]) -> Decoded:
+        decoded = answer_batch(self.qa, asked)
+        self._heap.after_batch(decoded.switched)
         return decoded
 
     def alive(self) -> bool:
@@ -259,6 +293,8 @@ def _work(pipe, opening: Opening) -> None:
     import torch
     from transformers.utils import logging as transformers_logging
 
+    from kgqa.pipeline import KGQA
+
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -268,7 +304,7 @@ def _work(pipe, opening: Opening) -> None:
     torch.set_num_threads(opening.threads)
     try:
         qa = KGQA.from_checkpoint(opening.checkpoint, opening.kb, opening.index_dir, opening.settings,
-                                  device=opening.device)
+                                  progress=True, device=opening.device)  # the first builds a missing index
     except KgqaError as error:
         pipe.send(Failure(str(error)))
         return
@@ -276,9 +312,12 @@ def _work(pipe, opening: Opening) -> None:
         pipe.send(Failure(f"{type(error).__name__}: {error}"))
         return
     pipe.send(State.of(qa))
+    heap = HeapTrim()
     while True:
         try:
             asked = pipe.recv()
         except (EOFError, OSError):
             return
-        pipe.send(answer_batch(qa, asked))
+        decoded = answer_batch(qa, asked)
+        pipe.send(decoded)
+        heap.after_batch(decoded.switched)
