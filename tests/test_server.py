@@ -517,3 +517,46 @@ def test_metrics_count_requests_answers_abstentions_batches_and_the_index(qa):
     assert samples[("kgqa_kb_triples", (("worker", "0"),))] == qa.index.triples
     assert samples[("kgqa_worker_up", (("worker", "0"),))] == 1
     assert samples[("kgqa_index_switches_total", (("worker", "0"),))] == 0
+
+
+@pytest.mark.parametrize("options, env, message", [
+    (["--api-key-file", "missing-key"], {}, "missing-key: cannot read the API key"),
+    (["--api-key-file", "empty-key"], {}, "empty-key: the API key file's first line is empty"),
+    (["--api-key-file", "empty-key", "--api-key", "k"], {}, "give the key once"),
+    ([], {"KGQA_API_KEY": " "}, "the API key is empty"),
+], ids=["missing-file", "empty-file", "twice", "blank-env"])
+def test_a_key_that_cannot_be_used_ends_kgqa_serve_in_one_line_before_loading(qa, monkeypatch, tmp_path, options, env,
+                                                                              message):
+    import cli
+    from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "empty-key", "\n")
+    monkeypatch.setattr(cli, "_open", lambda **options: pytest.fail("the model was loaded"))
+    result = CliRunner().invoke(cli.main, ["serve", "--port", "0", "--checkpoint", "ck", "--kb", "kb", *options], env=env)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_kgqa_serve_reads_its_key_from_the_environment_or_a_file_and_guards_with_it(qa, monkeypatch, tmp_path):
+    import cli
+    import kgqa.serve.app
+    from click.testing import CliRunner
+
+    served = {}
+    monkeypatch.setattr(cli, "_open", lambda **options: qa)
+    monkeypatch.setattr(kgqa.serve.app.web, "run_app", lambda app, sock, **options: served.update(app=app, sock=sock))
+    key_file = write(tmp_path / "key", "from-file\nignored\n")
+    statuses = []
+    for options, env, key in ([], {"KGQA_API_KEY": "from-env"}, "from-env"), (["--api-key-file", key_file], {}, "from-file"):
+        result = CliRunner().invoke(cli.main, ["serve", "--host", "0.0.0.0", "--port", "0", "--checkpoint", "ck",
+                                               "--kb", "kb", *options], env=env)
+        served["sock"].close()
+        assert result.exit_code == 0 and "no API key" not in result.output
+
+        async def scenario():
+            async with TestClient(TestServer(served["app"])) as client:
+                ask = {"json": {"question": "马磊静的配偶是谁？"}}
+                return [(await client.post("/ask", **ask)).status,
+                        (await client.post("/ask", headers={"Authorization": f"Bearer {key}"}, **ask)).status]
+        statuses.append(asyncio.run(scenario()))
+    assert statuses == [[401, 200], [401, 200]]
