@@ -52,17 +52,11 @@ def main(context: click.Context) -> None:
 def _tokenizer_of(checkpoint: str | None):
     """The tokenizer of a checkpoint, its model left unloaded: the index commands need no torch
     (seconds to import)."""
-    from kgqa.files import recover_directory
-    from kgqa.model.tokenizer import load_tokenizer
+    from kgqa.model.checkpoint_settings import checkpoint_tokenizer
 
     if checkpoint is None:
         raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
-    recover_directory(checkpoint)
-    if not os.path.isdir(checkpoint):
-        raise KgqaError("no such checkpoint directory", checkpoint)
-    if not os.path.isfile(os.path.join(checkpoint, "kgqa.json")):
-        raise KgqaError("not a kgqa checkpoint (no kgqa.json)", checkpoint)
-    return load_tokenizer(os.path.join(checkpoint, "tokenizer"))
+    return checkpoint_tokenizer(checkpoint)[0]
 
 
 @main.command()

@@ -22,7 +22,7 @@ import numpy as np
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import hold_out_predicates, read_questions  # noqa: E402
-from kgqa.model.checkpoint import read_settings  # noqa: E402
+from kgqa.model.checkpoint_settings import read_settings  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet  # noqa: E402
 from kgqa.rank.reranker import L2_GRID, Reranker, cross_validated  # noqa: E402

@@ -32,7 +32,8 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
-from kgqa.model.checkpoint import is_checkpoint, load_checkpoint, load_trainer_state, read_settings, save_checkpoint
+from kgqa.model.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from kgqa.model.checkpoint_settings import is_checkpoint, read_settings
 from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, pad_targets, pick_device,
                                 pretrained_start, scratch_model)
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer

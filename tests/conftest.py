@@ -33,6 +33,19 @@ TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"
 TINY_SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)  # as a library shape
 
 
+TINY_KB = ("刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》\n"
+           "刘晓华（演员）\t代表作品\t《星河》\n"
+           "刘晓华（演员）\t代表作品\t《远山》\n"
+           "刘晓\t别名\t小刘\n"
+           "北京\t人口\t2189万\n")
+
+
+@pytest.fixture
+def tokenizer():
+    """A character tokenizer of TINY_KB's strings."""
+    return SentencePieceTokenizer.train(["刘晓华主讲课程固体物理代表作品星河远山别名人口北京广东工业大学教授演员"], 100)
+
+
 @pytest.fixture(scope="session")
 def sample_kb(tmp_path_factory):
     """The sample KB, its triples, a character tokenizer trained on them, and its index."""

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from kgqa.model.checkpoint import load_trainer_state, read_settings
+from kgqa.model.checkpoint import load_trainer_state
+from kgqa.model.checkpoint_settings import read_settings
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_directory, atomic_file
 

@@ -6,18 +6,7 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.build import ensure_index
 from kgqa.model.tokenizer import SentencePieceTokenizer
 
-from conftest import write
-
-KB = ("刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》\n"
-      "刘晓华（演员）\t代表作品\t《星河》\n"
-      "刘晓华（演员）\t代表作品\t《远山》\n"
-      "刘晓\t别名\t小刘\n"
-      "北京\t人口\t2189万\n")
-
-
-@pytest.fixture
-def tokenizer():
-    return SentencePieceTokenizer.train(["刘晓华主讲课程固体物理代表作品星河远山别名人口北京广东工业大学教授演员"], 100)
+from conftest import TINY_KB as KB, write
 
 
 def test_lookup_keeps_every_object_and_answers_the_first(tmp_path, tokenizer):

@@ -16,7 +16,7 @@ from kgqa.kb.merge import MAX_SEGMENTS, merge_index, plan
 from kgqa.kb.update import update_index
 
 from conftest import SAMPLE, write
-from test_index import KB, tokenizer  # noqa: F401  (a fixture)
+from conftest import TINY_KB as KB
 
 
 def _apply(lines: list[str], changes: list[str]) -> list[str]:
@@ -118,7 +118,7 @@ def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap(
     assert len(sizes) > MAX_SEGMENTS and len(plan(sizes, segment_triples=25_000_000)) == len(sizes) - MAX_SEGMENTS + 1
 
 
-def test_each_kind_of_change(tmp_path, tokenizer):  # noqa: F811
+def test_each_kind_of_change(tmp_path, tokenizer):
     directory = str(tmp_path / "index")
     build_index(write(tmp_path / "kb.tsv", KB), tokenizer, directory)
     changes = write(tmp_path / "changes.tsv", "\n".join([
@@ -189,7 +189,7 @@ def test_an_update_that_fails_midway_leaves_the_index_as_it_was(tmp_path, sample
     assert sorted(os.listdir(directory)) == ["header.json", "s000000"]
 
 
-def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tokenizer):  # noqa: F811
+def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tokenizer):
     kb = write(tmp_path / "kb.tsv", KB)
     directory = str(tmp_path / "index")
     ensure_index(kb, tokenizer, directory)
@@ -202,7 +202,7 @@ def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tok
         KBIndex(directory, tokenizer)
 
 
-def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cache(tmp_path, tokenizer):  # noqa: F811
+def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cache(tmp_path, tokenizer):
     kb = write(tmp_path / "kb.tsv", KB)
     directory = str(tmp_path / "index")
     build_index(kb, tokenizer, directory)
@@ -213,7 +213,7 @@ def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cach
     assert ensure_index(kb, tokenizer, directory).lookup("北京", "人口", "").objects == ["2189万"]
 
 
-def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):  # noqa: F811
+def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):
     from kgqa.model.tokenizer import SentencePieceTokenizer
 
     directory = str(tmp_path / "index")

@@ -1,4 +1,5 @@
-"""A checkpoint is a directory transformers opens as it is, plus `tokenizer/` and `kgqa.json`.
+"""A checkpoint is a directory transformers opens as it is, plus `tokenizer/` and `kgqa.json`
+(read without torch by `kgqa.model.checkpoint_settings`).
 
 Written whole into a temporary directory and renamed into place, so a kill mid-save leaves
 the previous checkpoint intact.
@@ -14,10 +15,10 @@ from transformers import PreTrainedModel
 
 from kgqa.errors import KgqaError, first_line
 from kgqa.files import atomic_directory, recover_directory
+from kgqa.model.checkpoint_settings import SETTINGS, checkpoint_tokenizer, is_checkpoint
 from kgqa.model.seq2seq import load_model
-from kgqa.model.tokenizer import Tokenizer, load_tokenizer
+from kgqa.model.tokenizer import Tokenizer
 
-SETTINGS = "kgqa.json"
 TRAINER_STATE = "trainer_state.pt"
 
 
@@ -32,30 +33,9 @@ def save_checkpoint(directory: str, model: PreTrainedModel, tokenizer: Tokenizer
             torch.save(trainer_state, os.path.join(temp, TRAINER_STATE))
 
 
-def is_checkpoint(directory: str) -> bool:
-    return os.path.isfile(os.path.join(directory, SETTINGS))
-
-
-def read_settings(directory: str) -> dict[str, Any]:
-    recover_directory(directory)
-    path = os.path.join(directory, SETTINGS)
-    if not os.path.isdir(directory):
-        raise KgqaError("no such checkpoint directory", directory)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise KgqaError(f"not a kgqa checkpoint (no {SETTINGS})", directory) from None
-    except ValueError as error:
-        raise KgqaError(f"unreadable ({error})", path) from None
-
-
 def load_checkpoint(directory: str) -> tuple[PreTrainedModel, Tokenizer, dict[str, Any]]:
     """Model, tokenizer and settings; refuses a tokenizer that is not the one trained with."""
-    settings = read_settings(directory)
-    tokenizer = load_tokenizer(os.path.join(directory, "tokenizer"))
-    if settings.get("tokenizer_sha256") not in (None, tokenizer.sha256):
-        raise KgqaError("tokenizer differs from the one this model was trained with", directory)
+    tokenizer, settings = checkpoint_tokenizer(directory)
     model = load_model(directory, tokenizer)
     model.eval()
     return model, tokenizer, settings
