@@ -28,7 +28,8 @@ from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.serve.monitoring import Monitoring
 from kgqa.serve.scheduler import Busy, Scheduler
-from kgqa.serve.workers import Failure, Worker
+from kgqa.rank.candidate import answer_json
+from kgqa.serve.workers import Answered, Failure, Worker
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -99,6 +100,15 @@ async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
         if error.status < 400:
             raise
         return _error(error.status, error.reason)
+
+
+def _record(question: str, answered: Answered, min_confidence: float) -> dict:
+    """A question's answer as `/ask` returns it: the answer string (null below the minimum
+    confidence, "" where no KB key was reachable), its confidence, the top candidates, and the
+    explanation where one was asked for."""
+    return {"question": question, **answer_json(answered.top, min_confidence),
+            "candidates": [c.as_json() for c in answered.top],
+            **({"explanation": answered.explanation} if answered.explanation is not None else {})}
 
 
 def _key_guard(api_key: str | None):
@@ -172,7 +182,9 @@ def make_app(workers: list[Worker], wait_s: float = 0.01, max_pending: int = 102
         failed = [a for a in answers if isinstance(a, Failure)]
         if failed:
             return _error(500, f"could not answer: {failed[0].message}")
-        return web.json_response(answers[0] if "question" in body and "questions" not in body else answers,
+        records = [_record(question, answered, workers[0].state.min_confidence)
+                   for question, answered in zip(asked, answers)]
+        return web.json_response(records[0] if "question" in body and "questions" not in body else records,
                                  dumps=lambda data: json.dumps(data, ensure_ascii=False))
 
     async def health(request: web.Request) -> web.Response:

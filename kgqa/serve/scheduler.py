@@ -30,7 +30,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from kgqa.serve.monitoring import Monitoring
-from kgqa.serve.workers import Decoded, Failure, Worker, WorkerLost
+from kgqa.rank.candidate import abstains
+from kgqa.serve.workers import Answered, Decoded, Failure, Worker, WorkerLost
 
 log = logging.getLogger("kgqa.serve")
 LONE, BULK = "lone", "bulk"
@@ -91,8 +92,8 @@ class Scheduler:
     def pending(self) -> int:
         return sum(map(len, self.queues.values()))
 
-    async def ask(self, questions: list[str], explain: bool = False, client: str = "") -> list[dict | Failure]:
-        """Each question's answer record, or the `Failure` that says why it has none."""
+    async def ask(self, questions: list[str], explain: bool = False, client: str = "") -> list[Answered | Failure]:
+        """Each question's answer, or the `Failure` that says why it has none."""
         if self.pending() + len(questions) > self.max_pending:
             raise Busy()
         loop = asyncio.get_running_loop()
@@ -200,7 +201,8 @@ class Scheduler:
         self.monitoring.observe_batch(worker.name, len(batch), decoded.seconds)
         now = asyncio.get_running_loop().time()
         for job, result in zip(batch, decoded.results):
-            answered = None if isinstance(result, Failure) else bool(result["answer"])  # "" or null: no answer
+            answered = None if isinstance(result, Failure) else \
+                not abstains(result.top, decoded.state.min_confidence)
             self.monitoring.observe_question(worker.name, job.lane, now - job.arrived, answered)
             if not job.future.done():
                 job.future.set_result(result)

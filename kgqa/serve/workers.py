@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
-from kgqa.rank.candidate import answer_json
+from kgqa.rank.candidate import Candidate
 
 if TYPE_CHECKING:  # the serving process of worker processes holds no model: it imports no torch
     from kgqa.pipeline import KGQA
@@ -59,11 +59,21 @@ class State:
 
 
 @dataclass
+class Answered:
+    """A question's answer as the pipeline gives it: its top candidates, best first, and where it
+    was asked for, its explanation (`Explanation.as_json()`: the class stays in the worker, whose
+    serving process imports no torch to read it)."""
+
+    top: list[Candidate]
+    explanation: dict | None = None
+
+
+@dataclass
 class Decoded:
-    """One batch's answers (an answer record or a `Failure` per question, in order), with the
+    """One batch's answers (an `Answered` or a `Failure` per question, in order), with the
     pipeline's state after it, whether it switched to a changed index first, and its seconds."""
 
-    results: list[dict | Failure]
+    results: list[Answered | Failure]
     state: State
     switched: bool
     seconds: float | None  # None: the batch failed before its decode said
@@ -81,13 +91,11 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
     except Exception:
         found = [_alone(qa, question) for question in plain]
     answers = iter(found)
-    results: list[dict | Failure] = []
+    results: list[Answered | Failure] = []
     for question, explain in asked:
         if not explain:
             candidates = next(answers)
-            results.append(candidates if isinstance(candidates, Failure) else
-                           {"question": question, **answer_json(candidates, qa.settings.min_confidence),
-                            "candidates": [c.as_json() for c in candidates]})
+            results.append(candidates if isinstance(candidates, Failure) else Answered(candidates))
             continue
         try:
             explanation = qa.explain(question)
@@ -95,8 +103,7 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
             log.exception("kgqa serve: cannot explain %r", question[:80])
             results.append(Failure(f"{type(error).__name__}: {error}"))
             continue
-        results.append({"question": question, **answer_json(explanation.top, qa.settings.min_confidence),
-                        "candidates": [c.as_json() for c in explanation.top], "explanation": explanation.as_json()})
+        results.append(Answered(explanation.top, explanation.as_json()))
     return Decoded(results, State.of(qa), switched, time.perf_counter() - started)
 
 
