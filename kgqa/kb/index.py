@@ -152,7 +152,7 @@ class KBIndex:
     def mentions(self, question: str) -> list[int]:
         """Surface ids of every KB subject occurring in the question, longest first."""
         found = set().union(*(segment.mentioned(question) for segment in self.segments))
-        ids = (self.surface_id(key) for key in sorted(found, key=lambda key: (-len(key), key)))
+        ids = (self.surface_id(surface) for surface in sorted(found, key=lambda surface: (-len(surface), surface)))
         return [sid for sid in ids if sid is not None]
 
     # -- keys --------------------------------------------------------------------------------

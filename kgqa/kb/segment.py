@@ -73,7 +73,7 @@ class Segment:
             raise KgqaError(f"not a kgqa index segment (no {SEGMENT_HEADER})", directory) from None
         except (OSError, ValueError) as error:
             raise DamagedIndex(f"unreadable {SEGMENT_HEADER} ({error})", directory) from None
-        missing = [key for key in _HEADER_FIELDS if not isinstance(self.header, dict) or key not in self.header]
+        missing = [name for name in _HEADER_FIELDS if not isinstance(self.header, dict) or name not in self.header]
         if missing:
             raise DamagedIndex(f"segment header lacks {', '.join(missing)}", directory)
         self.directory = directory
@@ -146,7 +146,7 @@ class Segment:
 
     def mentioned(self, question: str) -> set[str]:
         """The surfaces of this segment occurring in the question."""
-        return {key for start in range(len(question)) for key in self.surfaces.prefixes(question[start:])}
+        return {surface for start in range(len(question)) for surface in self.surfaces.prefixes(question[start:])}
 
     # -- keys --------------------------------------------------------------------------------
     def keys(self, sid: int) -> Iterator[tuple[int, str, str]]:
