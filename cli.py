@@ -74,10 +74,11 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_tr
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
-    from kgqa.kb.build import SEGMENT_TRIPLES, build_index, check_kb_path, index_lock
+    from kgqa.files import readable_file
+    from kgqa.kb.build import SEGMENT_TRIPLES, build_index, index_lock
     from kgqa.kb.triples import file_sha256
 
-    check_kb_path(kb)
+    readable_file(kb, "a KB file")
     tokenizer = _tokenizer_of(checkpoint)
     with index_lock(output):
         built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from kgqa.rank.candidate import SEPARATOR, parse_answer
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
+from kgqa.files import atomic_file, readable_file
 from kgqa.kb.triples import split_subject
 
 MAX_QUESTION_CHARS = 512  # no KgCLUE question comes near this; a longer one is cut, wherever it is asked
@@ -54,10 +53,7 @@ def asked_question(text: str) -> str:
 def json_lines(path: str) -> Iterator[tuple[int, object]]:
     """(line number, parsed value) of each non-blank line; a line that is not UTF-8 or not JSON
     stops the read with its number. Shared by question, gold and prediction files."""
-    if not os.path.exists(path):
-        raise KgqaError("no such file", path)
-    if os.path.isdir(path):
-        raise KgqaError("is a directory, expected a JSON-lines file", path)
+    readable_file(path, "a JSON-lines file")
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:

@@ -22,6 +22,15 @@ from typing import IO, Callable, Iterator
 from kgqa.errors import KgqaError
 
 
+def readable_file(path: str, expected: str) -> None:
+    """The one message for an input path that is not a file: missing, or a directory where
+    `expected` (say, "a KB file") was meant; the readers of KBs, question and change files share it."""
+    if not os.path.exists(path):
+        raise KgqaError("no such file", path)
+    if os.path.isdir(path):
+        raise KgqaError(f"is a directory, expected {expected}", path)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

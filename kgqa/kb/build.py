@@ -29,7 +29,7 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.errors import DamagedIndex
-from kgqa.files import atomic_directory, check_replaceable, recover_directory
+from kgqa.files import atomic_directory, check_replaceable, readable_file, recover_directory
 from kgqa.kb.index import HEADER, KBIndex
 from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
 from kgqa.kb.segment import SAMPLE_KEPT, SEGMENT_HEADER, key_hashes, string_hashes
@@ -335,13 +335,6 @@ def cache_root() -> str:
     return os.environ.get("KGQA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kgqa")
 
 
-def check_kb_path(kb_path: str) -> None:
-    if not os.path.exists(kb_path):
-        raise KgqaError("no such file", kb_path)
-    if os.path.isdir(kb_path):
-        raise KgqaError("is a directory, expected a KB file", kb_path)
-
-
 @contextlib.contextmanager
 def index_lock(directory: str) -> Iterator[None]:
     """Processes sharing an index (torchrun's ranks, predicts side by side, `kgqa index`) take
@@ -363,7 +356,7 @@ def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = Non
     rebuilt, never used, so an answer can't come from the wrong KB. A damaged index in the cache
     is rebuilt; a damaged one the user named (`--index`) is their file: an error says so.
     """
-    check_kb_path(kb_path)
+    readable_file(kb_path, "a KB file")
     kb_sha256 = file_sha256(kb_path)
     cached = directory is None
     if cached:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from typing import IO, Iterator, NamedTuple
 
 from kgqa.errors import KgqaError
+from kgqa.files import readable_file
 
 # A disambiguation is a trailing full-width bracket group: 刘晓华（广东工业大学教授）.
 _DISAMBIGUATION = re.compile(r"^(.+?)（([^（）]*)）$")
@@ -61,10 +61,7 @@ class ReadStats:
 
 
 def _open_binary(path: str) -> IO[bytes]:
-    if not os.path.exists(path):
-        raise KgqaError("no such file", path)
-    if os.path.isdir(path):
-        raise KgqaError("is a directory, expected a KB file", path)
+    readable_file(path, "a KB file")
     if path.endswith(".gz"):
         return gzip.open(path, "rb")
     return open(path, "rb")
