@@ -212,19 +212,6 @@ def test_a_lone_question_is_decoded_at_once_and_after_a_batch_of_several_late_on
     assert scheduler.decodes == 2 and len(batch) == 4
 
 
-class _Slow(ThreadWorker):
-    """A worker whose decodes take `seconds` more, and that records each batch's questions."""
-
-    def __init__(self, qa, name, lane=False, seconds=0.3):
-        super().__init__(qa, name, lane)
-        self.seconds, self.batches = seconds, []
-
-    async def decode(self, asked):
-        self.batches.append([question for question, _ in asked])
-        await asyncio.sleep(self.seconds)
-        return await super().decode(asked)
-
-
 def test_a_lone_question_jumps_the_queue_and_the_lane_takes_nothing_else(qa):
     """A question is lone when asked by itself by a client with nothing else waiting: a freed
     worker takes the lone ones first, as a batch of their own; the lane takes only lone ones."""
