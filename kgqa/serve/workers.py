@@ -174,13 +174,10 @@ class ThreadWorker(Worker):
         self._heap = HeapTrim()
 
     async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
-        decoded = await asyncio.get_running_loop().run_in_executor(self._thread, self._answer, asked)
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(self._thread, answer_batch, self.qa, asked)
+        loop.run_in_executor(self._thread, self._heap.after_batch, decoded.switched)  # after the answers are out
         self.state = decoded.state
-        return decoded
-
-    def _answer(self, asked: list[tuple[str, bool]]) -> Decoded:
-        decoded = answer_batch(self.qa, asked)
-        self._heap.after_batch(decoded.switched)
         return decoded
 
     def alive(self) -> bool:
