@@ -276,10 +276,10 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
             raise KgqaError(str(problem)) from None
         explanation = qa.explain(text)
         if as_json:
-            found = explanation.as_json()
+            record = explanation.as_json()
             if not explain:
-                found["candidates"] = found["candidates"][:top_k]
-            click.echo(json.dumps(found, ensure_ascii=False))
+                record["candidates"] = record["candidates"][:top_k]
+            click.echo(json.dumps(record, ensure_ascii=False))
         else:
             _print_explanation(explanation, top_k, explain)
 

@@ -29,7 +29,7 @@ from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.triples import join_subject, read_kb  # noqa: E402
-from kgqa.metrics import normalize  # noqa: E402
+from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
 
@@ -68,7 +68,7 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
             scores = qa.reranker.scores(candidates.features)
             best = ranking(scores)[:1]
             signals = signal_rows(candidates, scores, best)
-            top = candidates.answers[best[0]]
+            top = candidates.facts[best[0]]
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
             found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
             found["reranker"].append(float(np.exp(signals[0, share])))

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from shared_data import DATA, missing  # first: it puts kgqa on sys.path
 
-from kgqa.rank.candidate import parse_answer  # noqa: E402
+from kgqa.candidate import parse_answer  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
@@ -47,7 +47,7 @@ def error_kind(index, question: str, predicted: str, gold: str) -> str:
     if p_p != g_p:
         return "wrong predicate"
     if p_s != g_s:
-        shares = index.lookup(p_surface, g_p, split_subject(p_s)[1]) is not None
+        shares = (g_p, split_subject(p_s)[1]) in {(p, m) for _, p, m in index.keys(index.surface_id(p_surface))}
         return "wrong homonym (shares the gold predicate)" if shares else "wrong homonym"
     return "same key, another object"
 
@@ -89,7 +89,7 @@ def main() -> None:
     for name, settings in configs:
         qa = KGQA(model, tokenizer, index, settings, reranker if settings.rerank else None)
         started = time.time()
-        found = qa.answer([q.question for q in dev])
+        found = qa.ask([q.question for q in dev])
         rows.append((name, [c[0].answer() if c else "" for c in found], time.time() - started))
     print(f"dev questions: {len(dev)}, beams: {args.beams}, checkpoint: {args.checkpoint}\n")
     print("| system | " + " | ".join(COLUMNS) + " | decode s |")

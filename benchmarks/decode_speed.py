@@ -67,7 +67,7 @@ def main() -> None:
         for batch in batches:
             calls = CALLS["TrieConstraint"]
             started = time.perf_counter()
-            plain.answer(batch)
+            plain.ask(batch)
             constrained += time.perf_counter() - started
             batch_steps = CALLS["TrieConstraint"] - calls
             steps += batch_steps
@@ -78,7 +78,7 @@ def main() -> None:
     full = None
     if reranker is not None:
         started = time.perf_counter()
-        KGQA(model, tokenizer, index, settings, reranker).answer(questions)
+        KGQA(model, tokenizer, index, settings, reranker).ask(questions)
         full = time.perf_counter() - started
 
     n = len(questions)

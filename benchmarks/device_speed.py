@@ -64,18 +64,18 @@ def training_speed(model, tokenizer, pairs, device: torch.device, steps: int) ->
 def decoding_speed(qa: KGQA, questions: list[str], device: torch.device) -> tuple[float, float, float]:
     """(constrained beam questions/s, full pipeline questions/s, constraint share of the beam)."""
     beam_only = KGQA(qa.model, qa.tokenizer, qa.index, replace(qa.settings, rerank=False))
-    beam_only.answer(questions[:32])  # warm-up
+    beam_only.ask(questions[:32])  # warm-up
     SPENT.clear()
     with timing(processors.TrieConstraint, "__call__", "constraint"), timing(processors.Lookahead, "__call__", "lookahead"):
         synchronize(device)
         started = time.perf_counter()
-        beam_only.answer(questions)
+        beam_only.ask(questions)
         synchronize(device)
         beam = time.perf_counter() - started
     share = (SPENT["constraint"] + SPENT["lookahead"]) / beam
     synchronize(device)
     started = time.perf_counter()
-    qa.answer(questions)
+    qa.ask(questions)
     synchronize(device)
     full = time.perf_counter() - started
     return len(questions) / beam, len(questions) / full, share

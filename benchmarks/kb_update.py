@@ -112,7 +112,7 @@ def write_changed_kb(kb: str, changes: list[str], path: str) -> None:
 
 def answers(checkpoint: str, kb: str, index: str, questions: list[str]) -> list:
     qa = KGQA.from_checkpoint(checkpoint, kb, index, DecodeSettings(top_k=5))
-    return [[c.as_json() for c in found] for found in qa.answer(questions)]
+    return [[c.as_json() for c in found] for found in qa.ask(questions)]
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ from kgqa.model.seq2seq import count_parameters, pretrained_start  # noqa: E402
 from kgqa.model.stepper import Stepper  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
-from kgqa.rank.candidate import best_answer  # noqa: E402
+from kgqa.candidate import best_answer  # noqa: E402
 from kgqa.rank.confidence import Calibrator  # noqa: E402
 from kgqa.rank.naming import Naming  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
@@ -91,14 +91,14 @@ def train_child(args, workdir: str) -> dict:
 
 
 def _answering(qa: KGQA, batched: list[str], alone: list[str]) -> tuple[dict, list[str]]:
-    qa.answer(batched[:4])  # warm-up: first reads of the index and the answer kinds' profiles
+    qa.ask(batched[:4])  # warm-up: first reads of the index and the answer kinds' profiles
     started = time.perf_counter()
-    answers = [best_answer(found) for found in qa.answer(batched)]
+    answers = [best_answer(found) for found in qa.ask(batched)]
     rate = len(batched) / (time.perf_counter() - started)
     latencies = []
     for question in alone:
         started = time.perf_counter()
-        qa.answer([question])
+        qa.ask([question])
         latencies.append(1000 * (time.perf_counter() - started))
     return {"questions_per_s": round(rate, 2), "alone_p50_ms": round(float(np.percentile(latencies, 50)), 1),
             "alone_p90_ms": round(float(np.percentile(latencies, 90)), 1)}, answers

@@ -67,7 +67,7 @@ def profile(qa: KGQA, questions: list[str]) -> tuple[float, dict[str, float]]:
         manager.__enter__()
     try:
         started = time.perf_counter()
-        qa.answer(questions)
+        qa.ask(questions)
         wall = time.perf_counter() - started
     finally:
         for manager in reversed(stack):
@@ -145,7 +145,7 @@ def main() -> None:
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     constant = ConstantForward(qa.model) if args.constant_forward else contextlib.nullcontext()
     constant.__enter__()
-    qa.answer(questions[: args.batch_size])  # warm: tail tries, allocator
+    qa.ask(questions[: args.batch_size])  # warm: tail tries, allocator
     unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
     calibrator = qa.calibrator
     for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:

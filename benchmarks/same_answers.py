@@ -32,7 +32,7 @@ def main() -> None:
         return
     questions = [q.question for q in read_questions(args.questions)[: args.limit]]
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, settings=DecodeSettings(top_k=args.top_k))
-    found = [[c.as_json() for c in candidates] for candidates in qa.answer(questions)]
+    found = [[c.as_json() for c in candidates] for candidates in qa.ask(questions)]
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             json.dump(found, out, ensure_ascii=False)

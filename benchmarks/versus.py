@@ -36,13 +36,13 @@ checkpoint, kb, index, questions_file, batch_size, out = sys.argv[1:7]
 questions = json.load(open(questions_file, encoding="utf-8"))
 qa = KGQA.from_checkpoint(checkpoint, kb, index or None, device="cpu")
 qa.settings = replace(qa.settings, batch_size=int(batch_size))
-qa.answer(questions[:int(batch_size)])  # warm: tail tries, allocator
+qa.ask(questions[:int(batch_size)])  # warm: tail tries, allocator
 times, answers = [], []
 started = time.perf_counter()
 for start in range(0, len(questions), int(batch_size)):
     batch = questions[start:start + int(batch_size)]
     began = time.perf_counter()
-    found = qa.answer(batch)
+    found = qa.ask(batch)
     times.append((time.perf_counter() - began) / len(batch))
     answers.extend(f[0].as_json()["answer"] if f else "" for f in found)
 json.dump({"wall": time.perf_counter() - started, "times": times, "answers": answers,

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from kgqa.rank.candidate import SEPARATOR, parse_answer
+from kgqa.candidate import SEPARATOR, parse_answer
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file, readable_file
 from kgqa.kb.triples import split_subject

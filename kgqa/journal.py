@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from kgqa.rank.candidate import Candidate, best_answer, confidence_json
+from kgqa.candidate import Candidate, best_answer, confidence_json
 from kgqa.data import Question, read_questions
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
@@ -25,21 +25,21 @@ from kgqa.kb.triples import file_sha256
 PARTIAL = ".partial"
 
 
-def prediction_record(q: Question, found: list[Candidate], settings: DecodeSettings) -> dict:
+def prediction_record(q: Question, candidates: list[Candidate], settings: DecodeSettings) -> dict:
     """`kgqa predict`'s line: id, question, best answer ("" where no KB key was reachable or its
     confidence is below the minimum: no answer in the KB), its confidence where the checkpoint has
     a calibrator, and with top_k > 1 every candidate with its score and confidence."""
-    record = {"id": q.id, "question": q.question, "answer": best_answer(found, settings.min_confidence),
-              **confidence_json(found)}
+    record = {"id": q.id, "question": q.question, "answer": best_answer(candidates, settings.min_confidence),
+              **confidence_json(candidates)}
     if settings.top_k > 1:
-        record["candidates"] = [c.as_json() for c in found]
+        record["candidates"] = [c.as_json() for c in candidates]
     return record
 
 
-def leaderboard_record(q: Question, found: list[Candidate], settings: DecodeSettings) -> dict:
+def leaderboard_record(q: Question, candidates: list[Candidate], settings: DecodeSettings) -> dict:
     """The CLUE leaderboard's line: id and best answer (every question answered unless a minimum
     confidence is asked for: the leaderboard scores every line)."""
-    return {"id": q.id, "answer": best_answer(found, settings.min_confidence)}
+    return {"id": q.id, "answer": best_answer(candidates, settings.min_confidence)}
 
 
 # The kinds of answer file, by the name their journals are fingerprinted with.
@@ -164,9 +164,9 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches",
                           disable=not progress or rank > 0):
             chunk = pending[start:start + size]
-            found = qa.answer([questions[i].question for i in chunk])
+            asked = qa.ask([questions[i].question for i in chunk])
             journal.append({i: record_of(questions[i], candidates, qa.settings)
-                            for i, candidates in zip(chunk, found)})
+                            for i, candidates in zip(chunk, asked)})
         done = _gathered(journal.done, world)
         if rank == 0:
             yield [done[i] for i in range(len(questions))]

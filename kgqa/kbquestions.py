@@ -25,7 +25,7 @@ def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple
         key = rng.randrange(index.key_count)
         while not index.is_live(key):
             key = rng.randrange(index.key_count)
-        answer = index.answer(key)
-        question = rng.choice(TEMPLATES).format(s=answer.surface, p=answer.predicate)
-        pairs.append((question, (answer.surface, answer.predicate, answer.disambiguation)))
+        fact = index.fact(key)
+        question = rng.choice(TEMPLATES).format(s=fact.surface, p=fact.predicate)
+        pairs.append((question, (fact.surface, fact.predicate, fact.disambiguation)))
     return pairs

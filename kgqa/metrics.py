@@ -12,14 +12,10 @@ from __future__ import annotations
 import json
 
 from kgqa.data import read_predictions, read_questions
-from kgqa.rank.candidate import parse_answer
-from kgqa.rank.text import common_subsequence
+from kgqa.candidate import parse_answer
+from kgqa.text import common_subsequence, normalize
 
 FIELDS = tuple(f"{kind}_{part}" for kind in ("EM", "F1") for part in ("All", "S", "P", "O"))
-
-
-def normalize(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def f1(prediction: str, gold: str) -> float:

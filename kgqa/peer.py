@@ -8,9 +8,9 @@ a sanity check of the index: it needs no model.
 """
 from __future__ import annotations
 
-from kgqa.rank.candidate import Candidate
+from kgqa.candidate import Candidate
 from kgqa.kb.index import KBIndex
-from kgqa.rank.text import common_subsequence, without_mention
+from kgqa.text import common_subsequence, without_mention
 
 
 def peer_answer(index: KBIndex, question: str) -> Candidate | None:
@@ -26,4 +26,4 @@ def peer_answer(index: KBIndex, question: str) -> Candidate | None:
         return -cover, -cover / len(predicate), predicate, disambiguation
 
     best = min(index.keys(sid), key=rank)
-    return Candidate.from_key(index, best[0], -rank(best)[0])
+    return Candidate.from_fact(index.fact(best[0]), best[0], -rank(best)[0])

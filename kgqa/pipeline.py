@@ -1,4 +1,4 @@
-"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).answer(questions)`, and
+"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).ask(questions)`, and
 `KGQA.explain(question)` for an answer with the evidence behind it."""
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from kgqa.decode.generate import constrained_generate
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
-from kgqa.kb.index import Answer, KBIndex
+from kgqa.kb.index import KBIndex
+from kgqa.kb.triples import Fact
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.rank.answer_kinds import AnswerKinds
-from kgqa.rank.candidate import Candidate, abstains, answer_json, candidate_keys
+from kgqa.candidate import Candidate, abstains, reply_json
+from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.naming import Naming
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
@@ -62,7 +64,7 @@ class Explanation:
     service's `"explain": true` and the page show."""
 
     question: str
-    top: list[Candidate]  # what `KGQA.answer` gives, best first
+    top: list[Candidate]  # what `KGQA.ask` gives, best first
     mentions: list[str]  # the KB subjects the question mentions, longest first
     beam: list[Candidate]  # the beam's keys (model + look-ahead)
     candidates: list[Ranked]  # every candidate key, in the reranker's order
@@ -85,7 +87,7 @@ class Explanation:
         chosen = self.chosen
         return {
             "question": self.question,
-            **answer_json(self.top, self.min_confidence),
+            **reply_json(self.top, self.min_confidence),
             "object": chosen.obj if chosen else "",
             "subject": chosen.subject if chosen else "",
             "predicate": chosen.predicate if chosen else "",
@@ -150,22 +152,23 @@ class KGQA:
         if not self.index.replaced():
             return False
         try:
-            found = KBIndex(self.index.directory, self.tokenizer)
+            opened = KBIndex(self.index.directory, self.tokenizer)
         except KgqaError as error:
             log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
                         self.index.directory, error)
             return False
-        if found.header["tokenizer_sha256"] != self.tokenizer.sha256:
+        if opened.header["tokenizer_sha256"] != self.tokenizer.sha256:
             log.warning("kgqa: the index in %s changed to one of another tokenizer; answering from the one before",
                         self.index.directory)
             return False
-        self.index = found
+        self.index = opened
         if self.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
             self.answer_kinds.profile.cache_clear()
         return True
 
-    def answer(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
-        """Top-k KB candidates per question, in input order; [] where no KB key is reachable."""
+    def ask(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
+        """Top-k KB candidates per question, best first, in input order; [] where no KB key is
+        reachable. The first one's `answer()` is the question's answer (`candidate.best_answer`)."""
         s = self.settings
         rerank = self.reranking
         results: list[list[Candidate]] = []
@@ -173,27 +176,28 @@ class KGQA:
                           disable=not progress):
             batch = questions[start:start + s.batch_size]
             if rerank:
-                results.extend([c for c, _ in self._ranked(found, s.top_k)[: s.top_k]] for found in self.candidate_sets(batch))
+                results.extend([c for c, _ in self._ranked(candidate_set, s.top_k)[: s.top_k]]
+                               for candidate_set in self.candidate_sets(batch))
             else:
                 results.extend(self.beam(batch, top_k=s.top_k))
         return results
 
     def explain(self, question: str) -> Explanation:
-        """The answer `answer` gives and how it was reached, from one decode: the KB mentions in
+        """The answer `ask` gives and how it was reached, from one decode: the KB mentions in
         the question, the beam's keys, every candidate key with its reranker features and score,
         the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
-        (found,) = self.candidate_sets([question])
-        beam = found.beam
+        (candidate_set,) = self.candidate_sets([question])
+        beam = candidate_set.beam
         ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
-                  for c, row in self._ranked(found)]
+                  for c, row in self._ranked(candidate_set)]
         top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
-        found = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)], beam,
-                            ranked, self.reranking, s.min_confidence)
-        if found.chosen:
-            found.neighbourhood = self.neighbourhood(found.chosen.key)
-            found.homonyms = self.homonyms(found.chosen)
-        return found
+        explanation = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)],
+                                  beam, ranked, self.reranking, s.min_confidence)
+        if explanation.chosen:
+            explanation.neighbourhood = self.neighbourhood(explanation.chosen.key)
+            explanation.homonyms = self.homonyms(explanation.chosen)
+        return explanation
 
     def neighbourhood(self, key: int, limit: int = 40) -> list[Edge]:
         """The subject of KB key `key` as the page draws it: each of its keys (the first `limit`,
@@ -201,21 +205,21 @@ class KGQA:
         keys = list(self.index.subject_keys(key))
         if len(keys) > limit:
             keys = keys[:limit] if key in keys[:limit] else keys[: limit - 1] + [key]
-        return [Edge(k, answer.predicate, answer.objects[0], k == key) for k, answer in
-                zip(keys, map(self.index.answer, keys))]
+        return [Edge(k, fact.predicate, fact.objects[0], k == key) for k, fact in
+                zip(keys, map(self.index.fact, keys))]
 
     def homonyms(self, chosen: Candidate) -> list[Homonym]:
         """The entities sharing the chosen subject's surface: their disambiguation, how many keys
         each has (its prominence in the KB), and its object for the chosen predicate, if any."""
-        found: dict[str, Homonym] = {}
+        entities: dict[str, Homonym] = {}
         for key, predicate, disambiguation in self.index.keys(self.index.surface_id(chosen.surface)):
-            entry = found.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
+            entry = entities.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
                                                              disambiguation == chosen.disambiguation))
             entry.keys += 1
             if predicate == chosen.predicate:
                 entry.has_predicate = True
-                entry.object = self.index.answer(key).objects[0]
-        return list(found.values())
+                entry.object = self.index.fact(key).objects[0]
+        return list(entities.values())
 
     def beam(self, questions: list[str], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
         """The constrained beam's top-k KB keys per question, best first (`encoded`: the
@@ -237,36 +241,37 @@ class KGQA:
         encoded = self.encode(questions)
         beams = self.beam(questions, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, q, beam) for q, beam in zip(questions, beams)]
-        answers = [[self.index.answer(key) for key in chosen] for chosen in keys]
-        targets = [[self.tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in found]
-                   for found in answers]
+        facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
+        targets = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in question_facts]
+                   for question_facts in facts]
         likelihoods = log_likelihoods(self.model, self.tokenizer, questions, targets,
                                       self.settings.max_question_tokens, encoded=encoded)
-        return [CandidateSet(q, chosen, found_answers, scored, beam, [self.index.prominence(key) for key in chosen],
-                             *self.learned_evidence(q, found_answers))
-                for q, chosen, found_answers, scored, beam in zip(questions, keys, answers, likelihoods, beams)]
+        return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
+                             *self.learned_evidence(q, question_facts))
+                for q, chosen, question_facts, scored, beam in zip(questions, keys, facts, likelihoods, beams)]
 
-    def learned_evidence(self, question: str, answers: list[Answer]) -> tuple[np.ndarray, np.ndarray]:
-        """How well each answer's predicate fits what the question asks for (`AnswerKinds.scores`)
+    def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray]:
+        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)
         and how much of the question names it (`Naming.scores`); zeros for what the checkpoint
         lacks (one an older kgqa fitted: its reranker then has other features anyway)."""
-        kinds = np.zeros(len(answers)) if self.answer_kinds is None else \
-            self.answer_kinds.scores(self.index, question, answers)
-        named = np.zeros((len(answers), 2)) if self.naming is None else self.naming.scores(question, answers)
+        kinds = np.zeros(len(facts)) if self.answer_kinds is None else \
+            self.answer_kinds.scores(self.index, question, facts)
+        named = np.zeros((len(facts), 2)) if self.naming is None else self.naming.scores(question, facts)
         return kinds, named
 
-    def _ranked(self, found: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
+    def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score
         (ties, and every key where the reranker is off, keep the candidates' order: the beam's
         first); the first `confident` (None: all) with their confidence, where there is a calibrator."""
-        scores = self.reranker.scores(found.features) if self.reranking and found.keys else np.zeros(len(found.keys))
+        scores = self.reranker.scores(candidate_set.features) if self.reranking and candidate_set.keys else np.zeros(len(candidate_set.keys))
         order = ranking(scores)
         confidence: list[float | None] = [None] * len(order)
-        if self.reranking and self.calibrator is not None and found.keys:
-            signals = signal_rows(found, scores, order[:confident])
+        if self.reranking and self.calibrator is not None and candidate_set.keys:
+            signals = signal_rows(candidate_set, scores, order[:confident])
             confidence[: len(signals)] = self.calibrator.probabilities(signals).tolist()
-        ranked = [(Candidate.from_key(self.index, found.keys[k], float(scores[k]), confidence[rank]), found.features[k])
-                  for rank, k in enumerate(order)]
+        keys = candidate_set.keys
+        ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
+                   candidate_set.features[k]) for rank, k in enumerate(order)]
         if ranked:
-            ranked[0][0].alternatives = alternatives(found, int(order[0]))
+            ranked[0][0].alternatives = alternatives(candidate_set, int(order[0]))
         return ranked

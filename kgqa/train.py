@@ -39,7 +39,7 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
 from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
-from kgqa.rank.candidate import best_answer
+from kgqa.candidate import best_answer
 from kgqa.rank.confidence import CONFIDENCE, Calibrator, fit_calibrator
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.naming import fit_naming
@@ -149,17 +149,17 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, float]:
     """The official metric of `qa`'s answers to the first `limit` questions (None: all)."""
     subset = dev[:limit] if limit else dev
-    return score([best_answer(found) for found in qa.answer([q.question for q in subset])], [q.answer for q in subset])
+    return score([best_answer(candidates) for candidates in qa.ask([q.question for q in subset])], [q.answer for q in subset])
 
 
 def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
     """Each question's candidates (held-out ones, for a fit), from the beam of the model being fitted for."""
-    found: list[CandidateSet] = []
+    candidate_sets: list[CandidateSet] = []
     size = qa.settings.batch_size
     for start in range(0, len(held), size):
         questions = [q.question for q in held[start:start + size]]
-        found.extend(qa.candidate_sets(questions))
-    return found
+        candidate_sets.extend(qa.candidate_sets(questions))
+    return candidate_sets
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
@@ -191,20 +191,21 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
     reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    kinds = fit_answer_kinds(index, kept, seed)
+    pairs = training_pairs(kept)
+    kinds = fit_answer_kinds(index, pairs, seed)
     if kinds is not None:
         kinds.save(checkpoint)
     elif os.path.isfile(os.path.join(checkpoint, ANSWER_KINDS)):
         os.unlink(os.path.join(checkpoint, ANSWER_KINDS))
-    naming = fit_naming(kept)
+    naming = fit_naming(pairs)
     naming.save(checkpoint)
-    found = held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
+    candidate_sets = held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
                                  held)
     golds = [q.gold() for q in held]
-    positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
-    reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(found, positions) if k is not None],
+    positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(candidate_sets, golds)]
+    reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(candidate_sets, positions) if k is not None],
                                 [gold[1] for gold, k in zip(golds, positions) if k is not None])
-    calibrator = fit_calibrator(found, golds, l2) if reranker is not None else None
+    calibrator = fit_calibrator(candidate_sets, golds, l2) if reranker is not None else None
     for fitted in (reranker, calibrator):
         if fitted is not None:
             fitted.save(checkpoint)

@@ -33,6 +33,13 @@ TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"
 TINY_SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)  # as a library shape
 
 
+def fact_of(index, surface: str, predicate: str, disambiguation: str):
+    """The index's fact of the key (S, P, M), None where it has none: the tests' lookup by strings."""
+    sid = index.surface_id(surface)
+    keys = [] if sid is None else [key for key, p, m in index.keys(sid) if (p, m) == (predicate, disambiguation)]
+    return index.fact(keys[0]) if keys else None
+
+
 TINY_KB = ("刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》\n"
            "刘晓华（演员）\t代表作品\t《星河》\n"
            "刘晓华（演员）\t代表作品\t《远山》\n"

@@ -4,14 +4,14 @@ import random
 import numpy as np
 import pytest
 
-from kgqa.data import read_questions
+from kgqa.data import read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import PREDICATE_SAMPLE
 from kgqa.model.tokenizer import SentencePieceTokenizer
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds, object_forms
 
-from conftest import write
+from conftest import fact_of, write
 
 # Four kinds of answer, each held by two predicates: train's questions ask with the first, the
 # test's with the second, which training never shows (as dev's predicates are not train's).
@@ -48,7 +48,7 @@ def _world(tmp_path):
     kb = write(tmp_path / "kb.tsv", "\n".join(lines) + "\n")
     train = write(tmp_path / "train.json", "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions))
     tokenizer = SentencePieceTokenizer.train(lines, 300)
-    return ensure_index(kb, tokenizer, str(tmp_path / "index")), read_questions(train, need_answers=True)
+    return ensure_index(kb, tokenizer, str(tmp_path / "index")), training_pairs(read_questions(train, need_answers=True))
 
 
 def test_a_predicates_objects_are_a_sample_across_the_whole_kb(tmp_path):
@@ -79,7 +79,7 @@ def test_answer_kinds_learned_on_train_predicates_pick_the_right_kind_of_unseen_
     right = 0
     for n in range(90, 120):
         subject = _subject(n)
-        answers = [index.lookup(subject, KINDS[kind][0][1], "") for kind in sorted(KINDS)]
+        answers = [fact_of(index, subject, KINDS[kind][0][1], "") for kind in sorted(KINDS)]
         for asked, kind in enumerate(sorted(KINDS)):
             scores = kinds.scores(index, ASK[kind].format(subject), answers)
             right += int(np.argmax(scores) == asked)
@@ -91,7 +91,7 @@ def test_answer_kinds_are_saved_and_read_back(tmp_path):
     kinds = fit_answer_kinds(index, questions, seed=0)
     kinds.save(str(tmp_path))
     again = AnswerKinds.load(str(tmp_path))
-    answers = [index.lookup(_subject(100), KINDS[kind][0][1], "") for kind in sorted(KINDS)]
+    answers = [fact_of(index, _subject(100), KINDS[kind][0][1], "") for kind in sorted(KINDS)]
     question = ASK["distance"].format(_subject(100))
     assert np.allclose(again.scores(index, question, answers), kinds.scores(index, question, answers), atol=1e-6)
     assert AnswerKinds.load(str(tmp_path / "none")) is None
@@ -102,6 +102,4 @@ def test_answer_kinds_are_saved_and_read_back(tmp_path):
 
 def test_no_answer_kinds_without_a_gold_key_in_the_kb(tmp_path):
     index, questions = _world(tmp_path)
-    for q in questions:
-        q.answer = "不在园 ||| 距离 ||| 1公里"
-    assert fit_answer_kinds(index, questions) is None
+    assert fit_answer_kinds(index, [(question, ("不在园", "距离", "")) for question, _ in questions]) is None

@@ -11,7 +11,7 @@ from kgqa.errors import KgqaError
 from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
-from kgqa.rank.candidate import Candidate, answer_json
+from kgqa.candidate import Candidate, reply_json
 from kgqa.rank.confidence import (SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, fit_calibrator, ranking,
                                   signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
@@ -46,7 +46,7 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
 def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
     keys = [key for key, _, _ in index.keys(index.surface_id(surface))]
-    return CandidateSet(question, keys, [index.answer(k) for k in keys], np.zeros((len(keys), 2)), [],
+    return CandidateSet(question, keys, [index.fact(k) for k in keys], np.zeros((len(keys), 2)), [],
                         [index.prominence(k) for k in keys], np.zeros(len(keys)),
                         np.zeros((len(keys), 2)))
 
@@ -56,7 +56,7 @@ def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample
     found = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英")
     gold = found.position("胡洋英（杭州作家）", "毕业院校")
     assert gold is not None
-    without = found.without(lambda a: a == found.answers[gold])
+    without = found.without(lambda a: a == found.facts[gold])
     assert len(without.keys) == len(found.keys) - 1 and without.position("胡洋英（杭州作家）", "毕业院校") is None
     assert without.features.shape == (len(found.keys) - 1, len(FEATURE_NAMES))
     # 40 held-out questions of two predicates, in two folds: each fold scored by a reranker of the other
@@ -102,18 +102,18 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
     question = ["胡洋英是哪个学校毕业的？"]
     qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), reranker, calibrator)
-    found = qa.answer(question)[0]
+    found = qa.ask(question)[0]
     assert [c.confidence for c in found] == pytest.approx([0.5] * 3)  # zero weights: a coin
     with pytest.raises(KgqaError, match="calibrator"):
         KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.6), reranker)
     doubtful = KGQA(model, tokenizer, index, DecodeSettings(top_k=3, min_confidence=0.6), reranker, calibrator)
-    assert doubtful.answer(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
+    assert doubtful.ask(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
     record = prediction_record(_question(), found, doubtful.settings)
     assert record["answer"] == "" and record["confidence"] == 0.5 and len(record["candidates"]) == 3
     assert leaderboard_record(_question(), found, DecodeSettings())["answer"] == found[0].answer()  # submit: all
-    assert answer_json(found, 0.6) == {"answer": None, "confidence": 0.5}
-    assert answer_json(found, 0.4)["answer"] == found[0].answer()
-    assert answer_json([], 0.6)["answer"] == ""  # nothing reachable is not the same as not sure
+    assert reply_json(found, 0.6) == {"answer": None, "confidence": 0.5}
+    assert reply_json(found, 0.4)["answer"] == found[0].answer()
+    assert reply_json([], 0.6)["answer"] == ""  # nothing reachable is not the same as not sure
     explained = doubtful.explain(question[0])
     assert not explained.answered and explained.as_json()["answer"] is None
     assert explained.as_json()["confidence"] == 0.5

@@ -5,13 +5,14 @@ from kgqa.decode.generate import constrained_generate
 from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.build import ensure_index
 from kgqa.model.seq2seq import scratch_model
-from conftest import TINY_SHAPE
+from conftest import TINY_SHAPE, fact_of
 
-def test_target_round_trip_cuts_at_the_first_eos(sample_kb):
+
+def test_a_target_is_its_three_parts_between_separators_and_text_cannot_forge_one(sample_kb):
     _, _, tokenizer, _ = sample_kb
     ids = tokenizer.encode_target("刘晓华", "主讲课程", "广东工业大学教授")
-    assert tokenizer.decode_target(ids + [tokenizer.eos_id, 5, 6]) == ("刘晓华", "主讲课程", "广东工业大学教授")
-    assert tokenizer.decode_target(tokenizer.encode("无分隔")) is None
+    assert ids == (tokenizer.target_prefix + tokenizer.encode("刘晓华") + [tokenizer.sep_id] + tokenizer.encode("主讲课程")
+                   + [tokenizer.sep_id] + tokenizer.encode("广东工业大学教授") + [tokenizer.eos_id])
     assert tokenizer.encode("a[SEP]b").count(tokenizer.sep_id) == 0  # text can't forge a separator
 
 
@@ -42,7 +43,7 @@ def test_greedy_decoding_is_constrained_too(sample_kb):
     with torch.no_grad():
         model.lm_head.weight.normal_(0, 5)  # wild weights: the constraint must still hold
     (found,) = constrained_generate(model, tokenizer, index, ["马磊静的出生日期是？"], DecodeSettings(beams=1))
-    assert index.lookup(found[0].surface, found[0].predicate, found[0].disambiguation) is not None
+    assert fact_of(index, found[0].surface, found[0].predicate, found[0].disambiguation) is not None
 
 
 def test_lookahead_steers_an_untrained_model_to_the_predicate_the_question_names(sample_kb):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.kb.index import Answer
+from kgqa.kb.triples import Fact
 from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
@@ -41,7 +41,7 @@ def test_log_likelihoods_agree_with_the_model_loss(sample):
     model = scratch_model(tokenizer, TINY_SHAPE, 0).eval()
     question = "马磊静的配偶是谁？"
     groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
-    targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.answer, groups)]
+    targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.fact, groups)]
     found = log_likelihoods(model, tokenizer, [question], [targets], 128)[0]
     for target, (total, length) in zip(targets, found):
         labels = torch.tensor([target])
@@ -62,7 +62,7 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), weights)
     qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker, naming=Naming({}))
     questions = ["马磊静的配偶是谁？", "完全无关的问题"]
-    found = qa.answer(questions)
+    found = qa.ask(questions)
     assert len(found) == 2
     assert len(found[0]) > 2  # every key of the written subject, not only the 2 beams
     for candidates in found:
@@ -78,11 +78,11 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), [0.1] * len(FEATURE_NAMES))
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？", "完全无关的问题"]
     qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3), reranker, naming=Naming({}))
-    alone = [qa.answer([q])[0] for q in questions]
+    alone = [qa.ask([q])[0] for q in questions]
     encoded = []
     init = stepper.Encoded.__init__
     monkeypatch.setattr(stepper.Encoded, "__init__", lambda self, *args: encoded.append(1) or init(self, *args))
-    together = qa.answer(questions)
+    together = qa.ask(questions)
     assert len(encoded) == 1
     assert all(len(found) <= 3 for found in together)
     assert max(len(found) for found in together) == 3
@@ -93,8 +93,8 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
 
 def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     question = "刘晓华多少岁了？"
-    answers = [Answer("刘晓华", "年龄", "", ["45"]), Answer("刘晓华", "姓名", "", ["刘晓华"]),
-               Answer("刘晓华", "职业", "", ["教授"])]
+    answers = [Fact("刘晓华", "年龄", "", ["45"]), Fact("刘晓华", "姓名", "", ["刘晓华"]),
+               Fact("刘晓华", "职业", "", ["教授"])]
     rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1, 1)] * 3, np.zeros(3),
                               np.zeros((3, 2)))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
@@ -108,9 +108,9 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
 
 
 def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_another_entity():
-    answers = [Answer("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
-               Answer("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
-               Answer("滕州二中", "校址", "", ["滕州市善南路266号"]), Answer("滕州二中", "地址", "", [""])]
+    answers = [Fact("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
+               Fact("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
+               Fact("滕州二中", "校址", "", ["滕州市善南路266号"]), Fact("滕州二中", "地址", "", [""])]
     rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], [(0, 1, 1)] * 4,
                               np.zeros(4), np.zeros((4, 2)))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
@@ -119,7 +119,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
 
 
 def test_feature_rows_are_in_the_order_of_their_names():
-    answers = [Answer("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Answer("刘晓", "别名", "", ["小刘"])]
+    answers = [Fact("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Fact("刘晓", "别名", "", ["小刘"])]
     rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [],
                               [(0, 5, 20), (1, 9, 3)], np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
     assert rows.shape == (2, len(FEATURE_NAMES))
@@ -133,7 +133,7 @@ def test_feature_rows_are_in_the_order_of_their_names():
 
 
 def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_subjects_others():
-    answers = [Answer("刘晓华", p, "", ["x"]) for p in ("主讲课程", "讲授课程", "职业")] + [Answer("刘晓", "别名", "", ["y"])]
+    answers = [Fact("刘晓华", p, "", ["x"]) for p in ("主讲课程", "讲授课程", "职业")] + [Fact("刘晓", "别名", "", ["y"])]
     prominence = [(0, 10, 3), (0, 300, 3), (0, 300, 3), (1, 2, 1)]  # (subject entity, KB keys with the
     # predicate, KB keys of the subject)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
@@ -168,18 +168,18 @@ def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):
 
 
 def test_candidate_keys_lead_with_the_beam_then_the_best_covered_and_stop_at_the_limit(sample):
-    from kgqa.rank.candidate import Candidate
-    from kgqa.rank.candidate import candidate_keys
-    from kgqa.rank.text import common_subsequence
+    from kgqa.candidate import Candidate
+    from kgqa.rank.candidate_keys import candidate_keys
+    from kgqa.text import common_subsequence
 
     _, _, index = sample
     question = "马磊静的配偶是谁？"
     sid = index.mentions(question)[0]
     keys = [key for key, _, _ in index.keys(sid)]
-    beam = [Candidate.from_key(index, keys[-1], -1.0), Candidate.from_key(index, keys[0], -2.0)]
+    beam = [Candidate.from_fact(index.fact(keys[-1]), keys[-1], -1.0), Candidate.from_fact(index.fact(keys[0]), keys[0], -2.0)]
     found = candidate_keys(index, question, beam)
     assert found[:2] == [keys[-1], keys[0]]  # the beam's keys first, in the beam's order
-    covers = [common_subsequence(question, index.answer(key).predicate) for key in found[2:]]
+    covers = [common_subsequence(question, index.fact(key).predicate) for key in found[2:]]
     assert covers == sorted(covers, reverse=True)  # then the others, best covered first
     assert len(set(found)) == len(found)
     assert candidate_keys(index, question, beam, limit=3) == found[:3]

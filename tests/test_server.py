@@ -113,13 +113,13 @@ class _Poisoned(KGQA):
         super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
         self.threads = set()
 
-    def answer(self, questions, progress=False):
+    def ask(self, questions, progress=False):
         import threading
 
         self.threads.add(threading.current_thread().name)
         if "毒" in questions:
             raise RuntimeError("poisoned")
-        return super().answer(questions, progress)
+        return super().ask(questions, progress)
 
     def explain(self, question):
         import threading
@@ -424,7 +424,7 @@ def test_an_index_swapped_in_for_another_tokenizer_or_damaged_is_not_taken(sampl
     build_index(kb, tokenizer, directory)
     os.truncate(os.path.join(directory, "s000000", "grp_pred.npy"), 10)  # damaged after the swap
     assert not qa.follow_index() and qa.index is first
-    assert qa.answer(["马磊静的配偶是谁？"])[0]  # still answering from the index it has
+    assert qa.ask(["马磊静的配偶是谁？"])[0]  # still answering from the index it has
 
 
 def test_an_index_left_behind_by_a_switch_is_freed(sample_kb, tmp_path):

@@ -31,7 +31,7 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
     for question in QUESTIONS:  # each question's mentions' keys: a subject's predicates share its prefix
         keys = [key for sid in index.mentions(question) for key, _, _ in index.keys(sid)][:30] or [0, 1, 2]
         targets.append([tokenizer.encode_target(a.surface, a.predicate, a.disambiguation)
-                        for a in map(index.answer, keys)])
+                        for a in map(index.fact, keys)])
     assert sum(len(t) for t in targets) > 20
     monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
     tree = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128, 48)  # small passes: several of them

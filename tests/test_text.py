@@ -1,6 +1,6 @@
 from hypothesis import given, settings, strategies as st
 
-from kgqa.rank.text import common_subsequence, longest_common_substring, without_mention
+from kgqa.text import common_subsequence, longest_common_substring, without_mention
 
 
 def _textbook_subsequence(a, b):

@@ -139,7 +139,7 @@ def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
     on_gpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cuda")
     on_cpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cpu")
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？"]
-    assert [c[0].answer() for c in on_gpu.answer(questions)] == [c[0].answer() for c in on_cpu.answer(questions)]
+    assert [c[0].answer() for c in on_gpu.ask(questions)] == [c[0].answer() for c in on_cpu.ask(questions)]
 
 
 def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():

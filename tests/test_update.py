@@ -15,7 +15,7 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.merge import MAX_SEGMENTS, merge_index, plan
 from kgqa.kb.update import update_index
 
-from conftest import SAMPLE, write
+from conftest import SAMPLE, fact_of, write
 from conftest import TINY_KB as KB
 
 
@@ -132,10 +132,10 @@ def test_each_kind_of_change(tmp_path, tokenizer):
     ]) + "\n")
     index, report = update_index(directory, changes, tokenizer)
     assert (report.added, report.removed, report.not_in_kb, report.already_in_kb) == (3, 2, [3], [6])
-    assert index.lookup("刘晓华", "代表作品", "演员").objects == ["《远山》"]
-    assert index.lookup("北京", "人口", "") is None and index.surface_id("北京") is None
+    assert fact_of(index, "刘晓华", "代表作品", "演员").objects == ["《远山》"]
+    assert fact_of(index, "北京", "人口", "") is None and index.surface_id("北京") is None
     assert [index.surface(sid) for sid in index.mentions("北京和上海的人口")] == ["上海"]
-    assert index.lookup("刘晓", "身高", "").objects == ["170cm"]
+    assert fact_of(index, "刘晓", "身高", "").objects == ["170cm"]
     assert index.predicate_objects("身高") == ["170cm"]
     assert sorted(m for _, _, m in index.keys(index.surface_id("刘晓华"))) == ["广东工业大学教授", "教师", "演员"]
     assert index.triples == 6
@@ -155,7 +155,7 @@ def test_the_cli_updates_warns_and_refuses_bad_input(tmp_path, overfit):
     assert result.exit_code == 0, result.output
     assert "1 triples added, 0 removed" in result.output
     assert "removed triples are not in the KB (lines 2)" in result.output and "skipped 1 expected" in result.output
-    assert KBIndex(directory).lookup("马磊静", "民族出生", "").objects == ["新的宾语"]
+    assert fact_of(KBIndex(directory), "马磊静", "民族出生", "").objects == ["新的宾语"]
     before = contents(KBIndex(directory, tokenizer))
     strict = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint, "--strict"])
     assert strict.exit_code == 1 and "changes.tsv:3: expected `+` or `-`" in strict.output
@@ -195,7 +195,7 @@ def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tok
     ensure_index(kb, tokenizer, directory)
     update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), tokenizer)
     again = ensure_index(kb, tokenizer, directory)  # the KB file it was built from, updated since: not rebuilt
-    assert len(again.segments) == 2 and again.lookup("上海", "人口", "").objects == ["2487万"]
+    assert len(again.segments) == 2 and fact_of(again, "上海", "人口", "").objects == ["2487万"]
     assert again.version != again.header["kb_sha256"] and again.header["changes"][0]["added"] == 1
     os.truncate(os.path.join(directory, "s000001", "grp_pred.npy"), 10)
     with pytest.raises(KgqaError, match="damaged index: segment s000001"):
@@ -210,7 +210,7 @@ def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cach
         json.dump({"format": 4, "kb_sha256": "x"}, handle)
     with pytest.raises(KgqaError, match="index format 4, this kgqa reads 5: rebuild this index with `kgqa index`"):
         KBIndex(directory, tokenizer)
-    assert ensure_index(kb, tokenizer, directory).lookup("北京", "人口", "").objects == ["2189万"]
+    assert fact_of(ensure_index(kb, tokenizer, directory), "北京", "人口", "").objects == ["2189万"]
 
 
 def test_changes_of_another_tokenizer_index_are_refused(tmp_path, tokenizer):

@@ -15,7 +15,7 @@ from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import encode_questions, extra_inputs
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
-from kgqa.rank.candidate import Candidate
+from kgqa.candidate import Candidate
 
 
 @torch.no_grad()
@@ -37,16 +37,16 @@ def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KB
                                 walker, encoded)
     results: list[list[Candidate]] = []
     for q in range(len(questions)):
-        found: list[Candidate] = []
+        candidates: list[Candidate] = []
         for k in range(q * top_k, (q + 1) * top_k):
             ids = sequences[k][walker.skip:]
             if tokenizer.eos_id not in ids or not is_real(scores[k]):
                 continue
             state = walker.state(q, tuple(ids[: ids.index(tokenizer.eos_id) + 1]))
-            if state.key is None or any(c.key == state.key for c in found):
+            if state.key is None or any(c.key == state.key for c in candidates):
                 continue
-            found.append(Candidate.from_key(index, state.key, float(scores[k])))
-        results.append(found)
+            candidates.append(Candidate.from_fact(index.fact(state.key), state.key, float(scores[k])))
+        results.append(candidates)
     return results
 
 

@@ -16,7 +16,7 @@ from transformers import LogitsProcessor
 from kgqa.kb.index import KBIndex
 from kgqa.kb.trie import ROOT, TokenTrie, Trie, value_of
 from kgqa.model.tokenizer import Tokenizer
-from kgqa.rank.text import common_subsequence, without_mention
+from kgqa.text import common_subsequence, without_mention
 
 
 class State(NamedTuple):

@@ -1,6 +1,9 @@
 """What an index answers, as plain values with its ids left out: two indexes of the same KB
 (one updated in place, one rebuilt from the changed KB) must give equal `contents`, whatever ids
-each gave its surfaces, entities and keys."""
+each gave its surfaces, entities and keys.
+
+Not on the answer path: the oracle `tests/test_update.py` and `benchmarks/kb_update.py` compare an
+updated index with a rebuilt one by, kept in the package beside the index it reads (both import it)."""
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -13,17 +16,17 @@ def trie_keys(trie: Trie, name: Callable[[int], object] = lambda value: value, n
               prefix: tuple[int, ...] = ()) -> dict:
     """Every key of a trie -> `name(value)`, by both walks the decoder makes: a node's `edges`, and
     `step` along each (asserted to agree)."""
-    found = {}
+    keys = {}
     tokens, targets = trie.edges(node)
     assert tokens.tolist() == trie.children(node).tolist()
     for token, target in zip(tokens.tolist(), targets.tolist()):
         assert trie.step(node, token) == target
         value = value_of(target)
         if value is None:
-            found.update(trie_keys(trie, name, target, prefix + (token,)))
+            keys.update(trie_keys(trie, name, target, prefix + (token,)))
         else:
-            found[prefix + (token,)] = name(value)
-    return found
+            keys[prefix + (token,)] = name(value)
+    return keys
 
 
 def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: Iterable[str] | None = None,
@@ -34,27 +37,27 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
     question's mentions; and where `whole_trie`, every key of the unrestricted surface trie."""
     if surfaces is None:
         surfaces = sorted(index.surface(value) for value in trie_keys(index.surface_trie).values())
-    found: dict = {"surfaces": {}, "predicates": {}, "mentions": {}}
+    values: dict = {"surfaces": {}, "predicates": {}, "mentions": {}}
     for surface in surfaces:
         sid = index.surface_id(surface)
         if sid is None:
-            found["surfaces"][surface] = _reached(index, surface)  # not in the KB: None
+            values["surfaces"][surface] = _reached(index, surface)  # not in the KB: None
             continue
         keys = []
         for key, predicate, disambiguation in index.keys(sid):
             assert index.surface_of(key) == sid and index.is_live(key)
-            subject = [index.answer(k)[1:3] for k in index.subject_keys(key)]
-            keys.append((predicate, disambiguation, index.answer(key).objects, index.prominence(key)[1], subject))
+            subject = [index.fact(k)[1:3] for k in index.subject_keys(key)]
+            keys.append((predicate, disambiguation, index.fact(key).objects, index.prominence(key)[1], subject))
         assert [(p, m, objects) for _, p, m, objects in index.subject_triples(sid)] == [key[:3] for key in keys]
-        found["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.answer(k)[1:3]),
+        values["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.fact(k)[1:3]),
                                       _reached(index, surface))
     for predicate in sorted(index.predicate_names()) if predicates is None else predicates:
-        found["predicates"][predicate] = index.predicate_objects(predicate)
+        values["predicates"][predicate] = index.predicate_objects(predicate)
     for question in questions:
-        found["mentions"][question] = [index.surface(sid) for sid in index.mentions(question)]
+        values["mentions"][question] = [index.surface(sid) for sid in index.mentions(question)]
     if whole_trie:
-        found["trie"] = trie_keys(index.surface_trie, index.surface)
-    return found
+        values["trie"] = trie_keys(index.surface_trie, index.surface)
+    return values
 
 
 def _reached(index: KBIndex, surface: str) -> str | None:

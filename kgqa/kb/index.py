@@ -24,12 +24,13 @@ from typing import Iterator
 import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
-from kgqa.kb.segment import SAMPLE_KEPT, Answer, Segment
+from kgqa.kb.segment import SAMPLE_KEPT, Segment
+from kgqa.kb.triples import Fact
 from kgqa.kb.trie import Trie, TokenTrie
 from kgqa.kb.trie_union import TrieUnion
 from kgqa.model.tokenizer import Tokenizer
 
-__all__ = ["Answer", "DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
+__all__ = ["DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
 
 FORMAT_VERSION = 5
 HEADER = "header.json"
@@ -182,9 +183,9 @@ class KBIndex:
         offset = self._key_offsets[i]
         return [(key + offset, *rest) for key, *rest in self.segments[i].subject_triples(local)]
 
-    def answer(self, key: int) -> Answer:
+    def fact(self, key: int) -> Fact:
         i, local = self._locate(self._key_offsets, key)
-        return self.segments[i].answer(local)
+        return self.segments[i].fact(local)
 
     def first_object(self, key: int) -> str:
         """A key's answer: its first object."""
@@ -211,15 +212,6 @@ class KBIndex:
         entity, pid = int(segment.grp_ent[local]), int(segment.grp_pred[local])
         count = int(self._live_counts[0][pid]) if len(self.segments) == 1 else self._count(segment.predicate(pid))
         return entity + self._entity_offsets[i], count, int(segment.grp_start[entity + 1] - segment.grp_start[entity])
-
-    def lookup(self, surface: str, predicate: str, disambiguation: str) -> Answer | None:
-        sid = self.surface_id(surface)
-        if sid is None:
-            return None
-        for key, p, m in self.keys(sid):
-            if p == predicate and m == disambiguation:
-                return self.answer(key)
-        return None
 
     def _tail_trie(self, sid: int) -> TokenTrie:
         """The trie of `P [SEP] M [EOS]` under one surface; values are key ids."""

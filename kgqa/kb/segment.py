@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator
 
 import marisa_trie
 import numpy as np
@@ -29,6 +29,7 @@ import numpy as np
 from kgqa.errors import DamagedIndex, KgqaError
 from kgqa.kb.mapped import load, random_access
 from kgqa.kb.trie import TokenTrie
+from kgqa.kb.triples import Fact
 
 SEGMENT_HEADER = "segment.json"
 _HEADER_FIELDS = ("triples", "skipped", "surfaces", "entities", "predicates")
@@ -36,13 +37,6 @@ ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", 
           "obj_offset", "pred_count", "pred_sample_start", "pred_sample_key", "pred_sample_hash",
           "pred_sample_offset")
 SAMPLE_KEPT = 128  # keys kept per predicate and segment, smallest hashes first
-
-
-class Answer(NamedTuple):
-    surface: str
-    predicate: str
-    disambiguation: str
-    objects: list[str]
 
 
 class Segment:
@@ -179,11 +173,11 @@ class Segment:
     def surface_of(self, key: int) -> int:
         return int(self.ent_sid[int(self.grp_ent[key])])
 
-    def answer(self, key: int) -> Answer:
+    def fact(self, key: int) -> Fact:
         entity = int(self.grp_ent[key])
         objects = [self._string(self.obj_offset, i)
                    for i in range(int(self.obj_start[key]), int(self.obj_start[key + 1]))]
-        return Answer(self.surface(int(self.ent_sid[entity])), self.predicate(int(self.grp_pred[key])),
+        return Fact(self.surface(int(self.ent_sid[entity])), self.predicate(int(self.grp_pred[key])),
                       self.disambiguation(entity), objects)
 
     def first_object(self, key: int) -> str:

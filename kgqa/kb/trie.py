@@ -99,16 +99,6 @@ class TokenTrie:
         lo, hi = int(self.first[node]), int(self.first[node + 1])
         return self.tokens[lo:hi], self.targets[lo:hi]
 
-    def get(self, prefix: Sequence[int]) -> np.ndarray:
-        """GENRE's query: the tokens allowed after `prefix` (empty once a key is complete), as a
-        view into the trie: a list would cost the number of children again."""
-        node: int | None = ROOT
-        for token in prefix:
-            node = self.step(node, token)
-            if node is None or node < 0:
-                return self.tokens[:0]
-        return self.children(node)
-
     def save(self, directory: str, name: str) -> None:
         for part in _FILES:
             np.save(os.path.join(directory, f"{name}.{part}.npy"), getattr(self, part))

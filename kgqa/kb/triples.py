@@ -13,6 +13,7 @@ from typing import IO, Iterator, NamedTuple
 
 from kgqa.errors import KgqaError
 from kgqa.files import readable_file
+from kgqa.text import fold_whitespace
 
 # A disambiguation is a trailing full-width bracket group: 刘晓华（广东工业大学教授）.
 _DISAMBIGUATION = re.compile(r"^(.+?)（([^（）]*)）$")
@@ -26,6 +27,15 @@ class Triple(NamedTuple):
     line: int
 
 
+class Fact(NamedTuple):
+    """What one KB key (S, P, M) holds: its objects in file order (the first is its answer)."""
+
+    surface: str
+    predicate: str
+    disambiguation: str
+    objects: list[str]
+
+
 def split_subject(subject: str) -> tuple[str, str]:
     """`刘晓华（广东工业大学教授）` -> (`刘晓华`, `广东工业大学教授`); the model writes M last."""
     match = _DISAMBIGUATION.match(subject)
@@ -36,11 +46,6 @@ def split_subject(subject: str) -> tuple[str, str]:
 
 def join_subject(surface: str, disambiguation: str) -> str:
     return f"{surface}（{disambiguation}）" if disambiguation else surface
-
-
-def normalize_object(obj: str) -> str:
-    """Whitespace folding as KgCLUE's scorer does, so stored answers compare equal to gold."""
-    return " ".join(obj.split())
 
 
 @dataclass
@@ -135,7 +140,7 @@ def _triple(parts: list[str], path: str, number: int, strict: bool, stats: ReadS
         return None
     surface, disambiguation = split_subject(subject)
     stats.triples += 1
-    return Triple(surface, predicate, normalize_object(obj), disambiguation, number)
+    return Triple(surface, predicate, fold_whitespace(obj), disambiguation, number)
 
 
 def _reject(path: str, line: int, reason: str, strict: bool, stats: ReadStats) -> None:

@@ -33,9 +33,6 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
-    def decode(self, ids: list[int]) -> str:
-        raise NotImplementedError
-
     def encode_question(self, text: str) -> list[int]:
         """Encoder input: the text with whatever special ids this tokenizer's model expects."""
         raise NotImplementedError
@@ -57,24 +54,6 @@ class Tokenizer:
             + self.encode(predicate) + [self.sep_id]
             + self.encode(disambiguation) + [self.eos_id]
         )
-
-    def decode_target(self, ids: list[int]) -> tuple[str, str, str] | None:
-        """Inverse of `encode_target`, cut at the first EOS; None when the ids are not 3 parts."""
-        ids = list(ids)
-        if self.eos_id in ids:
-            ids = ids[: ids.index(self.eos_id)]
-        if ids[: len(self.target_prefix)] == self.target_prefix:
-            ids = ids[len(self.target_prefix):]
-        parts: list[list[int]] = [[]]
-        for token in ids:
-            if token == self.sep_id:
-                parts.append([])
-            elif token != self.pad_id:
-                parts[-1].append(token)
-        if len(parts) != 3:
-            return None
-        surface, predicate, disambiguation = (self.decode(part) for part in parts)
-        return surface, predicate, disambiguation
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -114,9 +93,6 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)
-
-    def decode(self, ids: list[int]) -> str:
-        return self.sp.decode(ids)
 
     def encode_question(self, text: str) -> list[int]:
         return self.sp.encode(text) + [self.eos_id]
@@ -226,9 +202,6 @@ class HFTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True).strip()
 
     def encode_question(self, text: str) -> list[int]:
         return self.tok(text, split_special_tokens=True)["input_ids"]

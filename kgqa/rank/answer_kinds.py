@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from kgqa.data import Question
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
-from kgqa.kb.index import Answer, KBIndex
-from kgqa.kb.triples import split_subject
-from kgqa.rank.text import without_mention
+from kgqa.kb.index import KBIndex
+from kgqa.kb.triples import Fact
+from kgqa.text import without_mention
 
 ANSWER_KINDS = "answer_kinds.npz"
 FORMS = 2000  # the commonest forms across the KB's predicates
@@ -89,15 +88,15 @@ class AnswerKinds:
         ids = np.array(sorted(counts), dtype=np.int16 if len(self.forms) < 2 ** 15 else np.int64)
         return ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
 
-    def scores(self, index: KBIndex, question: str, answers: list[Answer]) -> np.ndarray:
+    def scores(self, index: KBIndex, question: str, facts: list[Fact]) -> np.ndarray:
         """How well each answer's predicate fits what the question asks for (higher: better)."""
         asked: dict[str, np.ndarray] = {}
-        out = np.zeros(len(answers))
-        for k, answer in enumerate(answers):
-            if answer.surface not in asked:
-                asked[answer.surface] = self.weights[self.cue_ids(question, answer.surface)].mean(0)
-            ids, shares = self.profile(index, answer.predicate)
-            out[k] = float(asked[answer.surface][ids] @ shares)
+        out = np.zeros(len(facts))
+        for k, fact in enumerate(facts):
+            if fact.surface not in asked:
+                asked[fact.surface] = self.weights[self.cue_ids(question, fact.surface)].mean(0)
+            ids, shares = self.profile(index, fact.predicate)
+            out[k] = float(asked[fact.surface][ids] @ shares)
         return out
 
     def save(self, checkpoint: str) -> None:
@@ -129,27 +128,24 @@ def kb_forms(index: KBIndex, limit: int = FORMS) -> list[str]:
     return [form for form, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
 
 
-def _subject_predicates(index: KBIndex, subject: str) -> list[str]:
-    """Every predicate of a subject (surface with its disambiguation), in the index's order."""
-    surface, disambiguation = split_subject(subject)
+def _subject_predicates(index: KBIndex, surface: str, disambiguation: str) -> list[str]:
+    """Every predicate of a subject (surface and disambiguation), in the index's order."""
     sid = index.surface_id(surface)
     if sid is None:
         return []
     return [p for _, p, m in index.keys(sid) if m == disambiguation]
 
 
-def fit_answer_kinds(index: KBIndex, questions: list[Question], seed: int = 0) -> AnswerKinds | None:
-    """Answer kinds learned on `questions` (train's, with answers): each gold predicate against
-    its subject's others, over the KB `index` holds. None where no question's gold key is in it
-    with another predicate beside it."""
+def fit_answer_kinds(index: KBIndex, pairs: list[tuple[str, tuple[str, str, str]]], seed: int = 0
+                     ) -> AnswerKinds | None:
+    """Answer kinds learned on (question, gold (S, P, M)) pairs (train's, `data.training_pairs`):
+    each gold predicate against its subject's others, over the KB `index` holds. None where no
+    question's gold key is in it with another predicate beside it."""
     lists = []
-    for q in questions:
-        gold = q.gold()
-        if gold is None:
-            continue
-        predicates = _subject_predicates(index, gold[0])
-        if gold[1] in predicates and len(predicates) > 1:
-            lists.append((q.question, split_subject(gold[0])[0], predicates, predicates.index(gold[1])))
+    for question, (surface, predicate, disambiguation) in pairs:
+        predicates = _subject_predicates(index, surface, disambiguation)
+        if predicate in predicates and len(predicates) > 1:
+            lists.append((question, surface, predicates, predicates.index(predicate)))
     if not lists:
         return None
     cue_counts = Counter(c for question, surface, _, _ in lists

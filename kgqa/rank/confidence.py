@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kgqa.kb.index import Answer
+from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
-from kgqa.metrics import normalize
+from kgqa.text import normalize
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds, read_model, write_model
 
@@ -74,45 +74,45 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def signal_rows(found: CandidateSet, scores: np.ndarray, ranked: np.ndarray) -> np.ndarray:
-    """One row of SIGNALS per candidate of `ranked` (positions in `found`, best first, as
+def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """One row of SIGNALS per candidate of `ranked` (positions in `candidate_sets`, best first, as
     `ranking` orders them: the first is rank 0), the question's candidates scored `scores`."""
     share = np.exp(scores - scores.max()) if len(scores) else scores
     share = share / share.sum() if len(scores) else share
-    objects = [answer.objects[0] for answer in found.answers]
+    objects = [fact.objects[0] for fact in candidate_set.facts]
     by_object: dict[str, float] = {}
     for obj, p in zip(objects, share):
         by_object[obj] = by_object.get(obj, 0.0) + float(p)
     rows = []
     for rank, k in enumerate(ranked):
-        answer = found.answers[k]
+        fact = candidate_set.facts[k]
         best_rival = max((scores[i] for i in range(len(scores)) if objects[i] != objects[k]), default=scores[k] - MARGIN_CAP)
-        rival_share = sum(float(share[i]) for i, other in enumerate(found.answers)
-                          if objects[i] != objects[k] and _homonym_rival(other, answer))
+        rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
+                          if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, found.features[k], len(found.question), len(answer.surface), len(found.keys))
+                        rival_share, candidate_set.features[k], len(candidate_set.question), len(fact.surface), len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
 
 
-def alternatives(found: CandidateSet, chosen: int) -> list[tuple[str, str]]:
+def alternatives(candidate_set: CandidateSet, chosen: int) -> list[tuple[str, str]]:
     """(subject with its disambiguation, object) of each homonym of candidate `chosen` holding the
     same predicate with another object that the question does not tell from it: the question
     covers its disambiguation exactly as much as the chosen one's (usually not at all), and that
     is the only feature of the question's wording in which two homonyms' keys of one predicate can
     differ; what still ranks one first is the model and the KB's prominence, not the question."""
-    answer = found.answers[chosen]
-    said = found.features[chosen, _COLUMN["disambiguation_covered"]]
+    fact = candidate_set.facts[chosen]
+    said = candidate_set.features[chosen, _COLUMN["disambiguation_covered"]]
     return [(join_subject(other.surface, other.disambiguation), other.objects[0])
-            for k, other in enumerate(found.answers)
-            if _homonym_rival(other, answer) and other.objects[0] != answer.objects[0]
-            and found.features[k, _COLUMN["disambiguation_covered"]] == said]
+            for k, other in enumerate(candidate_set.facts)
+            if _homonym_rival(other, fact) and other.objects[0] != fact.objects[0]
+            and candidate_set.features[k, _COLUMN["disambiguation_covered"]] == said]
 
 
-def _homonym_rival(other: Answer, answer: Answer) -> bool:
+def _homonym_rival(other: Fact, fact: Fact) -> bool:
     """Another entity of the same surface holding the same predicate."""
-    return (other.surface == answer.surface and other.predicate == answer.predicate
-            and other.disambiguation != answer.disambiguation)
+    return (other.surface == fact.surface and other.predicate == fact.predicate
+            and other.disambiguation != fact.disambiguation)
 
 
 @dataclass
@@ -170,30 +170,30 @@ class Calibrator:
             return loss
 
         optimizer.step(closure)
-        found = params.detach().tolist()
-        return cls(mean.tolist(), std.tolist(), found[:-1], found[-1])
+        fitted = params.detach().tolist()
+        return cls(mean.tolist(), std.tolist(), fitted[:-1], fitted[-1])
 
 
-def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
+def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(SIGNALS rows, whether each candidate's object is the gold one, weights, which rows are the
     answer to a question as it is) of the top TOP candidates of each held-out question, as it is
     and with its gold key, then its gold entity, missing; each scored by a reranker fitted
     (penalty `l2`) on the other fold's predicates."""
-    indices = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(found, golds)]
+    indices = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(candidate_sets, golds)]
     fold = predicate_folds([predicate for _, predicate, _ in golds], FOLDS)
     rows, right, weights, answers = [], [], [], []
     for held in sorted(set(fold)):
-        examples = [(f.features, k) for f, k, side in zip(found, indices, fold) if side != held and k is not None]
+        examples = [(f.features, k) for f, k, side in zip(candidate_sets, indices, fold) if side != held and k is not None]
         if len(examples) < MIN_EXAMPLES:
             continue
         reranker = Reranker.fit(examples, l2)
-        for f, k, gold, side in zip(found, indices, golds, fold):
+        for f, k, gold, side in zip(candidate_sets, indices, golds, fold):
             if side != held:
                 continue
             views = [(f, 1.0)]
             if k is not None:
-                key = f.answers[k]
+                key = f.facts[k]
                 views.append((f.without(lambda a: a == key), MISSING_WEIGHT))
                 views.append((f.without(lambda a: (a.surface, a.disambiguation) == (key.surface, key.disambiguation)),
                               MISSING_WEIGHT))
@@ -205,7 +205,7 @@ def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]
                 signals = signal_rows(view, scores, order)
                 for rank in range(len(order)):
                     rows.append(signals[rank])
-                    right.append(normalize(view.answers[order[rank]].objects[0]) == normalize(gold[2]))
+                    right.append(normalize(view.facts[order[rank]].objects[0]) == normalize(gold[2]))
                     weights.append(weight)
                     answers.append(rank == 0 and view is f)
     width = len(SIGNALS)
@@ -213,7 +213,7 @@ def calibration_rows(found: list[CandidateSet], golds: list[tuple[str, str, str]
             np.array(weights, dtype=np.float64), np.array(answers, dtype=bool))
 
 
-def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
+def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
     """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
     too few questions, or no right or no wrong answer among them, to fit one (also where no fold
     has enough questions of other predicates to score it: held-out questions of one predicate).
@@ -223,8 +223,8 @@ def fit_calibrator(found: list[CandidateSet], golds: list[tuple[str, str, str]],
     logit is rescaled on the answers to the questions as they are, so that a confidence of 0.8 is
     right four times in five on questions the KB can answer (the mixture of the first step has
     more impossible questions than any real stream, and would read low)."""
-    rows, right, weights, answers = calibration_rows(found, golds, l2)
-    if len(found) < MIN_EXAMPLES or not answers.any() or right[answers].min() == right[answers].max():
+    rows, right, weights, answers = calibration_rows(candidate_sets, golds, l2)
+    if len(candidate_sets) < MIN_EXAMPLES or not answers.any() or right[answers].min() == right[answers].max():
         return None
     fitted = Calibrator.fit(rows, right, weights)
     return fitted.rescaled(fitted.logits(rows[answers]), right[answers])

@@ -23,11 +23,11 @@ from typing import Callable
 
 import numpy as np
 
-from kgqa.kb.index import Answer
+from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
-from kgqa.rank.candidate import Candidate
+from kgqa.candidate import Candidate
 from kgqa.rank.synonyms import synonym_covered
-from kgqa.rank.text import common_subsequence, longest_common_substring, without_mention
+from kgqa.text import common_subsequence, longest_common_substring, without_mention
 
 # Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
 ASKS_NUMBER = re.compile("多少|几|哪一年|哪年|什么时候|何时|多大|多高|多长|多重|多久|年份|日期|时间|哪天")
@@ -41,7 +41,7 @@ class Evidence:
     surface, the beam)."""
 
     question: str
-    answer: Answer
+    fact: Fact
     key: int
     log_likelihood: float
     target_tokens: int
@@ -60,11 +60,11 @@ class Evidence:
 
     @property
     def obj(self) -> str:
-        return self.answer.objects[0]  # the one an answer gives (Candidate.from_key); "" where the KB has an empty O
+        return self.fact.objects[0]  # the one an answer gives (Candidate.from_fact); "" where the KB has an empty O
 
     @property
     def subject_name(self) -> str:
-        return self.answer.surface + self.answer.disambiguation
+        return self.fact.surface + self.fact.disambiguation
 
     @cached_property
     def object_subject_common(self) -> int:
@@ -89,21 +89,21 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     # the same / that weight of all the question's characters
     "named_share": lambda e: _share(e.named, e.nameable),
     # the same / |P|
-    "named_per_character": lambda e: e.named / len(e.answer.predicate),
+    "named_per_character": lambda e: e.named / len(e.fact.predicate),
     # 1 for the predicates the question names most
     "best_named": lambda e: float(e.named == e.best_named),
     # 1 when P occurs in the question as it is
-    "literal": lambda e: float(e.answer.predicate in e.rest),
+    "literal": lambda e: float(e.fact.predicate in e.rest),
     # longest common substring with the question / |P|
-    "substring": lambda e: longest_common_substring(list(e.answer.predicate), list(e.rest)) / len(e.answer.predicate),
-    "predicate_chars": lambda e: len(e.answer.predicate),
+    "substring": lambda e: longest_common_substring(list(e.fact.predicate), list(e.rest)) / len(e.fact.predicate),
+    "predicate_chars": lambda e: len(e.fact.predicate),
     # subsequence of M in the question / |M|
-    "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.answer.disambiguation),
-                                               len(e.answer.disambiguation)),
-    "has_disambiguation": lambda e: float(bool(e.answer.disambiguation)),
-    "mention_chars": lambda e: len(e.answer.surface),
+    "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.fact.disambiguation),
+                                               len(e.fact.disambiguation)),
+    "has_disambiguation": lambda e: float(bool(e.fact.disambiguation)),
+    "mention_chars": lambda e: len(e.fact.surface),
     # 1 for the longest of the candidate subjects
-    "longest_mention": lambda e: float(len(e.answer.surface) == e.longest_surface),
+    "longest_mention": lambda e: float(len(e.fact.surface) == e.longest_surface),
     "in_beam": lambda e: float(e.key in e.beam_keys),
     "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
     # the object holds a digit and the question asks how many, how long, when
@@ -119,7 +119,7 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "object_in_subject": lambda e: _share(e.object_subject_common, len(e.obj)),
     "subject_in_object": lambda e: _share(e.object_subject_common, len(e.subject_name)),
     # the predicate's share said in the question as itself or a Cilin synonym (爱人 for 配偶)
-    "synonym_covered": lambda e: synonym_covered(e.answer.predicate, e.rest),
+    "synonym_covered": lambda e: synonym_covered(e.fact.predicate, e.rest),
     # the predicate's prominence: questions ask about common predicates more than rare ones, and a
     # subject's rarest predicates are the likeliest noise (log of the KB keys that carry it)
     "predicate_prominence": lambda e: float(np.log1p(e.predicate_keys)),
@@ -135,15 +135,15 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
 FEATURE_NAMES = tuple(FEATURES)
 
 
-def candidate_features(question: str, keys: list[int], answers: list[Answer], likelihoods: np.ndarray,
+def candidate_features(question: str, keys: list[int], facts: list[Fact], likelihoods: np.ndarray,
                        beam: list[Candidate], prominence: list[tuple[int, int, int]], kinds: np.ndarray,
                        named: np.ndarray) -> np.ndarray:
-    """One row per key (`keys`, their `answers`, `prominence` as `KBIndex.prominence` gives it,
+    """One row per key (`keys`, their `facts`, `prominence` as `KBIndex.prominence` gives it,
     `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
     column per FEATURES name."""
-    rests = [without_mention(question, answer.surface) for answer in answers]
+    rests = [without_mention(question, fact.surface) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
-              "longest_surface": max(len(answer.surface) for answer in answers),
+              "longest_surface": max(len(fact.surface) for fact in facts),
               "asks_number": bool(ASKS_NUMBER.search(question))}
     entities = np.array([entity for entity, _, _ in prominence])
     siblings: dict[int, list[int]] = {}
@@ -155,11 +155,11 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
         fits = np.exp(kinds[mine] - kinds[mine].max())
         kind_shares[mine] = fits / fits.sum()
     rows = []
-    for answer, key, (ll, length), rest, (said, sayable), (entity, count, size), fit, share in zip(
-            answers, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
+    for fact, key, (ll, length), rest, (said, sayable), (entity, count, size), fit, share in zip(
+            facts, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
-        evidence = Evidence(answer=answer, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
+        evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
                             named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
                             commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
@@ -168,13 +168,13 @@ def candidate_features(question: str, keys: list[int], answers: list[Answer], li
 
 @dataclass
 class CandidateSet:
-    """One question's candidate keys and what their features come from: the keys' KB answers,
+    """One question's candidate keys and what their features come from: the keys' KB facts,
     the model's (log-likelihood, target tokens) of each, the beam, each key's prominence, answer
     kind fit and naming weights; and the feature rows (one per key, one column per FEATURES name)."""
 
     question: str
     keys: list[int]
-    answers: list[Answer]
+    facts: list[Fact]
     likelihoods: np.ndarray
     beam: list[Candidate]
     prominence: list[tuple[int, int, int]]
@@ -183,24 +183,24 @@ class CandidateSet:
     features: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.features = candidate_features(self.question, self.keys, self.answers, self.likelihoods, self.beam,
+        self.features = candidate_features(self.question, self.keys, self.facts, self.likelihoods, self.beam,
                                            self.prominence, self.kinds, self.named) if self.keys \
             else np.zeros((0, len(FEATURE_NAMES)))
 
     def position(self, subject: str, predicate: str) -> int | None:
         """Where the key of `subject` (with its disambiguation) and `predicate` is among the
         candidates (a held-out question's gold key), or None."""
-        for k, answer in enumerate(self.answers):
-            if answer.predicate == predicate and join_subject(answer.surface, answer.disambiguation) == subject:
+        for k, fact in enumerate(self.facts):
+            if fact.predicate == predicate and join_subject(fact.surface, fact.disambiguation) == subject:
                 return k
         return None
 
-    def without(self, dropped: Callable[[Answer], bool]) -> CandidateSet:
+    def without(self, dropped: Callable[[Fact], bool]) -> CandidateSet:
         """The same question's candidates had the KB not held the keys whose answer `dropped`
         says (a missing fact, a missing entity): the others, their features computed again (what
         the question's candidates share changes with them) and the beam without those keys."""
-        kept = [i for i, answer in enumerate(self.answers) if not dropped(answer)]
+        kept = [i for i, fact in enumerate(self.facts) if not dropped(fact)]
         gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
-        return CandidateSet(self.question, [self.keys[i] for i in kept], [self.answers[i] for i in kept],
+        return CandidateSet(self.question, [self.keys[i] for i in kept], [self.facts[i] for i in kept],
                             self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
                             [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept])

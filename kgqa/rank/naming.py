@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kgqa.data import Question
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file
-from kgqa.kb.index import Answer
-from kgqa.kb.triples import split_subject
-from kgqa.rank.text import without_mention
+from kgqa.kb.triples import Fact
+from kgqa.text import without_mention
 
 NAMING = "naming.json"
 PRIOR, PRIOR_QUESTIONS = 0.3, 1.0  # a character's weight before any question: PRIOR, worth PRIOR_QUESTIONS
@@ -37,18 +35,18 @@ class Naming:
         named, seen = self.counts.get(character, (0, 0))
         return (named + PRIOR * PRIOR_QUESTIONS) / (seen + PRIOR_QUESTIONS)
 
-    def scores(self, question: str, answers: list[Answer]) -> np.ndarray:
+    def scores(self, question: str, facts: list[Fact]) -> np.ndarray:
         """One row per answer: (the naming weight of the characters its predicate shares with the
         question without the answer's mention, the naming weight of all that question's characters)."""
-        rows = np.zeros((len(answers), 2))
+        rows = np.zeros((len(facts), 2))
         weights: dict[str, dict[str, float]] = {}  # per mention: each remaining character's weight
-        for k, answer in enumerate(answers):
-            if answer.surface not in weights:
+        for k, fact in enumerate(facts):
+            if fact.surface not in weights:
                 # in the question's order, not a set's: a float sum's order, and so its last bit,
                 # would otherwise change with the process's string hashing
-                weights[answer.surface] = {c: self.weight(c) for c in dict.fromkeys(without_mention(question, answer.surface))}
-            rest = weights[answer.surface]
-            rows[k] = (sum(rest[c] for c in dict.fromkeys(answer.predicate) if c in rest), sum(rest.values()))
+                weights[fact.surface] = {c: self.weight(c) for c in dict.fromkeys(without_mention(question, fact.surface))}
+            rest = weights[fact.surface]
+            rows[k] = (sum(rest[c] for c in dict.fromkeys(fact.predicate) if c in rest), sum(rest.values()))
         return rows
 
     def save(self, checkpoint: str) -> None:
@@ -69,15 +67,12 @@ class Naming:
             raise KgqaError(f"unreadable naming weights ({type(error).__name__}: {error})", path) from None
 
 
-def fit_naming(questions: list[Question]) -> Naming:
-    """Naming weights counted over `questions` (train's, with answers)."""
+def fit_naming(pairs: list[tuple[str, tuple[str, str, str]]]) -> Naming:
+    """Naming weights counted over (question, gold (S, P, M)) pairs (train's, `data.training_pairs`)."""
     named: Counter[str] = Counter()
     seen: Counter[str] = Counter()
-    for q in questions:
-        gold = q.gold()
-        if gold is None:
-            continue
-        for c in set(without_mention(q.question, split_subject(gold[0])[0])):
+    for question, (surface, predicate, _) in pairs:
+        for c in set(without_mention(question, surface)):
             seen[c] += 1
-            named[c] += c in gold[1]
+            named[c] += c in predicate
     return Naming({c: (named[c], seen[c]) for c in sorted(seen)})

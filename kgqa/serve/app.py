@@ -28,7 +28,7 @@ from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.serve.monitoring import Monitoring
 from kgqa.serve.scheduler import Busy, Scheduler
-from kgqa.rank.candidate import answer_json
+from kgqa.candidate import reply_json
 from kgqa.serve.workers import Answered, Failure, Worker
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)
@@ -106,7 +106,7 @@ def _record(question: str, answered: Answered, min_confidence: float) -> dict:
     """A question's answer as `/ask` returns it: the answer string (null below the minimum
     confidence, "" where no KB key was reachable), its confidence, the top candidates, and the
     explanation where one was asked for."""
-    return {"question": question, **answer_json(answered.top, min_confidence),
+    return {"question": question, **reply_json(answered.top, min_confidence),
             "candidates": [c.as_json() for c in answered.top],
             **({"explanation": answered.explanation} if answered.explanation is not None else {})}
 

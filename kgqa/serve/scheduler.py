@@ -30,7 +30,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from kgqa.serve.monitoring import Monitoring
-from kgqa.rank.candidate import abstains
+from kgqa.candidate import abstains
 from kgqa.serve.workers import Answered, Decoded, Failure, Worker, WorkerLost
 
 log = logging.getLogger("kgqa.serve")

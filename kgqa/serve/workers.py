@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
-from kgqa.rank.candidate import Candidate
+from kgqa.candidate import Candidate
 
 if TYPE_CHECKING:  # the serving process of worker processes holds no model: it imports no torch
     from kgqa.pipeline import KGQA
@@ -87,14 +87,14 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
     switched = qa.follow_index()
     plain = [question for question, explain in asked if not explain]
     try:
-        found: list = qa.answer(plain) if plain else []
+        ranked: list = qa.ask(plain) if plain else []
     except Exception:
-        found = [_alone(qa, question) for question in plain]
-    answers = iter(found)
+        ranked = [_alone(qa, question) for question in plain]
+    answered = iter(ranked)
     results: list[Answered | Failure] = []
     for question, explain in asked:
         if not explain:
-            candidates = next(answers)
+            candidates = next(answered)
             results.append(candidates if isinstance(candidates, Failure) else Answered(candidates))
             continue
         try:
@@ -109,7 +109,7 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
 
 def _alone(qa: KGQA, question: str) -> list | Failure:
     try:
-        return qa.answer([question])[0]
+        return qa.ask([question])[0]
     except Exception as error:
         log.exception("kgqa serve: cannot answer %r", question[:80])
         return Failure(f"{type(error).__name__}: {error}")
