@@ -192,8 +192,8 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
     reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    fitted = "answer_kinds.npz, naming.json, reranker.json" + (" and confidence.json" if calibrator else "")
-    click.echo(f"{checkpoint}/{fitted}: fitted, the last on {held} held-out questions "
+    fitted = "answer kinds, naming weights, reranker" + (" and calibrator" if calibrator else "")
+    click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the last two on {held} held-out questions "
                f"(gold among candidates: {100 * reach:.1f}%)")
 
 

@@ -38,9 +38,10 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
                                 pretrained_start, scratch_model)
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.pipeline import KGQA
-from kgqa.rank.answer_kinds import ANSWER_KINDS, fit_answer_kinds
+from kgqa.rank.answer_kinds import fit_answer_kinds
 from kgqa.candidate import best_answer
-from kgqa.rank.confidence import CONFIDENCE, Calibrator, fit_calibrator
+from kgqa.rank.confidence import Calibrator, fit_calibrator
+from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.naming import fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
@@ -195,8 +196,8 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
     kinds = fit_answer_kinds(index, pairs, seed)
     if kinds is not None:
         kinds.save(checkpoint)
-    elif os.path.isfile(os.path.join(checkpoint, ANSWER_KINDS)):
-        os.unlink(os.path.join(checkpoint, ANSWER_KINDS))
+    else:
+        remove_fitted(checkpoint, "answer_kinds")
     naming = fit_naming(pairs)
     naming.save(checkpoint)
     candidate_sets = held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
@@ -209,8 +210,8 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
     for fitted in (reranker, calibrator):
         if fitted is not None:
             fitted.save(checkpoint)
-    if calibrator is None and os.path.isfile(os.path.join(checkpoint, CONFIDENCE)):
-        os.unlink(os.path.join(checkpoint, CONFIDENCE))  # it calibrated a reranker that is gone
+    if calibrator is None:
+        remove_fitted(checkpoint, "calibrator")  # it calibrated a reranker that is gone
     return reranker, calibrator, sum(k is not None for k in positions) / len(held)
 
 
@@ -262,13 +263,56 @@ def _mean_loss(losses: list[float], world: int) -> float:
     return round(mean.item(), 4)
 
 
+def _parallel(model: PreTrainedModel, device: torch.device, world: int
+              ) -> tuple[torch.nn.Module, torch.autocast]:
+    """The model as each step calls it (DDP across torchrun's processes), and the autocast it runs
+    under: bf16 on a GPU that has it (weights and optimizer stay fp32), fp32 elsewhere."""
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
+    return ddp, torch.autocast(device.type, dtype=torch.bfloat16,
+                               enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def _judged(qa: KGQA, record: dict, dev: list[Question], held: list[Question], best: dict[str, float],
+            config: TrainConfig) -> bool:
+    """Score the epoch's model into `record` (dev for the log only; the held-out questions choose);
+    whether it is the best so far (always, with nothing held out)."""
+    if dev:
+        record["dev"] = evaluate(qa, dev, config.dev_limit)
+    if held:
+        record["held_out"] = evaluate(qa, held, config.holdout_limit)
+    return not held or record["held_out"]["score"] >= best.get("score", -1.0)
+
+
+def _logged(output: str, record: dict) -> None:
+    """The epoch's record, appended to metrics.jsonl once its checkpoints are saved, and shown."""
+    with open(os.path.join(output, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tqdm.write(json.dumps(record, ensure_ascii=False))
+
+
+def _seeded(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
+                    kept: list[Question], held: list[Question], seed: int) -> None:
+    """Training's last step: the best checkpoint's reranker and calibrator, said in one line."""
+    reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, kept, held, seed)
+    if reranker is None:
+        tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
+    else:
+        tqdm.write(f"reranker {'and confidence calibrator ' if calibrator else ''}fitted on {len(held)} held-out "
+                   f"questions (gold among candidates: {100 * reach:.1f}%)")
+
+
 def train(config: TrainConfig) -> dict[str, float]:
     """Run training; returns the best held-out metrics (empty when nothing is held out)."""
     device = pick_device(config.device)
     rank, world = _distributed(device)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    _seeded(config.seed)
     kept, held = hold_out_predicates(read_questions(config.train, need_answers=True), config.holdout, config.seed)
     pairs = training_pairs(kept)
     dev = read_questions(config.dev, need_answers=True) if config.dev else []
@@ -282,12 +326,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
     decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens)
-    model.to(device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 else model
-    # bf16 autocast on a GPU that has it (weights and optimizer stay fp32); fp32 elsewhere
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
+    ddp, autocast = _parallel(model.to(device), device, world)
     # whole batches only: a ragged tail could leave a rank empty
     steps_per_epoch = max(1, (len(pairs) + config.kb_questions) // (config.batch_size * world))
     total = steps_per_epoch * config.epochs
@@ -330,25 +369,13 @@ def train(config: TrainConfig) -> dict[str, float]:
         record = {"epoch": epoch + 1, "step": step, "loss": _mean_loss(losses, world),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
-            qa = KGQA(model, tokenizer, index, decoding)
-            if dev:
-                record["dev"] = evaluate(qa, dev, config.dev_limit)
-            if held:
-                record["held_out"] = evaluate(qa, held, config.holdout_limit)
-            if not held or record["held_out"]["score"] >= best.get("score", -1.0):
+            if _judged(KGQA(model, tokenizer, index, decoding), record, dev, held, best, config):
                 best = record.get("held_out", {})
                 save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})
             save_last()
-            with open(os.path.join(config.output, "metrics.jsonl"), "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            tqdm.write(json.dumps(record, ensure_ascii=False))
+            _logged(config.output, record)
     if rank == 0 and held:
-        reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, kept, held, config.seed)
-        if reranker is None:
-            tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
-        else:
-            tqdm.write(f"reranker {'and confidence calibrator ' if calibrator else ''}fitted on {len(held)} held-out "
-                       f"questions (gold among candidates: {100 * reach:.1f}%)")
+        _fit_and_report(best_dir, index, device, decoding, kept, held, config.seed)
     if world > 1:
         torch.distributed.barrier()
     return best

@@ -6,10 +6,15 @@ import sys
 import time
 import zipfile
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cli import main
+from kgqa.rank.answer_kinds import AnswerKinds
+from kgqa.rank.features import FEATURE_NAMES
+from kgqa.rank.naming import Naming
+from kgqa.rank.reranker import Reranker
 
 from conftest import ROOT, SAMPLE, write
 
@@ -234,10 +239,10 @@ def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp
     (["submit", "TRAIN", "-o", "LATIN1", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
      "is a file, expected a directory"),
     (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADRERANK", "--kb", f"{SAMPLE}/kb.tsv"],
-     "reranker.json: unreadable reranker"),
+     "reranker.npz: unreadable reranker"),
     (["predict", "TRAIN", "-o", "OUT", "--checkpoint", "BADKINDS", "--kb", f"{SAMPLE}/kb.tsv"],
      "answer_kinds.npz: unreadable answer kinds"),
-    (["ask", "问", "--checkpoint", "BADNAMING", "--kb", f"{SAMPLE}/kb.tsv"], "naming.json: unreadable naming weights"),
+    (["ask", "问", "--checkpoint", "BADNAMING", "--kb", f"{SAMPLE}/kb.tsv"], "naming.npz: unreadable naming weights"),
     (["predict", "SURROGATE", "-o", "OUT", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
      "surrogate.json:1: the question holds a lone surrogate"),
 ], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "evaluate-latin1", "evaluate-dir",
@@ -247,11 +252,16 @@ def test_each_failure_is_one_line_before_any_work(overfit, tmp_path, args, messa
 
     tmp, train, _, env = overfit
     damaged = {}
-    for name, file, text in [("BADRERANK", "reranker.json", '{"features": '),
+    n = len(FEATURE_NAMES)
+    fitted = {"BADRERANK": Reranker([0.0] * n, [1.0] * n, [1.0] * n),
+              "BADKINDS": AnswerKinds(["谁"], ["length 2"], np.ones((2, 1), np.float32)),
+              "BADNAMING": Naming({"在": (0, 1)})}
+    for name, file, text in [("BADRERANK", "reranker.npz", '{"features": '),
                              ("BADKINDS", "answer_kinds.npz", b"PK\x03\x04 cut short"),
-                             ("BADNAMING", "naming.json", '{"counts": {"在": [1]}}')]:
+                             ("BADNAMING", "naming.npz", b"")]:
         damaged[name] = str(tmp_path / name.lower())
         shutil.copytree(tmp / "ck/best", damaged[name])
+        fitted[name].save(damaged[name])  # one the checkpoint may lack (it held out no predicates), to damage
         write(os.path.join(damaged[name], file), text)
     names = {"MISSING": str(tmp_path / "MISSING"), "TMP": str(tmp_path), "CK": str(tmp / "ck/best"),
              "OUT": str(tmp_path / "out"), "TRAIN": train, **damaged,

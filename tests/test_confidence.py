@@ -1,7 +1,6 @@
 """Confidence, abstention and ambiguous subjects: the calibrator's probabilities mean what they
 say, a question without its fact or entity teaches "wrong", homonyms the question cannot tell
 apart are named, and a minimum confidence turns a doubtful answer into no answer."""
-import json
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
 from kgqa.candidate import Candidate, reply_json
+from kgqa.rank.fitted import read_fitted, write_fitted
 from kgqa.rank.confidence import (SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, fit_calibrator, ranking,
                                   signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
@@ -31,10 +31,10 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
             for b in range(10) if (bins == b).any()]
     assert sum(gaps) < 0.04  # expected calibration error on questions it was not fitted on
     fitted.save(str(tmp_path))
-    saved = json.loads((tmp_path / "confidence.json").read_text(encoding="utf-8"))
-    order = list(reversed(range(len(SIGNAL_NAMES))))  # a file with its signals in another order
-    (tmp_path / "confidence.json").write_text(json.dumps({**saved, **{
-        field: [saved[field][i] for i in order] for field in ("mean", "std", "weights", "features")}}))
+    fields = ("features", "mean", "std", "weights", "bias")
+    saved = read_fitted(str(tmp_path), "calibrator", "calibrator", fields)
+    write_fitted(str(tmp_path), "calibrator", {**saved, **{  # a file with its signals in another order
+        field: saved[field][::-1] for field in ("mean", "std", "weights", "features")}})
     assert Calibrator.load(str(tmp_path)).probabilities(rows[3000:]) == pytest.approx(p)
     # rescaled to answers that are right more often than it says: the same order, their rate on average
     often = (rng.random(1000) < np.minimum(1.0, p + 0.2)).astype(float)

@@ -1,4 +1,3 @@
-import json
 import os
 
 import numpy as np
@@ -39,7 +38,7 @@ def test_naming_weights_are_saved_and_read_back(tmp_path):
     naming.save(str(tmp_path))
     assert Naming.load(str(tmp_path)) == naming
     assert Naming.load(str(tmp_path / "none")) is None
-    (tmp_path / "naming.json").write_text(json.dumps({"counts": {"在": "many"}}), encoding="utf-8")
+    (tmp_path / "naming.npz").write_bytes(b"many")
     with pytest.raises(KgqaError, match="unreadable naming weights"):
         Naming.load(str(tmp_path))
     assert np.array_equal(naming.scores("问", []), np.zeros((0, 2)))

@@ -9,6 +9,7 @@ from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import log_likelihoods
 from kgqa.rank.features import FEATURE_NAMES, candidate_features
 from kgqa.rank.naming import Naming
+from kgqa.rank.fitted import read_fitted, write_fitted
 from kgqa.rank.reranker import Reranker
 
 from conftest import TINY_SHAPE
@@ -149,21 +150,16 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
 
 
 def test_saved_weights_are_paired_with_features_by_name_not_position(tmp_path):
-    import json
-
     n = len(FEATURE_NAMES)
     reranker = Reranker([0.0] * n, [1.0] * n, [float(i) for i in range(n)])
     reranker.save(str(tmp_path))
-    with open(tmp_path / "reranker.json", encoding="utf-8") as handle:
-        saved = json.load(handle)
-    for field in ("features", "mean", "std", "weights"):
-        saved[field] = saved[field][::-1]  # the same reranker, its features listed the other way round
-    with open(tmp_path / "reranker.json", "w", encoding="utf-8") as handle:
-        json.dump(saved, handle)
+    fields = ("features", "mean", "std", "weights")
+    saved = read_fitted(str(tmp_path), "reranker", "reranker", fields)
+    # the same reranker, its features listed the other way round
+    write_fitted(str(tmp_path), "reranker", {field: saved[field][::-1] for field in fields})
     assert Reranker.load(str(tmp_path)).weights == reranker.weights
     saved["features"][0] = "a feature this kgqa does not compute"
-    with open(tmp_path / "reranker.json", "w", encoding="utf-8") as handle:
-        json.dump(saved, handle)
+    write_fitted(str(tmp_path), "reranker", saved)
     assert Reranker.load(str(tmp_path)) is None
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -161,6 +162,8 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
 
     from cli import main
     from kgqa.rank.features import FEATURE_NAMES
+    from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
+    from kgqa.rank.reranker import Reranker
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     train = f"{SAMPLE}/train.json"
@@ -169,18 +172,22 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
                                        "--batch-size", "16", "--kb-questions", "0", "--holdout", "0.25",
                                        "--d-model", "32", "--layers", "1", "--device", "cpu"], env=env)
     assert result.exit_code == 0, result.output
-    path = tmp_path / "ck/best/reranker.json"
-    fitted = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**fitted, "features": ["an_older_feature"] + fitted["features"][1:]}), encoding="utf-8")
-    learned = [tmp_path / "ck/best/answer_kinds.npz", tmp_path / "ck/best/naming.json"]
-    before = [p.read_bytes() for p in learned]
-    for p in learned:
-        p.unlink()  # as a checkpoint an older kgqa fitted has them
+    checkpoint = str(tmp_path / "ck/best")
+    linear = ("features", "mean", "std", "weights")
+    fitted = read_fitted(checkpoint, "reranker", "reranker", linear)
+    write_fitted(checkpoint, "reranker", {**fitted, "features": np.array(["an_older_feature", *fitted["features"][1:]])})
+    assert Reranker.load(checkpoint) is None  # fitted over other features: answered without
+    learned = {"answer_kinds": ("cues", "forms", "weights"), "naming": ("characters", "named", "seen")}
+    before = {name: read_fitted(checkpoint, name, name, arrays) for name, arrays in learned.items()}
+    for name in learned:
+        remove_fitted(checkpoint, name)  # as a checkpoint an older kgqa fitted lacks them
     result = CliRunner().invoke(main, ["fit-reranker", "--checkpoint", str(tmp_path / "ck/best"), *args,
                                        "--device", "cpu"], env=env)
     assert result.exit_code == 0, result.output
     assert "held-out questions" in result.output
-    assert [p.read_bytes() for p in learned] == before  # fitted again, the same: seeded
-    refitted = json.loads(path.read_text(encoding="utf-8"))
-    assert refitted["features"] == list(FEATURE_NAMES)
+    for name, arrays in learned.items():  # fitted again, the same: seeded
+        again = read_fitted(checkpoint, name, name, arrays)
+        assert all(np.array_equal(again[field], before[name][field]) for field in arrays)
+    refitted = read_fitted(checkpoint, "reranker", "reranker", linear)
+    assert refitted["features"].tolist() == list(FEATURE_NAMES)
     assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit

@@ -17,22 +17,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
+from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
 from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
 from kgqa.text import without_mention
 
-ANSWER_KINDS = "answer_kinds.npz"
 FORMS = 2000  # the commonest forms across the KB's predicates
 MIN_CUE_COUNT = 3  # cues seen in fewer train questions than this teach noise
 EPOCHS, BATCH, LEARNING_RATE, WEIGHT_DECAY = 3, 64, 1e-2, 1e-4
@@ -100,23 +96,20 @@ class AnswerKinds:
         return out
 
     def save(self, checkpoint: str) -> None:
-        with atomic_file(os.path.join(checkpoint, ANSWER_KINDS), "wb") as out:
-            np.savez_compressed(out, cues=np.array(self.cues), forms=np.array(self.forms),
-                                weights=self.weights.astype(np.float32))
+        write_fitted(checkpoint, "answer_kinds", {"cues": np.array(self.cues, dtype=str),
+                                                  "forms": np.array(self.forms, dtype=str),
+                                                  "weights": self.weights.astype(np.float32)})
 
     @classmethod
     def load(cls, checkpoint: str) -> AnswerKinds | None:
         """The checkpoint's answer kinds; None where it has none (fitted by an older kgqa)."""
-        path = os.path.join(checkpoint, ANSWER_KINDS)
-        if not os.path.isfile(path):
+        saved = read_fitted(checkpoint, "answer_kinds", "answer kinds", ("cues", "forms", "weights"))
+        if saved is None:
             return None
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                cues, forms, weights = list(saved["cues"]), list(saved["forms"]), saved["weights"]
-            if weights.shape != (len(cues) + 1, len(forms)):
-                raise ValueError(f"weights of shape {weights.shape} for {len(cues)} cues and {len(forms)} forms")
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            raise KgqaError(f"unreadable answer kinds ({type(error).__name__}: {error})", path) from None
+        cues, forms, weights = list(saved["cues"]), list(saved["forms"]), saved["weights"]
+        if weights.shape != (len(cues) + 1, len(forms)):
+            raise unreadable(checkpoint, "answer_kinds", "answer kinds",
+                             f"weights of shape {weights.shape} for {len(cues)} cues and {len(forms)} forms")
         return cls([str(c) for c in cues], [str(f) for f in forms], weights)
 
 

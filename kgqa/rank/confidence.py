@@ -15,7 +15,7 @@ again): there, no candidate is right.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,9 +25,9 @@ from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
 from kgqa.text import normalize
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
-from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds, read_model, write_model
+from kgqa.rank.fitted import per_feature, write_fitted
+from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds
 
-CONFIDENCE = "confidence.json"
 TOP = 3  # ranked candidates per question the calibrator learns from
 MISSING_WEIGHT = 0.5  # weight of each question with its gold key or entity removed, against 1 as it is
 FOLDS = 5  # each held-out question's reranker is fitted on the other four fifths: near the whole's
@@ -140,16 +140,18 @@ class Calibrator:
         return Calibrator(self.mean, self.std, [a * w for w in self.weights], a * self.bias + c, self.features)
 
     def save(self, checkpoint: str) -> None:
-        write_model(checkpoint, CONFIDENCE, asdict(self))
+        write_fitted(checkpoint, "calibrator", {"features": np.array(self.features, dtype=str),
+                                                "mean": np.array(self.mean), "std": np.array(self.std),
+                                                "weights": np.array(self.weights), "bias": np.array(self.bias)})
 
     @classmethod
     def load(cls, checkpoint: str) -> Calibrator | None:
         """The checkpoint's calibrator, None where it has none (or one over other signals)."""
-        saved = read_model(checkpoint, CONFIDENCE, SIGNAL_NAMES, ("mean", "std", "weights"), "calibrator")
+        saved = per_feature(checkpoint, "calibrator", "calibrator", SIGNAL_NAMES, ("mean", "std", "weights"), ("bias",))
         if saved is None:
             return None
-        fields, extra = saved
-        return cls(*(values.tolist() for values in fields), float(extra["bias"]))
+        fields, (bias,) = saved
+        return cls(*(values.tolist() for values in fields), bias)
 
     @classmethod
     def fit(cls, rows: np.ndarray, right: np.ndarray, weights: np.ndarray, l2: float = 1e-3) -> Calibrator:

@@ -9,19 +9,15 @@ training never shows; the reranker reads the weighted cover as features (`featur
 """
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
+from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
 from kgqa.kb.triples import Fact
 from kgqa.text import without_mention
 
-NAMING = "naming.json"
 PRIOR, PRIOR_QUESTIONS = 0.3, 1.0  # a character's weight before any question: PRIOR, worth PRIOR_QUESTIONS
 
 
@@ -50,21 +46,21 @@ class Naming:
         return rows
 
     def save(self, checkpoint: str) -> None:
-        with atomic_file(os.path.join(checkpoint, NAMING)) as out:
-            json.dump({"counts": self.counts}, out, ensure_ascii=False, sort_keys=True)
+        characters = sorted(self.counts)
+        write_fitted(checkpoint, "naming", {"characters": np.array(characters, dtype=str),
+                                            "named": np.array([self.counts[c][0] for c in characters], dtype=np.int64),
+                                            "seen": np.array([self.counts[c][1] for c in characters], dtype=np.int64)})
 
     @classmethod
     def load(cls, checkpoint: str) -> Naming | None:
         """The checkpoint's naming weights; None where it has none (fitted by an older kgqa)."""
-        path = os.path.join(checkpoint, NAMING)
-        if not os.path.isfile(path):
+        saved = read_fitted(checkpoint, "naming", "naming weights", ("characters", "named", "seen"))
+        if saved is None:
             return None
-        try:
-            with open(path, encoding="utf-8") as handle:
-                counts = json.load(handle)["counts"]
-            return cls({str(c): (int(named), int(seen)) for c, (named, seen) in counts.items()})
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
-            raise KgqaError(f"unreadable naming weights ({type(error).__name__}: {error})", path) from None
+        characters, named, seen = saved["characters"], saved["named"], saved["seen"]
+        if not (characters.shape == named.shape == seen.shape and characters.ndim == 1):
+            raise unreadable(checkpoint, "naming", "naming weights", "characters, named and seen differ in shape")
+        return cls({str(c): (int(n), int(k)) for c, n, k in zip(characters, named, seen)})
 
 
 def fit_naming(pairs: list[tuple[str, tuple[str, str, str]]]) -> Naming:

@@ -4,20 +4,16 @@ checkpoint's model; a question's candidates are ranked by it.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
 from kgqa.rank.features import FEATURE_NAMES
+from kgqa.rank.fitted import per_feature, write_fitted
 
-RERANKER = "reranker.json"
 MIN_EXAMPLES = 20  # fewer held-out questions than this fit noise, not weights
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the weight penalties tried, weakest first
 log = logging.getLogger("kgqa.rank.reranker")
@@ -36,13 +32,14 @@ class Reranker:
         return ((features - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights)
 
     def save(self, checkpoint: str) -> None:
-        write_model(checkpoint, RERANKER, asdict(self))
+        write_fitted(checkpoint, "reranker", {"features": np.array(self.features, dtype=str), "mean": np.array(self.mean),
+                                              "std": np.array(self.std), "weights": np.array(self.weights)})
 
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:
         """The checkpoint's reranker, its weights paired with features by name; None where it has
         none, or one fitted over other features."""
-        saved = read_model(checkpoint, RERANKER, FEATURE_NAMES, ("mean", "std", "weights"), "reranker")
+        saved = per_feature(checkpoint, "reranker", "reranker", FEATURE_NAMES, ("mean", "std", "weights"))
         return None if saved is None else cls(*(values.tolist() for values in saved[0]))
 
     @classmethod
@@ -73,37 +70,6 @@ class Reranker:
 
         optimizer.step(closure)
         return cls(mean.tolist(), std.tolist(), weights.detach().tolist())
-
-
-def write_model(checkpoint: str, name: str, fitted: dict) -> None:
-    """A fitted model over named features, as JSON beside the checkpoint's weights."""
-    with atomic_file(os.path.join(checkpoint, name)) as out:
-        json.dump(fitted, out, indent=1)
-
-
-def read_model(checkpoint: str, name: str, names: tuple[str, ...], fields: tuple[str, ...], what: str
-               ) -> tuple[list[np.ndarray], dict] | None:
-    """The per-feature `fields` of a model `write_model` saved, each reordered to `names`, and the
-    whole file; None where the checkpoint has none, or one fitted over other features (another kgqa
-    version: warned, and `kgqa fit-reranker` fits it again). A damaged file is a KgqaError."""
-    path = os.path.join(checkpoint, name)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            saved = json.load(handle)
-        found = list(saved.get("features", ()))
-        if sorted(found) != sorted(names):
-            log.warning("%s was fitted over other features (another kgqa version): answering without it; "
-                        "`kgqa fit-reranker` fits it again", path)
-            return None
-        values = [np.asarray(saved[field], dtype=float) for field in fields]
-        if any(value.shape != (len(found),) for value in values):
-            raise ValueError(f"expected {len(found)} numbers in {', '.join(fields)}")
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise KgqaError(f"unreadable {what} ({type(error).__name__}: {error})", path) from None
-    order = [found.index(feature) for feature in names]
-    return [value[order] for value in values], saved
 
 
 def predicate_folds(predicates: list[str], folds: int = 2) -> list[int]:
