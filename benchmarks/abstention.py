@@ -2,7 +2,7 @@
 reranker score and the raw beam score, on dev over kb.tsv and over a copy of kb.tsv with facts and
 entities taken out.
 
-    python benchmarks/abstention.py --checkpoint CK [--kb KB] [--dev DEV] [--seed 0] [--out runs/abstention]
+    python benchmarks/abstention.py --checkpoint CK [--kb KB] [--questions DEV] [--seed 0] [--out runs/abstention]
         [--svg docs/abstention.svg]
 
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
@@ -19,15 +19,14 @@ risk-coverage curves as an SVG.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import random
 
 import numpy as np
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, missing, record
 
-from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.triples import join_subject, read_kb  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
@@ -135,17 +134,13 @@ def svg(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser = arguments(__doc__, seed=True)
     parser.add_argument("--out", default="runs/abstention")
     parser.add_argument("--svg")
     args = parser.parse_args()
-    if missing(args.kb, args.dev):
+    if missing(args.kb, args.questions):
         return
-    dev = read_questions(args.dev, need_answers=True)
+    dev = harness.questions(args, need_answers=True)
     questions, golds = [q.question for q in dev], [q.gold() for q in dev]
     os.makedirs(args.out, exist_ok=True)
     copy = os.path.join(args.out, f"kb-missing-seed{args.seed}.tsv")
@@ -165,12 +160,15 @@ def main() -> None:
           "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "
           "missing entity |")
     print("|---|---|---|---|---|---|---|")
-    curves = {}
+    curves, figures = {}, {}
     for name in SIGNALS:
         error, _ = ece(full[name], full["right"])
         threshold = np.quantile(cut[name][answerable], 0.10)
         below = {kind: float((cut[name][kinds == kind] < threshold).mean()) for kind in ("fact", "entity")}
         curves[name] = risk_coverage(cut[name], right_cut)
+        figures[name] = {"ece": error, "accuracy_at_80": accuracy_at(full[name], full["right"], 0.8),
+                         "auroc_right": auroc(full[name], full["right"]), "aurc_copy": float(curves[name][1].mean()),
+                         "missing_fact_refused": below["fact"], "missing_entity_refused": below["entity"]}
         print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
               f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(full[name], full['right']):.3f} | "
               f"{auroc(cut[name], answerable):.3f} | "
@@ -181,6 +179,11 @@ def main() -> None:
     if args.svg:
         svg(curves, args.svg)
         print(f"\n{args.svg}: the risk-coverage curves over the copy")
+    mine = figures["confidence"]
+    record("abstention", {"right": float(full["right"].mean()), **figures},
+           f"confidence: ECE {mine['ece']:.3f}, {100 * mine['accuracy_at_80']:.1f}% right at 80% coverage, "
+           f"{100 * mine['missing_fact_refused']:.1f}% of missing facts and {100 * mine['missing_entity_refused']:.1f}% "
+           f"of missing entities refused (threshold answering 90% of the answerable)")
 
 
 if __name__ == "__main__":

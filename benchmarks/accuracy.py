@@ -1,24 +1,23 @@
 """Dev accuracy ablation for a checkpoint: the peer, then each decoding lever switched on in
 turn, with decode time per row, and the errors of the default decoding sorted into kinds.
 
-    python benchmarks/accuracy.py --checkpoint checkpoints/kgclue/best [--limit N]
+    python benchmarks/accuracy.py --checkpoint checkpoints/kgclue/best [--questions DEV] [--limit N]
 
-Reads ../shared/data/kgclue/ (skips cleanly without it). Prints a markdown table.
+Reads ../shared/data/kgclue/ (skips cleanly without it). Prints a markdown table; records the
+default decoding's and the peer's scores (benchmarks/results/accuracy.jsonl).
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
 import time
 from dataclasses import replace
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, missing, questions, record  # first: it puts kgqa on sys.path
 
 from kgqa.candidate import parse_answer  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
-from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.kb.triples import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
@@ -53,21 +52,16 @@ def error_kind(index, question: str, predicted: str, gold: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--limit", type=int, default=None)
+    parser = arguments(__doc__, limit=0, device="auto")
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--mention-lookahead", type=float, nargs="*", default=[1.0, 2.0])
-    parser.add_argument("--device", default="auto", help="Where the model runs (auto: a GPU where one is present).")
     args = parser.parse_args()
     default = DecodeSettings()
     if default.mention_lookahead not in args.mention_lookahead:
         args.mention_lookahead.append(default.mention_lookahead)
-    if missing(args.dev):
+    if missing(args.kb, args.questions):
         return
-    dev = read_questions(args.dev, need_answers=True)[: args.limit]
+    dev = questions(args, need_answers=True)
     golds = [q.answer for q in dev]
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     model.to(pick_device(args.device))
@@ -94,8 +88,9 @@ def main() -> None:
     print(f"dev questions: {len(dev)}, beams: {args.beams}, checkpoint: {args.checkpoint}\n")
     print("| system | " + " | ".join(COLUMNS) + " | decode s |")
     print("|---" * (len(COLUMNS) + 2) + "|")
+    tables = {}
     for name, predictions, seconds in rows:
-        table = score(predictions, golds)
+        tables[name] = table = score(predictions, golds)
         print(f"| {name} | " + " | ".join(f"{table[c]:.1f}" for c in COLUMNS) + f" | {seconds:.0f} |")
     chosen = rows[-1][1] if reranker is not None else next(
         predictions for name, predictions, _ in rows if name == f"+ mention look-ahead {default.mention_lookahead}")
@@ -106,6 +101,12 @@ def main() -> None:
     for kind, count in kinds.most_common():
         print(f"| {kind} | {count} |")
     print(json.dumps({"kinds": dict(kinds)}, ensure_ascii=False))
+    default_row, peer_row = rows[-1][0], rows[0][0]
+    record("accuracy", {"questions": len(dev), "default": tables[default_row], "peer": tables[peer_row],
+                        "rows": {name: table["score"] for name, table in tables.items()}, "errors": dict(kinds)},
+           f"{os.path.basename(args.questions)} score {tables[default_row]['score']:.2f} (EM_O "
+           f"{tables[default_row]['EM_O']:.1f}) on {len(dev)} questions; the non-neural peer "
+           f"{tables[peer_row]['score']:.2f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+from harness import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
 from kgqa.decode import processors  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402

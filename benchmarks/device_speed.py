@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from shared_data import DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+from harness import DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
 from kgqa.decode import processors  # noqa: E402
 from kgqa.data import read_questions, training_pairs  # noqa: E402

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 
-from shared_data import CLI, DATA, ROOT  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, ROOT  # first: it puts kgqa on sys.path
 
 SAMPLE = os.path.join(ROOT, "data", "sample")
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

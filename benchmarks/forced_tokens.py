@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import torch
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from harness import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.decode import forced_runs, processors  # noqa: E402

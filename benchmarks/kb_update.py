@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import tempfile
 
-from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.contents import contents  # noqa: E402

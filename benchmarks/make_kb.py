@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from harness import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.files import atomic_file  # noqa: E402
 from kgqa.kb.triples import read_kb  # noqa: E402

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from shared_data import DATA, ROOT, missing  # first: it puts kgqa on sys.path
+from harness import DATA, ROOT, missing  # first: it puts kgqa on sys.path
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import torch
 
-from shared_data import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+from harness import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
 
 from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402

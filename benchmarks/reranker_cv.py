@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from harness import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import hold_out_predicates, read_questions  # noqa: E402
 from kgqa.model.checkpoint_settings import read_settings  # noqa: E402

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from shared_data import DATA, missing  # first: it puts kgqa on sys.path
+from harness import DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402

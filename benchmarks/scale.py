@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 
 def run(command: list[str]) -> tuple[float, float, str]:

@@ -38,7 +38,7 @@ from typing import Iterator
 import aiohttp
 import numpy as np
 
-from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 

@@ -28,7 +28,7 @@ import time
 import aiohttp
 import numpy as np
 
-from shared_data import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
 from serve_load import client, lone_session, memory_of, poison, served  # noqa: E402
 
 from kgqa.data import read_questions  # noqa: E402

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shared_data import CLI, DATA, ROOT, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, ROOT, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.model.seq2seq import ScratchShape, count_parameters, scratch_model  # noqa: E402

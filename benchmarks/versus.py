@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from shared_data import DATA, ROOT, missing  # first: it puts kgqa on sys.path
+from harness import DATA, ROOT, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 
