@@ -14,7 +14,8 @@ import os
 import time
 from dataclasses import replace
 
-from harness import arguments, missing, questions, record  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, missing, record
 
 from kgqa.candidate import parse_answer  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
         args.mention_lookahead.append(default.mention_lookahead)
     if missing(args.kb, args.questions):
         return
-    dev = questions(args, need_answers=True)
+    dev = harness.questions(args, need_answers=True)
     golds = [q.answer for q in dev]
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     model.to(pick_device(args.device))

@@ -2,7 +2,7 @@
 default pipeline (beam + reranker), on the same model and questions in one run, with the share
 of the constrained decode spent in constraint logic.
 
-    python benchmarks/decode_speed.py --checkpoint CKPT [--kb KB] [--questions 512]
+    python benchmarks/decode_speed.py --checkpoint CKPT [--kb KB] [--questions DEV] [--limit 512]
 
 Constraint logic is timed where it runs: the mention scan (`KBIndex.mentions`), the subject tries
 built per batch (`TrieWalker.__init__`), and the `TrieConstraint` and `Lookahead` logits processors; mapping
@@ -10,18 +10,16 @@ finished beams back to KB keys (not timed: one memoised lookup per returned beam
 """
 from __future__ import annotations
 
-import argparse
-import os
 import time
 from dataclasses import replace
 
 import torch
 
-from harness import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, CALLS, missing, SPENT, timing
 
 from kgqa.decode import processors  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
-from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import encode_questions, extra_inputs  # noqa: E402
@@ -29,17 +27,13 @@ from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--questions", type=int, default=512)
-    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
+    parser = arguments(__doc__, limit=512)
     args = parser.parse_args()
-    if missing(args.file, args.kb):
+    if missing(args.questions, args.kb):
         return
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     index = ensure_index(args.kb, tokenizer)
-    questions = [q.question for q in read_questions(args.file)][: args.questions]
+    questions = [q.question for q in harness.questions(args)]
     settings = DecodeSettings()
     size = settings.batch_size
     batches = [questions[i:i + size] for i in range(0, len(questions), size)]

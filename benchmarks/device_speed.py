@@ -2,7 +2,7 @@
 device (random weights: speed does not depend on what they learned), with the trie constraint's
 share of the constrained decode.
 
-    python benchmarks/device_speed.py --tokenizer CK/tokenizer [--device auto] [--kb KB] [--questions 256]
+    python benchmarks/device_speed.py --tokenizer CK/tokenizer [--device auto] [--kb KB] [--questions DEV] [--limit 256]
 
 For each model: training tokens/s (question + target tokens, padding excluded; batch 64, AdamW,
 bf16 autocast on a GPU) after warm-up; questions/s of the trie-constrained beam (4 beams, batches
@@ -11,14 +11,14 @@ look-ahead (CPU work on the trie, then one transfer a step) as a share of the co
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import replace
 
 import torch
 
-from harness import DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, DATA, missing, SPENT, timing
 
 from kgqa.decode import processors  # noqa: E402
 from kgqa.data import read_questions, training_pairs  # noqa: E402
@@ -28,7 +28,7 @@ from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rank.features import FEATURE_NAMES  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
-from kgqa.train import _batch, forward_backward  # noqa: E402
+from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 
 MODELS = {  # name -> (shape, copy path)
     "scratch CopyT5 (default)": (ScratchShape(), True),
@@ -46,7 +46,7 @@ def training_speed(model, tokenizer, pairs, device: torch.device, steps: int) ->
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    batches = [_batch(tokenizer, pairs[i * 64:(i + 1) * 64], 128, device) for i in range(steps + 3)]
+    batches = [teacher_forced_batch(tokenizer, pairs[i * 64:(i + 1) * 64], 128, device) for i in range(steps + 3)]
     tokens = 0
     for k, batch in enumerate(batches):
         if k == 3:  # after warm-up
@@ -82,22 +82,18 @@ def decoding_speed(qa: KGQA, questions: list[str], device: torch.device) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, checkpoint=False, limit=256, device="auto")
     parser.add_argument("--tokenizer", required=True, help="A checkpoint's tokenizer/ directory.")
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
     parser.add_argument("--train", default=os.path.join(DATA, "train.json"))
-    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--questions", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    if missing(args.kb, args.train, args.dev):
+    if missing(args.kb, args.train, args.questions):
         return
     device = pick_device(args.device)
     tokenizer = load_tokenizer(args.tokenizer)
     index = ensure_index(args.kb, tokenizer)
     pairs = training_pairs(read_questions(args.train, need_answers=True))
-    questions = [q.question for q in read_questions(args.dev)][: args.questions]
+    questions = [q.question for q in harness.questions(args)]
     n = len(FEATURE_NAMES)
     reranker = Reranker([0.0] * n, [1.0] * n, [1.0] + [0.0] * (n - 1))  # any weights: the work is the same
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

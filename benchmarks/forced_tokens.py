@@ -1,7 +1,7 @@
 """How many of the constrained beam's tokens the trie forces: the measure issue 23's forced-token
 passes start from (a token the trie leaves no alternative to need not wait for its own decoder step).
 
-    python benchmarks/forced_tokens.py --checkpoint CK [--kb KB] [--file DEV] [--questions 256] [--batch-size 32]
+    python benchmarks/forced_tokens.py --checkpoint CK [--kb KB] [--questions DEV] [--limit 256] [--batch-size 32]
     python benchmarks/forced_tokens.py --checkpoint CK --pass-cost
 
 Answers the first N questions of the file with the default beam, counting at every decoder step,
@@ -17,17 +17,15 @@ step), and the positions those passes fed against the (row, step) pairs.
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import os
 import time
 from dataclasses import replace
 
 import torch
 
-from harness import DATA, missing  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, missing
 
-from kgqa.data import read_questions  # noqa: E402
 from kgqa.decode import forced_runs, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
@@ -55,20 +53,16 @@ def pass_cost(checkpoint: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--questions", type=int, default=256)
+    parser = arguments(__doc__, limit=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pass-cost", action="store_true", help="time decoder passes by rows and positions")
     args = parser.parse_args()
     if args.pass_cost:
         pass_cost(args.checkpoint)
         return
-    if missing(args.file, args.kb):
+    if missing(args.questions, args.kb):
         return
-    questions = [q.question for q in read_questions(args.file)][: args.questions]
+    questions = [q.question for q in harness.questions(args)]
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device="cpu")
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     beams = qa.settings.beams

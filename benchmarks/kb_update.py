@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import tempfile
 
-from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, CLI, missing, record  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.contents import contents  # noqa: E402
@@ -116,16 +116,12 @@ def answers(checkpoint: str, kb: str, index: str, questions: list[str]) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser = arguments(__doc__, seed=True)
     parser.add_argument("--index", help="An index of KB, built already.")
     parser.add_argument("--changes", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1, help="Updates applied one after another.")
-    parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--answer", type=int, default=None, help="Questions answered with both (all).")
     parser.add_argument("--surfaces", type=int, default=2000, help="Unchanged surfaces compared.")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="Directory for the copies (a temporary one, removed after).")
     parser.add_argument("--time-only", action="store_true", help="Only the updates: no rebuild, no comparison.")
     args = parser.parse_args()
@@ -167,7 +163,10 @@ def run(args: argparse.Namespace, work: str) -> None:
     if args.rounds > 1:
         print(f"last update / first: {times[-1] / times[0]:.2f}; mean {sum(times) / len(times):.2f} s, "
               f"slowest {max(times):.2f} s (update {times.index(max(times)) + 1})")
+    figures = {"changes": len(changes), "rounds": args.rounds, "update_s": times, "update_peak_mb": round(mb)}
     if args.time_only:
+        record("kb_update", figures, f"{len(changes)} changes in {args.rounds} update(s): "
+               f"mean {sum(times) / len(times):.2f} s, slowest {max(times):.2f} s")
         return
     rebuilt = os.path.join(work, "rebuilt")
     seconds_b, mb_b, said = timed(CLI + ["index", changed_kb, "-o", rebuilt, "--checkpoint", args.checkpoint])
@@ -199,6 +198,11 @@ def run(args: argparse.Namespace, work: str) -> None:
     second = answers(args.checkpoint, changed_kb, rebuilt, asked)
     differ = sum(x != y for x, y in zip(first, second))
     print(f"top-5 answers, scores and confidences of {len(asked)} questions: {len(asked) - differ} the same, {differ} differ")
+    figures.update(rebuild_s=seconds_b, rebuild_peak_mb=round(mb_b), same_contents=same, questions=len(asked),
+                   same_answers=len(asked) - differ)
+    record("kb_update", figures, f"{len(changes)} changes: update {seconds:.1f} s, peak {mb:.0f} MB beside a rebuild's "
+           f"{seconds_b:.1f} s, {mb_b:.0f} MB ({seconds / seconds_b:.3f} of the time); the same contents and the "
+           f"same answers to {len(asked) - differ}/{len(asked)} questions as the rebuilt index")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ one run: random-weight look-alikes (`tests/lookalikes.py`) of uer/t5-small-chine
 
     python benchmarks/pretrained_speed.py --fitted CK
         [--models scratch,uer-small,uer-base,bart-base,bart-base-generate]
-        [--questions 64] [--alone 16] [--steps 2] [--no-int8]
+        [--questions DEV] [--limit 64] [--alone 16] [--steps 2] [--no-int8]
 
 Per model, each in a child process of its own (so each peak RSS is its own):
 - training: seconds a step of batch 64 on train.json (AdamW, fp32, after one warm-up step);
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from harness import DATA, ROOT, missing  # first: it puts kgqa on sys.path
+from harness import arguments, DATA, missing, ROOT  # first: it puts kgqa on sys.path
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -49,7 +49,7 @@ from kgqa.candidate import best_answer  # noqa: E402
 from kgqa.rank.confidence import Calibrator  # noqa: E402
 from kgqa.rank.naming import Naming  # noqa: E402
 from kgqa.rank.reranker import Reranker  # noqa: E402
-from kgqa.train import _batch, forward_backward  # noqa: E402
+from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 
 # NAME-generate: the same model answered through `generate` (the stepper off), its speed before the stepper ran BART
 MODELS = {"uer-small": ("uer-t5", "small"), "uer-base": ("uer-t5", "base"), "bart-base": ("fnlp-bart", "base"),
@@ -78,7 +78,7 @@ def train_child(args, workdir: str) -> dict:
     times = []
     for step in range(args.steps + 1):
         chosen = rng.choice(len(pairs), 64, replace=False)
-        batch = _batch(tokenizer, [pairs[i] for i in chosen], DecodeSettings.max_question_tokens)
+        batch = teacher_forced_batch(tokenizer, [pairs[i] for i in chosen], DecodeSettings.max_question_tokens)
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         forward_backward(model, [batch], torch.autocast("cpu", enabled=False))
@@ -113,8 +113,8 @@ def answer_child(args, workdir: str) -> dict:
     started = time.perf_counter()
     index = ensure_index(args.kb, tokenizer)
     index_s = time.perf_counter() - started
-    questions = [q.question for q in read_questions(os.path.join(DATA, "dev.json"))]
-    batched, alone = questions[: args.questions], questions[args.questions: args.questions + args.alone]
+    questions = [q.question for q in read_questions(args.questions)]
+    batched, alone = questions[: args.limit], questions[args.limit: args.limit + args.alone]
     borrowed = tuple(kind.load(args.fitted) for kind in (Reranker, Calibrator, AnswerKinds, Naming))
     result = {"index_s": round(index_s, 1)}
     fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), *borrowed), batched, alone)
@@ -129,26 +129,24 @@ def answer_child(args, workdir: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, checkpoint=False, limit=64)
     parser.add_argument("--fitted", required=True,
                         help="a scratch kgqa checkpoint (the baseline; its reranker is borrowed)")
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
     parser.add_argument("--models", default="scratch,uer-small,uer-base,bart-base")
-    parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--alone", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--child", choices=["train", "answer"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if missing(args.kb, os.path.join(DATA, "train.json"), os.path.join(DATA, "dev.json")):
+    if missing(args.kb, os.path.join(DATA, "train.json"), args.questions):
         return
     if args.child:
         with tempfile.TemporaryDirectory() as workdir:
             work = train_child if args.child == "train" else answer_child
             print(json.dumps(work(args, workdir)))
         return
-    print(f"{torch.get_num_threads()} threads; {args.questions} dev questions in batches of 32, {args.alone} alone")
+    print(f"{torch.get_num_threads()} threads; {args.limit} questions in batches of 32, {args.alone} alone")
     for name in args.models.split(","):
         row = {"model": name}
         for child in ("answer",) if name.endswith("-generate") else ("train", "answer"):

@@ -1,7 +1,7 @@
 """Where one question's milliseconds go in the default pipeline (beam + reranker): each stage timed
 where it runs, over N dev questions in the default batches, as ms per question.
 
-    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions 512] [--batch-size 32] [--baseline rows|generate|no-confidence] [--constant-forward]
+    python benchmarks/profile_pipeline.py --checkpoint CKPT [--kb KB] [--questions DEV] [--limit 512] [--batch-size 32] [--baseline rows|generate|no-confidence] [--constant-forward]
 
 Stages: the KB mention scan, the per-batch subject tries, `generate` (encoder, decoder steps and
 beam bookkeeping) less the two logits processors, which are timed on their own; then the
@@ -19,23 +19,21 @@ GPU does not speed up, and so what bounds a GPU's rate where the model's passes 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import time
 from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
 
-from harness import CALLS, DATA, SPENT, missing, timing  # first: it puts kgqa on sys.path
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, CALLS, missing, SPENT, timing
 
 from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model import likelihood  # noqa: E402
 from kgqa.rank import confidence, features, reranker  # noqa: E402
-from kgqa.data import read_questions  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 
@@ -125,22 +123,17 @@ class ConstantForward:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--questions", type=int, default=512)
+    parser = arguments(__doc__, limit=512, device="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu", help="where the model runs (cuda: a GPU)")
     parser.add_argument("--baseline", choices=("rows", "generate", "no-confidence"),
                         help="first the same with the candidates scored as padded rows (and decoded by HF generate), "
                              "or without the confidence calibrator")
     parser.add_argument("--constant-forward", action="store_true",
                         help="the model's arithmetic replaced by constants: the host's work alone")
     args = parser.parse_args()
-    if missing(args.file, args.kb):
+    if missing(args.questions, args.kb):
         return
-    questions = [q.question for q in read_questions(args.file)][: args.questions]
+    questions = [q.question for q in harness.questions(args)]
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device=args.device)
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     constant = ConstantForward(qa.model) if args.constant_forward else contextlib.nullcontext()

@@ -1,7 +1,7 @@
 """Which reranker features carry over to unseen predicates: held-out 2-fold cross-validation of the
 reranker over feature sets, the measure every feature is kept or dropped by (never dev).
 
-    python benchmarks/reranker_cv.py --checkpoint CK [--kb KB] [--train TRAIN] [--dev DEV]
+    python benchmarks/reranker_cv.py --checkpoint CK [--kb KB] [--train TRAIN] [--questions DEV]
         [--without kind_fit,kind_share --without named,named_share,named_per_character,best_named ...]
 
 The checkpoint's held-out questions (its training's share and seed) are answered once with the
@@ -14,12 +14,11 @@ fitted on all held-out questions.
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
-from harness import DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import hold_out_predicates, read_questions  # noqa: E402
 from kgqa.model.checkpoint_settings import read_settings  # noqa: E402
@@ -38,18 +37,15 @@ def examples(found: list[CandidateSet], golds: list[tuple[str, str, str]], colum
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
+    parser = arguments(__doc__)
     parser.add_argument("--train", default=os.path.join(DATA, "train.json"))
-    parser.add_argument("--dev", default=os.path.join(DATA, "dev.json"))
     parser.add_argument("--without", action="append", default=[], help="comma-separated features left out")
     args = parser.parse_args()
-    if missing(args.kb, args.train, args.dev):
+    if missing(args.kb, args.train, args.questions):
         return
     saved = read_settings(args.checkpoint).get("train", {})
     _, held = hold_out_predicates(read_questions(args.train, need_answers=True), saved["holdout"], saved["seed"])
-    dev = read_questions(args.dev, need_answers=True)
+    dev = read_questions(args.questions, need_answers=True)
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device="cpu")
     found, dev_found = held_out_candidates(qa, held), held_out_candidates(qa, dev)
     golds, dev_golds = [q.gold() for q in held], [q.gold() for q in dev]

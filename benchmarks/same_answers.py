@@ -8,30 +8,22 @@ Scores are compared to 1e-4 (as printed by `kgqa predict`), answers exactly.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 
-from harness import DATA, missing  # first: it puts kgqa on sys.path
-
-from kgqa.data import read_questions  # noqa: E402
-from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
+import harness  # first: it puts kgqa on sys.path
+from harness import arguments, missing
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
-    parser.add_argument("--limit", type=int, default=200)
+    parser = arguments(__doc__, limit=200)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("-o", "--output")
     parser.add_argument("--compare")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
-    questions = [q.question for q in read_questions(args.questions)[: args.limit]]
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, settings=DecodeSettings(top_k=args.top_k))
+    questions = [q.question for q in harness.questions(args)]
+    qa = harness.pipeline(args, top_k=args.top_k)
     found = [[c.as_json() for c in candidates] for candidates in qa.ask(questions)]
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:

@@ -2,14 +2,13 @@
 the index; `kgqa predict` peak RSS with it, beside the same run with a 1k-triple KB.
 
     python benchmarks/make_kb.py -o /tmp/kb20m.tsv
-    python benchmarks/scale.py --kb /tmp/kb20m.tsv --checkpoint checkpoints/kgclue/best [--questions 1000]
+    python benchmarks/scale.py --kb /tmp/kb20m.tsv --checkpoint checkpoints/kgclue/best [--questions DEV] [--limit 1000]
 
 Every step runs as its own process (`kgqa ...` as a user runs it), so peak RSS is that process's
 own (`wait4`'s ru_maxrss).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, CLI, missing, record  # first: it puts kgqa on sys.path
 
 
 def run(command: list[str]) -> tuple[float, float, str]:
@@ -36,14 +35,10 @@ def size_of(directory: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kb", required=True, help="the big KB (benchmarks/make_kb.py writes one)")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--questions", type=int, default=1000)
-    parser.add_argument("--file", default=os.path.join(DATA, "dev.json"), help="questions to predict")
+    parser = arguments(__doc__, limit=1000)  # --kb: the big KB (benchmarks/make_kb.py writes one)
     parser.add_argument("--work", default=None, help="where indexes go (default: a temp dir, removed)")
     args = parser.parse_args()
-    if missing(args.kb, args.file):
+    if missing(args.kb, args.questions):
         return
     work = args.work or tempfile.mkdtemp(prefix="kgqa-scale-")
     try:
@@ -65,8 +60,8 @@ def main() -> None:
             for _, line in zip(range(1000), source):
                 out_file.write(line)
         questions = os.path.join(work, "questions.json")
-        with open(args.file, encoding="utf-8") as source, open(questions, "w", encoding="utf-8") as out_file:
-            for _, line in zip(range(args.questions), source):
+        with open(args.questions, encoding="utf-8") as source, open(questions, "w", encoding="utf-8") as out_file:
+            for _, line in zip(range(args.limit), source):
                 out_file.write(line)
         small = os.path.join(work, "index-small")
         run(CLI + ["index", small_kb, "--checkpoint", args.checkpoint, "-o", small])
@@ -74,9 +69,14 @@ def main() -> None:
         for name, kb, index in (("1k-triple KB", small_kb, small), ("big KB", args.kb, big)):
             rows[name] = run(CLI + ["predict", questions, "--checkpoint", args.checkpoint, "--kb", kb,
                                     "--index", index, "-o", os.path.join(work, f"pred-{len(name)}.json")])
-            print(f"| `kgqa predict` {args.questions} questions, {name} | wall {rows[name][0]:.0f} s | "
+            print(f"| `kgqa predict` {args.limit} questions, {name} | wall {rows[name][0]:.0f} s | "
                   f"peak RSS {rows[name][1]:.2f} GiB |")
         print(f"| predict RSS, big KB minus 1k KB | {rows['big KB'][1] - rows['1k-triple KB'][1]:.2f} GiB |")
+        triples = sum(1 for _ in open(args.kb, "rb"))
+        record("scale", {"kb_lines": triples, "index_min": wall / 60, "index_peak_gib": rss, "index_gib": index_bytes / 2 ** 30,
+                         "open_s": opened, "predict": {name: {"wall_s": w, "peak_gib": r} for name, (w, r, _) in rows.items()}},
+               f"{triples / 1e6:.1f}M-line KB: `kgqa index` {wall / 60:.1f} min at peak {rss:.2f} GiB, opened in "
+               f"{opened:.3f} s; predict's memory {rows['big KB'][1] - rows['1k-triple KB'][1]:.2f} GiB above a 1k KB's")
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

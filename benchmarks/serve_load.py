@@ -38,7 +38,7 @@ from typing import Iterator
 import aiohttp
 import numpy as np
 
-from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, CLI, missing, record  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions  # noqa: E402
 
@@ -186,10 +186,7 @@ async def watch_memory(pid: int, until: float, memory: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
+    parser = arguments(__doc__)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--poison", action="store_true", help="Run again beside an abusive client.")
@@ -264,6 +261,10 @@ def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str
             print(f"poison client's replies: {extra['poison']}; worker running after: {extra['worker_running']}")
         for error in errors[:5]:
             print("error:", error)
+    latencies, errors, extra = runs[0][1]
+    figures = {"serve": " ".join(options), "clients": args.clients, "answers_per_s": len(latencies) / args.seconds,
+               "p50_ms": float(np.percentile(np.array(latencies) * 1000, 50)), "errors": len(errors),
+               "memory": extra["memory"], "cpu_s": extra["cpu"]}
     memory = runs[0][1][2]["memory"]
     if memory:
         print(f"memory under load, peak: {memory['processes']} processes, resident {memory['rss_mb']:.0f} MB, "
@@ -278,6 +279,11 @@ def serve_and_load(args: argparse.Namespace, questions: list[str], cli: list[str
               f"p90 {np.percentile(lone, 90):.0f} ms ({len(lone)} answers) = {np.percentile(lone, 50) / idle:.2f}x idle; "
               f"the {args.clients} clients meanwhile {len(loaded) / args.seconds:.1f} answers/s, "
               f"p50 {np.percentile(loaded, 50):.0f} ms; errors {len(beside[1])}")
+        figures.update(lone_idle_p50_ms=float(idle), lone_loaded_p50_ms=float(np.percentile(lone, 50)))
+    record("serve_load", figures, f"`kgqa serve {' '.join(options)}`".replace(" `", "`") + f", {args.clients} clients: "
+           f"{figures['answers_per_s']:.1f} answers/s, p50 {figures['p50_ms']:.0f} ms, {len(errors)} errors"
+           + (f"; a lone client's p50 {figures['lone_idle_p50_ms']:.0f} ms idle, {figures['lone_loaded_p50_ms']:.0f} ms "
+              "beside the load" if args.lone else ""))
 
 
 if __name__ == "__main__":

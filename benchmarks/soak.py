@@ -28,7 +28,7 @@ import time
 import aiohttp
 import numpy as np
 
-from harness import CLI, DATA, missing  # first: it puts kgqa on sys.path
+from harness import arguments, CLI, missing, record  # first: it puts kgqa on sys.path
 from serve_load import client, lone_session, memory_of, poison, served  # noqa: E402
 
 from kgqa.data import read_questions  # noqa: E402
@@ -122,10 +122,7 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--kb", default=os.path.join(DATA, "kb.tsv"))
-    parser.add_argument("--questions", default=os.path.join(DATA, "dev.json"))
+    parser = arguments(__doc__)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--update-every", type=float, default=180.0, help="seconds between updates")
     parser.add_argument("--clients", type=int, default=8)
@@ -162,6 +159,12 @@ def main() -> None:
     for u in updates:
         print(f"| {u['update']} | {u['command_s']} | {u['exit']} | {u['first_right_s']} | {u['removed_gone_s']} | "
               f"{u['triples'][0]} → {u['triples'][1]} | {u['switches']} |")
+    answered = sum(w["answers"] for w in windows)
+    pss = [w["pss_mb"] for w in windows if w["pss_mb"]]
+    record("soak", {"minutes": args.minutes, "workers": args.workers, "by": args.by, "windows": windows, "updates": updates},
+           f"{args.minutes:.0f} min, {args.clients} clients + an abusive one, an update every {args.update_every:.0f} s, "
+           f"--workers {args.workers}: {answered} answers; PSS {pss[0]:.0f} → {pss[-1]:.0f} MB; "
+           f"{sum(u['exit'] != 0 for u in updates)} failed updates of {len(updates)}" if pss else "no window measured")
 
 
 if __name__ == "__main__":

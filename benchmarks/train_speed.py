@@ -21,13 +21,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from harness import CLI, DATA, ROOT, missing  # first: it puts kgqa on sys.path
+from harness import CLI, DATA, missing, ROOT  # first: it puts kgqa on sys.path
 
 from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.model.seq2seq import ScratchShape, count_parameters, scratch_model  # noqa: E402
 from kgqa.model.tokenizer import SentencePieceTokenizer  # noqa: E402
-from kgqa.train import TrainConfig, _batch  # noqa: E402
-
+from kgqa.train import TrainConfig, teacher_forced_batch  # noqa: E402
 
 
 def throughput(pairs: list, steps: int, batch_size: int) -> None:
@@ -38,7 +37,7 @@ def throughput(pairs: list, steps: int, batch_size: int) -> None:
     for step in range(steps + 3):
         if step == 3:  # warm-up steps excluded
             tokens, started = 0, time.perf_counter()
-        batch = _batch(tokenizer, pairs[step * batch_size:(step + 1) * batch_size], 128)
+        batch = teacher_forced_batch(tokenizer, pairs[step * batch_size:(step + 1) * batch_size], 128)
         logits = model(**batch).logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100)
         optimizer.zero_grad()

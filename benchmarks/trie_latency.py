@@ -17,7 +17,7 @@ import time
 import marisa_trie
 import numpy as np
 
-import harness  # noqa: F401 (puts kgqa on sys.path)
+import harness  # noqa: F401 (first: it puts kgqa on sys.path)
 
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402

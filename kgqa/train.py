@@ -111,7 +111,7 @@ def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
             yield triple.disambiguation
 
 
-def _batch(tokenizer: Tokenizer, pairs: list, max_question_tokens: int,
+def teacher_forced_batch(tokenizer: Tokenizer, pairs: list, max_question_tokens: int,
            device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """A teacher-forced batch: the questions (cut as decoding cuts them) and their targets."""
     input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs], max_question_tokens, device)
@@ -355,7 +355,7 @@ def train(config: TrainConfig) -> dict[str, float]:
         for batch_no in bar:
             start = batch_no * config.batch_size * world
             chosen = order[start:start + config.batch_size * world][rank::world]
-            parts = [_batch(tokenizer, [epoch_pairs[i] for i in part], config.max_question_tokens, device)
+            parts = [teacher_forced_batch(tokenizer, [epoch_pairs[i] for i in part], config.max_question_tokens, device)
                      for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
             optimizer.zero_grad(set_to_none=True)
             losses.append(forward_backward(ddp, parts, autocast, config.label_smoothing))

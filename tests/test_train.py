@@ -92,7 +92,7 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     from conftest import TINY_SHAPE
     from kgqa.data import read_questions, training_pairs
     from kgqa.model.seq2seq import scratch_model
-    from kgqa.train import _batch, forward_backward
+    from kgqa.train import teacher_forced_batch, forward_backward
 
     _, _, tokenizer, _ = sample_kb
     pairs = training_pairs(read_questions(f"{SAMPLE}/train.json", need_answers=True))[:12]
@@ -101,7 +101,7 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     grads = []
     for accum in (1, 3):
         model.zero_grad(set_to_none=True)
-        parts = [_batch(tokenizer, [pairs[i] for i in part], 128) for part in np.array_split(np.arange(12), accum)]
+        parts = [teacher_forced_batch(tokenizer, [pairs[i] for i in part], 128) for part in np.array_split(np.arange(12), accum)]
         losses = forward_backward(model, parts, off)
         grads.append(([p.grad.clone() for p in model.parameters()], losses))
     (one, loss_one), (three, loss_three) = grads

@@ -1,0 +1,70 @@
+"""docs/benchmarks.md's table of today's figures, made from the newest result record of each
+benchmark (benchmarks/results/NAME.jsonl, written by `harness.record`).
+
+    python benchmarks/report.py           # print the table
+    python benchmarks/report.py --write   # replace the table between its markers in docs/benchmarks.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from harness import RESULTS, ROOT
+
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+BEGIN, END = "<!-- today's figures: made by benchmarks/report.py -->", "<!-- end of today's figures -->"
+# the areas in the order the table gives them, each with the benchmarks whose records fill it
+AREAS = [("accuracy", ("accuracy",)), ("trust", ("abstention",)), ("speed", ("versus", "serve_load")),
+         ("scale", ("scale",)), ("update", ("kb_update",)), ("soak", ("soak",))]
+
+
+def newest(name: str) -> dict | None:
+    """The last record of benchmarks/results/NAME.jsonl, None where there is none."""
+    path = os.path.join(RESULTS, f"{name}.jsonl")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+
+def table() -> str:
+    """One row per area and benchmark with a record: the figure, the command, where and when."""
+    rows = ["| area | figure | command | measured |", "|---|---|---|---|"]
+    for area, names in AREAS:
+        for name in names:
+            found = newest(name)
+            if found is None:
+                rows.append(f"| {area} | (no record yet: `benchmarks/{name}.py`) | | |")
+                continue
+            machine = found["machine"]
+            where = (f"{found['date'][:10]}, {found['commit']}{' + changes' if found['changed_files'] else ''}, "
+                     f"{machine.get('cores')} cores {machine.get('cpu', '')}".rstrip()
+                     + (f", {machine['gpu']}" if machine.get("gpu") else ""))
+            if found.get("transcribed_from"):  # a figure measured before the records, copied from its section
+                where = f"{found['date']}, {found['commit']}, 2-core CPU; transcribed from {found['transcribed_from']}"
+            rows.append(f"| {area} | {found['summary']} | `{found['command']}` | {where} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="replace the table in docs/benchmarks.md")
+    args = parser.parse_args()
+    made = table()
+    if not args.write:
+        print(made)
+        return
+    with open(DOC, encoding="utf-8") as handle:
+        doc = handle.read()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{DOC}: no {BEGIN} ... {END} markers to write between")
+    head, rest = doc.split(BEGIN, 1)
+    with open(DOC, "w", encoding="utf-8") as out:
+        out.write(head + BEGIN + "\n" + made + "\n" + END + rest.split(END, 1)[1])
+    print(f"{DOC}: today's figures written from {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

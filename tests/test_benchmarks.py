@@ -1,0 +1,67 @@
+"""The benchmarks as a suite: each script imports and, without KgCLUE's files, skips cleanly through
+the shared harness; a run's result record carries its commit, machine and command, and the docs'
+table of today's figures is made from the newest record of each."""
+import importlib
+import io
+import json
+import os
+import sys
+from contextlib import redirect_stdout
+
+import pytest
+
+from conftest import ROOT
+
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+SCRIPTS = sorted(name[:-3] for name in os.listdir(BENCHMARKS) if name.endswith(".py") and name != "versus_child.py")
+# each script's own required options; those without a checkpoint take `arguments(checkpoint=False)`
+REQUIRED = {"versus": ["--baseline-code", ROOT], "device_speed": ["--tokenizer", "T"], "pretrained_speed": ["--fitted", "F"]}
+NO_CHECKPOINT = ("device_speed", "pretrained_speed")
+
+
+def _common(name: str) -> bool:
+    with open(os.path.join(BENCHMARKS, f"{name}.py"), encoding="utf-8") as handle:
+        return "arguments(__doc__" in handle.read()
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_benchmark_imports(name):
+    module = importlib.import_module(name)
+    assert module.__doc__, f"{name}.py says what it measures"
+
+
+@pytest.mark.parametrize("name", [name for name in SCRIPTS if _common(name)])
+def test_a_benchmark_on_the_common_options_skips_without_its_files(name, tmp_path, monkeypatch):
+    absent = str(tmp_path / "absent.tsv")
+    argv = [name, "--kb", absent, "--questions", absent, *REQUIRED.get(name, [])]
+    if name not in NO_CHECKPOINT:
+        argv += ["--checkpoint", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        importlib.import_module(name).main()
+    assert f"skipped: no {absent}" in out.getvalue()
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_a_record_names_its_commit_machine_and_command_and_the_table_shows_the_newest(tmp_path, monkeypatch):
+    import harness
+    import report
+
+    monkeypatch.setattr(harness, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", [os.path.join(BENCHMARKS, "accuracy.py"), "--checkpoint", "CK"])
+    with redirect_stdout(io.StringIO()):
+        harness.record("accuracy", {"score": 80.0}, "dev score 80.00")
+        harness.record("accuracy", {"score": 86.7}, "dev score 86.70")
+    lines = [json.loads(line) for line in (tmp_path / "accuracy.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["figures"]["score"] for line in lines] == [80.0, 86.7]
+    newest = lines[-1]
+    assert newest["command"] == "python benchmarks/accuracy.py --checkpoint CK"
+    assert len(newest["commit"]) >= 7 and isinstance(newest["changed_files"], bool)
+    assert newest["machine"]["cores"] == os.cpu_count()
+    made = report.table()
+    assert "| accuracy | dev score 86.70 | `python benchmarks/accuracy.py --checkpoint CK` |" in made
+    assert "dev score 80.00" not in made
+    assert "(no record yet: `benchmarks/abstention.py`)" in made
