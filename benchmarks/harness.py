@@ -105,6 +105,11 @@ def _git(*command: str) -> str:
         return ""
 
 
+# the code that runs is the one there at the start: a commit made while a long benchmark runs is not it
+STARTED_AT = {"commit": _git("rev-parse", "--short", "HEAD"),
+              "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def machine() -> dict:
     """What the figures ran on: CPU model and cores, memory, and the GPU where torch sees one."""
     described = {"cores": os.cpu_count(), "python": platform.python_version()}
@@ -123,12 +128,11 @@ def machine() -> dict:
 def record(name: str, figures: dict, summary: str) -> str:
     """Append one run's result to benchmarks/results/NAME.jsonl: `figures` (what the run measured,
     baselines beside the figures they are read against), `summary` (the line docs/benchmarks.md's
-    table shows), the commit and whether the tree differed from it, the machine, the command, the
-    time. Returns the file's path."""
+    table shows), the commit the run started on and whether the tree differed from it, the machine,
+    the command, the time. Returns the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
     line = {"benchmark": name, "summary": summary, "figures": figures,
-            "commit": _git("rev-parse", "--short", "HEAD"), "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "machine": machine(), "command": " ".join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+            **STARTED_AT, "machine": machine(), "command": " ".join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = os.path.join(RESULTS, f"{name}.jsonl")
     with open(path, "a", encoding="utf-8") as out:
