@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import os
 import shutil
 import stat
@@ -145,3 +146,13 @@ def atomic_directory(path: str, replaceable: Callable[[str], bool], kind: str) -
         raise
     finally:
         os.close(lock)
+
+
+def file_sha256(path: str) -> str:
+    """A file's content hash: an index records its KB's, so one built from another KB is never used;
+    the fitted models' manifest and the answer journal record theirs, so a changed file is seen."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

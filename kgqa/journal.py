@@ -20,7 +20,7 @@ from kgqa.candidate import Candidate, best_answer, confidence_json
 from kgqa.data import Question, read_questions
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
-from kgqa.kb.triples import file_sha256
+from kgqa.files import file_sha256
 
 PARTIAL = ".partial"
 

@@ -29,11 +29,11 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.errors import DamagedIndex
-from kgqa.files import atomic_directory, check_replaceable, readable_file, recover_directory
+from kgqa.files import atomic_directory, check_replaceable, file_sha256, readable_file, recover_directory
 from kgqa.kb.index import HEADER, KBIndex
 from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
 from kgqa.kb.segment import SAMPLE_KEPT, SEGMENT_HEADER, key_hashes, string_hashes
-from kgqa.kb.triples import ReadStats, file_sha256, read_kb
+from kgqa.kb.triples import ReadStats, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
 

@@ -5,7 +5,6 @@ Streaming on purpose: the real KB has 20M lines and must never sit in memory as 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -147,12 +146,3 @@ def _reject(path: str, line: int, reason: str, strict: bool, stats: ReadStats) -
     if strict:
         raise KgqaError(reason, path, line)
     stats.skip(reason)
-
-
-def file_sha256(path: str) -> str:
-    """Content hash: an index records it so one built from another KB is never used."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

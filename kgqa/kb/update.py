@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
+from kgqa.files import atomic_file, file_sha256
 from kgqa.kb.build import TripleArrays, add_segment, index_lock, is_index
 from kgqa.kb.index import KBIndex, read_manifest
 from kgqa.kb.manifest import collect_garbage, uncommitted, write_manifest
 from kgqa.kb.merge import merge_policy
 from kgqa.kb.segment import Segment
 from kgqa.kb.trie import ROOT, value_of
-from kgqa.kb.triples import Change, ReadStats, file_sha256, read_changes
+from kgqa.kb.triples import Change, ReadStats, read_changes
 from kgqa.model.tokenizer import Tokenizer
 
 

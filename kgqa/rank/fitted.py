@@ -11,7 +11,6 @@ warning with the command that fits them again.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.files import atomic_file
+from kgqa.files import atomic_file, file_sha256
 
 MANIFEST = "fitted.json"
 FORMAT = 1
@@ -58,14 +57,6 @@ def _write_manifest(checkpoint: str, manifest: dict) -> None:
         json.dump(manifest, out, indent=1, sort_keys=True)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def unreadable(checkpoint: str, name: str, what: str, why: str) -> KgqaError:
     """The one error for a fitted model's file that cannot be used, whichever model it holds."""
     return KgqaError(f"unreadable {what} ({why})", os.path.join(checkpoint, f"{name}.npz"))
@@ -77,7 +68,7 @@ def write_fitted(checkpoint: str, name: str, arrays: dict[str, np.ndarray]) -> N
     with atomic_file(os.path.join(checkpoint, file), "wb") as out:
         np.savez_compressed(out, **arrays)
     manifest = _manifest(checkpoint)
-    manifest["models"][name] = {"file": file, "sha256": _sha256(os.path.join(checkpoint, file)),
+    manifest["models"][name] = {"file": file, "sha256": file_sha256(os.path.join(checkpoint, file)),
                                 "fitted_by": f"kgqa {_kgqa_version()}"}
     _write_manifest(checkpoint, manifest)
     earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, file))
@@ -109,7 +100,7 @@ def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) 
         return None
     path = os.path.join(checkpoint, str(entry.get("file", "")))
     try:
-        if _sha256(path) != entry.get("sha256"):
+        if file_sha256(path) != entry.get("sha256"):
             raise ValueError(f"its sha256 is not the one {MANIFEST} names: damaged or replaced")
         with np.load(path, allow_pickle=False) as saved:
             missing = [field for field in fields if field not in saved.files]
