@@ -193,7 +193,7 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
     fitted = "answer kinds, naming weights, reranker" + (" and calibrator" if calibrator else "")
-    click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the last two on {held} held-out questions "
+    click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the reranker on {held} held-out questions "
                f"(gold among candidates: {100 * reach:.1f}%)")
 
 
