@@ -63,6 +63,19 @@ def test_a_model_the_manifest_does_not_name_is_absent_and_a_damaged_manifest_an_
         Reranker.load(str(tmp_path))
 
 
+def test_the_manifest_names_no_path_kgqa_opens_or_removes(tmp_path):
+    MODELS["naming"][1].save(str(tmp_path))
+    (tmp_path / "other").mkdir()
+    bystander = tmp_path / "other" / "keep.txt"
+    bystander.write_text("not kgqa's", encoding="utf-8")
+    manifest = json.loads((tmp_path / MANIFEST).read_text(encoding="utf-8"))
+    manifest["models"]["naming"]["file"] = "other/keep.txt"
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert Naming.load(str(tmp_path)) == MODELS["naming"][1]  # naming.npz, whatever "file" says
+    remove_fitted(str(tmp_path), "naming")
+    assert bystander.exists() and not (tmp_path / "naming.npz").exists()
+
+
 def test_a_file_missing_an_array_is_named(tmp_path):
     write_fitted(str(tmp_path), "naming", {"characters": np.array(["在"]), "named": np.array([1])})
     with pytest.raises(KgqaError, match="naming.npz: unreadable naming weights \\(ValueError: no seen\\)"):

@@ -57,35 +57,44 @@ def _write_manifest(checkpoint: str, manifest: dict) -> None:
         json.dump(manifest, out, indent=1, sort_keys=True)
 
 
+def _path(checkpoint: str, name: str) -> str:
+    """Where model `name` lives: always `name.npz` (the manifest's "file" is for the reader of the
+    manifest, never a path kgqa opens or removes)."""
+    return os.path.join(checkpoint, f"{name}.npz")
+
+
 def unreadable(checkpoint: str, name: str, what: str, why: str) -> KgqaError:
     """The one error for a fitted model's file that cannot be used, whichever model it holds."""
-    return KgqaError(f"unreadable {what} ({why})", os.path.join(checkpoint, f"{name}.npz"))
+    return KgqaError(f"unreadable {what} ({why})", _path(checkpoint, name))
+
+
+def _drop_earlier(checkpoint: str, name: str) -> None:
+    """Remove model `name`'s file from before the manifest, where it is not today's file."""
+    earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, f"{name}.npz"))
+    if earlier != _path(checkpoint, name) and os.path.isfile(earlier):
+        os.unlink(earlier)
 
 
 def write_fitted(checkpoint: str, name: str, arrays: dict[str, np.ndarray]) -> None:
     """Save model `name` as `name.npz` of `arrays` and name it in the manifest."""
-    file = f"{name}.npz"
-    with atomic_file(os.path.join(checkpoint, file), "wb") as out:
+    with atomic_file(_path(checkpoint, name), "wb") as out:
         np.savez_compressed(out, **arrays)
     manifest = _manifest(checkpoint)
-    manifest["models"][name] = {"file": file, "sha256": file_sha256(os.path.join(checkpoint, file)),
+    manifest["models"][name] = {"file": f"{name}.npz", "sha256": file_sha256(_path(checkpoint, name)),
                                 "fitted_by": f"kgqa {_kgqa_version()}"}
     _write_manifest(checkpoint, manifest)
-    earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, file))
-    if earlier != os.path.join(checkpoint, file) and os.path.isfile(earlier):
-        os.unlink(earlier)  # this model's file from before the manifest: superseded
+    _drop_earlier(checkpoint, name)  # superseded
 
 
 def remove_fitted(checkpoint: str, name: str) -> None:
-    """Drop model `name` (one a new fit could not make: it belonged to what is gone)."""
+    """Drop model `name` (one a new fit could not make: it belonged to what is gone), and its file
+    from before the manifest."""
     manifest = _manifest(checkpoint)
-    entry = manifest["models"].pop(name, None)
-    if entry is None:
-        return
-    _write_manifest(checkpoint, manifest)
-    path = os.path.join(checkpoint, entry["file"])
-    if os.path.isfile(path):
-        os.unlink(path)
+    if manifest["models"].pop(name, None) is not None:
+        _write_manifest(checkpoint, manifest)
+    if os.path.isfile(_path(checkpoint, name)):
+        os.unlink(_path(checkpoint, name))
+    _drop_earlier(checkpoint, name)
 
 
 def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) -> dict[str, np.ndarray] | None:
@@ -98,7 +107,7 @@ def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) 
             log.warning("%s: %s saved by a kgqa before fitted.json: answering without it; "
                         "`kgqa fit-reranker` fits it again", earlier, what)
         return None
-    path = os.path.join(checkpoint, str(entry.get("file", "")))
+    path = _path(checkpoint, name)
     try:
         if file_sha256(path) != entry.get("sha256"):
             raise ValueError(f"its sha256 is not the one {MANIFEST} names: damaged or replaced")
