@@ -76,7 +76,7 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_tr
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
     from kgqa.files import readable_file
     from kgqa.kb.build import SEGMENT_TRIPLES, build_index, index_lock
-    from kgqa.kb.triples import file_sha256
+    from kgqa.files import file_sha256
 
     readable_file(kb, "a KB file")
     tokenizer = _tokenizer_of(checkpoint)
