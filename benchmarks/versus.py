@@ -30,6 +30,12 @@ from kgqa.data import read_questions  # noqa: E402
 CHILD = os.path.join(ROOT, "benchmarks", "versus_child.py")  # run with each side's kgqa on PYTHONPATH
 
 
+def baseline_commit(code: str) -> str:
+    """The commit the baseline checkout is at (its path where it is not a git checkout)."""
+    done = subprocess.run(["git", "-C", code, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or os.path.abspath(code)
+
+
 def run(code: str, checkpoint: str, cache: str | None, index: str | None, kb: str, questions: str,
         batch_size: int) -> dict:
     env = dict(os.environ, PYTHONPATH=code)
@@ -88,7 +94,7 @@ def main() -> None:
     record("versus", {"baseline_code": args.baseline_code, "batch_ratio": ratio_batch, "single_p50_ratio": ratio_single,
                       "same_top_answer": same, "questions": len(before),
                       "questions_per_s": {side: [args.limit / r["wall"] for r in found[side, args.batch_size]] for side in sides}},
-           f"against {os.path.basename(os.path.abspath(args.baseline_code))}: batches {ratio_batch:.2f}x, one question "
+           f"against {baseline_commit(args.baseline_code)}: batches {ratio_batch:.2f}x, one question "
            f"(p50) {ratio_single:.2f}x; the same top answer on {same}/{len(before)}")
 
 
