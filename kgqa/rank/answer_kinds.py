@@ -85,7 +85,7 @@ class AnswerKinds:
         return ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
 
     def scores(self, index: KBIndex, question: str, facts: list[Fact]) -> np.ndarray:
-        """How well each answer's predicate fits what the question asks for (higher: better)."""
+        """How well each fact's predicate fits what the question asks for (higher: better)."""
         asked: dict[str, np.ndarray] = {}
         out = np.zeros(len(facts))
         for k, fact in enumerate(facts):

@@ -36,7 +36,7 @@ DIGIT = re.compile(r"\d")
 
 @dataclass
 class Evidence:
-    """What the features of one candidate key are computed from: the key's KB answer, the model's
+    """What the features of one candidate key are computed from: the key's KB fact, the model's
     log-likelihood of it, and what the question's other candidates share (best cover, longest
     surface, the beam)."""
 
@@ -196,7 +196,7 @@ class CandidateSet:
         return None
 
     def without(self, dropped: Callable[[Fact], bool]) -> CandidateSet:
-        """The same question's candidates had the KB not held the keys whose answer `dropped`
+        """The same question's candidates had the KB not held the keys whose fact `dropped`
         says (a missing fact, a missing entity): the others, their features computed again (what
         the question's candidates share changes with them) and the beam without those keys."""
         kept = [i for i, fact in enumerate(self.facts) if not dropped(fact)]

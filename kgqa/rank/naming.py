@@ -32,8 +32,8 @@ class Naming:
         return (named + PRIOR * PRIOR_QUESTIONS) / (seen + PRIOR_QUESTIONS)
 
     def scores(self, question: str, facts: list[Fact]) -> np.ndarray:
-        """One row per answer: (the naming weight of the characters its predicate shares with the
-        question without the answer's mention, the naming weight of all that question's characters)."""
+        """One row per fact: (the naming weight of the characters its predicate shares with the
+        question without the fact's mention, the naming weight of all that question's characters)."""
         rows = np.zeros((len(facts), 2))
         weights: dict[str, dict[str, float]] = {}  # per mention: each remaining character's weight
         for k, fact in enumerate(facts):
