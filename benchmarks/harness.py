@@ -107,7 +107,8 @@ def _git(*command: str) -> str:
 
 # the code that runs is the one there at the start: a commit made while a long benchmark runs is not it
 STARTED_AT = {"commit": _git("rev-parse", "--short", "HEAD"),
-              "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+              "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no")),
+              "run": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # a run's records share it
 
 
 def machine() -> dict:

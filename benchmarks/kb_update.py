@@ -147,15 +147,15 @@ def run(args: argparse.Namespace, work: str) -> None:
     shutil.rmtree(updated, ignore_errors=True)
     subprocess.run(["cp", "-al", base, updated], check=True)  # the base's files are never written: links suffice
     changed_kb, touched, changes, times = args.kb, set(), [], []
-    for round in range(args.rounds):  # each round's changes drawn from the KB the one before left
-        found, surfaces = make_changes(changed_kb, questions, args.changes, args.seed + round)
+    for number in range(args.rounds):  # each round's changes drawn from the KB the one before left
+        found, surfaces = make_changes(changed_kb, questions, args.changes, args.seed + number)
         changes += found
         touched |= surfaces
-        path = os.path.join(work, f"changes{round}.tsv")
+        path = os.path.join(work, f"changes{number}.tsv")
         with open(path, "w", encoding="utf-8") as out:
             out.write("\n".join(found) + "\n")
-        write_changed_kb(changed_kb, found, os.path.join(work, f"changed{round}.tsv"))
-        changed_kb = os.path.join(work, f"changed{round}.tsv")
+        write_changed_kb(changed_kb, found, os.path.join(work, f"changed{number}.tsv"))
+        changed_kb = os.path.join(work, f"changed{number}.tsv")
         print(f"{len(found)} changes ({sum(c[0] == '-' for c in found)} removals), {len(surfaces)} subject surfaces")
         seconds, mb, said = timed(CLI + ["update", path, "--index", updated, "--checkpoint", args.checkpoint])
         times.append(seconds)

@@ -19,33 +19,39 @@ AREAS = [("accuracy", ("accuracy",)), ("trust", ("abstention",)), ("speed", ("ve
          ("scale", ("scale",)), ("update", ("kb_update",)), ("soak", ("soak",))]
 
 
-def newest(name: str) -> dict | None:
-    """The last record of benchmarks/results/NAME.jsonl, None where there is none."""
+def newest(name: str) -> list[dict]:
+    """The records of the last run of benchmark NAME (one run may record several: a service per
+    `--serve`), in order; [] where it has none."""
     path = os.path.join(RESULTS, f"{name}.jsonl")
     if not os.path.isfile(path):
-        return None
+        return []
     with open(path, encoding="utf-8") as handle:
-        lines = [line for line in handle if line.strip()]
-    return json.loads(lines[-1]) if lines else None
+        records = [json.loads(line) for line in handle if line.strip()]
+    last = records[-1:] and records[-1].get("run")
+    return [r for r in records if last and r.get("run") == last] or records[-1:]
 
 
 def table() -> str:
-    """One row per area and benchmark with a record: the figure, the command, where and when."""
+    """One row per area and record of each benchmark's last run: the figure, the command, where and when."""
     rows = ["| area | figure | command | measured |", "|---|---|---|---|"]
     for area, names in AREAS:
         for name in names:
-            found = newest(name)
-            if found is None:
+            if not newest(name):
                 rows.append(f"| {area} | (no record yet: `benchmarks/{name}.py`) | | |")
-                continue
-            machine = found["machine"]
-            where = (f"{found['date'][:10]}, {found['commit']}{' + changes' if found['changed_files'] else ''}, "
-                     f"{machine.get('cores')} cores {machine.get('cpu', '')}".rstrip()
-                     + (f", {machine['gpu']}" if machine.get("gpu") else ""))
-            if found.get("transcribed_from"):  # a figure measured before the records, copied from its section
-                where = f"{found['date']}, {found['commit']}, 2-core CPU; transcribed from {found['transcribed_from']}"
-            rows.append(f"| {area} | {found['summary']} | `{found['command']}` | {where} |")
+            for found in newest(name):
+                rows.append(_row(area, found))
     return "\n".join(rows)
+
+
+def _row(area: str, found: dict) -> str:
+    """One record as a row of the table."""
+    machine = found["machine"]
+    where = (f"{found['date'][:10]}, {found['commit']}{' + changes' if found['changed_files'] else ''}, "
+             f"{machine.get('cores')} cores {machine.get('cpu', '')}".rstrip()
+             + (f", {machine['gpu']}" if machine.get("gpu") else ""))
+    if found.get("transcribed_from"):  # a figure measured before the records, copied from its section
+        where = f"{found['date']}, {found['commit']}, 2-core CPU; transcribed from {found['transcribed_from']}"
+    return f"| {area} | {found['summary']} | `{found['command']}` | {where} |"
 
 
 def main() -> None:

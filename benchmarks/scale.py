@@ -72,7 +72,8 @@ def main() -> None:
             print(f"| `kgqa predict` {args.limit} questions, {name} | wall {rows[name][0]:.0f} s | "
                   f"peak RSS {rows[name][1]:.2f} GiB |")
         print(f"| predict RSS, big KB minus 1k KB | {rows['big KB'][1] - rows['1k-triple KB'][1]:.2f} GiB |")
-        triples = sum(1 for _ in open(args.kb, "rb"))
+        with open(args.kb, "rb") as lines:
+            triples = sum(1 for _ in lines)
         record("scale", {"kb_lines": triples, "index_min": wall / 60, "index_peak_gib": rss, "index_gib": index_bytes / 2 ** 30,
                          "open_s": opened, "predict": {name: {"wall_s": w, "peak_gib": r} for name, (w, r, _) in rows.items()}},
                f"{triples / 1e6:.1f}M-line KB: `kgqa index` {wall / 60:.1f} min at peak {rss:.2f} GiB, opened in "

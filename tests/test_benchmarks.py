@@ -45,7 +45,7 @@ def test_a_benchmark_on_the_common_options_skips_without_its_files(name, tmp_pat
     assert not os.listdir(tmp_path)  # nothing written
 
 
-def test_a_record_names_its_commit_machine_and_command_and_the_table_shows_the_newest(tmp_path, monkeypatch):
+def test_a_record_names_its_commit_machine_and_command_and_the_table_shows_the_last_run(tmp_path, monkeypatch):
     import harness
     import report
 
@@ -53,15 +53,19 @@ def test_a_record_names_its_commit_machine_and_command_and_the_table_shows_the_n
     monkeypatch.setattr(report, "RESULTS", str(tmp_path))
     monkeypatch.setattr(sys, "argv", [os.path.join(BENCHMARKS, "accuracy.py"), "--checkpoint", "CK"])
     with redirect_stdout(io.StringIO()):
+        monkeypatch.setitem(harness.STARTED_AT, "run", "an earlier run")
         harness.record("accuracy", {"score": 80.0}, "dev score 80.00")
+        monkeypatch.setitem(harness.STARTED_AT, "run", "the last run")
         harness.record("accuracy", {"score": 86.7}, "dev score 86.70")
+        harness.record("accuracy", {"score": 86.9}, "dev score 86.90 (a second record of the same run)")
     lines = [json.loads(line) for line in (tmp_path / "accuracy.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [line["figures"]["score"] for line in lines] == [80.0, 86.7]
+    assert [line["figures"]["score"] for line in lines] == [80.0, 86.7, 86.9]
     newest = lines[-1]
     assert newest["command"] == "python benchmarks/accuracy.py --checkpoint CK"
     assert len(newest["commit"]) >= 7 and isinstance(newest["changed_files"], bool)
     assert newest["machine"]["cores"] == os.cpu_count()
     made = report.table()
     assert "| accuracy | dev score 86.70 | `python benchmarks/accuracy.py --checkpoint CK` |" in made
-    assert "dev score 80.00" not in made
+    assert "dev score 86.90 (a second record of the same run)" in made  # a run's records shown together
+    assert "dev score 80.00" not in made  # an earlier run's replaced
     assert "(no record yet: `benchmarks/abstention.py`)" in made
