@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -107,7 +108,9 @@ def _git(*command: str) -> str:
 
 # the code that runs is the one there at the start: a commit made while a long benchmark runs is not it
 STARTED_AT = {"commit": _git("rev-parse", "--short", "HEAD"),
-              "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no")),
+              # the records themselves excepted: a run before this one leaves its line there
+              "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                         ":!benchmarks/results")),
               "run": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # a run's records share it
 
 
@@ -133,7 +136,7 @@ def record(name: str, figures: dict, summary: str) -> str:
     the command, the time. Returns the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
     line = {"benchmark": name, "summary": summary, "figures": figures,
-            **STARTED_AT, "machine": machine(), "command": " ".join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+            **STARTED_AT, "machine": machine(), "command": shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = os.path.join(RESULTS, f"{name}.jsonl")
     with open(path, "a", encoding="utf-8") as out:
