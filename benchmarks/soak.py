@@ -118,7 +118,7 @@ async def soak(url: str, pid: int, questions: list[str], args: argparse.Namespac
     print(f"poison client's replies: {statuses}; good requests that failed: {len(errors)}")
     for error in errors[:5]:
         print("error:", error)
-    return windows, updates
+    return windows, updates, len(errors)
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def main() -> None:
     try:
         with served(CLI, ["--checkpoint", args.checkpoint, "--kb", kb, "--index", index, "--workers", str(args.workers)],
                     up_s=600) as (url, pid):
-            windows, updates = asyncio.run(soak(url, pid, questions, args, kb, index, subjects))
+            windows, updates, failed = asyncio.run(soak(url, pid, questions, args, kb, index, subjects))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.clients} clients and one abusive client, {args.minutes:.0f} minutes, an update (by {args.by}) "
@@ -161,9 +161,11 @@ def main() -> None:
               f"{u['triples'][0]} → {u['triples'][1]} | {u['switches']} |")
     answered = sum(w["answers"] for w in windows)
     pss = [w["pss_mb"] for w in windows if w["pss_mb"]]
-    record("soak", {"minutes": args.minutes, "workers": args.workers, "by": args.by, "windows": windows, "updates": updates},
+    record("soak", {"minutes": args.minutes, "workers": args.workers, "by": args.by, "failed": failed, "windows": windows,
+                    "updates": updates},
            f"{args.minutes:.0f} min, {args.clients} clients + an abusive one, an update every {args.update_every:.0f} s, "
-           f"--workers {args.workers}: {answered} answers; PSS {pss[0]:.0f} → {pss[-1]:.0f} MB; "
+           f"--workers {args.workers}: {failed} failed of {answered} good requests; PSS {pss[0]:.0f} MB in the first window, "
+           f"at most {max(pss):.0f} (+{100 * (max(pss) / pss[0] - 1):.1f}%), {pss[-1]:.0f} in the last; "
            f"{sum(u['exit'] != 0 for u in updates)} failed updates of {len(updates)}" if pss else "no window measured")
 
 
