@@ -111,7 +111,8 @@ STARTED_AT = {"commit": _git("rev-parse", "--short", "HEAD"),
               # the records themselves excepted: a run before this one leaves its line there
               "changed_files": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
                                          ":!benchmarks/results")),
-              "run": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # a run's records share it
+              # a run's records share it
+              "run": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def machine() -> dict:
@@ -136,7 +137,8 @@ def record(name: str, figures: dict, summary: str) -> str:
     the command, the time. Returns the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
     line = {"benchmark": name, "summary": summary, "figures": figures,
-            **STARTED_AT, "machine": machine(), "command": shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+            **STARTED_AT, "machine": machine(),
+            "command": shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = os.path.join(RESULTS, f"{name}.jsonl")
     with open(path, "a", encoding="utf-8") as out:

@@ -27,8 +27,10 @@ def newest(name: str) -> list[dict]:
         return []
     with open(path, encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
-    last = records[-1:] and records[-1].get("run")
-    return [r for r in records if last and r.get("run") == last] or records[-1:]
+    if not records:
+        return []
+    last = records[-1].get("run")  # records before runs were marked: the last line alone
+    return [r for r in records if r.get("run") == last] if last else records[-1:]
 
 
 def table() -> str:

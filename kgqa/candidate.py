@@ -73,7 +73,8 @@ def reply_json(candidates: list[Candidate], min_confidence: float) -> dict:
 
 def confidence_json(candidates: list[Candidate]) -> dict:
     """{"confidence": the best candidate's} where it has one, else {}."""
-    return {"confidence": round(candidates[0].confidence, 4)} if candidates and candidates[0].confidence is not None else {}
+    best = candidates[0] if candidates else None
+    return {"confidence": round(best.confidence, 4)} if best is not None and best.confidence is not None else {}
 
 
 def abstains(candidates: list[Candidate], min_confidence: float) -> bool:

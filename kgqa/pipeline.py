@@ -263,13 +263,13 @@ class KGQA:
         """A question's candidate keys with their feature rows, best first by the reranker's score
         (ties, and every key where the reranker is off, keep the candidates' order: the beam's
         first); the first `confident` (None: all) with their confidence, where there is a calibrator."""
-        scores = self.reranker.scores(candidate_set.features) if self.reranking and candidate_set.keys else np.zeros(len(candidate_set.keys))
+        keys = candidate_set.keys
+        scores = self.reranker.scores(candidate_set.features) if self.reranking and keys else np.zeros(len(keys))
         order = ranking(scores)
         confidence: list[float | None] = [None] * len(order)
-        if self.reranking and self.calibrator is not None and candidate_set.keys:
+        if self.reranking and self.calibrator is not None and keys:
             signals = signal_rows(candidate_set, scores, order[:confident])
             confidence[: len(signals)] = self.calibrator.probabilities(signals).tolist()
-        keys = candidate_set.keys
         ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
                    candidate_set.features[k]) for rank, k in enumerate(order)]
         if ranked:

@@ -150,7 +150,8 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, float]:
     """The official metric of `qa`'s answers to the first `limit` questions (None: all)."""
     subset = dev[:limit] if limit else dev
-    return score([best_answer(candidates) for candidates in qa.ask([q.question for q in subset])], [q.answer for q in subset])
+    answered = qa.ask([q.question for q in subset])
+    return score([best_answer(candidates) for candidates in answered], [q.answer for q in subset])
 
 
 def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
@@ -177,22 +178,22 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
-    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding, kept, held,
+    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding,
+                                                      training_pairs(kept), held,
                                                       seed)
     return reranker, calibrator, reach, len(held)
 
 
 def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                        kept: list[Question], held: list[Question], seed: int
+                        pairs: list[tuple[str, tuple[str, str, str]]], held: list[Question], seed: int
                         ) -> tuple[Reranker | None, Calibrator | None, float]:
-    """Fit the answer kinds and naming weights on `kept` (the questions the model trained on), then
+    """Fit the answer kinds and naming weights on `pairs` (the questions the model trained on), then
     the reranker of the checkpoint's model on `held` and the confidence calibrator over it, and
     save all four beside the model (opened without KGQA.from_checkpoint: its reranker is the one
     being replaced). Also returns the share of `held` whose gold key is among the candidates (the
     reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    pairs = training_pairs(kept)
     kinds = fit_answer_kinds(index, pairs, seed)
     if kinds is not None:
         kinds.save(checkpoint)
@@ -200,8 +201,8 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
         remove_fitted(checkpoint, "answer_kinds")
     naming = fit_naming(pairs)
     naming.save(checkpoint)
-    candidate_sets = held_out_candidates(KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming),
-                                 held)
+    qa = KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming)
+    candidate_sets = held_out_candidates(qa, held)
     golds = [q.gold() for q in held]
     positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(candidate_sets, golds)]
     reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(candidate_sets, positions) if k is not None],
@@ -298,9 +299,9 @@ def _seeded(seed: int) -> None:
 
 
 def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                    kept: list[Question], held: list[Question], seed: int) -> None:
+                    pairs: list[tuple[str, tuple[str, str, str]]], held: list[Question], seed: int) -> None:
     """Training's last step: the best checkpoint's reranker and calibrator, said in one line."""
-    reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, kept, held, seed)
+    reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, pairs, held, seed)
     if reranker is None:
         tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
     else:
@@ -375,7 +376,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             save_last()
             _logged(config.output, record)
     if rank == 0 and held:
-        _fit_and_report(best_dir, index, device, decoding, kept, held, config.seed)
+        _fit_and_report(best_dir, index, device, decoding, pairs, held, config.seed)
     if world > 1:
         torch.distributed.barrier()
     return best

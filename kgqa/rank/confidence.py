@@ -15,7 +15,7 @@ again): there, no candidate is right.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -75,7 +75,7 @@ def ranking(scores: np.ndarray) -> np.ndarray:
 
 
 def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndarray) -> np.ndarray:
-    """One row of SIGNALS per candidate of `ranked` (positions in `candidate_sets`, best first, as
+    """One row of SIGNALS per candidate of `ranked` (positions in `candidate_set`, best first, as
     `ranking` orders them: the first is rank 0), the question's candidates scored `scores`."""
     share = np.exp(scores - scores.max()) if len(scores) else scores
     share = share / share.sum() if len(scores) else share
@@ -90,7 +90,8 @@ def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndar
         rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
                           if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, candidate_set.features[k], len(candidate_set.question), len(fact.surface), len(candidate_set.keys))
+                        rival_share, candidate_set.features[k], len(candidate_set.question), len(fact.surface),
+                        len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
 
@@ -140,9 +141,7 @@ class Calibrator:
         return Calibrator(self.mean, self.std, [a * w for w in self.weights], a * self.bias + c, self.features)
 
     def save(self, checkpoint: str) -> None:
-        write_fitted(checkpoint, "calibrator", {"features": np.array(self.features, dtype=str),
-                                                "mean": np.array(self.mean), "std": np.array(self.std),
-                                                "weights": np.array(self.weights), "bias": np.array(self.bias)})
+        write_fitted(checkpoint, "calibrator", asdict(self))
 
     @classmethod
     def load(cls, checkpoint: str) -> Calibrator | None:
@@ -186,7 +185,8 @@ def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, 
     fold = predicate_folds([predicate for _, predicate, _ in golds], FOLDS)
     rows, right, weights, answers = [], [], [], []
     for held in sorted(set(fold)):
-        examples = [(f.features, k) for f, k, side in zip(candidate_sets, indices, fold) if side != held and k is not None]
+        examples = [(f.features, k) for f, k, side in zip(candidate_sets, indices, fold)
+                    if side != held and k is not None]
         if len(examples) < MIN_EXAMPLES:
             continue
         reranker = Reranker.fit(examples, l2)
@@ -215,7 +215,8 @@ def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, 
             np.array(weights, dtype=np.float64), np.array(answers, dtype=bool))
 
 
-def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float) -> Calibrator | None:
+def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
+                   ) -> Calibrator | None:
     """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
     too few questions, or no right or no wrong answer among them, to fit one (also where no fold
     has enough questions of other predicates to score it: held-out questions of one predicate).

@@ -75,10 +75,11 @@ def _drop_earlier(checkpoint: str, name: str) -> None:
         os.unlink(earlier)
 
 
-def write_fitted(checkpoint: str, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """Save model `name` as `name.npz` of `arrays` and name it in the manifest."""
+def write_fitted(checkpoint: str, name: str, arrays: dict) -> None:
+    """Save model `name` as `name.npz` of `arrays` (each value as `np.asarray` reads it: numbers,
+    lists, a tuple of names) and name it in the manifest."""
     with atomic_file(_path(checkpoint, name), "wb") as out:
-        np.savez_compressed(out, **arrays)
+        np.savez_compressed(out, **{field: np.asarray(value) for field, value in arrays.items()})
     manifest = _manifest(checkpoint)
     manifest["models"][name] = {"file": f"{name}.npz", "sha256": file_sha256(_path(checkpoint, name)),
                                 "fitted_by": f"kgqa {_kgqa_version()}"}

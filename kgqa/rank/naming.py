@@ -48,8 +48,8 @@ class Naming:
     def save(self, checkpoint: str) -> None:
         characters = sorted(self.counts)
         write_fitted(checkpoint, "naming", {"characters": np.array(characters, dtype=str),
-                                            "named": np.array([self.counts[c][0] for c in characters], dtype=np.int64),
-                                            "seen": np.array([self.counts[c][1] for c in characters], dtype=np.int64)})
+                                            "named": [self.counts[c][0] for c in characters],
+                                            "seen": [self.counts[c][1] for c in characters]})
 
     @classmethod
     def load(cls, checkpoint: str) -> Naming | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -32,8 +32,7 @@ class Reranker:
         return ((features - np.array(self.mean)) / np.array(self.std)) @ np.array(self.weights)
 
     def save(self, checkpoint: str) -> None:
-        write_fitted(checkpoint, "reranker", {"features": np.array(self.features, dtype=str), "mean": np.array(self.mean),
-                                              "std": np.array(self.std), "weights": np.array(self.weights)})
+        write_fitted(checkpoint, "reranker", asdict(self))
 
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:

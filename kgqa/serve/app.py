@@ -24,11 +24,11 @@ import time
 
 from aiohttp import web
 
+from kgqa.candidate import reply_json
 from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.serve.monitoring import Monitoring
 from kgqa.serve.scheduler import Busy, Scheduler
-from kgqa.candidate import reply_json
 from kgqa.serve.workers import Answered, Failure, Worker
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)
