@@ -66,8 +66,10 @@ def test_two_processes_train_data_parallel_on_gloo(tmp_path):
                "--d-model", "32", "--layers", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"), GLOO_SOCKET_IFNAME="lo")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    ranks = [line for line in done.stderr.splitlines() if line.startswith("[rank")]  # each process's traceback
-    assert done.returncode == 0, "\n".join(ranks[-30:]) or done.stderr[-2000:]
+    # each process's traceback, and what a process that aborts in C++ (gloo) says before it dies
+    said = [line for line in done.stderr.splitlines()
+            if line.startswith("[rank") or any(word in line for word in ("terminate called", "what()", "gloo", "Gloo"))]
+    assert done.returncode == 0, "\n".join(said[-30:] + [done.stderr[-2000:]])
     records = [json.loads(line) for line in open(tmp_path / "ck/metrics.jsonl", encoding="utf-8")]
     assert [r["step"] for r in records] == [3, 6]  # 25 kept of 32 (8% of predicates held out) // (4 x 2)
     assert os.path.isfile(tmp_path / "ck/best/model.safetensors")
