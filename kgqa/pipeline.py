@@ -27,6 +27,7 @@ from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.naming import Naming
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
 from kgqa.rank.reranker import Reranker
+from kgqa.reading import Reading, read
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Explanation:
     service's `"explain": true` and the page show."""
 
     question: str
+    reading: Reading  # the question as the model read it: its KB names in the KB's spelling
     top: list[Candidate]  # what `KGQA.ask` gives, best first
     mentions: list[str]  # the KB subjects the question mentions, longest first
     beam: list[Candidate]  # the beam's keys (model + look-ahead)
@@ -92,6 +94,7 @@ class Explanation:
             "subject": chosen.subject if chosen else "",
             "predicate": chosen.predicate if chosen else "",
             "top": [c.as_json() for c in self.top],
+            **self.reading.as_json(),
             "mentions": self.mentions,
             "beam": [c.as_json() for c in self.beam],
             "candidates": [{**r.candidate.as_json(), "key": r.candidate.key, "features": r.features}
@@ -179,7 +182,7 @@ class KGQA:
                 results.extend([c for c, _ in self._ranked(candidate_set, s.top_k)[: s.top_k]]
                                for candidate_set in self.candidate_sets(batch))
             else:
-                results.extend(self.beam(batch, top_k=s.top_k))
+                results.extend(self.beam(self.read(batch), top_k=s.top_k))
         return results
 
     def explain(self, question: str) -> Explanation:
@@ -187,12 +190,13 @@ class KGQA:
         the question, the beam's keys, every candidate key with its reranker features and score,
         the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
-        (candidate_set,) = self.candidate_sets([question])
+        reading = self.read([question])[0]
+        (candidate_set,) = self.candidate_sets([reading])
         beam = candidate_set.beam
         ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
                   for c, row in self._ranked(candidate_set)]
         top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
-        explanation = Explanation(question, top, [self.index.surface(sid) for sid in self.index.mentions(question)],
+        explanation = Explanation(question, reading, top, [self.index.surface(sid) for sid in reading.mentions],
                                   beam, ranked, self.reranking, s.min_confidence)
         if explanation.chosen:
             explanation.neighbourhood = self.neighbourhood(explanation.chosen.key)
@@ -221,10 +225,16 @@ class KGQA:
                 entry.object = self.index.fact(key).objects[0]
         return list(entities.values())
 
-    def beam(self, questions: list[str], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
+    def read(self, questions: list[str]) -> list[Reading]:
+        """Each question read against the KB: the text the model reads, its KB names in the KB's
+        spelling however they were typed (`kgqa.reading`)."""
+        return [read(self.index, question) for question in questions]
+
+    def beam(self, readings: list[Reading], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
         """The constrained beam's top-k KB keys per question, best first (`encoded`: the
         questions already read by the encoder, from `encode`)."""
-        return constrained_generate(self.model, self.tokenizer, self.index, questions, self.settings, top_k, encoded)
+        return constrained_generate(self.model, self.tokenizer, self.index, [r.text for r in readings], self.settings,
+                                    top_k, encoded, [r.mentions for r in readings])
 
     def encode(self, questions: list[str]) -> Encoded | None:
         """The questions read once by the encoder, for the beam and the likelihoods both (None for
@@ -234,13 +244,15 @@ class KGQA:
         return Encoded(self.model, *encode_questions(self.tokenizer, questions, self.settings.max_question_tokens,
                                                      self.model.device))
 
-    def candidate_sets(self, questions: list[str]) -> list[CandidateSet]:
+    def candidate_sets(self, questions: list[str] | list[Reading]) -> list[CandidateSet]:
         """Each question's candidate keys (its beam's keys and their subjects' others) with their
-        evidence and reranking features, the questions encoded once for the beam and the
-        likelihoods."""
+        evidence and reranking features, the questions (or their readings) read once, encoded once
+        for the beam and the likelihoods."""
+        readings = [q if isinstance(q, Reading) else read(self.index, q) for q in questions]
+        questions = [r.text for r in readings]
         encoded = self.encode(questions)
-        beams = self.beam(questions, self.settings.beams, encoded)
-        keys = [candidate_keys(self.index, q, beam) for q, beam in zip(questions, beams)]
+        beams = self.beam(readings, self.settings.beams, encoded)
+        keys = [candidate_keys(self.index, r.text, beam, r.mentions) for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         targets = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in question_facts]
                    for question_facts in facts]

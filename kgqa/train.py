@@ -37,6 +37,7 @@ from kgqa.model.checkpoint_settings import is_checkpoint, read_settings
 from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, pad_targets, pick_device,
                                 pretrained_start, scratch_model)
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
+from kgqa.reading import read
 from kgqa.pipeline import KGQA
 from kgqa.rank.answer_kinds import fit_answer_kinds
 from kgqa.candidate import best_answer
@@ -111,6 +112,12 @@ def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
             yield triple.disambiguation
 
 
+def read_pairs(index: KBIndex, pairs: list) -> list:
+    """(question, target) pairs with each question as the model reads it when answering
+    (`kgqa.reading`: the KB's names in the KB's spelling), so it learns from what it will see."""
+    return [(read(index, question).text, target) for question, target in pairs]
+
+
 def teacher_forced_batch(tokenizer: Tokenizer, pairs: list, max_question_tokens: int,
            device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """A teacher-forced batch: the questions (cut as decoding cuts them) and their targets."""
@@ -179,8 +186,7 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
     reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding,
-                                                      training_pairs(kept), held,
-                                                      seed)
+                                                      read_pairs(index, training_pairs(kept)), held, seed)
     return reranker, calibrator, reach, len(held)
 
 
@@ -326,6 +332,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     model, tokenizer = _model_and_tokenizer(config, pairs, state, rank)
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
+    pairs = read_pairs(index, pairs)
     decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens)
     ddp, autocast = _parallel(model.to(device), device, world)
     # whole batches only: a ragged tail could leave a rank empty
@@ -347,7 +354,7 @@ def train(config: TrainConfig) -> dict[str, float]:
 
     started = time.time()
     for epoch in range(step // steps_per_epoch, config.epochs):
-        epoch_pairs = pairs + kb_questions(index, config.kb_questions, config.seed * 1000 + epoch)
+        epoch_pairs = pairs + read_pairs(index, kb_questions(index, config.kb_questions, config.seed * 1000 + epoch))
         order = np.random.default_rng(config.seed * 1000 + epoch).permutation(len(epoch_pairs))
         model.train()
         bar = tqdm(range(step % steps_per_epoch, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",

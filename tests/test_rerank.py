@@ -170,13 +170,13 @@ def test_candidate_keys_lead_with_the_beam_then_the_best_covered_and_stop_at_the
 
     _, _, index = sample
     question = "马磊静的配偶是谁？"
-    sid = index.mentions(question)[0]
-    keys = [key for key, _, _ in index.keys(sid)]
+    mentions = index.mentions(question)
+    keys = [key for key, _, _ in index.keys(mentions[0])]
     beam = [Candidate.from_fact(index.fact(keys[-1]), keys[-1], -1.0), Candidate.from_fact(index.fact(keys[0]), keys[0], -2.0)]
-    found = candidate_keys(index, question, beam)
+    found = candidate_keys(index, question, beam, mentions)
     assert found[:2] == [keys[-1], keys[0]]  # the beam's keys first, in the beam's order
     covers = [common_subsequence(question, index.fact(key).predicate) for key in found[2:]]
     assert covers == sorted(covers, reverse=True)  # then the others, best covered first
     assert len(set(found)) == len(found)
-    assert candidate_keys(index, question, beam, limit=3) == found[:3]
-    assert candidate_keys(index, question, []) == []
+    assert candidate_keys(index, question, beam, mentions, limit=3) == found[:3]
+    assert candidate_keys(index, question, [], mentions) == []

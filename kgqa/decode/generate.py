@@ -21,15 +21,19 @@ from kgqa.candidate import Candidate
 @torch.no_grad()
 def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
                          settings: DecodeSettings, top_k: int | None = None,
-                         encoded: Encoded | None = None) -> list[list[Candidate]]:
+                         encoded: Encoded | None = None, mentions: list[list[int]] | None = None
+                         ) -> list[list[Candidate]]:
     """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
     of `settings.beams`; a question with no reachable key gets []. `encoded`: the questions as the
-    encoder read them, where the caller has them (models the stepper runs; else they are encoded here)."""
+    encoder read them, where the caller has them (models the stepper runs; else they are encoded here).
+    `mentions`: each question's KB subjects, longest first, where the caller read them
+    (`kgqa.reading`); else those the question spells as the KB does."""
     num_beams = settings.beams
     top_k = min(settings.top_k if top_k is None else top_k, num_beams)
     input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
-    walker = TrieWalker(index, tokenizer,
-                        [index.mentions(q) if settings.restrict_mentions else [] for q in questions])
+    if mentions is None:
+        mentions = [index.mentions(q) for q in questions]
+    walker = TrieWalker(index, tokenizer, mentions if settings.restrict_mentions else [[] for _ in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
     if settings.lookahead or settings.mention_lookahead:
         processors.append(Lookahead(walker, questions, num_beams, settings.lookahead, settings.mention_lookahead))

@@ -33,6 +33,8 @@ from kgqa.files import atomic_directory, check_replaceable, file_sha256, readabl
 from kgqa.kb.index import HEADER, KBIndex
 from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
 from kgqa.kb.segment import SAMPLE_KEPT, SEGMENT_HEADER, key_hashes, string_hashes
+from kgqa.kb.spellings import write_spellings
+from kgqa.spelling import FINGERPRINT
 from kgqa.kb.triples import ReadStats, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
@@ -283,13 +285,15 @@ def write_segment(t: TripleArrays, tokenizer: Tokenizer, directory: str, progres
         (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
         for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)
     )
-    header.update({"tokenizer_sha256": tokenizer.sha256, "triples": len(order), "surfaces": len(surfaces),
+    header.update({"tokenizer_sha256": tokenizer.sha256, "spelling": FINGERPRINT, "triples": len(order),
+                   "surfaces": len(surfaces),
                    "entities": len(arrays["ent_sid"]), "predicates": len(predicates)})
     firsts = order[arrays["obj_start"][arrays["pred_sample_key"]]]  # each sampled key's first object
     arrays["pred_sample_offset"] = np.concatenate([[0], np.cumsum(starts[firsts + 1] - starts[firsts])]).astype(np.int64)
     with open(os.path.join(directory, "samples.bin"), "wb") as handle:
         _write_gathered(handle, data, starts, firsts)
     surfaces.save(os.path.join(directory, "surfaces.marisa"))
+    write_spellings(t.surface_ids, directory)
     predicates.save(os.path.join(directory, "predicates.marisa"))
     for name, values in arrays.items():
         np.save(os.path.join(directory, f"{name}.npy"), values)

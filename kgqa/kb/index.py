@@ -29,10 +29,11 @@ from kgqa.kb.triples import Fact
 from kgqa.kb.trie import Trie, TokenTrie
 from kgqa.kb.trie_union import TrieUnion
 from kgqa.model.tokenizer import Tokenizer
+from kgqa.spelling import FINGERPRINT
 
 __all__ = ["DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 HEADER = "header.json"
 _HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "segments")
 PREDICATE_SAMPLE = 64  # keys of each predicate whose objects say what the predicate holds
@@ -81,6 +82,10 @@ class KBIndex:
                                if deletes else (np.zeros(0, np.int64), np.zeros((0, 2), np.int64)))
             except Exception as error:  # numpy and the OS each raise their own kind for a damaged file
                 raise DamagedIndex(f"{deletes}: {type(error).__name__}: {error}", directory) from None
+            if segment.header.get("spelling") != FINGERPRINT:
+                raise KgqaError(f"segment {entry['name']} was built with other spelling tables "
+                                f"({segment.header.get('spelling')}; this kgqa has {FINGERPRINT}): rebuild this "
+                                "index with `kgqa index` (a cached one is rebuilt by itself)", directory)
             if segment.header.get("tokenizer_sha256") != self.header["tokenizer_sha256"] \
                     or segment.triples != entry["triples"] or len(hidden) != entry.get("hidden_surfaces", 0):
                 raise DamagedIndex(f"segment {entry['name']} disagrees with the manifest", directory)
@@ -156,6 +161,22 @@ class KBIndex:
         ids = (self.surface_id(surface) for surface in sorted(found, key=lambda surface: (-len(surface), surface)))
         return [sid for sid in ids if sid is not None]
 
+    def spelled(self, folded_text: str) -> list[tuple[int, int, int]]:
+        """(start, stop, surface id) of every KB subject whose spelling key (`kgqa.spelling.fold`)
+        is folded_text[start:stop], shortest spans first at each start."""
+        return self._live(match for segment in self.segments for match in segment.spelled(folded_text))
+
+    def sounded(self, sound_text: str) -> list[tuple[int, int, int]]:
+        """(start, stop, surface id) of every KB subject of at least `spellings.NEAR_CHARS`
+        characters whose folded name sounds like sound_text[start:stop] (`kgqa.spelling.sound`)."""
+        return self._live(match for segment in self.segments for match in segment.sounded(sound_text))
+
+    def _live(self, matches) -> list[tuple[int, int, int]]:
+        """The matches' live surfaces by id, each (start, stop, surface) once, in the content's order."""
+        found = {(start, stop, sid) for start, stop, surface in set(matches)
+                 if (sid := self.surface_id(surface)) is not None}
+        return sorted(found, key=lambda match: (match[0], match[1], self.surface(match[2])))
+
     # -- keys --------------------------------------------------------------------------------
     @property
     def key_count(self) -> int:
@@ -176,6 +197,11 @@ class KBIndex:
         offset = self._key_offsets[i]
         for key, predicate, disambiguation in self.segments[i].keys(local):
             yield key + offset, predicate, disambiguation
+
+    def surface_size(self, sid: int) -> int:
+        """How many KB keys one surface has (all its entities'): how much the KB holds of the name."""
+        i, local = self._locate(self._surface_offsets, sid)
+        return len(self.segments[i].surface_keys(local))
 
     def subject_triples(self, sid: int) -> list[tuple[int, str, str, list[str]]]:
         """(key id, predicate, disambiguation, objects) of every key under one surface, in `keys` order."""

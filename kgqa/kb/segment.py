@@ -8,8 +8,9 @@ are what the key answers. Layout, one id space per level, each level a CSR range
     surface (marisa id) -> entities (one per disambiguation M) -> keys (one per predicate; the
     arrays call them `grp_*`) -> objects (file order; the first is the answer) -> their bytes in
     `strings.bin`
-plus `surfaces.*.npy`, a TokenTrie over `tokens(S) [SEP]` whose values are surface ids, and per
-predicate a sample of its keys (those of the smallest hashes of their strings).
+plus `surfaces.*.npy`, a TokenTrie over `tokens(S) [SEP]` whose values are surface ids, the
+surfaces by spelling key and by sound (`kgqa.kb.spellings`), and per predicate a sample of its keys
+(those of the smallest hashes of their strings).
 
 Every order a query returns is the content's, never the ids' (which change whenever a string is
 added): a surface's entities by disambiguation, an entity's keys by predicate, a key's objects in
@@ -28,6 +29,7 @@ import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
 from kgqa.kb.mapped import load, random_access
+from kgqa.kb.spellings import Spellings
 from kgqa.kb.trie import TokenTrie
 from kgqa.kb.triples import Fact
 
@@ -85,6 +87,7 @@ class Segment:
                 random_access(np.memmap(path, dtype=np.uint8, mode="r")) if os.path.getsize(path) else np.zeros(0, np.uint8)
                 for path in (strings, os.path.join(directory, "samples.bin")))
             self.surface_trie = TokenTrie.open(directory, "surfaces", load)
+            self.spellings = Spellings(directory)
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
         problem = self._inconsistency()
@@ -141,6 +144,14 @@ class Segment:
     def mentioned(self, question: str) -> set[str]:
         """The surfaces of this segment occurring in the question."""
         return {surface for start in range(len(question)) for surface in self.surfaces.prefixes(question[start:])}
+
+    def spelled(self, folded_text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, stop, surface) of each surface of this segment whose fold is folded_text[start:stop]."""
+        return self.spellings.spelled(folded_text, self.surfaces)
+
+    def sounded(self, sound_text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, stop, surface) of each surface of this segment sounding like sound_text[start:stop]."""
+        return self.spellings.sounded(sound_text)
 
     # -- keys --------------------------------------------------------------------------------
     def keys(self, sid: int) -> Iterator[tuple[int, str, str]]:

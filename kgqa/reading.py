@@ -1,0 +1,221 @@
+"""A question read against the KB: the KB's names found in it however they are typed, and the
+text the model reads, with each of those names spelled as the KB spells it.
+
+People type a name their own way: in traditional characters (劉曉華), full-width (ＩＳＯ１４００１),
+in another case (iso14001认证), with spaces (刘 晓 华), without the marks around a title, or with a
+character an input method picked wrongly (三栋屋存 for 三栋屋村). The model was trained on
+questions that spell each name as the KB does, and the decoder may only write the KB's keys, so
+the question is rewritten before the tokenizer: a span whose spelling key (`kgqa.spelling.fold`)
+is a KB subject's, and which the question does not already spell as some KB subject, gets that
+subject's spelling where it is as long as the longest name the question spells as the KB does;
+a span of at least `NEAR_CHARS` characters that sounds like a KB name longer than any the question
+spells, crossing none of them, gets that name's where the KB holds more of it than of any of them
+(三栋屋村, not 十几号 for 「巴彻的球衣号是几号」). Longer spans first; where spans overlap, the
+longer wins and at equal length the question's own spelling, then a spelling variant, then a
+sound-alike. The other characters are read as `spelling.model_text` reads them, and whitespace
+between two characters that are not both Latin letters or digits is dropped (刘 晓 华 → 刘晓华;
+Adobe Photoshop keeps its space). A question that spells every name as the KB does is read as
+typed, but for full-width letters and traditional characters outside every name.
+
+Every other KB subject sharing a rewritten name's spelling key (iPhone 4 / IPHONE4) is a mention
+too, so each stays answerable; a sound-alike is evidence, not certainty: the candidates carry how
+many characters their subject's name differs by (`Reading.respelled`), for the reranker and the
+confidence.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rapidfuzz.distance import Levenshtein
+
+from kgqa.kb.index import KBIndex
+from kgqa.kb.spellings import NEAR_CHARS
+from kgqa.spelling import differing, fold, folded, how_spelled, model_text, sound
+
+_EXACT, _SPELLING, _SOUND = 0, 1, 2  # how a span matched, best first
+_OPENING, _CLOSING = "《「『“‘〈【〖\"'", "》」』”’〉】〗\"'"
+
+
+@dataclass
+class Match:
+    """A KB name the question gives in another spelling."""
+
+    typed: str  # the question's characters, as typed
+    surface: str  # the KB subject's spelling, which the model reads instead
+    how: str  # in words: "script", "width, case", "one character (sounds alike)"
+    differing: int  # characters that differ once both are folded (0: the same name, spelt otherwise)
+
+    def __str__(self) -> str:
+        return f"{self.typed} → {self.surface} ({self.how})"
+
+
+@dataclass
+class Reading:
+    """A question as typed, the text the model reads, and the KB names matched in other spellings."""
+
+    question: str
+    text: str
+    matches: list[Match] = field(default_factory=list)
+    mentions: list[int] = field(default_factory=list)  # its KB subjects' surface ids, longest first: those
+    # `text` spells, and the others sharing a rewritten name's spelling key
+
+    def respelled(self, surface: str) -> int:
+        """How many characters the question's spelling of KB subject `surface` differs by, once
+        both are folded: 0 for a name it gives exactly or in another spelling, more for a
+        sound-alike it was rewritten from."""
+        return max((m.differing for m in self.matches if m.surface == surface), default=0)
+
+    def as_json(self) -> dict:
+        return {"read_as": self.text, "matches": [asdict(m) | {"said": str(m)} for m in self.matches]}
+
+
+@dataclass
+class _Span:
+    start: int  # in the folded question
+    stop: int
+    how: int  # _EXACT, _SPELLING or _SOUND
+    sids: list[int]
+
+
+def read(index: KBIndex, question: str) -> Reading:
+    """The question as the model reads it, its KB names in the KB's spelling (see the module)."""
+    text, origin = folded(question)
+    spans: dict[tuple[int, int], _Span] = {}
+    for start, stop, sid in index.spelled(text):
+        span = spans.setdefault((start, stop), _Span(start, stop, _SPELLING, []))
+        span.sids.append(sid)
+        if _typed(question, origin, start, stop, index.surface(sid)) is not None:
+            span.how = _EXACT
+    if len(text) >= NEAR_CHARS:
+        for start, stop, sid in index.sounded(sound(text)):
+            if (start, stop) not in spans or spans[start, stop].how == _SOUND:
+                spans.setdefault((start, stop), _Span(start, stop, _SOUND, [])).sids.append(sid)
+    longest = max((s.stop - s.start for s in spans.values() if s.how == _EXACT), default=0)
+    exact = [s for s in spans.values() if s.how == _EXACT and s.stop - s.start > 1]
+    chosen: list[_Span] = []
+    taken = [False] * len(text)
+    for span in sorted(spans.values(), key=lambda s: (s.start - s.stop, s.how, s.start)):
+        length = span.stop - span.start
+        if any(taken[span.start:span.stop]):
+            continue
+        if span.how != _EXACT:
+            if length < longest + (span.how == _SOUND) or _cuts_a_word(question, origin, span) \
+                    or any(_crosses(span, other) for other in exact):
+                continue
+            # the KB must hold at least as much of the name as of any the question spells outside it,
+            # and a sound-alike more than of any it spells beside the differing characters too
+            outside = max((index.surface_size(sid) for other in exact if not _inside(other, span) for sid in other.sids),
+                          default=0)
+            span.sids = [sid for sid in span.sids if index.surface_size(sid) >= outside and (
+                span.how == _SPELLING or _sounds_like(index, text, span, exact, index.surface(sid)))]
+            if not span.sids:
+                continue
+        taken[span.start:span.stop] = [True] * length
+        chosen.append(span)
+    return _rewritten(index, question, text, origin, sorted(chosen, key=lambda s: s.start))
+
+
+def _inside(other: _Span, span: _Span) -> bool:
+    return span.start <= other.start and other.stop <= span.stop
+
+
+def _crosses(span: _Span, other: _Span) -> bool:
+    """Whether `other` overlaps `span` without lying inside it."""
+    return other.start < span.stop and span.start < other.stop and not _inside(other, span)
+
+
+def _cuts_a_word(question: str, origin: list[int], span: _Span) -> bool:
+    """Whether the span begins or ends inside a run of Latin letters and digits (und of Found)."""
+    first, last = origin[span.start], origin[span.stop - 1]
+    return first > 0 and _latin(question[first - 1]) and _latin(question[first]) or \
+        last + 1 < len(question) and _latin(question[last]) and _latin(question[last + 1])
+
+
+def _sounds_like(index: KBIndex, text: str, span: _Span, exact: list[_Span], surface: str) -> bool:
+    """Whether a sound-alike span is read as `surface`: it differs by at least one character and
+    at most `_near_limit`, and the KB holds more of it than of any name the question spells
+    inside the span away from the differing characters (墨尔本 of 墨尔本是 is not 墨尔本市)."""
+    wrong = [span.start + i for i, (a, b) in enumerate(zip(text[span.start:span.stop], fold(surface))) if a != b]
+    if not 0 < len(wrong) <= _near_limit(span.stop - span.start):
+        return False
+    beside = [sid for other in exact if _inside(other, span) and not any(other.start <= i < other.stop for i in wrong)
+              for sid in other.sids]
+    return index.surface_size(index.surface_id(surface)) > max(map(index.surface_size, beside), default=0)
+
+
+def _near_limit(length: int) -> int:
+    """How many characters a sound-alike of `length` folded characters may differ by."""
+    return 1 if length < 8 else 2
+
+
+def _typed(question: str, origin: list[int], start: int, stop: int, surface: str) -> tuple[int, int] | None:
+    """The range of `question` that spells `surface` as it is at folded span [start, stop) (its
+    own characters, or with the marks or spaces around them), or None where it is spelt otherwise."""
+    first, last = origin[start], origin[stop - 1] + 1
+    if question[first:last] == surface:
+        return first, last
+    wide_first, wide_last = first, last
+    while wide_first > 0 and not fold(question[wide_first - 1]):
+        wide_first -= 1
+    while wide_last < len(question) and not fold(question[wide_last]):
+        wide_last += 1
+    for a in range(wide_first, first + 1):
+        for b in range(last, wide_last + 1):
+            if question[a:b] == surface:
+                return a, b
+    return None
+
+
+def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chosen: list[_Span]) -> Reading:
+    """The reading: the chosen spans that the question spells otherwise get the KB's spelling
+    (of their subjects, the one closest to what was typed), the rest `model_text`."""
+    parts: list[str] = []
+    matches: list[Match] = []
+    extra: list[int] = []
+    at = 0
+    for span in chosen:
+        first, last = origin[span.start], origin[span.stop - 1] + 1
+        if span.how == _EXACT:  # as typed, to the character: a name's own characters are never read otherwise
+            first, last = min(typed for sid in span.sids
+                              if (typed := _typed(question, origin, span.start, span.stop, index.surface(sid))))
+            parts.extend((_outside(question[at:first], parts), question[first:last]))
+            at = last
+            continue
+        typed = question[first:last]
+        surfaces = sorted((index.surface(sid) for sid in span.sids),
+                          key=lambda surface: (Levenshtein.distance(typed, surface), surface))
+        best = surfaces[0]
+        if best[:1] in _OPENING and first > at and not fold(question[first - 1]):
+            first -= 1  # the KB's name carries its marks: the typed ones go
+        if best[-1:] in _CLOSING and last < len(question) and not fold(question[last]):
+            last += 1
+        parts.extend((_outside(question[at:first], parts), best))
+        at = last
+        matches.append(Match(typed, best, how_spelled(typed, best),
+                             differing(text[span.start:span.stop], fold(best)) if span.how == _SOUND else 0))
+        extra.extend(sid for sid in span.sids if index.surface(sid) != best)
+    parts.append(_outside(question[at:], parts))
+    text = "".join(parts)
+    mentions = index.mentions(text)
+    if extra:
+        mentions = sorted(set(mentions) | set(extra), key=lambda sid: (-len(index.surface(sid)), index.surface(sid)))
+    return Reading(question, text, matches, mentions)
+
+
+def _outside(piece: str, before: list[str]) -> str:
+    """Characters outside every rewritten name as the model reads them: `model_text`, and
+    whitespace kept only between two Latin letters or digits (what precedes is `before`'s end)."""
+    kept: list[str] = []
+    previous = "".join(before)[-1:]
+    for i, char in enumerate(piece):
+        if char.isspace():
+            after = piece[i + 1:].lstrip()[:1]
+            if not (_latin(previous) and _latin(after)) or (kept and kept[-1].isspace()):
+                continue
+        kept.append(char)
+        previous = char
+    return model_text("".join(kept))
+
+
+def _latin(char: str) -> bool:
+    return bool(char) and char.isascii() and char.isalnum()

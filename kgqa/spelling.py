@@ -1,0 +1,153 @@
+"""When two strings name the same thing: the one rule kgqa matches a question's words against the
+KB's strings by, applied to both sides.
+
+`fold` is a string's spelling key: Unicode width and compatibility forms (NFKC: ＩＳＯ１４００１ is
+ISO14001), case, script (traditional characters as simplified, by OpenCC's tables: 劉曉華 is
+刘晓华), whitespace and the marks around a title or a quotation (《活着》 is 活着) all fold away.
+It works character by character, so every character of a folded string comes from one character
+of the original (`folded` says which) and a match found in folded text is a span of the text as
+typed. `sound` goes one step further, for the typos a pinyin input method makes: each Chinese
+character becomes its toneless syllable (三栋屋存 sounds like 三栋屋村), one character still.
+
+`model_char` is what the model reads for a character of the question outside every KB name: its
+width and script folded as `fold` does, its case and punctuation kept (training questions are
+written that way; the KB's names in a question are given the KB's own spelling, `kgqa.reading`).
+
+The tables come from OpenCC (traditional to simplified) and pypinyin (each character's first
+reading); `FINGERPRINT` names their versions, so an index built with other tables is rebuilt.
+"""
+from __future__ import annotations
+
+import functools
+import unicodedata
+from importlib.metadata import version
+
+import opencc
+
+MARKS = frozenset("《》〈〉「」『』“”‘’\"'【】〖〗")  # around a title or a quotation: not part of a name
+FINGERPRINT = f"opencc {version('opencc')}, pypinyin {version('pypinyin')}"
+_SOUND_BASE = 0xF0000  # the supplementary private use area: one code point per syllable
+
+
+@functools.cache
+def _simplified() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def _width_and_script(char: str) -> str:
+    """NFKC then OpenCC's traditional-to-simplified table (its first choice for a lone character)."""
+    return _simplified().convert(unicodedata.normalize("NFKC", char))
+
+
+def fold_char(char: str) -> str:
+    """One character's spelling key: "" for whitespace and title or quotation marks; else its
+    NFKC form, case-folded, in simplified script."""
+    if char.isspace() or char in MARKS:
+        return ""
+    return _simplified().convert(unicodedata.normalize("NFKC", char).casefold())
+
+
+class _Table(dict):
+    """A `str.translate` table filled on first sight of each character (translate looks hits up
+    in C; only a character never seen before runs Python)."""
+
+    def __init__(self, rule) -> None:
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, codepoint: int) -> str:
+        value = self[codepoint] = self.rule(chr(codepoint))
+        return value
+
+
+_FOLD = _Table(fold_char)
+
+
+def fold(text: str) -> str:
+    """`text`'s spelling key: two strings name the same thing where their folds are equal."""
+    return text.translate(_FOLD)
+
+
+def folded(text: str) -> tuple[str, list[int]]:
+    """(`fold(text)`, for each of its characters the index in `text` of the character it comes
+    from). A character whose fold is longer than one (NFKC's ㎏ is kg) gives each of its parts the
+    same origin."""
+    parts = [(index, part) for index, char in enumerate(text) for part in fold_char(char)]
+    return "".join(part for _, part in parts), [index for index, _ in parts]
+
+
+def _model_char(char: str) -> str:
+    if not (unicodedata.east_asian_width(char) == "F" and char.isalnum()) and not _is_han(char):
+        return char  # half-width text and punctuation as typed (training questions hold 「？」)
+    return _width_and_script(char)
+
+
+_MODEL = _Table(_model_char)
+
+
+def model_text(text: str) -> str:
+    """`text` as the model reads a question's words outside KB names: full-width letters and
+    digits narrowed, traditional characters simplified; case, punctuation and spaces as typed."""
+    return text.translate(_MODEL)
+
+
+def _is_han(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("CJK ")
+
+
+@functools.cache
+def _syllables() -> dict[str, str]:
+    """Each toneless pinyin syllable's code point (private use area), numbered in sorted order so
+    every process numbers them alike."""
+    from pypinyin.constants import PINYIN_DICT  # 0.2 s: only where sounds are needed
+
+    def toneless(reading: str) -> str:
+        stripped = unicodedata.normalize("NFD", reading.replace("ü", "v"))
+        return "".join(c for c in stripped if not unicodedata.combining(c))
+
+    readings = {codepoint: toneless(value.split(",")[0]) for codepoint, value in PINYIN_DICT.items()}
+    numbers = {syllable: chr(_SOUND_BASE + n) for n, syllable in enumerate(sorted(set(readings.values())))}
+    return {chr(codepoint): numbers[syllable] for codepoint, syllable in readings.items()}
+
+
+_SOUND = _Table(lambda char: _syllables().get(char, char))
+
+
+def sound(folded_text: str) -> str:
+    """A folded string as it sounds: each Chinese character as its toneless syllable (one code
+    point each), everything else as it is; the same length as `folded_text`."""
+    return folded_text.translate(_SOUND)
+
+
+def differing(a: str, b: str) -> int:
+    """Positions at which two strings of the same length differ."""
+    return sum(x != y for x, y in zip(a, b))
+
+
+_STAGES = (  # each folds one way of spelling a name away, in `fold_char`'s order
+    ("spacing", lambda c: "" if c.isspace() else c),
+    ("marks", lambda c: "" if c in MARKS else c),
+    ("width", lambda c: unicodedata.normalize("NFKC", c)),
+    ("case", str.casefold),
+    ("script", lambda c: _simplified().convert(c)),
+)
+
+
+def how_spelled(typed: str, kb: str) -> str:
+    """How the question's `typed` differs from the KB's `kb`, in words for an explanation: the
+    ways of spelling (`_STAGES`) folded away before the two were equal ("width, case"), or where
+    they are not, how many characters differ though they sound alike ("one character (sounds
+    alike)")."""
+    ways = []
+    for way, rule in _STAGES:
+        if typed == kb:
+            break
+        typed_now, kb_now = ("".join(map(rule, text)) for text in (typed, kb))
+        if (typed_now, kb_now) != (typed, kb):
+            ways.append(way)
+        typed, kb = typed_now, kb_now
+    if typed != kb:
+        wrong = differing(typed, kb) if len(typed) == len(kb) else abs(len(typed) - len(kb))
+        ways.append(f"{'one character' if wrong == 1 else f'{wrong} characters'} "
+                    f"({'sounds alike' if sound(typed) == sound(kb) else 'a typo'})")
+    return ", ".join(ways) or "as written"
