@@ -312,6 +312,8 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
         click.echo(f"(no answer in the KB: the best candidate's confidence {chosen.confidence:.2f} is below "
                    f"{explanation.min_confidence:g})")
         click.echo(f"  best guess: {chosen.obj}, from {chosen.subject} · {chosen.predicate}")
+    for match in explanation.reading.matches:
+        click.echo(f"  {match}")
     if chosen and chosen.alternatives:
         click.echo(f"  ambiguous: the question does not say which {chosen.surface}; side by side:")
         for subject, obj in [(chosen.subject, chosen.obj)] + chosen.alternatives:
@@ -321,6 +323,8 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
         click.echo(f"  {rank}. {c.score:8.3f}  {c.answer()}")
     if not everything:
         return
+    if explanation.reading.text != explanation.question:
+        click.echo(f"read as: {explanation.reading.text}")
     click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
     click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
     click.echo("candidates (score; share of the question naming the predicate; share of the subject's fit to the "

@@ -14,7 +14,9 @@ softmax share of the top object, the beam's the exp of its mean token log-probab
 vs unanswerable over the copy, the
 risk-coverage curve's area (AURC) over the copy (an answered unanswerable question is wrong), and
 at the threshold that still answers 90% of the copy's answerable questions, the share of
-missing-fact and missing-entity questions below it. A reliability table and, with --svg, the
+missing-fact and missing-entity questions below it, and of the missing-entity questions typed
+with one character of the entity's name replaced by a homophone (`variants.py`'s typo: the KB may
+hold a name that sounds alike, which must not be answered with confidence either). A reliability table and, with --svg, the
 risk-coverage curves as an SVG.
 """
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 
 import harness  # first: it puts kgqa on sys.path
 from harness import arguments, missing, record
+from variants import Homophones
 
-from kgqa.kb.triples import join_subject, read_kb  # noqa: E402
+from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
@@ -155,24 +158,34 @@ def main() -> None:
     cut = readings(qa_copy, questions, golds)
     answerable = kinds == "answerable"
     right_cut = cut["right"] & answerable
+    homophones, rng = Homophones(questions), random.Random(args.seed)
+    typos = [(typed, gold) for q, gold, kind in zip(questions, golds, kinds) if kind == "entity"
+             and (typed := homophones.typo(q, split_subject(gold[0])[0], rng))]
+    typed = readings(qa_copy, [q for q, _ in typos], [gold for _, gold in typos])
+    respelled = sum(any(m.differing for m in r.matches) for r in qa_copy.read([q for q, _ in typos]))
+    print(f"{len(typos)} missing-entity questions typed with a homophone; {respelled} of them read as another "
+          "KB name that sounds alike")
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
     print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
           "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "
-          "missing entity |")
+          "missing entity / missing entity typed with a homophone |")
     print("|---|---|---|---|---|---|---|")
     curves, figures = {}, {}
     for name in SIGNALS:
         error, _ = ece(full[name], full["right"])
         threshold = np.quantile(cut[name][answerable], 0.10)
         below = {kind: float((cut[name][kinds == kind] < threshold).mean()) for kind in ("fact", "entity")}
+        below["entity typo"] = float((typed[name] < threshold).mean()) if typos else float("nan")
         curves[name] = risk_coverage(cut[name], right_cut)
         figures[name] = {"ece": error, "accuracy_at_80": accuracy_at(full[name], full["right"], 0.8),
                          "auroc_right": auroc(full[name], full["right"]), "aurc_copy": float(curves[name][1].mean()),
-                         "missing_fact_refused": below["fact"], "missing_entity_refused": below["entity"]}
+                         "missing_fact_refused": below["fact"], "missing_entity_refused": below["entity"],
+                         "missing_entity_typo_refused": below["entity typo"]}
         print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
               f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(full[name], full['right']):.3f} | "
               f"{auroc(cut[name], answerable):.3f} | "
-              f"{curves[name][1].mean():.3f} | {100 * below['fact']:.1f}% / {100 * below['entity']:.1f}% |")
+              f"{curves[name][1].mean():.3f} | {100 * below['fact']:.1f}% / {100 * below['entity']:.1f}% / "
+              f"{100 * below['entity typo']:.1f}% |")
     print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
     for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:
         print(f"| {low:.2f} | {mean:.3f} | {accuracy:.3f} | {n} |")
@@ -180,10 +193,12 @@ def main() -> None:
         svg(curves, args.svg)
         print(f"\n{args.svg}: the risk-coverage curves over the copy")
     mine = figures["confidence"]
-    record("abstention", {"right": float(full["right"].mean()), **figures},
+    record("abstention", {"right": float(full["right"].mean()), "typos": len(typos), "typos_respelled": respelled,
+                          **figures},
            f"confidence: ECE {mine['ece']:.3f}, {100 * mine['accuracy_at_80']:.1f}% right at 80% coverage, "
            f"{100 * mine['missing_fact_refused']:.1f}% of missing facts and {100 * mine['missing_entity_refused']:.1f}% "
-           f"of missing entities refused (threshold answering 90% of the answerable)")
+           f"of missing entities refused ({100 * mine['missing_entity_typo_refused']:.1f}% typed with a homophone; "
+           f"threshold answering 90% of the answerable)")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class Match:
     differing: int  # characters that differ once both are folded (0: the same name, spelt otherwise)
 
     def __str__(self) -> str:
-        return f"{self.typed} → {self.surface} ({self.how})"
+        return f"the question's {self.typed} {'≈' if self.differing else 'matched'} the KB's {self.surface} ({self.how})"
 
 
 @dataclass

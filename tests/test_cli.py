@@ -33,6 +33,31 @@ def test_train_predict_returns_the_exact_answers_it_learned(overfit):
     assert json.loads(result.output)["score"] == 100.0
 
 
+# the overfit questions as people type them: traditional characters, spaces, a homophone in the name
+TYPED = {0: "胡洋英在哪上的大學？", 1: "林 刚强 是哪 国人？", 2: "李侠敏的出生日期是？", 3: "楊平敏幹什麼的？",
+         4: "郭方强是哪个学校毕业的？", 5: "高娟玉 的民族 是什么？", 6: "趙傑傑是什麼族的？", 7: "林钢强的毕业院校是？"}
+
+
+def test_questions_typed_otherwise_get_the_answers_they_get_as_written(overfit):
+    tmp, _, gold, env = overfit
+    typed = write(tmp / "typed.json", "".join(json.dumps({"id": i, "question": q}, ensure_ascii=False) + "\n"
+                                               for i, q in TYPED.items()))
+    out = tmp / "typed_pred.json"
+    decode = ["--checkpoint", str(tmp / "ck/best"), "--kb", f"{SAMPLE}/kb.tsv"]
+    result = CliRunner().invoke(main, ["predict", typed, "-o", str(out)] + decode, env=env)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["answer"] for line in out.read_text(encoding="utf-8").splitlines()] == \
+        [g["answer"] for g in gold]
+    result = CliRunner().invoke(main, ["ask", TYPED[2], "--explain"] + decode, env=env)
+    assert result.exit_code == 0, result.output
+    assert "the question's 李侠敏 ≈ the KB's 李霞敏 (one character (sounds alike))" in result.output
+    assert "read as: 李霞敏的出生日期是？" in result.output
+    result = CliRunner().invoke(main, ["ask", TYPED[3], "--json"] + decode, env=env)
+    info = json.loads(result.output.strip().splitlines()[-1])
+    assert info["answer"] == gold[3]["answer"] and info["read_as"] == gold[3]["question"]
+    assert [m["said"] for m in info["matches"]] == ["the question's 楊平敏 matched the KB's 杨平敏 (script)"]
+
+
 def test_int8_answering_gives_the_answers_it_learned(overfit):
     tmp, train, gold, env = overfit
     out = tmp / "pred_int8.json"

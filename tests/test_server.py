@@ -52,6 +52,19 @@ def test_ask_one_or_many_and_health(qa):
     _with_client(qa, scenario)
 
 
+def test_a_question_typed_otherwise_is_answered_as_the_kb_spells_it_and_says_so(qa):
+    async def scenario(client):
+        written = await (await client.post("/ask", json={"question": "马磊静的配偶是谁？"})).json()
+        for typed in ["馬磊靜的配偶是誰？", "马 磊静 的配偶 是谁？", "马雷静的配偶是谁？"]:
+            answered = await (await client.post("/ask", json={"question": typed, "explain": True})).json()
+            assert answered["question"] == typed
+            assert answered["candidates"] == written["candidates"]
+            e = answered["explanation"]
+            assert e["read_as"] == "马磊静的配偶是谁？" and "马磊静" in e["mentions"]
+            assert e["matches"] and all("the KB's 马磊静" in m["said"] for m in e["matches"])
+    _with_client(qa, scenario)
+
+
 @pytest.mark.parametrize("payload, message", [
     (b"not json", "not JSON"),
     (b"[1, 2]", "expected a JSON object"),

@@ -1,0 +1,130 @@
+"""A question's words matched to the KB's names however they are typed: the spelling rule
+(`kgqa.spelling`), the index's views by spelling key and sound (`kgqa.kb.spellings`), and the
+reading the model is given (`kgqa.reading`)."""
+import pytest
+
+from conftest import write
+from kgqa.kb.build import build_index
+from kgqa.kb.index import KBIndex
+from kgqa.reading import read
+from kgqa.spelling import fold, folded, how_spelled, model_text, sound
+
+# Names written as a KB writes them, each with enough facts to be the KB's main entity of its
+# name, beside dictionary-like words with one fact each.
+PEOPLE = {"刘晓华": "主讲课程", "三栋屋村": "村域面积", "沙特阿拉伯": "首都", "ISO14001认证": "发证机构",
+          "iPhone 4": "屏幕尺寸", "IPHONE4": "产地", "《活着》": "作者", "活着": "拼音", "Adobe Photoshop": "开发商",
+          "刘 德华": "出生地"}
+WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市"]
+
+
+def _kb(tmp_path, people=PEOPLE, words=WORDS) -> str:
+    lines = [f"{name}\t{predicate}\t值{i}\n" for i, (name, predicate) in enumerate(people.items())]
+    lines += [f"{name}\t其他{k}\t值\n" for name in people for k in range(6)]  # the KB knows much of them
+    lines += [f"{word}\t释义\t一个词\n" for word in words]
+    lines += ["墨尔本\t人口\t500万\n", "墨尔本\t国家\t澳大利亚\n"]  # more of 墨尔本 than of 墨尔本市
+    return write(tmp_path / "kb.tsv", "".join(lines))
+
+
+@pytest.fixture
+def index(tmp_path, tokenizer):
+    directory = str(tmp_path / "index")
+    build_index(_kb(tmp_path), tokenizer, directory)
+    return KBIndex(directory, tokenizer)
+
+
+def test_fold_is_one_key_for_width_case_script_spaces_and_marks():
+    assert fold("ＩＳＯ１４００１認證") == fold("iso14001认证") == fold("ISO14001认证") == "iso14001认证"
+    assert fold("劉曉華") == fold("刘 晓 华") == "刘晓华"
+    assert fold("《活着》") == fold("「活着」") == fold("活着")
+    assert fold(fold("多纹颌须鮈")) == fold("多纹颌须鮈")  # a fold folds to itself
+    assert fold("沙特啊拉伯") != fold("沙特阿拉伯") and sound(fold("沙特啊拉伯")) == sound(fold("沙特阿拉伯"))
+    assert len(sound("三栋屋存ab")) == len("三栋屋存ab")  # a character a character
+
+
+def test_folded_says_where_each_character_came_from():
+    text, origin = folded("《活 着》ＡＢ")
+    assert text == "活着ab" and origin == [1, 3, 5, 6]
+
+
+def test_the_model_reads_width_and_script_folded_but_case_and_punctuation_as_typed():
+    assert model_text("劉曉華講ＡＢ１？，Abc") == "刘晓华讲AB1？，Abc"
+
+
+@pytest.mark.parametrize("typed, kb, said", [
+    ("劉曉華", "刘晓华", "script"), ("ＩＳＯ１４００１认证", "ISO14001认证", "width"),
+    ("iso14001认证", "ISO14001认证", "case"), ("刘 晓 华", "刘晓华", "spacing"), ("活着", "《活着》", "marks"),
+    ("iso１４００１認證", "ISO14001认证", "width, case, script"),
+    ("三栋屋存", "三栋屋村", "one character (sounds alike)"), ("三栋屋", "三栋屋", "as written")])
+def test_how_a_spelling_differs_is_said_in_words(typed, kb, said):
+    assert how_spelled(typed, kb) == said
+
+
+@pytest.mark.parametrize("typed, text", [
+    ("劉曉華主要講什麼課啊？", "刘晓华主要讲什么课啊？"),  # traditional characters
+    ("刘 晓 华 主要 讲什么课啊？", "刘晓华主要讲什么课啊？"),  # spaces
+    ("ｉｓｏ１４００１认证是哪里发的？", "ISO14001认证是哪里发的？"),  # full-width, lower case
+    ("ISO14001認證是哪里发的？", "ISO14001认证是哪里发的？"),
+    ("adobe photoshop是谁开发的？", "Adobe Photoshop是谁开发的？"),
+    ("刘德华出生在哪？", "刘 德华出生在哪？"),  # the KB's name holds a space
+    ("三栋屋存的面积是多少？", "三栋屋村的面积是多少？"),  # a homophone typo
+    ("沙特啊拉伯的首都是哪？", "沙特阿拉伯的首都是哪？"),
+])
+def test_a_name_typed_otherwise_is_read_as_the_kb_spells_it(index, typed, text):
+    reading = read(index, typed)
+    assert reading.text == text
+    assert reading.matches and all(m.surface in text for m in reading.matches)
+    assert index.surface_id(reading.matches[0].surface) in reading.mentions
+
+
+def test_a_question_that_spells_its_names_as_the_kb_does_is_read_as_typed(index):
+    for question in ["刘晓华主要讲什么课啊？", "《活着》的作者是谁？", "活着的拼音？", "iPhone 4的屏幕尺寸？",
+                     "IPHONE4的产地？", "Adobe Photoshop是谁开发的？", "刘 德华出生在哪？"]:
+        reading = read(index, question)
+        assert (reading.text, reading.matches) == (question, [])
+
+
+def test_names_one_spelling_key_apart_both_stay_answerable(index):
+    # iPhone 4 / IPHONE4 and 《活着》 / 活着 fold alike: each spelt exactly is read as itself, and one
+    # typed otherwise is read as the closer, the other kept as a mention
+    reading = read(index, "iphone 4的屏幕尺寸？")
+    assert reading.text == "iPhone 4的屏幕尺寸？"
+    assert {index.surface(sid) for sid in reading.mentions} >= {"iPhone 4", "IPHONE4"}
+    assert read(index, "IPHONE 4的产地？").text == "IPHONE4的产地？"
+
+
+def test_a_sound_alike_is_not_read_into_a_question_that_names_what_the_kb_holds_more_of(index):
+    # 是几号 sounds like the word 十几号, 墨尔本是 like 墨尔本市: the KB's names the question spells win
+    assert read(index, "墨尔本是几号球衣？").text == "墨尔本是几号球衣？"
+    assert read(index, "墨尔本是什么？").matches == []
+
+
+def test_a_latin_name_is_never_cut_out_of_a_word(index):
+    reading = read(index, "WHATIPHONE4ISTHAT的产地？")
+    assert reading.matches == [] and reading.text == "WHATIPHONE4ISTHAT的产地？"
+
+
+def test_a_kb_in_traditional_characters_is_read_as_it_spells_its_names(tmp_path, tokenizer):
+    directory = str(tmp_path / "index")
+    build_index(_kb(tmp_path, {"劉曉華": "主講課程", "沙特阿拉伯": "首都"}, ["主要", "什麼"]), tokenizer, directory)
+    index = KBIndex(directory, tokenizer)
+    assert read(index, "刘晓华主要讲什么课啊？").text.startswith("劉曉華")
+    assert read(index, "劉曉華主要講什麼課啊？").text.startswith("劉曉華")
+
+
+def test_an_index_built_with_other_spelling_tables_is_rebuilt_in_the_cache(tmp_path, tokenizer, monkeypatch):
+    import json
+    import os
+
+    from kgqa.errors import KgqaError
+    from kgqa.kb.build import ensure_index
+
+    kb = _kb(tmp_path)
+    index = ensure_index(kb, tokenizer)
+    segment = os.path.join(index.directory, index.header["segments"][0]["name"], "segment.json")
+    with open(segment, encoding="utf-8") as handle:
+        header = json.load(handle)
+    with open(segment, "w", encoding="utf-8") as handle:
+        json.dump(header | {"spelling": "opencc 0.1, pypinyin 0.1"}, handle)
+    with pytest.raises(KgqaError, match="built with other spelling tables .* rebuild this index"):
+        KBIndex(index.directory, tokenizer)
+    assert read(ensure_index(kb, tokenizer), "劉曉華主要講什麼課啊？").text == "刘晓华主要讲什么课啊？"
