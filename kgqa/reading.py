@@ -32,7 +32,8 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.spellings import NEAR_CHARS
 from kgqa.spelling import differing, fold, folded, how_spelled, model_text, sound
 
-_EXACT, _SPELLING, _SOUND = 0, 1, 2  # how a span matched, best first
+_EXACT, _SPELLING, _SOUND, _SHORT = 0, 1, 2, 3  # how a span matched, best first
+SHORT_PREFIX = 3  # a short form begins with its name's first characters
 _OPENING, _CLOSING = "《「『“‘〈【〖\"'", "》」』”’〉】〗\"'"
 
 
@@ -73,7 +74,7 @@ class Reading:
 class _Span:
     start: int  # in the folded question
     stop: int
-    how: int  # _EXACT, _SPELLING or _SOUND
+    how: int  # _EXACT, _SPELLING, _SOUND or _SHORT
     sids: list[int]
 
 
@@ -90,6 +91,11 @@ def read(index: KBIndex, question: str) -> Reading:
         for start, stop, sid in index.sounded(sound(text)):
             if (start, stop) not in spans or spans[start, stop].how == _SOUND:
                 spans.setdefault((start, stop), _Span(start, stop, _SOUND, [])).sids.append(sid)
+    for start in range(len(text) - SHORT_PREFIX):
+        for sid in index.completed(text[start:start + SHORT_PREFIX]):
+            stop = _short_form(text, start, fold(index.surface(sid)))
+            if stop and ((start, stop) not in spans or spans[start, stop].how == _SHORT):
+                spans.setdefault((start, stop), _Span(start, stop, _SHORT, [])).sids.append(sid)
     longest = max((s.stop - s.start for s in spans.values() if s.how == _EXACT), default=0)
     exact = [s for s in spans.values() if s.how == _EXACT and s.stop - s.start > 1]
     chosen: list[_Span] = []
@@ -99,15 +105,15 @@ def read(index: KBIndex, question: str) -> Reading:
         if any(taken[span.start:span.stop]):
             continue
         if span.how != _EXACT:
-            if length < longest + (span.how == _SOUND) or _cuts_a_word(question, origin, span) \
+            if length < longest + (span.how != _SPELLING) or _cuts_a_word(question, origin, span) \
                     or any(_crosses(span, other) for other in exact):
                 continue
             # the KB must hold at least as much of the name as of any the question spells outside it,
-            # and a sound-alike more than of any it spells beside the differing characters too
+            # and a sound-alike or a short form's more than of any it spells beside what differs too
             outside = max((index.surface_size(sid) for other in exact if not _inside(other, span) for sid in other.sids),
                           default=0)
             span.sids = [sid for sid in span.sids if index.surface_size(sid) >= outside and (
-                span.how == _SPELLING or _sounds_like(index, text, span, exact, index.surface(sid)))]
+                span.how == _SPELLING or _near(index, text, span, exact, index.surface(sid)))]
             if not span.sids:
                 continue
         taken[span.start:span.stop] = [True] * length
@@ -131,16 +137,39 @@ def _cuts_a_word(question: str, origin: list[int], span: _Span) -> bool:
         last + 1 < len(question) and _latin(question[last]) and _latin(question[last + 1])
 
 
-def _sounds_like(index: KBIndex, text: str, span: _Span, exact: list[_Span], surface: str) -> bool:
-    """Whether a sound-alike span is read as `surface`: it differs by at least one character and
-    at most `_near_limit`, and the KB holds more of it than of any name the question spells
-    inside the span away from the differing characters (墨尔本 of 墨尔本是 is not 墨尔本市)."""
-    wrong = [span.start + i for i, (a, b) in enumerate(zip(text[span.start:span.stop], fold(surface))) if a != b]
-    if not 0 < len(wrong) <= _near_limit(span.stop - span.start):
-        return False
+def _short_form(text: str, start: int, name: str) -> int | None:
+    """Where a short form of the folded `name` that begins at `start` of the folded question ends:
+    its first SHORT_PREFIX characters the name's, then as many of the question's as occur in the
+    name in order, leaving some of the name's out between them (兰利号航母 of 兰利号航空母舰, 沙特阿伯
+    of 沙特阿拉伯; not a name cut short: 达·芬奇的 is not 达·芬奇的恶魔); None where there is none."""
+    at, stop, gap = SHORT_PREFIX, start + SHORT_PREFIX, False
+    while stop < len(text) and (found := name.find(text[stop], at)) >= 0:
+        gap, at, stop = gap or found > at, found + 1, stop + 1
+    return stop if gap and stop - start < len(name) else None
+
+
+def _near(index: KBIndex, text: str, span: _Span, exact: list[_Span], surface: str) -> bool:
+    """Whether a sound-alike or short-form span is read as `surface`: it differs by at least one
+    character and at most `_near_limit` (a sound-alike) or leaves out no more than it keeps past the
+    prefix (a short form), and the KB holds more of it than of any name the question spells inside
+    the span away from what differs (墨尔本 of 墨尔本是 is not 墨尔本市)."""
+    typed, name = text[span.start:span.stop], fold(surface)
+    if span.how == _SOUND:
+        wrong = [span.start + i for i, (a, b) in enumerate(zip(typed, name)) if a != b]
+        if not 0 < len(wrong) <= _near_limit(len(typed)):
+            return False
+    else:
+        if len(name) - len(typed) > max(1, len(typed) - SHORT_PREFIX):
+            return False
+        wrong = list(range(span.start + SHORT_PREFIX, span.stop))
     beside = [sid for other in exact if _inside(other, span) and not any(other.start <= i < other.stop for i in wrong)
               for sid in other.sids]
     return index.surface_size(index.surface_id(surface)) > max(map(index.surface_size, beside), default=0)
+
+
+def _differing(typed: str, surface: str, how: int) -> int:
+    """Characters by which a folded `typed` differs from a KB name: 0 for a spelling of it."""
+    return {_SPELLING: 0, _SOUND: differing(typed, fold(surface)), _SHORT: len(fold(surface)) - len(typed)}[how]
 
 
 def _near_limit(length: int) -> int:
@@ -191,8 +220,7 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
             last += 1
         parts.extend((_outside(question[at:first], parts), best))
         at = last
-        matches.append(Match(typed, best, how_spelled(typed, best),
-                             differing(text[span.start:span.stop], fold(best)) if span.how == _SOUND else 0))
+        matches.append(Match(typed, best, how_spelled(typed, best), _differing(text[span.start:span.stop], best, span.how)))
         extra.extend(sid for sid in span.sids if index.surface(sid) != best)
     parts.append(_outside(question[at:], parts))
     text = "".join(parts)

@@ -133,11 +133,17 @@ _STAGES = (  # each folds one way of spelling a name away, in `fold_char`'s orde
 )
 
 
+def _in_order(short: str, name: str) -> bool:
+    """Whether every character of `short` occurs in `name`, in order."""
+    rest = iter(name)
+    return all(char in rest for char in short)
+
+
 def how_spelled(typed: str, kb: str) -> str:
     """How the question's `typed` differs from the KB's `kb`, in words for an explanation: the
     ways of spelling (`_STAGES`) folded away before the two were equal ("width, case"), or where
-    they are not, how many characters differ though they sound alike ("one character (sounds
-    alike)")."""
+    they are not, a short form ("a short form (2 characters left out)") or how many characters
+    differ though they sound alike ("one character (sounds alike)")."""
     ways = []
     for way, rule in _STAGES:
         if typed == kb:
@@ -146,7 +152,10 @@ def how_spelled(typed: str, kb: str) -> str:
         if (typed_now, kb_now) != (typed, kb):
             ways.append(way)
         typed, kb = typed_now, kb_now
-    if typed != kb:
+    if typed != kb and len(typed) < len(kb) and _in_order(typed, kb):
+        left_out = len(kb) - len(typed)
+        ways.append(f"a short form ({'one character' if left_out == 1 else f'{left_out} characters'} left out)")
+    elif typed != kb:
         wrong = differing(typed, kb) if len(typed) == len(kb) else abs(len(typed) - len(kb))
         ways.append(f"{'one character' if wrong == 1 else f'{wrong} characters'} "
                     f"({'sounds alike' if sound(typed) == sound(kb) else 'a typo'})")

@@ -13,8 +13,8 @@ from kgqa.spelling import fold, folded, how_spelled, model_text, sound
 # name, beside dictionary-like words with one fact each.
 PEOPLE = {"刘晓华": "主讲课程", "三栋屋村": "村域面积", "沙特阿拉伯": "首都", "ISO14001认证": "发证机构",
           "iPhone 4": "屏幕尺寸", "IPHONE4": "产地", "《活着》": "作者", "活着": "拼音", "Adobe Photoshop": "开发商",
-          "刘 德华": "出生地"}
-WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市"]
+          "刘 德华": "出生地", "兰利号航空母舰": "舰长", "达·芬奇的恶魔": "导演"}
+WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市", "兰利号", "达·芬奇"]
 
 
 def _kb(tmp_path, people=PEOPLE, words=WORDS) -> str:
@@ -54,7 +54,9 @@ def test_the_model_reads_width_and_script_folded_but_case_and_punctuation_as_typ
     ("劉曉華", "刘晓华", "script"), ("ＩＳＯ１４００１认证", "ISO14001认证", "width"),
     ("iso14001认证", "ISO14001认证", "case"), ("刘 晓 华", "刘晓华", "spacing"), ("活着", "《活着》", "marks"),
     ("iso１４００１認證", "ISO14001认证", "width, case, script"),
-    ("三栋屋存", "三栋屋村", "one character (sounds alike)"), ("三栋屋", "三栋屋", "as written")])
+    ("三栋屋存", "三栋屋村", "one character (sounds alike)"), ("三栋屋", "三栋屋", "as written"),
+    ("兰利号航母", "兰利号航空母舰", "a short form (2 characters left out)"), ("沙特阿伯", "沙特阿拉伯",
+                                                                          "a short form (one character left out)")])
 def test_how_a_spelling_differs_is_said_in_words(typed, kb, said):
     assert how_spelled(typed, kb) == said
 
@@ -68,6 +70,8 @@ def test_how_a_spelling_differs_is_said_in_words(typed, kb, said):
     ("刘德华出生在哪？", "刘 德华出生在哪？"),  # the KB's name holds a space
     ("三栋屋存的面积是多少？", "三栋屋村的面积是多少？"),  # a homophone typo
     ("沙特啊拉伯的首都是哪？", "沙特阿拉伯的首都是哪？"),
+    ("兰利号航母的舰长是谁？", "兰利号航空母舰的舰长是谁？"),  # a short form
+    ("沙特阿伯的首都是哪？", "沙特阿拉伯的首都是哪？"),  # a character left out
 ])
 def test_a_name_typed_otherwise_is_read_as_the_kb_spells_it(index, typed, text):
     reading = read(index, typed)
@@ -96,6 +100,11 @@ def test_a_sound_alike_is_not_read_into_a_question_that_names_what_the_kb_holds_
     # 是几号 sounds like the word 十几号, 墨尔本是 like 墨尔本市: the KB's names the question spells win
     assert read(index, "墨尔本是几号球衣？").text == "墨尔本是几号球衣？"
     assert read(index, "墨尔本是什么？").matches == []
+
+
+def test_a_name_cut_short_is_not_read_as_the_longer_one(index):
+    assert read(index, "达·芬奇的名字是怎么来的？").matches == []
+    assert read(index, "兰利号的舰长是谁？").matches == []
 
 
 def test_a_latin_name_is_never_cut_out_of_a_word(index):

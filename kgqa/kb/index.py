@@ -171,6 +171,13 @@ class KBIndex:
         characters whose folded name sounds like sound_text[start:stop] (`kgqa.spelling.sound`)."""
         return self._live(match for segment in self.segments for match in segment.sounded(sound_text))
 
+    def completed(self, folded_prefix: str, limit: int = 64) -> list[int]:
+        """Surface ids of up to `limit` KB subjects per segment whose fold begins with
+        `folded_prefix`: the names a short form may stand for (兰利号航母: 兰利号航空母舰)."""
+        found = {sid for segment in self.segments for surface in segment.completed(folded_prefix, limit)
+                 if (sid := self.surface_id(surface)) is not None}
+        return sorted(found, key=self.surface)
+
     def _live(self, matches) -> list[tuple[int, int, int]]:
         """The matches' live surfaces by id, each (start, stop, surface) once, in the content's order."""
         found = {(start, stop, sid) for start, stop, surface in set(matches)

@@ -149,6 +149,10 @@ class Segment:
         """(start, stop, surface) of each surface of this segment whose fold is folded_text[start:stop]."""
         return self.spellings.spelled(folded_text, self.surfaces)
 
+    def completed(self, folded_prefix: str, limit: int) -> list[str]:
+        """Up to `limit` surfaces of this segment whose fold begins with `folded_prefix`."""
+        return self.spellings.completed(folded_prefix, self.surfaces, limit)
+
     def sounded(self, sound_text: str) -> Iterator[tuple[int, int, str]]:
         """(start, stop, surface) of each surface of this segment sounding like sound_text[start:stop]."""
         return self.spellings.sounded(sound_text)

@@ -52,6 +52,20 @@ class Spellings:
                 yield start, start + len(surface), surface
             yield from _items(self.folded, rest, start)
 
+    def completed(self, folded_prefix: str, surfaces: marisa_trie.Trie, limit: int) -> list[str]:
+        """Up to `limit` surfaces of this segment whose fold begins with `folded_prefix`."""
+        found = []
+        for surface in surfaces.iterkeys(folded_prefix):
+            if fold(surface).startswith(folded_prefix):
+                found.append(surface)
+            if len(found) == limit:
+                return found
+        for key in self.folded.iterkeys(folded_prefix):
+            found.extend(value.decode("utf-8") for value in self.folded[key])
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
     def sounded(self, sound_text: str) -> Iterator[tuple[int, int, str]]:
         """(start, stop, surface) of every surface of this segment whose folded name sounds like
         `sound_text[start:stop]` (`kgqa.spelling.sound` of a folded text)."""
