@@ -15,8 +15,8 @@ from harness import RESULTS, ROOT
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 BEGIN, END = "<!-- today's figures: made by benchmarks/report.py -->", "<!-- end of today's figures -->"
 # the areas in the order the table gives them, each with the benchmarks whose records fill it
-AREAS = [("accuracy", ("accuracy",)), ("trust", ("abstention",)), ("speed", ("versus", "serve_load")),
-         ("scale", ("scale",)), ("update", ("kb_update",)), ("soak", ("soak",))]
+AREAS = [("accuracy", ("accuracy",)), ("as typed", ("variants",)), ("trust", ("abstention",)),
+         ("speed", ("versus", "serve_load")), ("scale", ("index_build", "scale")), ("update", ("kb_update",)), ("soak", ("soak",))]
 
 
 def newest(name: str) -> list[dict]:

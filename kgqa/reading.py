@@ -2,25 +2,32 @@
 text the model reads, with each of those names spelled as the KB spells it.
 
 People type a name their own way: in traditional characters (劉曉華), full-width (ＩＳＯ１４００１),
-in another case (iso14001认证), with spaces (刘 晓 华), without the marks around a title, or with a
-character an input method picked wrongly (三栋屋存 for 三栋屋村). The model was trained on
-questions that spell each name as the KB does, and the decoder may only write the KB's keys, so
-the question is rewritten before the tokenizer: a span whose spelling key (`kgqa.spelling.fold`)
-is a KB subject's, and which the question does not already spell as some KB subject, gets that
-subject's spelling where it is as long as the longest name the question spells as the KB does;
-a span of at least `NEAR_CHARS` characters that sounds like a KB name longer than any the question
-spells, crossing none of them, gets that name's where the KB holds more of it than of any of them
-(三栋屋村, not 十几号 for 「巴彻的球衣号是几号」). Longer spans first; where spans overlap, the
-longer wins and at equal length the question's own spelling, then a spelling variant, then a
-sound-alike. The other characters are read as `spelling.model_text` reads them, and whitespace
-between two characters that are not both Latin letters or digits is dropped (刘 晓 华 → 刘晓华;
-Adobe Photoshop keeps its space). A question that spells every name as the KB does is read as
-typed, but for full-width letters and traditional characters outside every name.
+in another case (iso14001认证), with spaces (刘 晓 华), without the marks around a title, with a
+character an input method picked wrongly (三栋屋存 for 三栋屋村), or short (兰利号航母 for
+兰利号航空母舰). The model was trained on questions that spell each name as the KB does, and the
+decoder may only write the KB's keys, so the question is rewritten before the tokenizer, and
+training reads its questions the same way:
+- a span whose spelling key (`kgqa.spelling.fold`) is a KB subject's, which the question does not
+  already spell as some KB subject, gets that subject's spelling where it is as long as the
+  longest name the question spells as the KB does and the KB holds as much of it as of any name
+  the question spells outside it;
+- a span that sounds like a KB name (at least `NEAR_CHARS` characters, one character off; two
+  from eight on), or that is a short form of one (its first `SHORT_PREFIX` characters, then some
+  of the others in order, some left out between them), gets that name's spelling where it is
+  longer than any name the question spells, crosses none of them, and the KB holds more of it
+  than of any of them away from what differs (三栋屋村, but not 十几号 for 「巴彻的球衣号是几号」
+  nor 墨尔本市 for 「墨尔本是…」).
+Longer spans first; where spans overlap, the longer wins, and at equal length the question's own
+spelling, then a spelling variant, then a sound-alike, then a short form. A span never begins or
+ends inside a run of Latin letters and digits (und of Found). The other characters are read as
+`spelling.model_text` reads them, and whitespace between two characters that are not both Latin
+letters or digits is dropped (刘 晓 华 → 刘晓华; Adobe Photoshop keeps its space). A question that
+spells every name as the KB does is read as typed, but for full-width letters and traditional
+characters outside every name.
 
 Every other KB subject sharing a rewritten name's spelling key (iPhone 4 / IPHONE4) is a mention
-too, so each stays answerable; a sound-alike is evidence, not certainty: the candidates carry how
-many characters their subject's name differs by (`Reading.respelled`), for the reranker and the
-confidence.
+too, so each stays answerable. What was rewritten is said (`Match`), for `kgqa ask`, the page and
+the service's explanation.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from rapidfuzz.distance import Levenshtein
 
 from kgqa.kb.index import KBIndex
 from kgqa.kb.spellings import NEAR_CHARS
-from kgqa.spelling import differing, fold, folded, how_spelled, model_text, sound
+from kgqa.spelling import differing, fold, folded, how_spelled, model_text, same_script, sound
 
 _EXACT, _SPELLING, _SOUND, _SHORT = 0, 1, 2, 3  # how a span matched, best first
 SHORT_PREFIX = 3  # a short form begins with its name's first characters
@@ -101,22 +108,15 @@ def read(index: KBIndex, question: str) -> Reading:
     chosen: list[_Span] = []
     taken = [False] * len(text)
     for span in sorted(spans.values(), key=lambda s: (s.start - s.stop, s.how, s.start)):
-        length = span.stop - span.start
         if any(taken[span.start:span.stop]):
             continue
         if span.how != _EXACT:
-            if length < longest + (span.how != _SPELLING) or _cuts_a_word(question, origin, span) \
-                    or any(_crosses(span, other) for other in exact):
-                continue
-            # the KB must hold at least as much of the name as of any the question spells outside it,
-            # and a sound-alike or a short form's more than of any it spells beside what differs too
-            outside = max((index.surface_size(sid) for other in exact if not _inside(other, span) for sid in other.sids),
-                          default=0)
-            span.sids = [sid for sid in span.sids if index.surface_size(sid) >= outside and (
-                span.how == _SPELLING or _near(index, text, span, exact, index.surface(sid)))]
+            if span.stop - span.start < longest + (span.how != _SPELLING) or _cuts_a_word(question, origin, span):
+                continue  # the question's longest name spelt as the KB does stands
+            span.sids = [sid for sid in span.sids if _read_as(index, text, span, exact, chosen, index.surface(sid))]
             if not span.sids:
                 continue
-        taken[span.start:span.stop] = [True] * length
+        taken[span.start:span.stop] = [True] * (span.stop - span.start)
         chosen.append(span)
     return _rewritten(index, question, text, origin, sorted(chosen, key=lambda s: s.start))
 
@@ -148,12 +148,22 @@ def _short_form(text: str, start: int, name: str) -> int | None:
     return stop if gap and stop - start < len(name) else None
 
 
-def _near(index: KBIndex, text: str, span: _Span, exact: list[_Span], surface: str) -> bool:
-    """Whether a sound-alike or short-form span is read as `surface`: it differs by at least one
-    character and at most `_near_limit` (a sound-alike) or leaves out no more than it keeps past the
-    prefix (a short form), and the KB holds more of it than of any name the question spells inside
-    the span away from what differs (墨尔本 of 墨尔本是 is not 墨尔本市)."""
-    typed, name = text[span.start:span.stop], fold(surface)
+def _read_as(index: KBIndex, text: str, span: _Span, exact: list[_Span], chosen: list[_Span], surface: str) -> bool:
+    """Whether a span the question does not spell as the KB does is read as KB name `surface`.
+
+    A spelling of it in the same script (width, case, spaces, marks) always is; one in another
+    script where the KB holds as much of it as of any name the question spells outside it (not
+    适用於 for the 适用于 of 「原根适用于哪些领域」). A sound-alike or a short form is evidence, not
+    certainty: it must differ by at least one character and at most `_near_limit` (a sound-alike),
+    or leave out no more than it keeps past the prefix (a short form), cross no name of about its
+    length the question spells, and the KB must hold more of it than of any such name the question
+    spells or was read to spell, outside the span or inside it away from what differs (not 十几号
+    for the 是几号 of 「巴彻的球衣号是几号」, not 墨尔本市 for 「墨尔本是…」). A name of about its
+    length: one character shorter or more, all of them for a short form."""
+    typed, name, size = text[span.start:span.stop], fold(surface), index.surface_size(index.surface_id(surface))
+    if span.how == _SPELLING:
+        outside = [sid for other in exact if not _inside(other, span) for sid in other.sids]
+        return same_script(typed, surface) or size >= max(map(index.surface_size, outside), default=0)
     if span.how == _SOUND:
         wrong = [span.start + i for i, (a, b) in enumerate(zip(typed, name)) if a != b]
         if not 0 < len(wrong) <= _near_limit(len(typed)):
@@ -162,9 +172,13 @@ def _near(index: KBIndex, text: str, span: _Span, exact: list[_Span], surface: s
         if len(name) - len(typed) > max(1, len(typed) - SHORT_PREFIX):
             return False
         wrong = list(range(span.start + SHORT_PREFIX, span.stop))
-    beside = [sid for other in exact if _inside(other, span) and not any(other.start <= i < other.stop for i in wrong)
-              for sid in other.sids]
-    return index.surface_size(index.surface_id(surface)) > max(map(index.surface_size, beside), default=0)
+    rivals = [other for other in exact + chosen
+              if span.how == _SHORT or other.stop - other.start >= span.stop - span.start - 1]
+    if any(_crosses(span, other) for other in rivals):
+        return False
+    known = [sid for other in rivals if not _inside(other, span) or not any(other.start <= i < other.stop for i in wrong)
+             for sid in other.sids]
+    return size > max(map(index.surface_size, known), default=0)
 
 
 def _differing(typed: str, surface: str, how: int) -> int:

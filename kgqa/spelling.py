@@ -119,6 +119,13 @@ def sound(folded_text: str) -> str:
     return folded_text.translate(_SOUND)
 
 
+def same_script(folded_text: str, text: str) -> bool:
+    """Whether a folded text is `text`'s fold without a change of script: the two differ only in
+    width, case, whitespace or marks (iso14001认证 of ISO14001认证, not 适用于 of 适用於)."""
+    return folded_text == "".join(unicodedata.normalize("NFKC", c).casefold() for c in text
+                                  if not (c.isspace() or c in MARKS))
+
+
 def differing(a: str, b: str) -> int:
     """Positions at which two strings of the same length differ."""
     return sum(x != y for x, y in zip(a, b))

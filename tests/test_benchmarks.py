@@ -16,7 +16,7 @@ BENCHMARKS = os.path.join(ROOT, "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 SCRIPTS = sorted(name[:-3] for name in os.listdir(BENCHMARKS) if name.endswith(".py") and name != "versus_child.py")
 # each script's own required options; those without a checkpoint take `arguments(checkpoint=False)`
-REQUIRED = {"versus": ["--baseline-code", ROOT], "device_speed": ["--tokenizer", "T"], "pretrained_speed": ["--fitted", "F"]}
+REQUIRED = {"versus": ["--baseline-code", ROOT], "index_build": ["--baseline-code", ROOT], "device_speed": ["--tokenizer", "T"], "pretrained_speed": ["--fitted", "F"]}
 NO_CHECKPOINT = ("device_speed", "pretrained_speed")
 
 
