@@ -8,15 +8,15 @@ character an input method picked wrongly (三栋屋存 for 三栋屋村), or sho
 decoder may only write the KB's keys, so the question is rewritten before the tokenizer, and
 training reads its questions the same way:
 - a span whose spelling key (`kgqa.spelling.fold`) is a KB subject's, which the question does not
-  already spell as some KB subject, gets that subject's spelling where it is as long as the
-  longest name the question spells as the KB does and the KB holds as much of it as of any name
-  the question spells outside it;
+  already spell as some KB subject, gets that subject's spelling where it is at least as long as
+  the longest name the question spells as the KB does (and, where the script differs, the KB
+  holds as much of it as of the names the question spells outside it);
 - a span that sounds like a KB name (at least `NEAR_CHARS` characters, one character off; two
   from eight on), or that is a short form of one (its first `SHORT_PREFIX` characters, then some
   of the others in order, some left out between them), gets that name's spelling where it is
-  longer than any name the question spells, crosses none of them, and the KB holds more of it
-  than of any of them away from what differs (三栋屋村, but not 十几号 for 「巴彻的球衣号是几号」
-  nor 墨尔本市 for 「墨尔本是…」).
+  longer than any name the question spells as the KB does and the KB holds more of it than of
+  the names of about its length the question spells (`_read_as`: 三栋屋村, but not 十几号 for
+  「巴彻的球衣号是几号」 nor 墨尔本市 for 「墨尔本是…」).
 Longer spans first; where spans overlap, the longer wins, and at equal length the question's own
 spelling, then a spelling variant, then a sound-alike, then a short form. A span never begins or
 ends inside a run of Latin letters and digits (und of Found). The other characters are read as
@@ -66,12 +66,6 @@ class Reading:
     matches: list[Match] = field(default_factory=list)
     mentions: list[int] = field(default_factory=list)  # its KB subjects' surface ids, longest first: those
     # `text` spells, and the others sharing a rewritten name's spelling key
-
-    def respelled(self, surface: str) -> int:
-        """How many characters the question's spelling of KB subject `surface` differs by, once
-        both are folded: 0 for a name it gives exactly or in another spelling, more for a
-        sound-alike it was rewritten from."""
-        return max((m.differing for m in self.matches if m.surface == surface), default=0)
 
     def as_json(self) -> dict:
         return {"read_as": self.text, "matches": [asdict(m) | {"said": str(m)} for m in self.matches]}
