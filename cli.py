@@ -312,8 +312,9 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
         click.echo(f"(no answer in the KB: the best candidate's confidence {chosen.confidence:.2f} is below "
                    f"{explanation.min_confidence:g})")
         click.echo(f"  best guess: {chosen.obj}, from {chosen.subject} · {chosen.predicate}")
-    for match in explanation.reading.matches:
-        click.echo(f"  {match}")
+    for match in explanation.reading.matches:  # the answer's own name, and any name read from a near one
+        if everything or match.differing or chosen and match.surface == chosen.surface:
+            click.echo(f"  {match}")
     if chosen and chosen.alternatives:
         click.echo(f"  ambiguous: the question does not say which {chosen.surface}; side by side:")
         for subject, obj in [(chosen.subject, chosen.obj)] + chosen.alternatives:
