@@ -38,6 +38,7 @@ from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 
 STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtracted from outer ones
+    (KGQA, "read", "reading (the KB's names however typed)"),
     (KBIndex, "mentions", "mention scan"),
     (processors.TrieWalker, "__init__", "subject tries"),
     (processors.TrieConstraint, "__call__", "TrieConstraint"),

@@ -248,7 +248,7 @@ class KGQA:
         """Each question's candidate keys (its beam's keys and their subjects' others) with their
         evidence and reranking features, the questions (or their readings) read once, encoded once
         for the beam and the likelihoods."""
-        readings = [q if isinstance(q, Reading) else read(self.index, q) for q in questions]
+        readings = [q if isinstance(q, Reading) else self.read([q])[0] for q in questions]
         questions = [r.text for r in readings]
         encoded = self.encode(questions)
         beams = self.beam(readings, self.settings.beams, encoded)

@@ -98,9 +98,9 @@ class _Counting(KGQA):
         super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
         self.searches = 0
 
-    def beam(self, questions, top_k, encoded=None):
+    def beam(self, readings, top_k, encoded=None):
         self.searches += 1
-        return super().beam(questions, top_k, encoded)
+        return super().beam(readings, top_k, encoded)
 
 
 def test_an_explained_question_is_decoded_once_and_answers_as_a_plain_one(qa):
