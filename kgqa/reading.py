@@ -77,6 +77,7 @@ class _Span:
     stop: int
     how: int  # _EXACT, _SPELLING, _SOUND or _SHORT
     sids: list[int]
+    typed: tuple[int, int] | None = None  # where the question spells it as the KB does (_EXACT)
 
 
 def read(index: KBIndex, question: str) -> Reading:
@@ -86,8 +87,9 @@ def read(index: KBIndex, question: str) -> Reading:
     for start, stop, sid in index.spelled(text):
         span = spans.setdefault((start, stop), _Span(start, stop, _SPELLING, []))
         span.sids.append(sid)
-        if _typed(question, origin, start, stop, index.surface(sid)) is not None:
-            span.how = _EXACT
+        typed = _typed(question, origin, start, stop, index.surface(sid))
+        if typed is not None:
+            span.how, span.typed = _EXACT, min(typed, span.typed or typed)
     if len(text) >= NEAR_CHARS:
         for start, stop, sid in index.sounded(sound(text)):
             if (start, stop) not in spans or spans[start, stop].how == _SOUND:
@@ -213,8 +215,7 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
     for span in chosen:
         first, last = origin[span.start], origin[span.stop - 1] + 1
         if span.how == _EXACT:  # as typed, to the character: a name's own characters are never read otherwise
-            first, last = min(typed for sid in span.sids
-                              if (typed := _typed(question, origin, span.start, span.stop, index.surface(sid))))
+            first, last = span.typed
             parts.extend((_outside(question[at:first], parts), question[first:last]))
             at = last
             continue

@@ -34,17 +34,26 @@ def _simplified() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
-def _width_and_script(char: str) -> str:
-    """NFKC then OpenCC's traditional-to-simplified table (its first choice for a lone character)."""
-    return _simplified().convert(unicodedata.normalize("NFKC", char))
+_RULES = {  # each folds one way of spelling a name away, in the order `fold` applies them
+    "spacing": lambda c: "" if c.isspace() else c,
+    "marks": lambda c: "" if c in MARKS else c,
+    "width": lambda c: unicodedata.normalize("NFKC", c),
+    "case": str.casefold,
+    "script": lambda c: _simplified().convert(c),  # OpenCC's first choice for a lone character
+}
+
+
+def _through(text: str, ways) -> str:
+    """`text` with the spelling stages named `ways` applied in turn, character by character."""
+    for way in ways:
+        text = "".join(map(_RULES[way], text))
+    return text
 
 
 def fold_char(char: str) -> str:
     """One character's spelling key: "" for whitespace and title or quotation marks; else its
     NFKC form, case-folded, in simplified script."""
-    if char.isspace() or char in MARKS:
-        return ""
-    return _simplified().convert(unicodedata.normalize("NFKC", char).casefold())
+    return _through(char, _RULES)
 
 
 class _Table(dict):
@@ -72,14 +81,14 @@ def folded(text: str) -> tuple[str, list[int]]:
     """(`fold(text)`, for each of its characters the index in `text` of the character it comes
     from). A character whose fold is longer than one (NFKC's ㎏ is kg) gives each of its parts the
     same origin."""
-    parts = [(index, part) for index, char in enumerate(text) for part in fold_char(char)]
+    parts = [(index, part) for index, char in enumerate(text) for part in _FOLD[ord(char)]]
     return "".join(part for _, part in parts), [index for index, _ in parts]
 
 
 def _model_char(char: str) -> str:
     if not (unicodedata.east_asian_width(char) == "F" and char.isalnum()) and not _is_han(char):
         return char  # half-width text and punctuation as typed (training questions hold 「？」)
-    return _width_and_script(char)
+    return _through(char, ("width", "script"))
 
 
 _MODEL = _Table(_model_char)
@@ -122,22 +131,12 @@ def sound(folded_text: str) -> str:
 def same_script(folded_text: str, text: str) -> bool:
     """Whether a folded text is `text`'s fold without a change of script: the two differ only in
     width, case, whitespace or marks (iso14001认证 of ISO14001认证, not 适用于 of 适用於)."""
-    return folded_text == "".join(unicodedata.normalize("NFKC", c).casefold() for c in text
-                                  if not (c.isspace() or c in MARKS))
+    return folded_text == _through(text, ("spacing", "marks", "width", "case"))
 
 
 def differing(a: str, b: str) -> int:
     """Positions at which two strings of the same length differ."""
     return sum(x != y for x, y in zip(a, b))
-
-
-_STAGES = (  # each folds one way of spelling a name away, in `fold_char`'s order
-    ("spacing", lambda c: "" if c.isspace() else c),
-    ("marks", lambda c: "" if c in MARKS else c),
-    ("width", lambda c: unicodedata.normalize("NFKC", c)),
-    ("case", str.casefold),
-    ("script", lambda c: _simplified().convert(c)),
-)
 
 
 def _in_order(short: str, name: str) -> bool:
@@ -148,14 +147,14 @@ def _in_order(short: str, name: str) -> bool:
 
 def how_spelled(typed: str, kb: str) -> str:
     """How the question's `typed` differs from the KB's `kb`, in words for an explanation: the
-    ways of spelling (`_STAGES`) folded away before the two were equal ("width, case"), or where
+    ways of spelling (`_RULES`) folded away before the two were equal ("width, case"), or where
     they are not, a short form ("a short form (2 characters left out)") or how many characters
     differ though they sound alike ("one character (sounds alike)")."""
     ways = []
-    for way, rule in _STAGES:
+    for way in _RULES:
         if typed == kb:
             break
-        typed_now, kb_now = ("".join(map(rule, text)) for text in (typed, kb))
+        typed_now, kb_now = (_through(text, (way,)) for text in (typed, kb))
         if (typed_now, kb_now) != (typed, kb):
             ways.append(way)
         typed, kb = typed_now, kb_now
