@@ -55,13 +55,15 @@ def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) ->
 
 
 def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) -> dict[str, np.ndarray]:
-    """Per question: whether the answer's object is the gold one, and each signal of the answer."""
-    right, found = [], {name: [] for name in SIGNALS}
+    """Per question: whether the answer's object is the gold one, each signal of the answer, and
+    the text of the reading it was answered from."""
+    right, found, texts = [], {name: [] for name in SIGNALS}, []
     size = qa.settings.batch_size
     share = SIGNAL_NAMES.index("log_object_share")
     for start in range(0, len(questions), size):
         batch = questions[start:start + size]
         for candidates, gold in zip(qa.candidate_sets(batch), golds[start:start + size]):
+            texts.append(candidates.question)
             if not candidates.keys:
                 right.append(False)
                 for name in SIGNALS:
@@ -75,7 +77,8 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
             found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
             found["reranker"].append(float(np.exp(signals[0, share])))
             found["beam"].append(float(np.exp(candidates.beam[0].score)) if candidates.beam else 0.0)
-    return {"right": np.array(right), **{name: np.array(values) for name, values in found.items()}}
+    return {"right": np.array(right), "read": np.array(texts),
+            **{name: np.array(values) for name, values in found.items()}}
 
 
 def ece(probability: np.ndarray, right: np.ndarray) -> tuple[float, list[tuple[float, float, float, int]]]:
@@ -162,9 +165,10 @@ def main() -> None:
     typos = [(typed, gold) for q, gold, kind in zip(questions, golds, kinds) if kind == "entity"
              and (typed := homophones.typo(q, split_subject(gold[0])[0], rng))]
     typed = readings(qa_copy, [q for q, _ in typos], [gold for _, gold in typos])
-    respelled = sum(any(m.differing for m in r.matches) for r in qa_copy.read([q for q, _ in typos]))
+    respelled = sum(any(m.differing for m in (r.near if r.near and r.near.text == text else r).matches)
+                    for r, text in zip(qa_copy.read([q for q, _ in typos]), typed["read"]))
     print(f"{len(typos)} missing-entity questions typed with a homophone; {respelled} of them read as another "
-          "KB name that sounds alike")
+          "KB name that sounds alike (as gated or from the near reading)")
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
     print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
           "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "

@@ -106,6 +106,7 @@ class Explanation:
 
 
 log = logging.getLogger("kgqa.pipeline")
+NEAR_TRIED_BELOW = 0.8  # a question's near reading is decoded only where its answer as gated is less sure
 
 
 class KGQA:
@@ -190,8 +191,7 @@ class KGQA:
         the question, the beam's keys, every candidate key with its reranker features and score,
         the chosen subject's neighbourhood in the KB and its homonyms."""
         s = self.settings
-        reading = self.read([question])[0]
-        (candidate_set,) = self.candidate_sets([reading])
+        (reading,), (candidate_set,) = self._read_and_chosen(self.read([question]))
         beam = candidate_set.beam
         ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
                   for c, row in self._ranked(candidate_set)]
@@ -246,9 +246,35 @@ class KGQA:
 
     def candidate_sets(self, questions: list[str] | list[Reading]) -> list[CandidateSet]:
         """Each question's candidate keys (its beam's keys and their subjects' others) with their
-        evidence and reranking features, the questions (or their readings) read once, encoded once
-        for the beam and the likelihoods."""
+        evidence and reranking features, from the reading `_read_and_chosen` chooses."""
         readings = [q if isinstance(q, Reading) else self.read([q])[0] for q in questions]
+        return self._read_and_chosen(readings)[1]
+
+    def _read_and_chosen(self, readings: list[Reading]) -> tuple[list[Reading], list[CandidateSet]]:
+        """Each question's reading and its candidate set: the reading as gated, or its `near`
+        reading (a name typed with a sound-alike character or short, read as the KB's) where the
+        best answer that gives is surer by `near_margin` than the gated reading's, so a near name is
+        evidence the model and the calibrator weigh, not a rewrite taken on trust. The near reading
+        is decoded only where the gated reading's best answer is less sure than `NEAR_TRIED_BELOW`,
+        and only with a calibrator to weigh it (else the gated reading)."""
+        readings = list(readings)
+        sets = self._read_once(readings)
+        if not (self.reranking and self.calibrator is not None):
+            return readings, sets
+        sure = {i: self._surest(sets[i]) for i, r in enumerate(readings) if r.near is not None}
+        near = [i for i, confidence in sure.items() if confidence < NEAR_TRIED_BELOW]
+        for i, other in zip(near, self._read_once([readings[i].near for i in near]) if near else []):
+            if self._surest(other) > sure[i] + self.settings.near_margin:
+                readings[i], sets[i] = readings[i].near, other
+        return readings, sets
+
+    def _surest(self, candidate_set: CandidateSet) -> float:
+        """The confidence of a candidate set's best candidate (0 where it has none)."""
+        ranked = self._ranked(candidate_set, 1)
+        return ranked[0][0].confidence if ranked else 0.0
+
+    def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
+        """The readings' candidate sets, their texts encoded once for the beam and the likelihoods."""
         questions = [r.text for r in readings]
         encoded = self.encode(questions)
         beams = self.beam(readings, self.settings.beams, encoded)

@@ -11,7 +11,7 @@ training reads its questions the same way:
   already spell as some KB subject, gets that subject's spelling where it is at least as long as
   the longest name the question spells as the KB does (and, where the script differs, the KB
   holds as much of it as of the names the question spells outside it);
-- a span that sounds like a KB name (at least `NEAR_CHARS` characters, one character off; two
+- a span that sounds like a KB name (at least `GATED_SOUND` characters, one character off; two
   from eight on), or that is a short form of one (its first `SHORT_PREFIX` characters, then some
   of the others in order, some left out between them), gets that name's spelling where it is
   longer than any name the question spells as the KB does and the KB holds more of it than of
@@ -25,13 +25,21 @@ letters or digits is dropped (刘 晓 华 → 刘晓华; Adobe Photoshop keeps i
 spells every name as the KB does is read as typed, but for full-width letters and traditional
 characters outside every name.
 
+The gates keep a question that spells its names as the KB does as written; they also hold back
+some real typos (半坡存 for 半坡村 beside the question's longer 平均气温; 请水塘村 for 清水塘村, whose
+水塘村 the KB knows more of), and never read a two-character sound-alike (流华 for 刘华: the KB's
+words have too many homophones). So where they held a near name back, the reading carries a `near`
+one too, every near name read as the KB's (still never inside a Latin word, still within the near
+limits; two-character names from `NEAR_CHARS` on, where no name the question spells covers them), and the pipeline takes it only where its best answer is surer by a margin
+(`KGQA._read_and_chosen`): the model and the calibrator weigh the evidence the gates cannot.
+
 Every other KB subject sharing a rewritten name's spelling key (iPhone 4 / IPHONE4) is a mention
 too, so each stays answerable. What was rewritten is said (`Match`), for `kgqa ask`, the page and
 the service's explanation.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from rapidfuzz.distance import Levenshtein
 
@@ -41,6 +49,7 @@ from kgqa.spelling import differing, fold, folded, how_spelled, model_text, same
 
 _EXACT, _SPELLING, _SOUND, _SHORT = 0, 1, 2, 3  # how a span matched, best first
 SHORT_PREFIX = 3  # a short form begins with its name's first characters
+GATED_SOUND = 3  # the shortest sound-alike the gates may read; shorter ones only in the near reading
 _OPENING, _CLOSING = "《「『“‘〈【〖\"'", "》」』”’〉】〗\"'"
 
 
@@ -66,6 +75,7 @@ class Reading:
     matches: list[Match] = field(default_factory=list)
     mentions: list[int] = field(default_factory=list)  # its KB subjects' surface ids, longest first: those
     # `text` spells, and the others sharing a rewritten name's spelling key
+    near: Reading | None = None  # the question read with every near name the gates held back read too
 
     def as_json(self) -> dict:
         return {"read_as": self.text, "matches": [asdict(m) | {"said": str(m)} for m in self.matches]}
@@ -81,8 +91,19 @@ class _Span:
 
 
 def read(index: KBIndex, question: str) -> Reading:
-    """The question as the model reads it, its KB names in the KB's spelling (see the module)."""
+    """The question as the model reads it, its KB names in the KB's spelling (see the module);
+    its `near` reading where the gates held a near name back."""
     text, origin = folded(question)
+    spans = _spans(index, question, text, origin)
+    reading = _rewritten(index, question, text, origin, _chosen(index, question, text, origin, spans, gated=True))
+    near = _rewritten(index, question, text, origin, _chosen(index, question, text, origin, spans, gated=False))
+    if near.text != reading.text:
+        reading.near = near
+    return reading
+
+
+def _spans(index: KBIndex, question: str, text: str, origin: list[int]) -> list[_Span]:
+    """Every span of the folded question that spells, sounds like or shortens a KB name."""
     spans: dict[tuple[int, int], _Span] = {}
     for start, stop, sid in index.spelled(text):
         span = spans.setdefault((start, stop), _Span(start, stop, _SPELLING, []))
@@ -99,22 +120,33 @@ def read(index: KBIndex, question: str) -> Reading:
             stop = _short_form(text, start, fold(index.surface(sid)))
             if stop and ((start, stop) not in spans or spans[start, stop].how == _SHORT):
                 spans.setdefault((start, stop), _Span(start, stop, _SHORT, [])).sids.append(sid)
-    longest = max((s.stop - s.start for s in spans.values() if s.how == _EXACT), default=0)
-    exact = [s for s in spans.values() if s.how == _EXACT and s.stop - s.start > 1]
+    return list(spans.values())
+
+
+def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: list[_Span],
+            gated: bool) -> list[_Span]:
+    """The spans read, in the question's order: longer first, none overlapping another; `gated`:
+    a near one only where the evidence says so (`_read_as`), else wherever it is near enough."""
+    longest = max((s.stop - s.start for s in spans if s.how == _EXACT), default=0)
+    exact = [s for s in spans if s.how == _EXACT and s.stop - s.start > 1]
     chosen: list[_Span] = []
     taken = [False] * len(text)
-    for span in sorted(spans.values(), key=lambda s: (s.start - s.stop, s.how, s.start)):
+    for span in sorted(spans, key=lambda s: (s.start - s.stop, s.how, s.start)):
         if any(taken[span.start:span.stop]):
             continue
         if span.how != _EXACT:
-            if span.stop - span.start < longest + (span.how != _SPELLING) or _cuts_a_word(question, origin, span):
+            if gated and (span.stop - span.start < longest + (span.how != _SPELLING) or
+                          span.how == _SOUND and span.stop - span.start < GATED_SOUND) or \
+                    _cuts_a_word(question, origin, span):
                 continue  # the question's longest name spelt as the KB does stands
-            span.sids = [sid for sid in span.sids if _read_as(index, text, span, exact, chosen, index.surface(sid))]
-            if not span.sids:
+            sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid)) and
+                    (not gated or _read_as(index, text, span, exact, chosen, index.surface(sid)))]
+            if not sids:
                 continue
+            span = replace(span, sids=sids)
         taken[span.start:span.stop] = [True] * (span.stop - span.start)
         chosen.append(span)
-    return _rewritten(index, question, text, origin, sorted(chosen, key=lambda s: s.start))
+    return sorted(chosen, key=lambda s: s.start)
 
 
 def _inside(other: _Span, span: _Span) -> bool:
@@ -144,29 +176,35 @@ def _short_form(text: str, start: int, name: str) -> int | None:
     return stop if gap and stop - start < len(name) else None
 
 
+def _near_enough(text: str, span: _Span, surface: str) -> bool:
+    """Whether a span could be KB name `surface` typed otherwise: a spelling of it always; a
+    sound-alike differing by at least one character and at most `_near_limit`; a short form
+    leaving out no more than it keeps past the prefix."""
+    typed, name = text[span.start:span.stop], fold(surface)
+    if span.how == _SOUND:
+        return 0 < differing(typed, name) <= _near_limit(len(typed))
+    return span.how != _SHORT or len(name) - len(typed) <= max(1, len(typed) - SHORT_PREFIX)
+
+
 def _read_as(index: KBIndex, text: str, span: _Span, exact: list[_Span], chosen: list[_Span], surface: str) -> bool:
-    """Whether a span the question does not spell as the KB does is read as KB name `surface`.
+    """Whether a span the question does not spell as the KB does, near enough to KB name `surface`,
+    is read as it.
 
     A spelling of it in the same script (width, case, spaces, marks) always is; one in another
     script where the KB holds as much of it as of any name the question spells outside it (not
     适用於 for the 适用于 of 「原根适用于哪些领域」). A sound-alike or a short form is evidence, not
-    certainty: it must differ by at least one character and at most `_near_limit` (a sound-alike),
-    or leave out no more than it keeps past the prefix (a short form), cross no name of about its
-    length the question spells, and the KB must hold more of it than of any such name the question
-    spells or was read to spell, outside the span or inside it away from what differs (not 十几号
-    for the 是几号 of 「巴彻的球衣号是几号」, not 墨尔本市 for 「墨尔本是…」). A name of about its
-    length: one character shorter or more, all of them for a short form."""
+    certainty: it must cross no name of about its length the question spells, and the KB must hold
+    more of it than of any such name the question spells or was read to spell, outside the span or
+    inside it away from what differs (not 十几号 for the 是几号 of 「巴彻的球衣号是几号」, not
+    墨尔本市 for 「墨尔本是…」). A name of about its length: one character shorter or more, all of
+    them for a short form."""
     typed, name, size = text[span.start:span.stop], fold(surface), index.surface_size(index.surface_id(surface))
     if span.how == _SPELLING:
         outside = [sid for other in exact if not _inside(other, span) for sid in other.sids]
         return same_script(typed, surface) or size >= max(map(index.surface_size, outside), default=0)
     if span.how == _SOUND:
         wrong = [span.start + i for i, (a, b) in enumerate(zip(typed, name)) if a != b]
-        if not 0 < len(wrong) <= _near_limit(len(typed)):
-            return False
     else:
-        if len(name) - len(typed) > max(1, len(typed) - SHORT_PREFIX):
-            return False
         wrong = list(range(span.start + SHORT_PREFIX, span.stop))
     rivals = [other for other in exact + chosen
               if span.how == _SHORT or other.stop - other.start >= span.stop - span.start - 1]

@@ -378,10 +378,11 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
 
     monkeypatch.setattr(KGQA, "from_checkpoint", staticmethod(opened))
     given = ["--beams", "7", "--no-mention-restriction", "--lookahead", "0.5", "--mention-lookahead", "0",
-             "--batch-size", "3", "--no-rerank", "--max-question-tokens", "64", "--int8", "--min-confidence", "0.25"]
+             "--batch-size", "3", "--no-rerank", "--max-question-tokens", "64", "--int8", "--near-margin", "0.5",
+             "--min-confidence", "0.25"]
     assert {f.name for f in fields(DecodeSettings) if "help" in f.metadata} == {
         "beams", "restrict_mentions", "lookahead", "mention_lookahead", "batch_size", "rerank", "max_question_tokens",
-        "int8", "min_confidence"}
+        "int8", "near_margin", "min_confidence"}
     arguments = {"predict": [f"{SAMPLE}/dev.json", "-o", str(tmp_path / "out.json")], "ask": ["问题"],
                  "serve": ["--port", "0"], "submit": [f"{SAMPLE}/test.json", "-o", str(tmp_path / "submit")]}[command]
     result = CliRunner().invoke(main, [command, *arguments, "--checkpoint", "ck", "--kb", "kb", *given])
@@ -389,7 +390,7 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
     assert result.exception.args[0] == DecodeSettings(beams=7, top_k=result.exception.args[0].top_k,
                                                       restrict_mentions=False, lookahead=0.5, mention_lookahead=0.0,
                                                       batch_size=3, rerank=False, max_question_tokens=64,
-                                                      int8=True, min_confidence=0.25)
+                                                      int8=True, near_margin=0.5, min_confidence=0.25)
 
 
 def test_torchrun_predict_shards_the_file_writes_what_one_process_writes_and_resumes(overfit, tmp_path):

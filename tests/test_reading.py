@@ -1,11 +1,17 @@
 """A question's words matched to the KB's names however they are typed: the spelling rule
-(`kgqa.spelling`), the index's views by spelling key and sound (`kgqa.kb.spellings`), and the
-reading the model is given (`kgqa.reading`)."""
+(`kgqa.spelling`), the index's views by spelling key and sound (`kgqa.kb.spellings`), the reading
+the model is given (`kgqa.reading`), and the pipeline's choice between it and its near reading."""
 import pytest
 
-from conftest import write
+from conftest import TINY_SHAPE, write
+from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.build import build_index
 from kgqa.kb.index import KBIndex
+from kgqa.model.seq2seq import scratch_model
+from kgqa.pipeline import KGQA
+from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
+from kgqa.rank.features import FEATURE_NAMES
+from kgqa.rank.reranker import Reranker
 from kgqa.reading import read
 from kgqa.spelling import fold, folded, how_spelled, model_text, sound
 
@@ -13,7 +19,7 @@ from kgqa.spelling import fold, folded, how_spelled, model_text, sound
 # name, beside dictionary-like words with one fact each.
 PEOPLE = {"刘晓华": "主讲课程", "三栋屋村": "村域面积", "沙特阿拉伯": "首都", "ISO14001认证": "发证机构",
           "iPhone 4": "屏幕尺寸", "IPHONE4": "产地", "《活着》": "作者", "活着": "拼音", "Adobe Photoshop": "开发商",
-          "刘 德华": "出生地", "兰利号航空母舰": "舰长", "达·芬奇的恶魔": "导演"}
+          "刘 德华": "出生地", "兰利号航空母舰": "舰长", "达·芬奇的恶魔": "导演", "陈华": "籍贯"}
 WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市", "兰利号", "达·芬奇"]
 
 
@@ -102,6 +108,23 @@ def test_a_sound_alike_is_not_read_into_a_question_that_names_what_the_kb_holds_
     assert read(index, "墨尔本是什么？").matches == []
 
 
+def test_a_near_name_the_gates_hold_back_is_offered_as_a_near_reading(index):
+    # 墨尔本是 sounds like 墨尔本市, but the KB holds more of 墨尔本: as gated, the question stands;
+    # the near reading reads the sound-alike too, for the pipeline to weigh (test_pipeline_near)
+    reading = read(index, "墨尔本是什么？")
+    assert reading.text == "墨尔本是什么？" and reading.matches == []
+    near = reading.near
+    assert near.text == "墨尔本市什么？" and near.near is None
+    assert [str(m) for m in near.matches] == ["the question's 墨尔本是 ≈ the KB's 墨尔本市 (one character (sounds alike))"]
+    assert index.surface_id("墨尔本市") in near.mentions
+    # a two-character name is never read by the gates, only offered (沉华 for 陈华)
+    reading = read(index, "沉华的籍贯是哪里？")
+    assert reading.text == "沉华的籍贯是哪里？" and reading.near.text == "陈华的籍贯是哪里？"
+    # nothing near held back: no near reading; a near name read as gated is in both
+    assert read(index, "刘晓华主要讲什么课啊？").near is None
+    assert read(index, "三栋屋存的村域面积？").near is None
+
+
 def test_a_name_cut_short_is_not_read_as_the_longer_one(index):
     assert read(index, "达·芬奇的名字是怎么来的？").matches == []
     assert read(index, "兰利号的舰长是谁？").matches == []
@@ -137,3 +160,37 @@ def test_an_index_built_with_other_spelling_tables_is_rebuilt_in_the_cache(tmp_p
     with pytest.raises(KgqaError, match="built with other spelling tables .* rebuild this index"):
         KBIndex(index.directory, tokenizer)
     assert read(ensure_index(kb, tokenizer), "劉曉華主要講什麼課啊？").text == "刘晓华主要讲什么课啊？"
+
+
+class _Sure(KGQA):
+    """A pipeline whose confidence in a reading's best answer is given per text (the test's calibrator)."""
+
+    def __init__(self, *args, sure: dict[str, float], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sure = sure
+
+    def _surest(self, candidate_set) -> float:
+        return self.sure[candidate_set.question]
+
+
+def test_a_near_reading_is_taken_only_where_its_answer_is_surer_by_the_margin(index, tokenizer):
+    model = scratch_model(tokenizer, TINY_SHAPE, 0)
+    width = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
+    typed, near = "墨尔本是什么？", "墨尔本市什么？"
+
+    def chosen(sure: dict[str, float], **settings) -> str:
+        qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), reranker, calibrator, sure=sure)
+        explanation = qa.explain(typed)
+        assert [c.subject for c in qa.ask([typed, "刘晓华主要讲什么课啊？"])[0]] == [explanation.chosen.subject]
+        return explanation.reading.text
+
+    assert chosen({typed: 0.3, near: 0.9}) == near
+    assert chosen({typed: 0.3, near: 0.38}) == typed  # surer, but not by the margin (0.1)
+    assert chosen({typed: 0.3, near: 0.38}, near_margin=0.05) == near
+    assert chosen({typed: 0.3, near: 0.9}, near_margin=1.0) == typed
+    assert chosen({typed: 0.9, near: 0.3}) == typed
+    assert chosen({typed: 0.85, near: 1.0}) == typed  # sure enough as gated: the near reading is not tried
+    without = KGQA(model, tokenizer, index, DecodeSettings(), reranker)  # no calibrator to weigh it: as gated
+    assert without.explain(typed).reading.text == typed

@@ -208,7 +208,7 @@ def test_an_index_of_an_older_format_is_named_to_rebuild_and_rebuilt_in_the_cach
     build_index(kb, tokenizer, directory)
     with open(os.path.join(directory, "header.json"), "w", encoding="utf-8") as handle:
         json.dump({"format": 4, "kb_sha256": "x"}, handle)
-    with pytest.raises(KgqaError, match="index format 4, this kgqa reads 6: rebuild this index with `kgqa index`"):
+    with pytest.raises(KgqaError, match="index format 4, this kgqa reads 7: rebuild this index with `kgqa index`"):
         KBIndex(directory, tokenizer)
     assert fact_of(ensure_index(kb, tokenizer, directory), "北京", "人口", "").objects == ["2189万"]
 

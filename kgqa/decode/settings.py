@@ -31,6 +31,10 @@ class DecodeSettings:
     int8: bool = field(default=False, metadata={
         "help": "Answer with the model's linear layers quantised to int8 (dynamic quantisation, CPU only): a "
                 "pretrained-size model answers faster, and nearly always the same."})
+    near_margin: float = field(default=0.1, metadata={
+        "help": "Read a name the question may have typed with a sound-alike character or in a short form as that "
+                "KB name only where its best answer is this much surer than the best answer to the question as "
+                "typed (1: never; needs a confidence calibrator).", "min": 0, "max": 1})
     min_confidence: float = field(default=0.0, metadata={
         "help": "Give no answer where the best candidate's confidence (the probability its object is right) is "
                 "below this (0: answer every question).", "min": 0, "max": 1})

@@ -33,7 +33,7 @@ from kgqa.spelling import FINGERPRINT
 
 __all__ = ["DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 HEADER = "header.json"
 _HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "segments")
 PREDICATE_SAMPLE = 64  # keys of each predicate whose objects say what the predicate holds

@@ -6,7 +6,8 @@ Two marisa tries whose values are the surfaces as the KB spells them (UTF-8):
   《活着》, 劉曉華); a surface that is its own fold is found in the segment's surface trie itself,
   so a simplified KB adds little here and a traditional one its whole list of names;
 - `sounds.marisa`: `sound(fold(S))` -> S, for each surface of at least NEAR_CHARS folded characters
-  (shorter names have too many homophones among the KB's words to be told apart).
+  (a single character has too many homophones to be told apart by anything; a two-character name
+  has many, which only the pipeline's choice of reading tells apart: `kgqa.reading`).
 Both hold several values under one key where several surfaces share it (iPhone / IPHONE).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import marisa_trie
 
 from kgqa.spelling import fold, sound
 
-NEAR_CHARS = 3  # the shortest name found by its sound
+NEAR_CHARS = 2  # the shortest name found by its sound
 FILES = ("folded.marisa", "sounds.marisa")
 
 
