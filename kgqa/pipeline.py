@@ -262,8 +262,10 @@ class KGQA:
         if not (self.reranking and self.calibrator is not None):
             return readings, sets
         sure = {i: self._surest(sets[i]) for i, r in enumerate(readings) if r.near is not None}
-        near = [i for i, confidence in sure.items() if confidence < NEAR_TRIED_BELOW]
-        for i, other in zip(near, self._read_once([readings[i].near for i in near]) if near else []):
+        # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
+        near = [i for i, confidence in sure.items()
+                if confidence < min(NEAR_TRIED_BELOW, 1.0 - self.settings.near_margin)]
+        for i, other in zip(near, self._read_once([readings[i].near for i in near])):
             if self._surest(other) > sure[i] + self.settings.near_margin:
                 readings[i], sets[i] = readings[i].near, other
         return readings, sets
@@ -275,6 +277,8 @@ class KGQA:
 
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods."""
+        if not readings:
+            return []
         questions = [r.text for r in readings]
         encoded = self.encode(questions)
         beams = self.beam(readings, self.settings.beams, encoded)

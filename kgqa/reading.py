@@ -95,10 +95,13 @@ def read(index: KBIndex, question: str) -> Reading:
     its `near` reading where the gates held a near name back."""
     text, origin = folded(question)
     spans = _spans(index, question, text, origin)
-    reading = _rewritten(index, question, text, origin, _chosen(index, question, text, origin, spans, gated=True))
-    near = _rewritten(index, question, text, origin, _chosen(index, question, text, origin, spans, gated=False))
-    if near.text != reading.text:
-        reading.near = near
+    gated = _chosen(index, question, text, origin, spans, gated=True)
+    reading = _rewritten(index, question, text, origin, gated)
+    ungated = _chosen(index, question, text, origin, spans, gated=False)
+    if ungated != gated:  # most questions: the same spans, no second rewrite (nor mentions looked up again)
+        near = _rewritten(index, question, text, origin, ungated)
+        if near.text != reading.text:
+            reading.near = near
     return reading
 
 
