@@ -165,10 +165,13 @@ def main() -> None:
     typos = [(typed, gold) for q, gold, kind in zip(questions, golds, kinds) if kind == "entity"
              and (typed := homophones.typo(q, split_subject(gold[0])[0], rng))]
     typed = readings(qa_copy, [q for q, _ in typos], [gold for _, gold in typos])
-    respelled = sum(any(m.differing for m in (r.near if r.near and r.near.text == text else r).matches)
+    respelled = sum(any(m.differing for m in next(n for n in [r, *r.near] if n.text == text).matches)
                     for r, text in zip(qa_copy.read([q for q, _ in typos]), typed["read"]))
     print(f"{len(typos)} missing-entity questions typed with a homophone; {respelled} of them read as another "
-          "KB name that sounds alike (as gated or from the near reading)")
+          "KB name that sounds alike (as gated or from a near reading)")
+    missing_entity = [i for i, kind in enumerate(kinds) if kind == "entity"]
+    near_read = sum(r.text != cut["read"][i] for i, r in zip(missing_entity, qa_copy.read([questions[i] for i in missing_entity])))
+    print(f"{len(missing_entity)} missing-entity questions as written; {near_read} of them answered from a near reading")
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
     print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
           "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "

@@ -106,7 +106,10 @@ class Explanation:
 
 
 log = logging.getLogger("kgqa.pipeline")
-NEAR_TRIED_BELOW = 0.8  # a question's near reading is decoded only where its answer as gated is less sure
+# a question's near readings are decoded only where its answer as gated is less sure: those of the
+# names the gates held back, and (a lower bar: the question spells a KB name there) those of names
+# that sound like one the question spells
+NEAR_TRIED_BELOW, ALIKE_TRIED_BELOW = 0.8, 0.5
 
 
 class KGQA:
@@ -251,29 +254,36 @@ class KGQA:
         return self._read_and_chosen(readings)[1]
 
     def _read_and_chosen(self, readings: list[Reading]) -> tuple[list[Reading], list[CandidateSet]]:
-        """Each question's reading and its candidate set: the reading as gated, or its `near`
-        reading (a name typed with a sound-alike character or short, read as the KB's) where the
-        best answer that gives is surer by `near_margin` than the gated reading's, so a near name is
-        evidence the model and the calibrator weigh, not a rewrite taken on trust. The near reading
-        is decoded only where the gated reading's best answer is less sure than `NEAR_TRIED_BELOW`,
-        and only with a calibrator to weigh it (else the gated reading)."""
+        """Each question's reading and its candidate set: the reading as gated, or one of its `near`
+        readings (a name typed with a sound-alike character or short, read as the KB's) where the
+        best answer that gives is about the near name and surer by `near_margin` than the gated
+        reading's (of several, the surest), so a near name is evidence the model and the calibrator
+        weigh, not a rewrite taken on trust. Near readings are decoded only where the gated
+        reading's best answer is less sure than `NEAR_TRIED_BELOW` (`ALIKE_TRIED_BELOW` for a name
+        the question spells read as one that sounds alike), and only with a calibrator to weigh
+        them (else the gated reading)."""
         readings = list(readings)
         sets = self._read_once(readings)
         if not (self.reranking and self.calibrator is not None):
             return readings, sets
-        sure = {i: self._surest(sets[i]) for i, r in enumerate(readings) if r.near is not None}
+        sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
         # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
-        near = [i for i, confidence in sure.items()
-                if confidence < min(NEAR_TRIED_BELOW, 1.0 - self.settings.near_margin)]
-        for i, other in zip(near, self._read_once([readings[i].near for i in near])):
-            if self._surest(other) > sure[i] + self.settings.near_margin:
-                readings[i], sets[i] = readings[i].near, other
+        tried = [(i, near) for i, confidence in sure.items()
+                 for k, near in enumerate(readings[i].near)
+                 if confidence < min(NEAR_TRIED_BELOW if k < len(readings[i].near) - readings[i].alike
+                                     else ALIKE_TRIED_BELOW, 1.0 - self.settings.near_margin)]
+        best = {i: sure[i] + self.settings.near_margin for i in sure}
+        for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
+            surface, confidence = self._surest(other)
+            if surface == near.near_name and confidence > best[i]:
+                readings[i], sets[i], best[i] = near, other, confidence
         return readings, sets
 
-    def _surest(self, candidate_set: CandidateSet) -> float:
-        """The confidence of a candidate set's best candidate (0 where it has none)."""
+    def _surest(self, candidate_set: CandidateSet) -> tuple[str, float]:
+        """The subject surface of a candidate set's best candidate and its confidence (nothing and 0
+        where it has none)."""
         ranked = self._ranked(candidate_set, 1)
-        return ranked[0][0].confidence if ranked else 0.0
+        return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
 
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods."""

@@ -28,10 +28,15 @@ characters outside every name.
 The gates keep a question that spells its names as the KB does as written; they also hold back
 some real typos (半坡存 for 半坡村 beside the question's longer 平均气温; 请水塘村 for 清水塘村, whose
 水塘村 the KB knows more of), and never read a two-character sound-alike (流华 for 刘华: the KB's
-words have too many homophones). So where they held a near name back, the reading carries a `near`
-one too, every near name read as the KB's (still never inside a Latin word, still within the near
-limits; two-character names from `NEAR_CHARS` on, where no name the question spells covers them), and the pipeline takes it only where its best answer is surer by a margin
-(`KGQA._read_and_chosen`): the model and the calibrator weigh the evidence the gates cannot.
+words have too many homophones). And a typo may spell another KB name (里昂 for 利昂). So the
+reading carries `near` readings, one near name each on top of the gated reading, for the pipeline
+to weigh (`KGQA._read_and_chosen` takes one only where its best answer is about that name and surer
+by a margin: the model and the calibrator weigh the evidence the gates cannot):
+- each near name the gates held back, read as the KB's (never inside a Latin word nor inside a
+  longer name the question spells, within the near limits; of the two-character ones only the one
+  the KB holds most of, since ordinary words sound like many short names: 说冥 for 说明);
+- then each name the question spells that sounds like a KB name the KB holds more of, read as that.
+Where a span is as near to several KB names, it is read as the one the KB holds most of.
 
 Every other KB subject sharing a rewritten name's spelling key (iPhone 4 / IPHONE4) is a mention
 too, so each stays answerable. What was rewritten is said (`Match`), for `kgqa ask`, the page and
@@ -75,7 +80,11 @@ class Reading:
     matches: list[Match] = field(default_factory=list)
     mentions: list[int] = field(default_factory=list)  # its KB subjects' surface ids, longest first: those
     # `text` spells, and the others sharing a rewritten name's spelling key
-    near: Reading | None = None  # the question read with every near name the gates held back read too
+    near: list[Reading] = field(default_factory=list)  # the question read otherwise, one near name each:
+    # first the near names the gates held back read as the KB's, then (the last `alike`) names the
+    # question spells read as names that sound alike and the KB holds more of
+    alike: int = 0
+    near_name: str = ""  # in a near reading: the KB name it reads that the reading it is near to does not
 
     def as_json(self) -> dict:
         return {"read_as": self.text, "matches": [asdict(m) | {"said": str(m)} for m in self.matches]}
@@ -88,20 +97,26 @@ class _Span:
     how: int  # _EXACT, _SPELLING, _SOUND or _SHORT
     sids: list[int]
     typed: tuple[int, int] | None = None  # where the question spells it as the KB does (_EXACT)
+    alike: list[int] = field(default_factory=list)  # _EXACT: the sids of names that sound like it
 
 
 def read(index: KBIndex, question: str) -> Reading:
-    """The question as the model reads it, its KB names in the KB's spelling (see the module);
-    its `near` reading where the gates held a near name back."""
+    """The question as the model reads it, its KB names in the KB's spelling, with its `near`
+    readings (see the module)."""
     text, origin = folded(question)
     spans = _spans(index, question, text, origin)
     gated = _chosen(index, question, text, origin, spans, gated=True)
     reading = _rewritten(index, question, text, origin, gated)
-    ungated = _chosen(index, question, text, origin, spans, gated=False)
-    if ungated != gated:  # most questions: the same spans, no second rewrite (nor mentions looked up again)
-        near = _rewritten(index, question, text, origin, ungated)
-        if near.text != reading.text:
-            reading.near = near
+    alike = [replace(span, how=_SOUND, sids=span.alike) for span in gated if span.alike]
+    texts = {reading.text}
+    for span in _held(index, question, text, origin, spans, gated) + alike:
+        other = _rewritten(index, question, text, origin,
+                           sorted([s for s in gated if not _overlap(s, span)] + [span], key=lambda s: s.start))
+        other.near_name = _closest(index, question[origin[span.start]:origin[span.stop - 1] + 1], span.sids)
+        if other.text not in texts:
+            texts.add(other.text)
+            reading.near.append(other)
+            reading.alike += span in alike
     return reading
 
 
@@ -118,6 +133,13 @@ def _spans(index: KBIndex, question: str, text: str, origin: list[int]) -> list[
         for start, stop, sid in index.sounded(sound(text)):
             if (start, stop) not in spans or spans[start, stop].how == _SOUND:
                 spans.setdefault((start, stop), _Span(start, stop, _SOUND, [])).sids.append(sid)
+            elif spans[start, stop].how == _EXACT:
+                spans[start, stop].alike.append(sid)
+    for span in spans.values():  # a name spelt as the KB does sounds like another the KB holds more of
+        if span.alike:
+            size = max(map(index.surface_size, span.sids))
+            span.alike = [sid for sid in span.alike if index.surface_size(sid) > size and
+                          _near_enough(text, replace(span, how=_SOUND), index.surface(sid))]
     for start in range(len(text) - SHORT_PREFIX):
         for sid in index.completed(text[start:start + SHORT_PREFIX]):
             stop = _short_form(text, start, fold(index.surface(sid)))
@@ -150,6 +172,32 @@ def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: 
         taken[span.start:span.stop] = [True] * (span.stop - span.start)
         chosen.append(span)
     return sorted(chosen, key=lambda s: s.start)
+
+
+def _held(index: KBIndex, question: str, text: str, origin: list[int], spans: list[_Span],
+          gated: list[_Span]) -> list[_Span]:
+    """The near spans the gates held back, each with the names it is near enough to, longer first:
+    never one the gated reading reads, one inside a longer name the question spells, nor one that
+    begins or ends inside a Latin word."""
+    read_at = {(span.start, span.stop) for span in gated}
+    held = []
+    for span in sorted(spans, key=lambda s: (s.start - s.stop, s.how, s.start)):
+        if span.how == _EXACT or (span.start, span.stop) in read_at or _cuts_a_word(question, origin, span) or \
+                any(other.how == _EXACT and other.stop - other.start > span.stop - span.start and _overlap(other, span)
+                    for other in spans):
+            continue
+        sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid))]
+        if sids:
+            held.append(replace(span, sids=sids))
+    short = [span for span in held if span.how == _SOUND and span.stop - span.start < GATED_SOUND]
+    if short:  # ordinary words sound like many short names: only the one the KB holds most of
+        most = max(short, key=lambda span: max(map(index.surface_size, span.sids)))
+        held = [span for span in held if span not in short or span is most]
+    return held
+
+
+def _overlap(span: _Span, other: _Span) -> bool:
+    return other.start < span.stop and span.start < other.stop
 
 
 def _inside(other: _Span, span: _Span) -> bool:
@@ -248,7 +296,7 @@ def _typed(question: str, origin: list[int], start: int, stop: int, surface: str
 
 def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chosen: list[_Span]) -> Reading:
     """The reading: the chosen spans that the question spells otherwise get the KB's spelling
-    (of their subjects, the one closest to what was typed), the rest `model_text`."""
+    (of their subjects, `_closest`), the rest `model_text`."""
     parts: list[str] = []
     matches: list[Match] = []
     extra: list[int] = []
@@ -261,9 +309,7 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
             at = last
             continue
         typed = question[first:last]
-        surfaces = sorted((index.surface(sid) for sid in span.sids),
-                          key=lambda surface: (Levenshtein.distance(typed, surface), surface))
-        best = surfaces[0]
+        best = _closest(index, typed, span.sids)
         if best[:1] in _OPENING and first > at and not fold(question[first - 1]):
             first -= 1  # the KB's name carries its marks: the typed ones go
         if best[-1:] in _CLOSING and last < len(question) and not fold(question[last]):
@@ -278,6 +324,13 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
     if extra:
         mentions = sorted(set(mentions) | set(extra), key=lambda sid: (-len(index.surface(sid)), index.surface(sid)))
     return Reading(question, text, matches, mentions)
+
+
+def _closest(index: KBIndex, typed: str, sids: list[int]) -> str:
+    """Of the KB names `sids`, the one a span typed `typed` is read as: the closest to what was
+    typed; of those, the one the KB holds most of (the name more likely meant)."""
+    return index.surface(min(sids, key=lambda sid: (Levenshtein.distance(typed, index.surface(sid)),
+                                                    -index.surface_size(sid), index.surface(sid))))
 
 
 def _outside(piece: str, before: list[str]) -> str:

@@ -19,8 +19,10 @@ from kgqa.spelling import fold, folded, how_spelled, model_text, sound
 # name, beside dictionary-like words with one fact each.
 PEOPLE = {"刘晓华": "主讲课程", "三栋屋村": "村域面积", "沙特阿拉伯": "首都", "ISO14001认证": "发证机构",
           "iPhone 4": "屏幕尺寸", "IPHONE4": "产地", "《活着》": "作者", "活着": "拼音", "Adobe Photoshop": "开发商",
-          "刘 德华": "出生地", "兰利号航空母舰": "舰长", "达·芬奇的恶魔": "导演", "陈华": "籍贯"}
-WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市", "兰利号", "达·芬奇"]
+          "刘 德华": "出生地", "兰利号航空母舰": "舰长", "达·芬奇的恶魔": "导演", "陈华": "籍贯", "茶具": "产地",
+          "利昂": "发色"}
+WORDS = ["主要", "什么", "面积", "首都", "认证", "作者", "是几号", "十几号", "球衣", "墨尔本", "墨尔本市", "兰利号", "达·芬奇",
+         "晨华", "失查", "哪里", "里昂"]
 
 
 def _kb(tmp_path, people=PEOPLE, words=WORDS) -> str:
@@ -110,19 +112,35 @@ def test_a_sound_alike_is_not_read_into_a_question_that_names_what_the_kb_holds_
 
 def test_a_near_name_the_gates_hold_back_is_offered_as_a_near_reading(index):
     # 墨尔本是 sounds like 墨尔本市, but the KB holds more of 墨尔本: as gated, the question stands;
-    # the near reading reads the sound-alike too, for the pipeline to weigh (test_pipeline_near)
+    # a near reading reads the sound-alike, for the pipeline to weigh (test_pipeline_near)
     reading = read(index, "墨尔本是什么？")
     assert reading.text == "墨尔本是什么？" and reading.matches == []
-    near = reading.near
-    assert near.text == "墨尔本市什么？" and near.near is None
+    (near,) = reading.near
+    assert near.text == "墨尔本市什么？" and near.near == [] and near.near_name == "墨尔本市"
     assert [str(m) for m in near.matches] == ["the question's 墨尔本是 ≈ the KB's 墨尔本市 (one character (sounds alike))"]
     assert index.surface_id("墨尔本市") in near.mentions
     # a two-character name is never read by the gates, only offered (沉华 for 陈华)
     reading = read(index, "沉华的籍贯是哪里？")
-    assert reading.text == "沉华的籍贯是哪里？" and reading.near.text == "陈华的籍贯是哪里？"
+    assert reading.text == "沉华的籍贯是哪里？" and [n.text for n in reading.near] == ["陈华的籍贯是哪里？"]
     # nothing near held back: no near reading; a near name read as gated is in both
-    assert read(index, "刘晓华主要讲什么课啊？").near is None
-    assert read(index, "三栋屋存的村域面积？").near is None
+    assert read(index, "刘晓华主要讲什么课啊？").near == []
+    assert read(index, "三栋屋存的村域面积？").near == []
+
+
+def test_each_near_name_is_a_reading_of_its_own(index):
+    # 是查 sounds like the word 失查 and 查具 like 茶具: one reading each would overlap, and of the
+    # two-character ones only the name the KB holds most of is offered (ordinary words sound like
+    # many short names); of the names a span sounds like, it is read as the one the KB holds most of
+    reading = read(index, "哪里是查具的产地？")
+    assert [(n.text, n.near_name) for n in reading.near] == [("哪里是茶具的产地？", "茶具")]
+    assert read(index, "沉华的籍贯是哪里？").near[0].near_name == "陈华"  # not 晨华, a word the KB holds less of
+    # a name the question spells (里昂, a word) that sounds like one the KB holds more of (利昂) is
+    # offered as that, after the held-back near names
+    reading = read(index, "里昂三栋屋存的发色是什么？")
+    assert reading.text == "里昂三栋屋村的发色是什么？" and reading.alike == 1
+    assert [(n.text, n.near_name) for n in reading.near] == [("利昂三栋屋村的发色是什么？", "利昂")]
+    reading = read(index, "里昂的发色是墨尔本是？")
+    assert [n.near_name for n in reading.near] == ["墨尔本市", "利昂"] and reading.alike == 1
 
 
 def test_a_name_cut_short_is_not_read_as_the_longer_one(index):
@@ -163,34 +181,42 @@ def test_an_index_built_with_other_spelling_tables_is_rebuilt_in_the_cache(tmp_p
 
 
 class _Sure(KGQA):
-    """A pipeline whose confidence in a reading's best answer is given per text (the test's calibrator)."""
+    """A pipeline whose best answer for a reading (its subject's surface, its confidence) is given
+    per text (the test's model and calibrator); a reading the test leaves out must not be tried."""
 
-    def __init__(self, *args, sure: dict[str, float], **kwargs) -> None:
+    def __init__(self, *args, sure: dict[str, tuple[str, float]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sure = sure
 
-    def _surest(self, candidate_set) -> float:
+    def _surest(self, candidate_set) -> tuple[str, float]:
         return self.sure[candidate_set.question]
 
 
-def test_a_near_reading_is_taken_only_where_its_answer_is_surer_by_the_margin(index, tokenizer):
+def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_and_surer_by_the_margin(index, tokenizer):
     model = scratch_model(tokenizer, TINY_SHAPE, 0)
     width = len(FEATURE_NAMES)
     reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
-    typed, near = "墨尔本是什么？", "墨尔本市什么？"
 
-    def chosen(sure: dict[str, float], **settings) -> str:
+    def chosen(typed: str, sure: dict[str, tuple[str, float]], **settings) -> str:
         qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), reranker, calibrator, sure=sure)
         explanation = qa.explain(typed)
         assert [c.subject for c in qa.ask([typed, "刘晓华主要讲什么课啊？"])[0]] == [explanation.chosen.subject]
         return explanation.reading.text
 
-    assert chosen({typed: 0.3, near: 0.9}) == near
-    assert chosen({typed: 0.3, near: 0.38}) == typed  # surer, but not by the margin (0.1)
-    assert chosen({typed: 0.3, near: 0.38}, near_margin=0.05) == near
-    assert chosen({typed: 0.3, near: 0.9}, near_margin=1.0) == typed
-    assert chosen({typed: 0.9, near: 0.3}) == typed
-    assert chosen({typed: 0.85, near: 1.0}) == typed  # sure enough as gated: the near reading is not tried
+    typed, near = "墨尔本是什么？", "墨尔本市什么？"
+    assert chosen(typed, {typed: ("墨尔本", 0.3), near: ("墨尔本市", 0.9)}) == near
+    assert chosen(typed, {typed: ("墨尔本", 0.3), near: ("什么", 0.9)}) == typed  # surer, but not about 墨尔本市
+    assert chosen(typed, {typed: ("墨尔本", 0.3), near: ("墨尔本市", 0.38)}) == typed  # not by the margin (0.1)
+    assert chosen(typed, {typed: ("墨尔本", 0.3), near: ("墨尔本市", 0.38)}, near_margin=0.05) == near
+    assert chosen(typed, {typed: ("墨尔本", 0.3)}, near_margin=1.0) == typed  # no room: none tried
+    assert chosen(typed, {typed: ("墨尔本", 0.9), near: ("墨尔本市", 0.3)}) == typed
+    assert chosen(typed, {typed: ("墨尔本", 0.85)}) == typed  # sure enough as gated: none tried
+    # of several near readings the surest; one reading a name the question spells as another that
+    # sounds alike only where the gated answer is less sure still
+    typed, near, alike = "里昂的发色是墨尔本是？", "里昂的发色是墨尔本市？", "利昂的发色是墨尔本是？"
+    assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.5), alike: ("利昂", 0.8)}) == alike
+    assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.8), alike: ("利昂", 0.5)}) == near
+    assert chosen(typed, {typed: ("里昂", 0.6), near: ("墨尔本市", 0.5)}) == typed
     without = KGQA(model, tokenizer, index, DecodeSettings(), reranker)  # no calibrator to weigh it: as gated
     assert without.explain(typed).reading.text == typed
