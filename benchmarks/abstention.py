@@ -74,7 +74,7 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
             signals = signal_rows(candidates, scores, best)
             top = candidates.facts[best[0]]
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
-            found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]))
+            found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]) * candidates.trust)
             found["reranker"].append(float(np.exp(signals[0, share])))
             found["beam"].append(float(np.exp(candidates.beam[0].score)) if candidates.beam else 0.0)
     return {"right": np.array(right), "read": np.array(texts),

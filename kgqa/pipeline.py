@@ -110,6 +110,10 @@ log = logging.getLogger("kgqa.pipeline")
 # names the gates held back, and (a lower bar: the question spells a KB name there) those of names
 # that sound like one the question spells
 NEAR_TRIED_BELOW, ALIKE_TRIED_BELOW = 0.8, 0.5
+# an answer from a near reading is as sure as the calibrator says only where the near name is the one
+# meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
+# missing entity typed like a KB name is refused as often as were no near reading tried
+NEAR_TRUST = 0.75
 
 
 class KGQA:
@@ -277,6 +281,7 @@ class KGQA:
             surface, confidence = self._surest(other)
             if surface == near.near_name and confidence > best[i]:
                 readings[i], sets[i], best[i] = near, other, confidence
+                other.trust = NEAR_TRUST
         return readings, sets
 
     def _surest(self, candidate_set: CandidateSet) -> tuple[str, float]:
@@ -321,7 +326,7 @@ class KGQA:
         confidence: list[float | None] = [None] * len(order)
         if self.reranking and self.calibrator is not None and keys:
             signals = signal_rows(candidate_set, scores, order[:confident])
-            confidence[: len(signals)] = self.calibrator.probabilities(signals).tolist()
+            confidence[: len(signals)] = (self.calibrator.probabilities(signals) * candidate_set.trust).tolist()
         ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
                    candidate_set.features[k]) for rank, k in enumerate(order)]
         if ranked:

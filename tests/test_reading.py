@@ -8,6 +8,7 @@ from kgqa.decode.settings import DecodeSettings
 from kgqa.kb.build import build_index
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
+from kgqa import pipeline
 from kgqa.pipeline import KGQA
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
@@ -218,5 +219,19 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.5), alike: ("利昂", 0.8)}) == alike
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.8), alike: ("利昂", 0.5)}) == near
     assert chosen(typed, {typed: ("里昂", 0.6), near: ("墨尔本市", 0.5)}) == typed
+
+
+def test_an_answer_from_a_near_reading_is_as_sure_as_the_near_name_is_trusted(index, tokenizer, monkeypatch):
+    model = scratch_model(tokenizer, TINY_SHAPE, 0)
+    width = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
+    monkeypatch.setattr(pipeline, "NEAR_TRUST", 0.6)
+    typed, near = "墨尔本是什么？", "墨尔本市什么？"
+    for sure, confidence in [(0.9, 0.5 * 0.6), (0.3, 0.5)]:  # the calibrator says 0.5 of everything
+        qa = _Sure(model, tokenizer, index, DecodeSettings(), reranker, calibrator,
+                   sure={typed: ("墨尔本", 0.3), near: ("墨尔本市", sure)})
+        assert qa.explain(typed).chosen.confidence == pytest.approx(confidence)
+        assert qa.ask([typed])[0][0].confidence == pytest.approx(confidence)
     without = KGQA(model, tokenizer, index, DecodeSettings(), reranker)  # no calibrator to weigh it: as gated
     assert without.explain(typed).reading.text == typed
