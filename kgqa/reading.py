@@ -107,16 +107,17 @@ def read(index: KBIndex, question: str) -> Reading:
     spans = _spans(index, question, text, origin)
     gated = _chosen(index, question, text, origin, spans, gated=True)
     reading = _rewritten(index, question, text, origin, gated)
+    held = _held(index, question, text, origin, spans, gated)
     alike = [replace(span, how=_SOUND, sids=span.alike) for span in gated if span.alike]
     texts = {reading.text}
-    for span in _held(index, question, text, origin, spans, gated) + alike:
+    for k, span in enumerate(held + alike):
         other = _rewritten(index, question, text, origin,
                            sorted([s for s in gated if not _overlap(s, span)] + [span], key=lambda s: s.start))
         other.near_name = _closest(index, question[origin[span.start]:origin[span.stop - 1] + 1], span.sids)
         if other.text not in texts:
             texts.add(other.text)
             reading.near.append(other)
-            reading.alike += span in alike
+            reading.alike += k >= len(held)
     return reading
 
 
