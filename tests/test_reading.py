@@ -219,6 +219,10 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.5), alike: ("利昂", 0.8)}) == alike
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.8), alike: ("利昂", 0.5)}) == near
     assert chosen(typed, {typed: ("里昂", 0.6), near: ("墨尔本市", 0.5)}) == typed
+    # a two-character near name (ordinary words sound like many) only where less sure still
+    typed, near = "沉华的籍贯是哪里？", "陈华的籍贯是哪里？"
+    assert chosen(typed, {typed: ("沉华", 0.5), near: ("陈华", 0.9)}) == near
+    assert chosen(typed, {typed: ("沉华", 0.65)}) == typed
 
 
 def test_an_answer_from_a_near_reading_is_as_sure_as_the_near_name_is_trusted(index, tokenizer, monkeypatch):
