@@ -27,7 +27,7 @@ from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.naming import Naming
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
 from kgqa.rank.reranker import Reranker
-from kgqa.reading import GATED_SOUND, Reading, read
+from kgqa.reading import Reading, read
 
 
 @dataclass
@@ -106,10 +106,10 @@ class Explanation:
 
 
 log = logging.getLogger("kgqa.pipeline")
-# a question's near readings are decoded only where its answer as gated is less sure than: for a name
-# the gates held back, NEAR_TRIED_BELOW, SHORT_TRIED_BELOW for a two-character one (ordinary words
-# sound like many of them); for a name that sounds like one the question spells, ALIKE_TRIED_BELOW
-NEAR_TRIED_BELOW, SHORT_TRIED_BELOW, ALIKE_TRIED_BELOW = 0.8, 0.6, 0.5
+# a question's near readings are decoded only where its answer as gated is less sure than this, by
+# the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one
+# (ordinary words sound like many of them); a name the question spells, read as one that sounds alike
+NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.6, "alike": 0.5}
 # an answer from a near reading is as sure as the calibrator says only where the near name is the one
 # meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
 # missing entity typed like a KB name is refused as often as were no near reading tried
@@ -263,7 +263,7 @@ class KGQA:
         best answer that gives is about the near name and surer by `near_margin` than the gated
         reading's (of several, the surest), so a near name is evidence the model and the calibrator
         weigh, not a rewrite taken on trust. Near readings are decoded only where the gated
-        reading's best answer is less sure than `_tried_below` says, and only with a calibrator to
+        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, and only with a calibrator to
         weigh them (else the gated reading)."""
         readings = list(readings)
         sets = self._read_once(readings)
@@ -271,8 +271,8 @@ class KGQA:
             return readings, sets
         sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
         # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
-        tried = [(i, near) for i, confidence in sure.items() for k, near in enumerate(readings[i].near)
-                 if confidence < min(_tried_below(readings[i], k), 1.0 - self.settings.near_margin)]
+        tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
+                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
         for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
             surface, confidence = self._surest(other)
@@ -329,10 +329,3 @@ class KGQA:
         if ranked:
             ranked[0][0].alternatives = alternatives(candidate_set, int(order[0]))
         return ranked
-
-
-def _tried_below(reading: Reading, k: int) -> float:
-    """How unsure a question's answer as gated must be for its `k`th near reading to be decoded."""
-    if k >= len(reading.near) - reading.alike:
-        return ALIKE_TRIED_BELOW
-    return SHORT_TRIED_BELOW if len(reading.near[k].near_name) < GATED_SOUND else NEAR_TRIED_BELOW

@@ -80,11 +80,11 @@ class Reading:
     matches: list[Match] = field(default_factory=list)
     mentions: list[int] = field(default_factory=list)  # its KB subjects' surface ids, longest first: those
     # `text` spells, and the others sharing a rewritten name's spelling key
-    near: list[Reading] = field(default_factory=list)  # the question read otherwise, one near name each:
-    # first the near names the gates held back read as the KB's, then (the last `alike`) names the
-    # question spells read as names that sound alike and the KB holds more of
-    alike: int = 0
+    near: list[Reading] = field(default_factory=list)  # the question read otherwise, one near name each
+    # (see the module): first the near names the gates held back, then the alike ones
     near_name: str = ""  # in a near reading: the KB name it reads that the reading it is near to does not
+    near_kind: str = ""  # in a near reading: "held" (a name the gates held back), "short" (one of two
+    # characters) or "alike" (a name the question spells, read as one that sounds alike)
 
     def as_json(self) -> dict:
         return {"read_as": self.text, "matches": [asdict(m) | {"said": str(m)} for m in self.matches]}
@@ -105,19 +105,19 @@ def read(index: KBIndex, question: str) -> Reading:
     readings (see the module)."""
     text, origin = folded(question)
     spans = _spans(index, question, text, origin)
-    gated = _chosen(index, question, text, origin, spans, gated=True)
+    gated = _chosen(index, question, text, origin, spans)
     reading = _rewritten(index, question, text, origin, gated)
-    held = _held(index, question, text, origin, spans, gated)
-    alike = [replace(span, how=_SOUND, sids=span.alike) for span in gated if span.alike]
+    held = [("short" if _short(span) else "held", span) for span in _held(index, question, text, origin, spans, gated)]
+    alike = [("alike", replace(span, how=_SOUND, sids=span.alike)) for span in gated if span.alike]
     texts = {reading.text}
-    for k, span in enumerate(held + alike):
+    for kind, span in held + alike:
         other = _rewritten(index, question, text, origin,
                            sorted([s for s in gated if not _overlap(s, span)] + [span], key=lambda s: s.start))
         other.near_name = _closest(index, question[origin[span.start]:origin[span.stop - 1] + 1], span.sids)
+        other.near_kind = kind
         if other.text not in texts:
             texts.add(other.text)
             reading.near.append(other)
-            reading.alike += k >= len(held)
     return reading
 
 
@@ -149,10 +149,9 @@ def _spans(index: KBIndex, question: str, text: str, origin: list[int]) -> list[
     return list(spans.values())
 
 
-def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: list[_Span],
-            gated: bool) -> list[_Span]:
-    """The spans read, in the question's order: longer first, none overlapping another; `gated`:
-    a near one only where the evidence says so (`_read_as`), else wherever it is near enough."""
+def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: list[_Span]) -> list[_Span]:
+    """The spans the gates read, in the question's order: longer first, none overlapping another, a
+    near one only where the evidence says so (`_read_as`)."""
     longest = max((s.stop - s.start for s in spans if s.how == _EXACT), default=0)
     exact = [s for s in spans if s.how == _EXACT and s.stop - s.start > 1]
     chosen: list[_Span] = []
@@ -161,12 +160,11 @@ def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: 
         if any(taken[span.start:span.stop]):
             continue
         if span.how != _EXACT:
-            if gated and (span.stop - span.start < longest + (span.how != _SPELLING) or
-                          span.how == _SOUND and span.stop - span.start < GATED_SOUND) or \
+            if span.stop - span.start < longest + (span.how != _SPELLING) or _short(span) or \
                     _cuts_a_word(question, origin, span):
                 continue  # the question's longest name spelt as the KB does stands
             sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid)) and
-                    (not gated or _read_as(index, text, span, exact, chosen, index.surface(sid)))]
+                    _read_as(index, text, span, exact, chosen, index.surface(sid))]
             if not sids:
                 continue
             span = replace(span, sids=sids)
@@ -190,11 +188,16 @@ def _held(index: KBIndex, question: str, text: str, origin: list[int], spans: li
         sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid))]
         if sids:
             held.append(replace(span, sids=sids))
-    short = [span for span in held if span.how == _SOUND and span.stop - span.start < GATED_SOUND]
+    short = [span for span in held if _short(span)]
     if short:  # ordinary words sound like many short names: only the one the KB holds most of
         most = max(short, key=lambda span: max(map(index.surface_size, span.sids)))
-        held = [span for span in held if span not in short or span is most]
+        held = [span for span in held if span is most or not _short(span)]
     return held
+
+
+def _short(span: _Span) -> bool:
+    """Whether a span is a sound-alike too short for the gates to read (two characters)."""
+    return span.how == _SOUND and span.stop - span.start < GATED_SOUND
 
 
 def _overlap(span: _Span, other: _Span) -> bool:

@@ -134,14 +134,15 @@ def test_each_near_name_is_a_reading_of_its_own(index):
     # many short names); of the names a span sounds like, it is read as the one the KB holds most of
     reading = read(index, "哪里是查具的产地？")
     assert [(n.text, n.near_name) for n in reading.near] == [("哪里是茶具的产地？", "茶具")]
-    assert read(index, "沉华的籍贯是哪里？").near[0].near_name == "陈华"  # not 晨华, a word the KB holds less of
+    (near,) = read(index, "沉华的籍贯是哪里？").near
+    assert (near.near_name, near.near_kind) == ("陈华", "short")  # not 晨华, a word the KB holds less of
     # a name the question spells (里昂, a word) that sounds like one the KB holds more of (利昂) is
     # offered as that, after the held-back near names
     reading = read(index, "里昂三栋屋存的发色是什么？")
-    assert reading.text == "里昂三栋屋村的发色是什么？" and reading.alike == 1
+    assert reading.text == "里昂三栋屋村的发色是什么？" and [n.near_kind for n in reading.near] == ["alike"]
     assert [(n.text, n.near_name) for n in reading.near] == [("利昂三栋屋村的发色是什么？", "利昂")]
     reading = read(index, "里昂的发色是墨尔本是？")
-    assert [n.near_name for n in reading.near] == ["墨尔本市", "利昂"] and reading.alike == 1
+    assert [(n.near_name, n.near_kind) for n in reading.near] == [("墨尔本市", "held"), ("利昂", "alike")]
 
 
 def test_a_name_cut_short_is_not_read_as_the_longer_one(index):
