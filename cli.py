@@ -184,15 +184,16 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 @_device_option
 @_user_errors
 def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
-    """Fit the checkpoint's answer kinds and naming weights (on the questions it trained on),
-    reranker and confidence calibrator (on the predicates its training held out) again: for a
-    checkpoint an older kgqa fitted (other features, no calibrator, no answer kinds)."""
+    """Fit the checkpoint's answer kinds, naming weights and question wording (on the questions it
+    trained on), reranker and confidence calibrator (on the predicates its training held out) again:
+    for a checkpoint an older kgqa fitted (other features, no calibrator, no answer kinds, no
+    wording to try two-character near names by)."""
     from kgqa.train import refit_reranker
 
     reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
     if reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    fitted = "answer kinds, naming weights, reranker" + (" and calibrator" if calibrator else "")
+    fitted = "answer kinds, naming weights, question wording, reranker" + (" and calibrator" if calibrator else "")
     click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the reranker on {held} held-out questions "
                f"(gold among candidates: {100 * reach:.1f}%)")
 

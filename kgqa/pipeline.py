@@ -27,6 +27,7 @@ from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.naming import Naming
 from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.wording import Wording
 from kgqa.reading import Reading, read
 
 
@@ -107,9 +108,10 @@ class Explanation:
 
 log = logging.getLogger("kgqa.pipeline")
 # a question's near readings are decoded only where its answer as gated is less sure than this, by
-# the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one
-# (ordinary words sound like many of them); a name the question spells, read as one that sounds alike
-NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.6, "alike": 0.5}
+# the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one (never
+# where the two characters are ordinary question wording: `Wording`); a name the question spells,
+# read as one that sounds alike
+NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.8, "alike": 0.5}
 # an answer from a near reading is as sure as the calibrator says only where the near name is the one
 # meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
 # missing entity typed like a KB name is refused as often as were no near reading tried
@@ -120,7 +122,7 @@ class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, reranker: Reranker | None = None,
                  calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None,
-                 naming: Naming | None = None) -> None:
+                 naming: Naming | None = None, wording: Wording | None = None) -> None:
         self.settings = settings or DecodeSettings()
         self.model = quantized_int8(model.eval()) if self.settings.int8 else model.eval()
         self.tokenizer = tokenizer
@@ -131,6 +133,7 @@ class KGQA:
         # which of its characters name the predicate
         self.answer_kinds = answer_kinds
         self.naming = naming
+        self.wording = wording  # which two-character spans are question wording, never tried as a near name
         if self.settings.min_confidence > 0 and not (self.reranking and calibrator is not None):
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
@@ -150,7 +153,7 @@ class KGQA:
         model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
                  Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
-                 Naming.load(checkpoint))
+                 Naming.load(checkpoint), Wording.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
 
@@ -263,8 +266,9 @@ class KGQA:
         best answer that gives is about the near name and surer by `near_margin` than the gated
         reading's (of several, the surest), so a near name is evidence the model and the calibrator
         weigh, not a rewrite taken on trust. Near readings are decoded only where the gated
-        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, and only with a calibrator to
-        weigh them (else the gated reading)."""
+        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, never for a two-character
+        span of ordinary question wording (none where the checkpoint has no `Wording`), and only with
+        a calibrator to weigh them (else the gated reading)."""
         readings = list(readings)
         sets = self._read_once(readings)
         if not (self.reranking and self.calibrator is not None):
@@ -272,7 +276,8 @@ class KGQA:
         sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
         # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
         tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
-                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
+                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)
+                 and not (near.near_kind == "short" and (self.wording is None or self.wording.ordinary(near.near_typed)))]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
         for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
             surface, confidence = self._surest(other)

@@ -83,6 +83,7 @@ class Reading:
     near: list[Reading] = field(default_factory=list)  # the question read otherwise, one near name each
     # (see the module): first the near names the gates held back, then the alike ones
     near_name: str = ""  # in a near reading: the KB name it reads that the reading it is near to does not
+    near_typed: str = ""  # in a near reading: the question's characters it reads as `near_name`
     near_kind: str = ""  # in a near reading: "held" (a name the gates held back), "short" (one of two
     # characters) or "alike" (a name the question spells, read as one that sounds alike)
 
@@ -113,7 +114,8 @@ def read(index: KBIndex, question: str) -> Reading:
     for kind, span in held + alike:
         other = _rewritten(index, question, text, origin,
                            sorted([s for s in gated if not _overlap(s, span)] + [span], key=lambda s: s.start))
-        other.near_name = _closest(index, question[origin[span.start]:origin[span.stop - 1] + 1], span.sids)
+        other.near_typed = question[origin[span.start]:origin[span.stop - 1] + 1]
+        other.near_name = _closest(index, other.near_typed, span.sids)
         other.near_kind = kind
         if other.text not in texts:
             texts.add(other.text)

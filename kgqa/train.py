@@ -45,6 +45,7 @@ from kgqa.rank.confidence import Calibrator, fit_calibrator
 from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.naming import fit_naming
+from kgqa.rank.wording import fit_wording
 from kgqa.rank.reranker import Reranker, fit_reranker
 
 
@@ -193,10 +194,10 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
 def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                         pairs: list[tuple[str, tuple[str, str, str]]], held: list[Question], seed: int
                         ) -> tuple[Reranker | None, Calibrator | None, float]:
-    """Fit the answer kinds and naming weights on `pairs` (the questions the model trained on), then
-    the reranker of the checkpoint's model on `held` and the confidence calibrator over it, and
-    save all four beside the model (opened without KGQA.from_checkpoint: its reranker is the one
-    being replaced). Also returns the share of `held` whose gold key is among the candidates (the
+    """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
+    trained on), then the reranker of the checkpoint's model on `held` and the confidence calibrator
+    over it, and save all five beside the model (opened without KGQA.from_checkpoint: its reranker
+    is the one being replaced). Also returns the share of `held` whose gold key is among the candidates (the
     reranker's ceiling)."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
@@ -207,6 +208,7 @@ def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, d
         remove_fitted(checkpoint, "answer_kinds")
     naming = fit_naming(pairs)
     naming.save(checkpoint)
+    fit_wording(pairs).save(checkpoint)  # read by the pipeline's near readings, not by the fit below
     qa = KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming)
     candidate_sets = held_out_candidates(qa, held)
     golds = [q.gold() for q in held]

@@ -13,6 +13,7 @@ from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.fitted import MANIFEST, read_fitted, remove_fitted, write_fitted
 from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.wording import Wording
 
 MODELS = {  # each model class, one of its instances, its manifest name and how messages name it
     "reranker": (Reranker, Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), [0.5] * len(FEATURE_NAMES)),
@@ -22,6 +23,7 @@ MODELS = {  # each model class, one of its instances, its manifest name and how 
     "answer_kinds": (AnswerKinds, AnswerKinds(["多远", "谁"], ["length 2", "last 号"], np.ones((3, 2), np.float32)),
                      "answer kinds"),
     "naming": (Naming, Naming({"址": (3, 4), "在": (0, 9)}), "naming weights"),
+    "wording": (Wording, Wording({"什么": 9, "哪里": 5}), "question wording"),
 }
 
 

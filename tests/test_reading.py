@@ -13,6 +13,7 @@ from kgqa.pipeline import KGQA
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.wording import ORDINARY, Wording
 from kgqa.reading import read
 from kgqa.spelling import fold, folded, how_spelled, model_text, sound
 
@@ -135,7 +136,8 @@ def test_each_near_name_is_a_reading_of_its_own(index):
     reading = read(index, "哪里是查具的产地？")
     assert [(n.text, n.near_name) for n in reading.near] == [("哪里是茶具的产地？", "茶具")]
     (near,) = read(index, "沉华的籍贯是哪里？").near
-    assert (near.near_name, near.near_kind) == ("陈华", "short")  # not 晨华, a word the KB holds less of
+    # not 晨华, a word the KB holds less of
+    assert (near.near_typed, near.near_name, near.near_kind) == ("沉华", "陈华", "short")
     # a name the question spells (里昂, a word) that sounds like one the KB holds more of (利昂) is
     # offered as that, after the held-back near names
     reading = read(index, "里昂三栋屋存的发色是什么？")
@@ -200,8 +202,8 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
 
-    def chosen(typed: str, sure: dict[str, tuple[str, float]], **settings) -> str:
-        qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), reranker, calibrator, sure=sure)
+    def chosen(typed: str, sure: dict[str, tuple[str, float]], wording: Wording | None = Wording({}), **settings) -> str:
+        qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), reranker, calibrator, wording=wording, sure=sure)
         explanation = qa.explain(typed)
         assert [c.subject for c in qa.ask([typed, "刘晓华主要讲什么课啊？"])[0]] == [explanation.chosen.subject]
         return explanation.reading.text
@@ -220,10 +222,13 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.5), alike: ("利昂", 0.8)}) == alike
     assert chosen(typed, {typed: ("里昂", 0.3), near: ("墨尔本市", 0.8), alike: ("利昂", 0.5)}) == near
     assert chosen(typed, {typed: ("里昂", 0.6), near: ("墨尔本市", 0.5)}) == typed
-    # a two-character near name (ordinary words sound like many) only where less sure still
+    # a two-character near name only where what was typed is not ordinary question wording (ordinary
+    # words sound like many short names), and never without the checkpoint's wording counts to say
     typed, near = "沉华的籍贯是哪里？", "陈华的籍贯是哪里？"
-    assert chosen(typed, {typed: ("沉华", 0.5), near: ("陈华", 0.9)}) == near
-    assert chosen(typed, {typed: ("沉华", 0.65)}) == typed
+    assert chosen(typed, {typed: ("沉华", 0.7), near: ("陈华", 0.9)}) == near
+    assert chosen(typed, {typed: ("沉华", 0.85)}) == typed
+    assert chosen(typed, {typed: ("沉华", 0.5)}, wording=Wording({"沉华": ORDINARY})) == typed
+    assert chosen(typed, {typed: ("沉华", 0.5)}, wording=None) == typed
 
 
 def test_an_answer_from_a_near_reading_is_as_sure_as_the_near_name_is_trusted(index, tokenizer, monkeypatch):

@@ -1,0 +1,58 @@
+"""Which two-character words are a question's own wording rather than a name, learned from train.
+
+Ordinary words sound like many short KB names (说明 ≈ 说冥, 什么 ≈ 甚么, 是谁 ≈ 问世), so a
+two-character span that sounds like a KB name is read as that name (a near reading, `kgqa.reading`)
+only where it is not the way questions are worded: where its characters, as typed, are a bigram
+that at least `ORDINARY` of train's questions hold outside their subject's name. The counts are of
+spelling keys (`spelling.fold`), so a question typed in traditional characters or full-width is
+judged as one typed as the KB spells, and are per question (一个一个 counts once).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
+from kgqa.spelling import fold
+
+ORDINARY = 5  # train's questions holding a bigram outside their subject for it to be wording
+
+
+@dataclass
+class Wording:
+    """Per bigram (spelling keys): how many of train's questions hold it outside their subject's name."""
+
+    counts: dict[str, int]
+
+    def ordinary(self, typed: str) -> bool:
+        """Whether `typed` (a span of a question, as typed) is a bigram of ordinary question wording."""
+        key = fold(typed)
+        return len(key) == 2 and self.counts.get(key, 0) >= ORDINARY
+
+    def save(self, checkpoint: str) -> None:
+        bigrams = sorted(self.counts)
+        write_fitted(checkpoint, "wording", {"bigrams": np.array(bigrams, dtype=str),
+                                             "questions": [self.counts[b] for b in bigrams]})
+
+    @classmethod
+    def load(cls, checkpoint: str) -> Wording | None:
+        """The checkpoint's wording counts; None where it has none (fitted by an older kgqa)."""
+        saved = read_fitted(checkpoint, "wording", "question wording", ("bigrams", "questions"))
+        if saved is None:
+            return None
+        bigrams, questions = saved["bigrams"], saved["questions"]
+        if not (bigrams.shape == questions.shape and bigrams.ndim == 1):
+            raise unreadable(checkpoint, "wording", "question wording", "bigrams and questions differ in shape")
+        return cls({str(b): int(n) for b, n in zip(bigrams, questions)})
+
+
+def fit_wording(pairs: list[tuple[str, tuple[str, str, str]]]) -> Wording:
+    """Bigram counts over (question, gold (S, P, M)) pairs (train's, `data.training_pairs`): each
+    question's bigrams between and around the mentions of its subject's name, once per question."""
+    counts: Counter[str] = Counter()
+    for question, (surface, _, _) in pairs:
+        pieces = [fold(piece) for piece in (question.split(surface) if surface else [question])]
+        counts.update({piece[i:i + 2] for piece in pieces for i in range(len(piece) - 1)})
+    return Wording(dict(sorted(counts.items())))
