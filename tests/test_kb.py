@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kgqa.errors import KgqaError
+from kgqa.kb.build import build_index
 from kgqa.kb.triples import ReadStats, read_kb, split_subject
 
 from conftest import write
@@ -54,9 +55,13 @@ def test_non_utf8_line_is_named(tmp_path):
     (lambda p: str(p / "missing.tsv"), "no such file"),
     (lambda p: str(p), "is a directory"),
 ])
-def test_unusable_files(tmp_path, make, message):
+def test_unusable_files(tmp_path, make, message, tokenizer):
     with pytest.raises(KgqaError, match=message):
         list(read_kb(make(tmp_path)))
+    # and the same one error from an index build, whatever it reads of the file first
+    with pytest.raises(KgqaError, match=message):
+        build_index(make(tmp_path), tokenizer, str(tmp_path / "index"))
+    assert not (tmp_path / "index").exists()
 
 
 def test_gzip(tmp_path):

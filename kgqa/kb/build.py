@@ -147,6 +147,7 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     """
     from tqdm import tqdm
 
+    readable_file(kb_path, "a KB file")
     replaceable = (lambda _: True) if cached else is_index
     check_replaceable(directory, replaceable, "index")
     stats = ReadStats()
@@ -175,10 +176,12 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
 
 def _parts(kb_path: str, segment_triples: int) -> int:
     """How many parts to split the KB into: its size over `segment_triples` lines of the length
-    its first lines have (1: built whole)."""
+    its first lines have (1: built whole, and for a file with nothing to read: its reader says so)."""
     size = os.path.getsize(kb_path) * (4 if kb_path.endswith(".gz") else 1)  # gzip: about a quarter
     with (gzip.open if kb_path.endswith(".gz") else open)(kb_path, "rb") as handle:
         head = handle.read(1 << 22)
+    if not head:
+        return 1
     line = len(head) / max(1, head.count(b"\n"))
     return max(1, math.ceil(size / line / segment_triples))
 
