@@ -198,6 +198,28 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
                f"(gold among candidates: {100 * reach:.1f}%)")
 
 
+def _checked_checkpoint(context: click.Context, parameter: click.Parameter, path: str) -> str:
+    """A checkpoint path that is no checkpoint is said at once, before seconds of loading torch."""
+    from kgqa.model.checkpoint_settings import read_settings
+
+    try:
+        read_settings(path)
+    except KgqaError as error:
+        raise click.ClickException(str(error)) from None
+    return path
+
+
+def _checked_kb(context: click.Context, parameter: click.Parameter, path: str) -> str:
+    """A KB path that is no file is said at once, before seconds of loading torch."""
+    from kgqa.files import readable_file
+
+    try:
+        readable_file(path, "a KB file")
+    except KgqaError as error:
+        raise click.ClickException(str(error)) from None
+    return path
+
+
 def _decode_options(command):
     """The options of the commands that answer: the checkpoint, the KB, and one per
     `DecodeSettings` field that has help (a flag pair for a boolean)."""
@@ -206,8 +228,9 @@ def _decode_options(command):
     from kgqa.decode.settings import DecodeSettings
 
     options = [
-        click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
-        click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
+        click.option("--checkpoint", required=True, type=click.Path(), callback=_checked_checkpoint,
+                     help="A kgqa checkpoint directory."),
+        click.option("--kb", required=True, type=click.Path(), callback=_checked_kb, help="Knowledge base file."),
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
     ]
     for setting in fields(DecodeSettings):
@@ -243,7 +266,10 @@ def _open(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: i
 @_decode_options
 @_user_errors
 def predict(questions, output, top_k, **decode) -> None:
-    """Answer a KgCLUE question file: one `{"id", "question", "answer"}` line per id, in order.
+    """Answer a KgCLUE question file: one `{"id", "question", "answer", "confidence"}` line per id,
+    in order ("answer" empty where no KB key is reachable or the confidence is below
+    --min-confidence; "confidence" where the checkpoint has a calibrator; with --top-k above 1,
+    "candidates" too, each with its score and confidence).
 
     Killed and run again with the same arguments, it resumes from OUTPUT.partial. Under
     `torchrun --nproc_per_node N`, N processes (one GPU each, or CPU processes) share the file
@@ -268,7 +294,9 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
     """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
     from kgqa.data import asked_question
 
-    qa = _open(**decode)
+    from kgqa.candidate import answer_record
+
+    qa = _open(top_k=top_k, **decode)
 
     def show(text: str) -> None:
         try:
@@ -276,15 +304,13 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
         except ValueError as problem:
             raise KgqaError(str(problem)) from None
         explanation = qa.explain(text)
-        if as_json:
-            record = explanation.as_json()
-            if not explain:
-                record["candidates"] = record["candidates"][:top_k]
+        if as_json:  # the service's record; with --explain, the service's explanation
+            record = explanation.as_json() if explain else answer_record(text, explanation.top, qa.settings.min_confidence)
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             _print_explanation(explanation, top_k, explain)
 
-    if question:
+    if question is not None:  # given, even empty (bad input, said as such); none: the prompt
         show(question)
         return
     while True:

@@ -71,6 +71,13 @@ def reply_json(candidates: list[Candidate], min_confidence: float) -> dict:
     return {"answer": answer, **confidence_json(candidates)}
 
 
+def answer_record(question: str, candidates: list[Candidate], min_confidence: float) -> dict:
+    """A question's answer as `/ask` and `kgqa ask --json` give it: the question, `reply_json`, and
+    its top candidates."""
+    return {"question": question, **reply_json(candidates, min_confidence),
+            "candidates": [c.as_json() for c in candidates]}
+
+
 def confidence_json(candidates: list[Candidate]) -> dict:
     """{"confidence": the best candidate's} where it has one, else {}."""
     best = candidates[0] if candidates else None

@@ -161,8 +161,9 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         pending = [i for i in range(len(questions)) if (i // size) % world == rank and i not in journal.done]
         if journal.done:
             tqdm.write(f"resuming: {len(journal.done)} answers already in {journal.path}", file=sys.stderr)
+        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
         for start in tqdm(range(0, len(pending), size), desc="answering", unit=" batches",
-                          disable=not progress or rank > 0):
+                          disable=not progress or rank > 0 or None):
             chunk = pending[start:start + size]
             asked = qa.ask([questions[i].question for i in chunk])
             journal.append({i: record_of(questions[i], candidates, qa.settings)

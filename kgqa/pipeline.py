@@ -186,8 +186,9 @@ class KGQA:
         s = self.settings
         rerank = self.reranking
         results: list[list[Candidate]] = []
+        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
         for start in tqdm(range(0, len(questions), s.batch_size), desc="answering", unit=" batches",
-                          disable=not progress):
+                          disable=not progress or None):
             batch = questions[start:start + s.batch_size]
             if rerank:
                 results.extend([c for c, _ in self._ranked(candidate_set, s.top_k)[: s.top_k]]
@@ -321,14 +322,18 @@ class KGQA:
     def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score
         (ties, and every key where the reranker is off, keep the candidates' order: the beam's
-        first); the first `confident` (None: all) with their confidence, where there is a calibrator."""
+        first); the first `confident` (None: all) with their confidence, where there is a calibrator
+        (each at most the one before's)."""
         keys = candidate_set.keys
         scores = self.reranker.scores(candidate_set.features) if self.reranking and keys else np.zeros(len(keys))
         order = ranking(scores)
         confidence: list[float | None] = [None] * len(order)
         if self.reranking and self.calibrator is not None and keys:
             signals = signal_rows(candidate_set, scores, order[:confident])
-            confidence[: len(signals)] = (self.calibrator.probabilities(signals) * candidate_set.trust).tolist()
+            # a candidate is never said to be surer than one ranked before it: the calibrator reads
+            # each candidate alone, and would otherwise contradict the order shown
+            probabilities = np.minimum.accumulate(self.calibrator.probabilities(signals) * candidate_set.trust)
+            confidence[: len(signals)] = probabilities.tolist()
         ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
                    candidate_set.features[k]) for rank, k in enumerate(order)]
         if ranked:

@@ -359,8 +359,9 @@ def train(config: TrainConfig) -> dict[str, float]:
         epoch_pairs = pairs + read_pairs(index, kb_questions(index, config.kb_questions, config.seed * 1000 + epoch))
         order = np.random.default_rng(config.seed * 1000 + epoch).permutation(len(epoch_pairs))
         model.train()
+        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
         bar = tqdm(range(step % steps_per_epoch, steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not config.progress or rank != 0, mininterval=5)
+                   disable=not config.progress or rank != 0 or None, mininterval=5)
         losses = []
         for batch_no in bar:
             start = batch_no * config.batch_size * world

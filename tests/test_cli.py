@@ -52,7 +52,7 @@ def test_questions_typed_otherwise_get_the_answers_they_get_as_written(overfit):
     assert result.exit_code == 0, result.output
     assert "the question's 李侠敏 ≈ the KB's 李霞敏 (one character (sounds alike))" in result.output
     assert "read as: 李霞敏的出生日期是？" in result.output
-    result = CliRunner().invoke(main, ["ask", TYPED[3], "--json"] + decode, env=env)
+    result = CliRunner().invoke(main, ["ask", TYPED[3], "--json", "--explain"] + decode, env=env)
     info = json.loads(result.output.strip().splitlines()[-1])
     assert info["answer"] == gold[3]["answer"] and info["read_as"] == gold[3]["question"]
     assert [m["said"] for m in info["matches"]] == ["the question's 楊平敏 matched the KB's 杨平敏 (script)"]
@@ -223,6 +223,14 @@ def test_ask_answers_explains_and_keeps_a_prompt_open(overfit):
     result = CliRunner().invoke(main, ["ask", gold[1]["question"]] + decode, env=env)
     subject, predicate, obj = gold[1]["answer"].split(" ||| ")
     assert result.output.splitlines()[:2] == [obj, f"  from {subject} · {predicate}"]  # the object leads
+    # --json without --explain: the answer as the service's /ask gives it, with the --top-k candidates
+    # the text lists, no explanation
+    result = CliRunner().invoke(main, ["ask", gold[1]["question"], "--json", "--top-k", "4"] + decode, env=env)
+    info = json.loads(result.output)
+    assert set(info) <= {"question", "answer", "confidence", "candidates"} and info["answer"] == gold[1]["answer"]
+    assert len(info["candidates"]) == 4 and info["candidates"][0]["answer"] == info["answer"]
+    # an empty question is bad input, not the prompt
+    _one_line_error(CliRunner().invoke(main, ["ask", ""] + decode, env=env), "empty question")
 
 
 def _one_line_error(result, message):
@@ -257,6 +265,7 @@ def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp
     (["index", "MISSING", "--checkpoint", "CK", "-o", "OUT"], "MISSING: no such file"),
     (["index", "TMP", "--checkpoint", "CK", "-o", "OUT"], "is a directory, expected a KB file"),
     (["index", f"{SAMPLE}/kb.tsv", "--checkpoint", "TMP/nope", "-o", "OUT"], "no such checkpoint directory"),
+    (["ask", "问", "--checkpoint", "LATIN1", "--kb", f"{SAMPLE}/kb.tsv"], "is a file, expected a checkpoint directory"),
     (["evaluate", "LATIN1", f"{SAMPLE}/dev.json"], "latin1.json:1: bytes that are not UTF-8"),
     (["evaluate", "TMP", f"{SAMPLE}/dev.json"], "is a directory"),
     (["predict", "TRAIN", "-o", "TMP", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
@@ -270,8 +279,8 @@ def test_kgqa_index_never_replaces_a_directory_that_is_not_an_index(overfit, tmp
     (["ask", "问", "--checkpoint", "BADNAMING", "--kb", f"{SAMPLE}/kb.tsv"], "naming.npz: unreadable naming weights"),
     (["predict", "SURROGATE", "-o", "OUT", "--checkpoint", "CK", "--kb", f"{SAMPLE}/kb.tsv"],
      "surrogate.json:1: the question holds a lone surrogate"),
-], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "evaluate-latin1", "evaluate-dir",
-        "predict-o-dir", "submit-o-file", "bad-reranker", "bad-answer-kinds", "bad-naming", "surrogate-question"])
+], ids=["index-missing-kb", "index-kb-dir", "index-no-checkpoint", "ask-checkpoint-file", "evaluate-latin1",
+        "evaluate-dir", "predict-o-dir", "submit-o-file", "bad-reranker", "bad-answer-kinds", "bad-naming", "surrogate-question"])
 def test_each_failure_is_one_line_before_any_work(overfit, tmp_path, args, message):
     import shutil
 

@@ -119,6 +119,22 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     assert explained.as_json()["confidence"] == 0.5
 
 
+def test_a_candidate_is_never_said_to_be_surer_than_one_ranked_before_it(sample_kb):
+    _, _, tokenizer, index = sample_kb
+    model = scratch_model(tokenizer, TINY_SHAPE, 0)
+    width = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
+    # a calibrator that reads the first-ranked as the least sure: left alone, it would put the
+    # second above the first
+    weights = [-4.0 if name == "top" else 0.0 for name in SIGNAL_NAMES]
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), weights, 0.0)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), reranker, calibrator)
+    question = "胡洋英是哪个学校毕业的？"
+    for confidences in ([c.confidence for c in qa.ask([question])[0]],
+                        [r.candidate.confidence for r in qa.explain(question).candidates[:3]]):
+        assert confidences == pytest.approx([1 / (1 + np.exp(4.0))] * 3)  # the first's, not the others' 0.5
+
+
 def _question():
     from kgqa.data import Question
     return Question(1, "胡洋英是哪个学校毕业的？")

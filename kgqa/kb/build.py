@@ -71,8 +71,9 @@ def _read(kb_path: str, strict: bool, stats: ReadStats, progress: bool) -> Tripl
     from tqdm import tqdm
 
     t = TripleArrays()
+    # `or None`: tqdm draws no bar where stderr is no terminal (a log)
     for triple in tqdm(read_kb(kb_path, strict, stats), desc="reading KB", unit=" triples",
-                       disable=not progress, mininterval=2):
+                       disable=not progress or None, mininterval=2):
         t.add(triple.surface, triple.disambiguation, triple.predicate, triple.obj)
     return t
 
@@ -194,8 +195,9 @@ def _split(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str, 
     paths = [os.path.join(temp, f".part{part}.tsv") for part in range(parts)]
     outputs = [open(path, "w", encoding="utf-8") for path in paths]
     try:
-        for t in tqdm(read_kb(kb_path, strict, stats), desc="splitting KB", unit=" triples", disable=not progress,
-                      mininterval=2):
+        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
+        for t in tqdm(read_kb(kb_path, strict, stats), desc="splitting KB", unit=" triples",
+                      disable=not progress or None, mininterval=2):
             outputs[zlib.crc32(t.surface.encode("utf-8")) % parts].write(
                 f"{t.surface}\t{t.disambiguation}\t{t.predicate}\t{t.obj}\n")
     finally:
@@ -286,7 +288,8 @@ def write_segment(t: TripleArrays, tokenizer: Tokenizer, directory: str, progres
                      len(predicates), (surface_h, string_hashes(m_names), p_h))
     surface_trie = TokenTrie.build(
         (tokenizer.encode(surfaces.restore_key(sid)) + [tokenizer.sep_id], sid)
-        for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress, mininterval=2)
+        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
+        for sid in tqdm(range(len(surfaces)), desc="surface trie", disable=not progress or None, mininterval=2)
     )
     header.update({"tokenizer_sha256": tokenizer.sha256, "spelling": FINGERPRINT, "triples": len(order),
                    "surfaces": len(surfaces),

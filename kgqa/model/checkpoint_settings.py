@@ -20,6 +20,8 @@ def is_checkpoint(directory: str) -> bool:
 def read_settings(directory: str) -> dict[str, Any]:
     recover_directory(directory)
     path = os.path.join(directory, SETTINGS)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise KgqaError("is a file, expected a checkpoint directory", directory)
     if not os.path.isdir(directory):
         raise KgqaError("no such checkpoint directory", directory)
     try:

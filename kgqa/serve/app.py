@@ -24,7 +24,7 @@ import time
 
 from aiohttp import web
 
-from kgqa.candidate import reply_json
+from kgqa.candidate import answer_record
 from kgqa.data import asked_question
 from kgqa.errors import KgqaError
 from kgqa.serve.monitoring import Monitoring
@@ -106,8 +106,7 @@ def _record(question: str, answered: Answered, min_confidence: float) -> dict:
     """A question's answer as `/ask` returns it: the answer string (null below the minimum
     confidence, "" where no KB key was reachable), its confidence, the top candidates, and the
     explanation where one was asked for."""
-    return {"question": question, **reply_json(answered.top, min_confidence),
-            "candidates": [c.as_json() for c in answered.top],
+    return {**answer_record(question, answered.top, min_confidence),
             **({"explanation": answered.explanation} if answered.explanation is not None else {})}
 
 
