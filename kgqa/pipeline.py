@@ -116,6 +116,9 @@ NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.8, "alike": 0.5}
 # meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
 # missing entity typed like a KB name is refused as often as were no near reading tried
 NEAR_TRUST = 0.75
+# a question naming no KB subject (no name found in it, exactly or near) asks about something the KB
+# lacks, or names it past recognition: its best candidate is about a subject it does not name, a guess
+UNNAMED_TRUST = 0.0
 
 
 class KGQA:
@@ -294,7 +297,8 @@ class KGQA:
         return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
 
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
-        """The readings' candidate sets, their texts encoded once for the beam and the likelihoods."""
+        """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
+        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`)."""
         if not readings:
             return []
         questions = [r.text for r in readings]
@@ -307,8 +311,9 @@ class KGQA:
         likelihoods = log_likelihoods(self.model, self.tokenizer, questions, targets,
                                       self.settings.max_question_tokens, encoded=encoded)
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
-                             *self.learned_evidence(q, question_facts))
-                for q, chosen, question_facts, scored, beam in zip(questions, keys, facts, likelihoods, beams)]
+                             *self.learned_evidence(q, question_facts), trust=1.0 if r.mentions else UNNAMED_TRUST)
+                for r, q, chosen, question_facts, scored, beam
+                in zip(readings, questions, keys, facts, likelihoods, beams)]
 
     def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray]:
         """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)

@@ -135,6 +135,24 @@ def test_a_candidate_is_never_said_to_be_surer_than_one_ranked_before_it(sample_
         assert confidences == pytest.approx([1 / (1 + np.exp(4.0))] * 3)  # the first's, not the others' 0.5
 
 
+def test_a_question_naming_nothing_the_kb_holds_gets_no_confidence(sample_kb):
+    # README's own example asked of the sample KB, which holds neither 刘晓华 nor the predicate: a
+    # calibrator sure of everything (as the sample's, fitted on a few dozen questions, was of this
+    # one: 0.98) gives its guess no confidence, while a question naming a KB subject keeps its own
+    _, _, tokenizer, index = sample_kb
+    model = scratch_model(tokenizer, TINY_SHAPE, 0)
+    width = len(FEATURE_NAMES)
+    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 4.0)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.5), reranker, calibrator)
+    for question in ("刘晓华主要讲什么课啊？", "这个东西是什么？"):
+        explained = qa.explain(question)
+        assert explained.mentions == [] and explained.chosen is not None  # a best guess, shown as such
+        assert explained.chosen.confidence == 0.0 and not explained.answered
+        assert qa.ask([question])[0][0].confidence == 0.0
+    assert qa.ask(["胡洋英是哪个学校毕业的？"])[0][0].confidence == pytest.approx(1 / (1 + np.exp(-4.0)))
+
+
 def _question():
     from kgqa.data import Question
     return Question(1, "胡洋英是哪个学校毕业的？")
