@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from kgqa.cli import main
 from kgqa.kb.build import ensure_index
 from kgqa.kb.triples import read_kb
 from kgqa.model.seq2seq import ScratchShape
@@ -27,6 +27,15 @@ def write(path, text: str | bytes) -> str:
     with open(path, mode, **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as handle:
         handle.write(text)
     return str(path)
+
+
+def stand_in(directory) -> list[str]:
+    """`--checkpoint` and `--kb` options that pass the options' own checks, for a test that stands a
+    pipeline of its own in for the one they would open: a directory holding only `kgqa.json`, and the
+    sample's KB."""
+    os.makedirs(directory, exist_ok=True)
+    write(os.path.join(directory, "kgqa.json"), "{}")
+    return ["--checkpoint", str(directory), "--kb", os.path.join(SAMPLE, "kb.tsv")]
 
 
 TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]  # as CLI options

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from kgqa.cli import main
 from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
 
-from conftest import ROOT, SAMPLE, write
+from conftest import ROOT, SAMPLE, stand_in, write
 
 
 def test_train_predict_returns_the_exact_answers_it_learned(overfit):
@@ -394,7 +394,7 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
         "int8", "near_margin", "min_confidence"}
     arguments = {"predict": [f"{SAMPLE}/dev.json", "-o", str(tmp_path / "out.json")], "ask": ["问题"],
                  "serve": ["--port", "0"], "submit": [f"{SAMPLE}/test.json", "-o", str(tmp_path / "submit")]}[command]
-    result = CliRunner().invoke(main, [command, *arguments, "--checkpoint", "ck", "--kb", "kb", *given])
+    result = CliRunner().invoke(main, [command, *arguments, *stand_in(tmp_path / "ck"), *given])
     assert isinstance(result.exception, Opened), result.output
     assert result.exception.args[0] == DecodeSettings(beams=7, top_k=result.exception.args[0].top_k,
                                                       restrict_mentions=False, lookahead=0.5, mention_lookahead=0.0,

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import (BartConfig, BartForConditionalGeneration, MT5Config, MT5ForConditionalGeneration,
                           PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration)
 
-from cli import main
+from kgqa.cli import main
 from kgqa.kb.build import ensure_index
 from kgqa.kb.triples import read_kb
 from kgqa.model.tokenizer import HFTokenizer

@@ -9,7 +9,7 @@ from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.serve.app import make_app
 from kgqa.serve.workers import ThreadWorker
 
-from conftest import SAMPLE, TINY_SHAPE, write
+from conftest import SAMPLE, TINY_SHAPE, stand_in, write
 
 
 @pytest.fixture(scope="module")
@@ -366,17 +366,17 @@ def test_only_loopback_binds_skip_the_no_authentication_warning_and_get_the_host
 
 
 @pytest.mark.parametrize("host, guarded", [("127.0.0.1", True), ("0.0.0.0", False)])
-def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypatch, host, guarded):
+def test_kgqa_serve_warns_off_loopback_and_guards_host_names_on_it(qa, monkeypatch, tmp_path, host, guarded):
     """The command itself: bound to a non-loopback address it warns that anyone can ask, and serves
     any Host name; on loopback it does not warn, and refuses a rebound name."""
-    import cli
+    import kgqa.cli as cli
     import kgqa.serve.app
     from click.testing import CliRunner
 
     served = {}
     monkeypatch.setattr(cli, "_open", lambda **options: qa)
     monkeypatch.setattr(kgqa.serve.app.web, "run_app", lambda app, sock, **options: served.update(app=app, sock=sock))
-    result = CliRunner().invoke(cli.main, ["serve", "--host", host, "--port", "0", "--checkpoint", "ck", "--kb", "kb"])
+    result = CliRunner().invoke(cli.main, ["serve", "--host", host, "--port", "0", *stand_in(tmp_path / "ck")])
     served["sock"].close()
     assert result.exit_code == 0, result.output
     assert ("is not loopback and kgqa serve has no API key" in result.output) is not guarded
@@ -527,18 +527,18 @@ def test_metrics_count_requests_answers_abstentions_batches_and_the_index(qa):
 ], ids=["missing-file", "empty-file", "twice", "blank-env"])
 def test_a_key_that_cannot_be_used_ends_kgqa_serve_in_one_line_before_loading(qa, monkeypatch, tmp_path, options, env,
                                                                               message):
-    import cli
+    import kgqa.cli as cli
     from click.testing import CliRunner
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "empty-key", "\n")
     monkeypatch.setattr(cli, "_open", lambda **options: pytest.fail("the model was loaded"))
-    result = CliRunner().invoke(cli.main, ["serve", "--port", "0", "--checkpoint", "ck", "--kb", "kb", *options], env=env)
+    result = CliRunner().invoke(cli.main, ["serve", "--port", "0", *stand_in(tmp_path / "ck"), *options], env=env)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
 
 
 def test_kgqa_serve_reads_its_key_from_the_environment_or_a_file_and_guards_with_it(qa, monkeypatch, tmp_path):
-    import cli
+    import kgqa.cli as cli
     import kgqa.serve.app
     from click.testing import CliRunner
 
@@ -548,8 +548,8 @@ def test_kgqa_serve_reads_its_key_from_the_environment_or_a_file_and_guards_with
     key_file = write(tmp_path / "key", "from-file\nignored\n")
     statuses = []
     for options, env, key in ([], {"KGQA_API_KEY": "from-env"}, "from-env"), (["--api-key-file", key_file], {}, "from-file"):
-        result = CliRunner().invoke(cli.main, ["serve", "--host", "0.0.0.0", "--port", "0", "--checkpoint", "ck",
-                                               "--kb", "kb", *options], env=env)
+        result = CliRunner().invoke(cli.main, ["serve", "--host", "0.0.0.0", "--port", "0",
+                                               *stand_in(tmp_path / "ck"), *options], env=env)
         served["sock"].close()
         assert result.exit_code == 0 and "no API key" not in result.output
 

@@ -162,7 +162,7 @@ def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
 def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicates(tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from kgqa.cli import main
     from kgqa.rank.features import FEATURE_NAMES
     from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker

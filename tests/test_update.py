@@ -7,7 +7,7 @@ import random
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from kgqa.cli import main
 from kgqa.errors import KgqaError
 from kgqa.kb.build import build_index, ensure_index
 from kgqa.kb.contents import contents

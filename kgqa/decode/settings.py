@@ -1,6 +1,6 @@
 """The decoding settings: one dataclass whose defaults are the defaults everywhere (the library,
 `kgqa predict/ask/serve/submit`'s options, training's per-epoch scoring, the service's batches).
-Each field's `help` metadata is its command-line option's help: `cli.py` derives the decoding
+Each field's `help` metadata is its command-line option's help: `kgqa/cli.py` derives the decoding
 options from these fields, so a new setting is one field here. Its own light module so the CLI
 can build its options without importing torch.
 """

@@ -1,0 +1,484 @@
+"""`kgqa`: a thin click layer over the library; every command is a few lines over `kgqa.*`
+(`cli.py` at the repository's top runs it from a source tree)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import zipfile
+from typing import TYPE_CHECKING
+
+import click
+
+from kgqa.errors import KgqaError
+
+if TYPE_CHECKING:  # imported inside the commands: `kgqa --help` loads no torch
+    from kgqa.pipeline import Explanation
+
+
+def _user_errors(command):
+    """A KgqaError becomes one line on stderr and exit code 1, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KgqaError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+_device_option = click.option("--device", default="auto", show_default=True,
+                              help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
+
+
+_INDEX_COMMANDS = ("index", "update", "merge")  # no model: transformers (half a second to import) left unloaded
+
+
+@click.group()
+@click.pass_context
+def main(context: click.Context) -> None:
+    """Answer Chinese one-hop questions over a knowledge graph (KgCLUE)."""
+    if context.invoked_subcommand in _INDEX_COMMANDS:
+        return
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def _tokenizer_of(checkpoint: str | None):
+    """The tokenizer of a checkpoint, its model left unloaded: the index commands need no torch
+    (seconds to import)."""
+    from kgqa.model.checkpoint_settings import checkpoint_tokenizer
+
+    if checkpoint is None:
+        raise click.UsageError("--checkpoint is needed: the index stores token ids of its tokenizer")
+    return checkpoint_tokenizer(checkpoint)[0]
+
+
+@main.command()
+@click.argument("kb", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Index directory to write.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad KB line instead of skipping it.")
+@click.option("--segment-triples", type=click.IntRange(min=1), default=None,
+              help="Split a larger KB into segments of about this many triples; the build's memory is "
+                   "about 250 bytes a triple of one segment [25,000,000].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Build this many segments at once (memory: that many segments').")
+@_user_errors
+def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_triples: int | None, jobs: int) -> None:
+    """Build the persistent KB index (key trie + object store) once.
+
+    OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
+    from kgqa.files import readable_file
+    from kgqa.kb.build import SEGMENT_TRIPLES, build_index, index_lock
+    from kgqa.files import file_sha256
+
+    readable_file(kb, "a KB file")
+    tokenizer = _tokenizer_of(checkpoint)
+    with index_lock(output):
+        built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,
+                            segment_triples=segment_triples or SEGMENT_TRIPLES, jobs=jobs)
+    h = built.header
+    click.echo(f"{output}: {h['triples']} triples in {len(h['segments'])} segment(s), "
+               f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"
+               + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
+
+
+@main.command()
+@click.argument("changes", type=click.Path())
+@click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to update.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad line of CHANGES instead of skipping it.")
+@click.option("--no-merge", is_flag=True, help="Leave merging segments to a later `kgqa merge`.")
+@_user_errors
+def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, no_merge: bool) -> None:
+    """Apply CHANGES (`+<TAB>S<TAB>P<TAB>O` adds a triple, `-<TAB>S<TAB>P<TAB>O` removes one) to
+    an index in place, without a rebuild: one new segment of the subjects they touch, then the
+    merge policy; `kgqa serve --index` takes the update up between batches."""
+    from kgqa.kb.update import update_index
+
+    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), strict=strict, merge=not no_merge)
+    for warning in report.warnings(changes):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed; {updated.triples} triples "
+               f"in {len(updated.segments)} segment(s); committed in {report.seconds:.2f} s"
+               + (f", then {len(report.merges)} merges in {report.merge_seconds:.2f} s" if report.merges else ""))
+
+
+@main.command()
+@click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to merge.")
+@click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
+@click.option("--segments", type=click.IntRange(min=1), default=None,
+              help="Merge the smallest segments until at most this many are left (default: the merge policy's merges).")
+@_user_errors
+def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
+    """Merge an index's segments in place (`kgqa update` runs the policy itself unless --no-merge)."""
+    from kgqa.kb.build import is_index
+    from kgqa.kb.index import KBIndex
+    from kgqa.kb.merge import merge_index
+
+    if not is_index(index_dir):
+        raise KgqaError("not a kgqa index (build one with `kgqa index`)", index_dir)
+    tokenizer = _tokenizer_of(checkpoint)
+    counts = merge_index(index_dir, tokenizer, segments)
+    merged = KBIndex(index_dir, tokenizer)
+    click.echo(f"{index_dir}: {len(counts)} merges; {merged.triples} triples in {len(merged.segments)} segment(s)")
+
+
+@main.command()
+@click.option("--train", "train_file", required=True, type=click.Path(), help="KgCLUE train.json")
+@click.option("--dev", type=click.Path(), help="KgCLUE dev.json, reported each epoch (never used to choose the checkpoint).")
+@click.option("--kb", required=True, type=click.Path(), help="Knowledge base, S<TAB>P<TAB>O lines.")
+@click.option("--model", default="scratch", show_default=True,
+              help="'scratch' or a local/hub seq2seq checkpoint (T5, mT5, BART).")
+@click.option("--output", default="checkpoints/kgclue", show_default=True, type=click.Path())
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--kb-questions", type=click.IntRange(min=0), default=None, help="KB-generated questions added per epoch.")
+@click.option("--d-model", type=click.IntRange(min=1), default=None, help="Scratch model width.")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Scratch encoder and decoder layers.")
+@click.option("--dev-limit", type=click.IntRange(min=0), default=None, help="Dev questions scored per epoch (0: all).")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_device_option
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split each batch into this many micro-batches (less memory, same gradient).")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
+@_user_errors
+def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, d_model, layers,
+          dev_limit, holdout, seed, device, grad_accum, resume) -> None:
+    """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
+    from dataclasses import replace
+
+    from kgqa.model.seq2seq import ScratchShape
+    from kgqa.train import TrainConfig, train as run
+
+    config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
+                         device=device, grad_accum=grad_accum)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
+                 "holdout": holdout}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if dev_limit is not None:
+        config.dev_limit = dev_limit or None
+    if d_model is not None or layers is not None:
+        shape = ScratchShape()
+        width = d_model or shape.d_model
+        depth = layers or shape.num_layers
+        config.shape = replace(shape, d_model=width, d_ff=4 * width, num_layers=depth, num_decoder_layers=depth)
+    best = run(config)
+    click.echo(f"best held-out: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
+
+
+@main.command("fit-reranker")
+@click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory.")
+@click.option("--train", "train_file", required=True, type=click.Path(), help="The train.json it was trained on.")
+@click.option("--kb", required=True, type=click.Path(), help="Knowledge base file.")
+@click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache).")
+@_device_option
+@_user_errors
+def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
+    """Fit the checkpoint's answer kinds, naming weights and question wording (on the questions it
+    trained on), reranker and confidence calibrator (on the predicates its training held out) again:
+    for a checkpoint an older kgqa fitted (other features, no calibrator, no answer kinds, no
+    wording to try two-character near names by)."""
+    from kgqa.train import refit_reranker
+
+    reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
+    if reranker is None:
+        raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
+    fitted = "answer kinds, naming weights, question wording, reranker" + (" and calibrator" if calibrator else "")
+    click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the reranker on {held} held-out questions "
+               f"(gold among candidates: {100 * reach:.1f}%)")
+
+
+def _paths_checked(command):
+    """A checkpoint or KB path that names none is said at once, once every option is parsed (a
+    usage error first) and before seconds of loading torch."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from kgqa.files import readable_file
+        from kgqa.model.checkpoint_settings import read_settings
+
+        try:
+            read_settings(kwargs["checkpoint"])
+            readable_file(kwargs["kb"], "a KB file")
+        except KgqaError as error:
+            raise click.ClickException(str(error)) from None
+        return command(*args, **kwargs)
+    return wrapper
+
+
+def _decode_options(command):
+    """The options of the commands that answer: the checkpoint, the KB, and one per
+    `DecodeSettings` field that has help (a flag pair for a boolean)."""
+    from dataclasses import fields
+
+    from kgqa.decode.settings import DecodeSettings
+
+    options = [
+        click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
+        click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
+        click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
+    ]
+    for setting in fields(DecodeSettings):
+        if "help" not in setting.metadata:
+            continue
+        flag = setting.metadata.get("flag", setting.name.replace("_", "-"))
+        if isinstance(setting.default, bool):
+            options.append(click.option(f"--{flag}/--no-{flag}", setting.name, default=setting.default,
+                                        show_default=True, help=setting.metadata["help"]))
+        else:
+            kind = click.IntRange if isinstance(setting.default, int) else click.FloatRange
+            bounds = kind(min=setting.metadata.get("min"), max=setting.metadata.get("max"))
+            options.append(click.option(f"--{flag}", setting.name, type=bounds,
+                                        default=setting.default, show_default=True, help=setting.metadata["help"]))
+    command = _paths_checked(command)
+    for option in reversed(options + [_device_option]):
+        command = option(command)
+    return command
+
+
+def _open(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: int = 1, **settings):
+    """The pipeline the answering commands run: `settings` are `DecodeSettings` fields, by name."""
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.pipeline import KGQA
+
+    return KGQA.from_checkpoint(checkpoint, kb, index_dir, DecodeSettings(top_k=top_k, **settings), progress=True,
+                                device=device)
+
+
+@main.command()
+@click.argument("questions", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Answers, JSON lines.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Candidates listed per question.")
+@_decode_options
+@_user_errors
+def predict(questions, output, top_k, **decode) -> None:
+    """Answer a KgCLUE question file: one `{"id", "question", "answer", "confidence"}` line per id,
+    in order ("answer" empty where no KB key is reachable or the confidence is below
+    --min-confidence; "confidence" where the checkpoint has a calibrator; with --top-k above 1,
+    "candidates" too, each with its score and confidence).
+
+    Killed and run again with the same arguments, it resumes from OUTPUT.partial. Under
+    `torchrun --nproc_per_node N`, N processes (one GPU each, or CPU processes) share the file
+    and write the one output."""
+    from kgqa.data import write_answers
+    from kgqa.journal import answer_file
+
+    for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), "prediction"):
+        write_answers(output, records)  # under torchrun, by rank 0 alone
+        unanswered = sum(1 for record in records if not record["answer"])
+        click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
+
+
+@main.command()
+@click.argument("question", required=False)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates shown.")
+@click.option("--explain", is_flag=True, help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON line.")
+@_decode_options
+@_user_errors
+def ask(question, top_k, explain, as_json, **decode) -> None:
+    """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
+    from kgqa.data import asked_question
+
+    from kgqa.candidate import answer_record
+
+    qa = _open(top_k=top_k, **decode)
+
+    def show(text: str) -> None:
+        try:
+            text = asked_question(text)
+        except ValueError as problem:
+            raise KgqaError(str(problem)) from None
+        explanation = qa.explain(text)
+        if as_json:  # the service's record; with --explain, the service's explanation
+            record = explanation.as_json() if explain else answer_record(text, explanation.top, qa.settings.min_confidence)
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            _print_explanation(explanation, top_k, explain)
+
+    if question is not None:  # given, even empty (bad input, said as such); none: the prompt
+        show(question)
+        return
+    while True:
+        try:
+            text = input("问题> ").strip()
+        except EOFError:
+            break
+        if text:
+            try:
+                show(text)
+            except KgqaError as error:  # a question that cannot be asked ends that question, not the prompt
+                click.echo(f"error: {error}", err=True)
+
+
+def _print_explanation(explanation: "Explanation", top_k: int, everything: bool) -> None:
+    """`kgqa ask`'s text: the object first, where it came from, the top-k candidates; with
+    `everything` the mentions, the beam, each candidate's evidence and the homonyms too."""
+    chosen = explanation.chosen
+    confidence = f" · confidence {chosen.confidence:.2f}" if chosen and chosen.confidence is not None else ""
+    if chosen is None:
+        click.echo("(no KB key reachable)")
+    elif explanation.answered:
+        click.echo(chosen.obj)
+        click.echo(f"  from {chosen.subject} · {chosen.predicate}{confidence}")
+    else:
+        click.echo(f"(no answer in the KB: the best candidate's confidence {chosen.confidence:.2f} is below "
+                   f"{explanation.min_confidence:g})")
+        click.echo(f"  best guess: {chosen.obj}, from {chosen.subject} · {chosen.predicate}")
+    for match in explanation.reading.matches:  # the answer's own name, and any name read from a near one
+        if everything or match.differing or chosen and match.surface == chosen.surface:
+            click.echo(f"  {match}")
+    if chosen and chosen.alternatives:
+        click.echo(f"  ambiguous: the question does not say which {chosen.surface}; side by side:")
+        for subject, obj in [(chosen.subject, chosen.obj)] + chosen.alternatives:
+            click.echo(f"    {subject}: {obj}")
+    listed = [r.candidate for r in explanation.candidates] if explanation.reranked else explanation.beam
+    for rank, c in enumerate(listed[:top_k], start=1):
+        click.echo(f"  {rank}. {c.score:8.3f}  {c.answer()}")
+    if not everything:
+        return
+    if explanation.reading.text != explanation.question:
+        click.echo(f"read as: {explanation.reading.text}")
+    click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
+    click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
+    click.echo("candidates (score; share of the question naming the predicate; share of the subject's fit to the "
+               "kind of answer asked for; share of the object its subject's name holds; model log-likelihood):")
+    for r in explanation.candidates:
+        f = r.features
+        click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  "
+                   f"{f['object_in_subject']:.2f}  {f['log_likelihood']:8.2f}  {r.candidate.answer()}")
+    click.echo("homonyms of the chosen subject: " + ", ".join(
+        (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
+        + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates per answer.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Answering processes (1: a thread of the serving process); from 2 on, each has its own model, all "
+                   "share the index, and one more process answers lone questions at once (see --no-lane).")
+@click.option("--lane/--no-lane", default=True, show_default=True,
+              help="With --workers 2 or more: a process kept for lone questions, so one never waits behind a batch.")
+@click.option("--api-key", envvar="KGQA_API_KEY", help="Key /ask and /metrics require (Authorization: Bearer KEY); "
+                                                      "also read from KGQA_API_KEY.")
+@click.option("--api-key-file", type=click.Path(), help="A file holding the key (its first line).")
+@click.option("--client-header", help="Tell clients apart by this header (set by a trusted proxy) instead of their "
+                                      "address.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a stopped service (SIGTERM, Ctrl-C) gives the requests in flight.")
+@_decode_options
+@_user_errors
+def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, **decode) -> None:
+    """HTTP service: POST /ask, GET /health, GET /metrics, and a page at / to ask from a browser."""
+    from kgqa.serve.app import is_loopback, listen, serve as run
+
+    key = _api_key(api_key, api_key_file)
+    sock = listen(host, port)
+    answering = _workers(workers, lane, top_k, decode)
+    if not is_loopback(host) and key is None:
+        click.echo(f"warning: {host} is not loopback and kgqa serve has no API key: anyone who can reach "
+                   f"{host}:{port} can ask it questions (give --api-key-file or KGQA_API_KEY)", err=True)
+    click.echo(f"kgqa: serving on http://{host}:{port}" + (f" with {workers} workers" if workers > 1 else ""), err=True)
+    run(answering, sock, api_key=key, client_header=client_header, drain_s=drain_timeout)
+
+
+def _api_key(given: str | None, path: str | None) -> str | None:
+    """The service's key, from --api-key (or KGQA_API_KEY) or the first line of --api-key-file."""
+    if given is not None and path is not None:
+        raise click.UsageError("give the key once: --api-key (or KGQA_API_KEY) or --api-key-file")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                given = handle.readline().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise KgqaError(f"cannot read the API key ({getattr(error, 'strerror', None) or error})", path) from None
+        if not given:
+            raise KgqaError("the API key file's first line is empty", path)
+    elif given is not None and not given.strip():
+        raise click.UsageError("the API key is empty")
+    return given.strip() if given is not None else None
+
+
+def _workers(count: int, lane: bool, top_k: int, decode: dict) -> list:
+    """The service's answering workers: the pipeline on a thread, or `count` processes (threads
+    shared out over the cores, batches at a lower priority) and the lane's."""
+    from kgqa.serve.workers import ThreadWorker
+
+    if count == 1:
+        return [ThreadWorker(_open(top_k=top_k, **decode))]
+    from dataclasses import replace
+
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.serve.workers import BATCH_NICENESS, Opening, ProcessWorker
+
+    checkpoint, kb, index_dir, device = (decode.pop(name) for name in ("checkpoint", "kb", "index_dir", "device"))
+    threads = max(1, len(os.sched_getaffinity(0)) // count)
+    opening = Opening(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **decode), threads)
+    workers = [ProcessWorker(replace(opening, nice=BATCH_NICENESS), str(n)) for n in range(count)]
+    workers += [ProcessWorker(opening, "lane", lane=True)] if lane else []
+    try:
+        workers[0].start()  # alone: it builds the index where none is cached yet
+        for worker in workers[1:]:
+            worker.launch()
+        for worker in workers[1:]:
+            worker.ready()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
+
+
+@main.command()
+@click.argument("test", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Directory for the upload files.")
+@_decode_options
+@_user_errors
+def submit(test, output, **decode) -> None:
+    """Write kgclue_predict.json and kgclue_predict.zip, the CLUE leaderboard upload."""
+    from kgqa.data import write_answers
+    from kgqa.files import atomic_file
+    from kgqa.journal import answer_file
+
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise KgqaError("is a file, expected a directory for the upload files", output)
+    json_path = os.path.join(output, "kgclue_predict.json")
+    for records in answer_file(test, json_path, lambda: _open(**decode), "leaderboard"):
+        write_answers(json_path, records)
+        with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.write(json_path, "kgclue_predict.json")
+        click.echo(f"{output}: kgclue_predict.json and kgclue_predict.zip, {len(records)} answers")
+
+
+@main.command()
+@click.argument("pred", type=click.Path())
+@click.argument("gold", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the metric table as JSON.")
+@_user_errors
+def evaluate(pred: str, gold: str, as_json: bool) -> None:
+    """KgCLUE's official metric; score = (EM_O + F1_O) / 2. Missing predictions count as wrong."""
+    from kgqa.metrics import score_files
+
+    table, near = score_files(pred, gold)
+    if near:  # 1, "1" and 1.0 are different ids to KgCLUE's scorer too, but nobody means that
+        gold_id, pred_id = near[0]
+        click.echo(f"warning: {len(near)} gold ids match a prediction id only as text (gold {json.dumps(gold_id)}, "
+                   f"prediction {json.dumps(pred_id)}); they count as missing", err=True)
+    if as_json:
+        click.echo(json.dumps(table, ensure_ascii=False))
+        return
+    for name, value in table.items():
+        click.echo(f"{name:>8}  {value}")
