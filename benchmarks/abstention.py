@@ -69,12 +69,12 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
                 for name in SIGNALS:
                     found[name].append(-np.inf)
                 continue
-            scores = qa.reranker.scores(candidates.features)
+            scores = qa.fitted.reranker.scores(candidates.features)
             best = ranking(scores)[:1]
             signals = signal_rows(candidates, scores, best)
             top = candidates.facts[best[0]]
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
-            found["confidence"].append(float(qa.calibrator.probabilities(signals)[0]) * candidates.trust)
+            found["confidence"].append(float(qa.fitted.calibrator.probabilities(signals)[0]) * candidates.trust)
             found["reranker"].append(float(np.exp(signals[0, share])))
             found["beam"].append(float(np.exp(candidates.beam[0].score)) if candidates.beam else 0.0)
     return {"right": np.array(right), "read": np.array(texts),
@@ -154,7 +154,7 @@ def main() -> None:
     print(f"{len(dev)} dev questions; over the copy: {(kinds == 'answerable').sum()} answerable, "
           f"{(kinds == 'fact').sum()} missing fact, {(kinds == 'entity').sum()} missing entity")
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, progress=True)
-    if qa.reranker is None or qa.calibrator is None:
+    if qa.fitted.reranker is None or qa.fitted.calibrator is None:
         raise SystemExit(f"{args.checkpoint} has no reranker or no confidence calibrator: run kgqa fit-reranker")
     full = readings(qa, questions, golds)
     qa_copy = KGQA.from_checkpoint(args.checkpoint, copy, progress=True)

@@ -25,10 +25,7 @@ from kgqa.metrics import score  # noqa: E402
 from kgqa.model.seq2seq import pick_device  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
-from kgqa.rank.confidence import Calibrator  # noqa: E402
-from kgqa.rank.naming import Naming  # noqa: E402
-from kgqa.rank.reranker import Reranker  # noqa: E402
+from kgqa.rank.bundle import Fitted  # noqa: E402
 
 COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
 
@@ -81,13 +78,12 @@ def main() -> None:
                ("+ predicate look-ahead 1.0", replace(beam_only, lookahead=1.0, mention_lookahead=0.0))]
     configs += [(f"+ mention look-ahead {w}", replace(beam_only, mention_lookahead=w)) for w in args.mention_lookahead]
     default = replace(default, beams=args.beams)
-    # the reranker with the evidence it was fitted over (answer kinds, naming weights) and its
-    # calibrator: what `kgqa predict` answers with
-    reranker, *learned = (kind.load(args.checkpoint) for kind in (Reranker, Calibrator, AnswerKinds, Naming))
+    fitted = Fitted.load(args.checkpoint)  # what `kgqa predict` answers with
+    reranker = fitted.reranker
     if reranker is not None:
         configs.append(("+ reranker (the default)", default))
     for name, settings in configs:
-        qa = KGQA(model, tokenizer, index, settings, *((reranker, *learned) if settings.rerank else ()))
+        qa = KGQA(model, tokenizer, index, settings, fitted if settings.rerank else None)
         started = time.time()
         found = qa.ask([q.question for q in dev])
         rows.append((name, [c[0].answer() if c else "" for c in found], time.time() - started))

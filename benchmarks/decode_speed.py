@@ -24,7 +24,7 @@ from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import encode_questions, extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.reranker import Reranker  # noqa: E402
+from kgqa.rank.bundle import Fitted  # noqa: E402
 
 def main() -> None:
     parser = arguments(__doc__, limit=512)
@@ -68,11 +68,11 @@ def main() -> None:
             free += unconstrained(batch, batch_steps)
     logic = sum(SPENT.values())
 
-    reranker = Reranker.load(args.checkpoint)
+    fitted = Fitted.load(args.checkpoint)  # the default pipeline: every model the checkpoint fitted
     full = None
-    if reranker is not None:
+    if fitted.reranker is not None:
         started = time.perf_counter()
-        KGQA(model, tokenizer, index, settings, reranker).ask(questions)
+        KGQA(model, tokenizer, index, settings, fitted).ask(questions)
         full = time.perf_counter() - started
 
     n = len(questions)

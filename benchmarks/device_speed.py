@@ -2,11 +2,14 @@
 device (random weights: speed does not depend on what they learned), with the trie constraint's
 share of the constrained decode.
 
-    python benchmarks/device_speed.py --tokenizer CK/tokenizer [--device auto] [--kb KB] [--questions DEV] [--limit 256]
+    python benchmarks/device_speed.py --tokenizer CK/tokenizer [--fitted CK] [--device auto] [--kb KB] [--questions DEV]
+        [--limit 256]
 
 For each model: training tokens/s (question + target tokens, padding excluded; batch 64, AdamW,
 bf16 autocast on a GPU) after warm-up; questions/s of the trie-constrained beam (4 beams, batches
-of 32) and of the full pipeline with a reranker; the seconds spent in the constraint and the
+of 32) and of the default pipeline (the reranker, calibrator and the evidence they read, borrowed
+from checkpoint `--fitted`, by default the tokenizer's: random weights read them as a trained
+model's would be read, so the work is the same); the seconds spent in the constraint and the
 look-ahead (CPU work on the trie, then one transfer a step) as a share of the constrained decode.
 """
 from __future__ import annotations
@@ -25,8 +28,7 @@ from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import ScratchShape, count_parameters, pick_device, scratch_model  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.features import FEATURE_NAMES  # noqa: E402
-from kgqa.rank.reranker import Reranker  # noqa: E402
+from kgqa.rank.bundle import Fitted  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
 from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 
@@ -84,6 +86,8 @@ def decoding_speed(qa: KGQA, questions: list[str], device: torch.device) -> tupl
 def main() -> None:
     parser = arguments(__doc__, checkpoint=False, limit=256, device="auto")
     parser.add_argument("--tokenizer", required=True, help="A checkpoint's tokenizer/ directory.")
+    parser.add_argument("--fitted", help="the checkpoint whose fitted models the default pipeline borrows "
+                                         "(default: the tokenizer's)")
     parser.add_argument("--train", default=os.path.join(DATA, "train.json"))
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
@@ -94,18 +98,19 @@ def main() -> None:
     index = ensure_index(args.kb, tokenizer)
     pairs = training_pairs(read_questions(args.train, need_answers=True))
     questions = [q.question for q in harness.questions(args)]
-    n = len(FEATURE_NAMES)
-    reranker = Reranker([0.0] * n, [1.0] * n, [1.0] + [0.0] * (n - 1))  # any weights: the work is the same
+    fitted = Fitted.load(args.fitted or os.path.dirname(os.path.normpath(args.tokenizer)))
+    if fitted.reranker is None:
+        raise SystemExit(f"{args.fitted or args.tokenizer}: no fitted reranker to borrow (kgqa fit-reranker)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}\n")
-    print("| model | parameters | training tokens/s | constrained beam questions/s | beam + reranker questions/s "
+    print("| model | parameters | training tokens/s | constrained beam questions/s | default pipeline questions/s "
           "| constraint + look-ahead share of the beam |")
     print("|---|---|---|---|---|---|")
     for label, (shape, copy) in MODELS.items():
         torch.manual_seed(0)
         model = scratch_model(tokenizer, shape, 0, copy=copy).to(device)
         tokens_per_s = training_speed(model, tokenizer, pairs, device, args.steps)
-        qa = KGQA(model, tokenizer, index, DecodeSettings(), reranker)
+        qa = KGQA(model, tokenizer, index, DecodeSettings(), fitted)
         beam, full, share = decoding_speed(qa, questions, device)
         print(f"| {label} | {count_parameters(model) / 1e6:.1f}M | {tokens_per_s:,.0f} | {beam:.1f} | {full:.1f} | "
               f"{100 * share:.1f}% |", flush=True)

@@ -44,11 +44,8 @@ from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.model.seq2seq import count_parameters, pretrained_start  # noqa: E402
 from kgqa.model.stepper import Stepper  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
-from kgqa.rank.answer_kinds import AnswerKinds  # noqa: E402
 from kgqa.candidate import best_answer  # noqa: E402
-from kgqa.rank.confidence import Calibrator  # noqa: E402
-from kgqa.rank.naming import Naming  # noqa: E402
-from kgqa.rank.reranker import Reranker  # noqa: E402
+from kgqa.rank.bundle import Fitted  # noqa: E402
 from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 
 # NAME-generate: the same model answered through `generate` (the stepper off), its speed before the stepper ran BART
@@ -115,12 +112,12 @@ def answer_child(args, workdir: str) -> dict:
     index_s = time.perf_counter() - started
     questions = [q.question for q in read_questions(args.questions)]
     batched, alone = questions[: args.limit], questions[args.limit: args.limit + args.alone]
-    borrowed = tuple(kind.load(args.fitted) for kind in (Reranker, Calibrator, AnswerKinds, Naming))
+    borrowed = Fitted.load(args.fitted)
     result = {"index_s": round(index_s, 1)}
-    fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), *borrowed), batched, alone)
+    fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), borrowed), batched, alone)
     result.update(fp32)
     if args.int8:
-        int8, answers8 = _answering(KGQA(model, tokenizer, index, DecodeSettings(int8=True), *borrowed), batched,
+        int8, answers8 = _answering(KGQA(model, tokenizer, index, DecodeSettings(int8=True), borrowed), batched,
                                     alone)
         result.update({f"int8_{k}": v for k, v in int8.items()})
         result["int8_same_top1"] = f"{sum(a == b for a, b in zip(answers, answers8))}/{len(answers)}"

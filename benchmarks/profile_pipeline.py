@@ -141,17 +141,17 @@ def main() -> None:
     constant.__enter__()
     qa.ask(questions[: args.batch_size])  # warm: tail tries, allocator
     unhandled = SimpleNamespace(handles=lambda model: False)  # what a model the stepper cannot run sees
-    calibrator = qa.calibrator
+    calibrator = qa.fitted.calibrator
     for name in ([f"{args.baseline} (baseline)"] if args.baseline else []) + ["stepper + tree"]:
         generate.Stepper = unhandled if name == "generate (baseline)" else stepper.Stepper
         likelihood.Stepper = unhandled if name in ("rows (baseline)", "generate (baseline)") else stepper.Stepper
-        qa.calibrator = None if name == "no-confidence (baseline)" else calibrator
+        qa.fitted.calibrator = None if name == "no-confidence (baseline)" else calibrator
         wall, spent = profile(qa, questions)
         n = len(questions)
         if args.constant_forward:
             name += ", the model's arithmetic replaced by constants"
         print(f"\n{name}: {n} questions on {args.device}, batches of {args.batch_size}, {torch.get_num_threads()} threads, reranker "
-              f"{'on' if qa.reranking else 'absent'}, confidence {'on' if qa.calibrator else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
+              f"{'on' if qa.reranking else 'absent'}, confidence {'on' if qa.fitted.calibrator else 'absent'}: {n / wall:.1f} questions/s, {1000 * wall / n:.1f} ms each\n")
         print("| stage | ms per question | share |")
         print("|---|---|---|")
         for label, seconds in sorted(spent.items(), key=lambda item: -item[1]):

@@ -191,11 +191,11 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
     wording to try two-character near names by)."""
     from kgqa.train import refit_reranker
 
-    reranker, calibrator, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
-    if reranker is None:
+    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
+    if fitted.reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    fitted = "answer kinds, naming weights, question wording, reranker" + (" and calibrator" if calibrator else "")
-    click.echo(f"{checkpoint}: {fitted} fitted (named in fitted.json), the reranker on {held} held-out questions "
+    said = "answer kinds, naming weights, question wording, reranker" + (" and calibrator" if fitted.calibrator else "")
+    click.echo(f"{checkpoint}: {said} fitted (named in fitted.json), the reranker on {held} held-out questions "
                f"(gold among candidates: {100 * reach:.1f}%)")
 
 

@@ -20,14 +20,11 @@ from kgqa.model.likelihood import log_likelihoods
 from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
-from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.candidate import Candidate, abstains, reply_json
+from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
-from kgqa.rank.naming import Naming
-from kgqa.rank.confidence import Calibrator, alternatives, ranking, signal_rows
-from kgqa.rank.reranker import Reranker
-from kgqa.rank.wording import Wording
+from kgqa.rank.confidence import alternatives, ranking, signal_rows
 from kgqa.reading import Reading, read
 
 
@@ -123,28 +120,22 @@ UNNAMED_TRUST = 0.0
 
 class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
-                 settings: DecodeSettings | None = None, reranker: Reranker | None = None,
-                 calibrator: Calibrator | None = None, answer_kinds: AnswerKinds | None = None,
-                 naming: Naming | None = None, wording: Wording | None = None) -> None:
+                 settings: DecodeSettings | None = None, fitted: Fitted | None = None) -> None:
+        """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
+        confidence)."""
         self.settings = settings or DecodeSettings()
         self.model = quantized_int8(model.eval()) if self.settings.int8 else model.eval()
         self.tokenizer = tokenizer
         self.index = index
-        self.reranker = reranker
-        self.calibrator = calibrator  # each candidate's confidence, where the reranker ranks them
-        # the reranker's evidence learned from train: what kind of answer a question wants, and
-        # which of its characters name the predicate
-        self.answer_kinds = answer_kinds
-        self.naming = naming
-        self.wording = wording  # which two-character spans are question wording, never tried as a near name
-        if self.settings.min_confidence > 0 and not (self.reranking and calibrator is not None):
+        self.fitted = fitted or Fitted()
+        if self.settings.min_confidence > 0 and not (self.reranking and self.fitted.calibrator is not None):
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
         self.checkpoint: str | None = None  # the directory it was loaded from, if any
 
     @property
     def reranking(self) -> bool:
-        return self.reranker is not None and self.settings.rerank
+        return self.fitted.reranker is not None and self.settings.rerank
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
@@ -155,8 +146,7 @@ class KGQA:
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
         qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
-                 Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
-                 Naming.load(checkpoint), Wording.load(checkpoint))
+                 Fitted.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa
 
@@ -179,8 +169,8 @@ class KGQA:
                         self.index.directory)
             return False
         self.index = opened
-        if self.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
-            self.answer_kinds.profile.cache_clear()
+        if self.fitted.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
+            self.fitted.answer_kinds.profile.cache_clear()
         return True
 
     def ask(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
@@ -275,13 +265,13 @@ class KGQA:
         a calibrator to weigh them (else the gated reading)."""
         readings = list(readings)
         sets = self._read_once(readings)
-        if not (self.reranking and self.calibrator is not None):
+        if not (self.reranking and self.fitted.calibrator is not None):
             return readings, sets
         sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
         # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
         tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
                  if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)
-                 and not (near.near_kind == "short" and (self.wording is None or self.wording.ordinary(near.near_typed)))]
+                 and not (near.near_kind == "short" and self._ordinary(near.near_typed))]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
         for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
             surface, confidence = self._surest(other)
@@ -295,6 +285,11 @@ class KGQA:
         where it has none)."""
         ranked = self._ranked(candidate_set, 1)
         return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
+
+    def _ordinary(self, typed: str) -> bool:
+        """Whether two typed characters are ordinary question wording (so never tried as a near
+        name); all are, without the checkpoint's wording counts to tell."""
+        return self.fitted.wording is None or self.fitted.wording.ordinary(typed)
 
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
@@ -319,9 +314,9 @@ class KGQA:
         """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)
         and how much of the question names it (`Naming.scores`); zeros for what the checkpoint
         lacks (one an older kgqa fitted: its reranker then has other features anyway)."""
-        kinds = np.zeros(len(facts)) if self.answer_kinds is None else \
-            self.answer_kinds.scores(self.index, question, facts)
-        named = np.zeros((len(facts), 2)) if self.naming is None else self.naming.scores(question, facts)
+        kinds, naming = self.fitted.answer_kinds, self.fitted.naming
+        kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
+        named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
         return kinds, named
 
     def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
@@ -330,14 +325,15 @@ class KGQA:
         first); the first `confident` (None: all) with their confidence, where there is a calibrator
         (each at most the one before's)."""
         keys = candidate_set.keys
-        scores = self.reranker.scores(candidate_set.features) if self.reranking and keys else np.zeros(len(keys))
+        scores = self.fitted.reranker.scores(candidate_set.features) if self.reranking and keys else np.zeros(len(keys))
         order = ranking(scores)
         confidence: list[float | None] = [None] * len(order)
-        if self.reranking and self.calibrator is not None and keys:
+        calibrator = self.fitted.calibrator
+        if self.reranking and calibrator is not None and keys:
             signals = signal_rows(candidate_set, scores, order[:confident])
             # a candidate is never said to be surer than one ranked before it: the calibrator reads
             # each candidate alone, and would otherwise contradict the order shown
-            probabilities = np.minimum.accumulate(self.calibrator.probabilities(signals) * candidate_set.trust)
+            probabilities = np.minimum.accumulate(calibrator.probabilities(signals) * candidate_set.trust)
             confidence[: len(signals)] = probabilities.tolist()
         ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
                    candidate_set.features[k]) for rank, k in enumerate(order)]

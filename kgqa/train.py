@@ -39,14 +39,9 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.reading import read
 from kgqa.pipeline import KGQA
-from kgqa.rank.answer_kinds import fit_answer_kinds
 from kgqa.candidate import best_answer
-from kgqa.rank.confidence import Calibrator, fit_calibrator
-from kgqa.rank.fitted import remove_fitted
+from kgqa.rank.bundle import Fitted, Pairs, fit
 from kgqa.rank.features import CandidateSet
-from kgqa.rank.naming import fit_naming
-from kgqa.rank.wording import fit_wording
-from kgqa.rank.reranker import Reranker, fit_reranker
 
 
 @dataclass
@@ -173,11 +168,11 @@ def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
-                   index_dir: str | None = None) -> tuple[Reranker | None, Calibrator | None, float, int]:
-    """Fit a checkpoint's reranker and confidence calibrator again on the same held-out predicates
-    its training held out (the split is re-drawn from its saved share and seed): for a checkpoint
-    an older kgqa fitted. Returns (reranker, calibrator, gold reach, held-out questions); both are
-    saved beside the model."""
+                   index_dir: str | None = None) -> tuple[Fitted, float, int]:
+    """Fit a checkpoint's models (`rank.bundle.fit`) again, the reranker and calibrator on the same
+    held-out predicates its training held out (the split is re-drawn from its saved share and
+    seed): for a checkpoint an older kgqa fitted. Returns (what was fitted, gold reach, held-out
+    questions); each model is saved beside the weights."""
     saved = read_settings(checkpoint).get("train", {})
     holdout, seed = saved.get("holdout"), saved.get("seed")
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
@@ -186,42 +181,21 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
-    reranker, calibrator, reach = _fit_saved_reranker(checkpoint, index, pick_device(device), decoding,
-                                                      read_pairs(index, training_pairs(kept)), held, seed)
-    return reranker, calibrator, reach, len(held)
+    fitted, reach = _fit_beside(checkpoint, index, pick_device(device), decoding,
+                                read_pairs(index, training_pairs(kept)), held, seed)
+    return fitted, reach, len(held)
 
 
-def _fit_saved_reranker(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                        pairs: list[tuple[str, tuple[str, str, str]]], held: list[Question], seed: int
-                        ) -> tuple[Reranker | None, Calibrator | None, float]:
-    """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
-    trained on), then the reranker of the checkpoint's model on `held` and the confidence calibrator
-    over it, and save all five beside the model (opened without KGQA.from_checkpoint: its reranker
-    is the one being replaced). Also returns the share of `held` whose gold key is among the candidates (the
-    reranker's ceiling)."""
+def _fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
+                pairs: Pairs, held: list[Question], seed: int) -> tuple[Fitted, float]:
+    """`rank.bundle.fit` for the checkpoint's model (opened without KGQA.from_checkpoint: its
+    fitted models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    kinds = fit_answer_kinds(index, pairs, seed)
-    if kinds is not None:
-        kinds.save(checkpoint)
-    else:
-        remove_fitted(checkpoint, "answer_kinds")
-    naming = fit_naming(pairs)
-    naming.save(checkpoint)
-    fit_wording(pairs).save(checkpoint)  # read by the pipeline's near readings, not by the fit below
-    qa = KGQA(model, index.tokenizer, index, decoding, answer_kinds=kinds, naming=naming)
-    candidate_sets = held_out_candidates(qa, held)
-    golds = [q.gold() for q in held]
-    positions = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(candidate_sets, golds)]
-    reranker, l2 = fit_reranker([(f.features, k) for f, k in zip(candidate_sets, positions) if k is not None],
-                                [gold[1] for gold, k in zip(golds, positions) if k is not None])
-    calibrator = fit_calibrator(candidate_sets, golds, l2) if reranker is not None else None
-    for fitted in (reranker, calibrator):
-        if fitted is not None:
-            fitted.save(checkpoint)
-    if calibrator is None:
-        remove_fitted(checkpoint, "calibrator")  # it calibrated a reranker that is gone
-    return reranker, calibrator, sum(k is not None for k in positions) / len(held)
+    fitted, reach = fit(index, pairs, held, seed, lambda evidence, questions: held_out_candidates(
+        KGQA(model, index.tokenizer, index, decoding, evidence), questions))
+    fitted.save(checkpoint)
+    return fitted, reach
 
 
 def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, rank: int
@@ -307,13 +281,13 @@ def _seeded(seed: int) -> None:
 
 
 def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                    pairs: list[tuple[str, tuple[str, str, str]]], held: list[Question], seed: int) -> None:
+                    pairs: Pairs, held: list[Question], seed: int) -> None:
     """Training's last step: the best checkpoint's reranker and calibrator, said in one line."""
-    reranker, calibrator, reach = _fit_saved_reranker(best_dir, index, device, decoding, pairs, held, seed)
-    if reranker is None:
+    fitted, reach = _fit_beside(best_dir, index, device, decoding, pairs, held, seed)
+    if fitted.reranker is None:
         tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
     else:
-        tqdm.write(f"reranker {'and confidence calibrator ' if calibrator else ''}fitted on {len(held)} held-out "
+        tqdm.write(f"reranker {'and confidence calibrator ' if fitted.calibrator else ''}fitted on {len(held)} held-out "
                    f"questions (gold among candidates: {100 * reach:.1f}%)")
 
 

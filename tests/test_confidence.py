@@ -11,6 +11,7 @@ from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
 from kgqa.candidate import Candidate, reply_json
+from kgqa.rank.bundle import Fitted
 from kgqa.rank.fitted import read_fitted, write_fitted
 from kgqa.rank.confidence import (SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, fit_calibrator, ranking,
                                   signal_rows)
@@ -101,12 +102,12 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
     question = ["胡洋英是哪个学校毕业的？"]
-    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), reranker, calibrator)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), Fitted(reranker, calibrator))
     found = qa.ask(question)[0]
     assert [c.confidence for c in found] == pytest.approx([0.5] * 3)  # zero weights: a coin
     with pytest.raises(KgqaError, match="calibrator"):
-        KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.6), reranker)
-    doubtful = KGQA(model, tokenizer, index, DecodeSettings(top_k=3, min_confidence=0.6), reranker, calibrator)
+        KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.6), Fitted(reranker))
+    doubtful = KGQA(model, tokenizer, index, DecodeSettings(top_k=3, min_confidence=0.6), Fitted(reranker, calibrator))
     assert doubtful.ask(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
     record = prediction_record(_question(), found, doubtful.settings)
     assert record["answer"] == "" and record["confidence"] == 0.5 and len(record["candidates"]) == 3
@@ -128,7 +129,7 @@ def test_a_candidate_is_never_said_to_be_surer_than_one_ranked_before_it(sample_
     # second above the first
     weights = [-4.0 if name == "top" else 0.0 for name in SIGNAL_NAMES]
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), weights, 0.0)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), reranker, calibrator)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), Fitted(reranker, calibrator))
     question = "胡洋英是哪个学校毕业的？"
     for confidences in ([c.confidence for c in qa.ask([question])[0]],
                         [r.candidate.confidence for r in qa.explain(question).candidates[:3]]):
@@ -144,7 +145,7 @@ def test_a_question_naming_nothing_the_kb_holds_gets_no_confidence(sample_kb):
     width = len(FEATURE_NAMES)
     reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 4.0)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.5), reranker, calibrator)
+    qa = KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.5), Fitted(reranker, calibrator))
     for question in ("刘晓华主要讲什么课啊？", "这个东西是什么？"):
         explained = qa.explain(question)
         assert explained.mentions == [] and explained.chosen is not None  # a best guess, shown as such

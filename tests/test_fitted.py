@@ -93,3 +93,18 @@ def test_files_of_a_kgqa_before_the_manifest_are_warned_about_and_replaced_by_a_
     assert "kgqa fit-reranker" in caplog.text
     MODELS["reranker"][1].save(str(tmp_path))
     assert not (tmp_path / "reranker.json").exists() and Reranker.load(str(tmp_path)) == MODELS["reranker"][1]
+
+
+def test_a_checkpoints_fitted_models_are_loaded_and_saved_as_one_set(tmp_path):
+    from kgqa.rank.bundle import Fitted
+
+    assert Fitted.load(str(tmp_path)) == Fitted()  # none fitted
+    full = Fitted(**{name: MODELS[name][1] for name in ("reranker", "calibrator", "naming", "wording")})
+    full.save(str(tmp_path))
+    again = Fitted.load(str(tmp_path))
+    assert (again.reranker, again.calibrator, again.naming, again.wording, again.answer_kinds) == \
+        (full.reranker, full.calibrator, full.naming, full.wording, None)
+    # a new fit without a calibrator: the old one, of another reranker, does not stay beside it
+    Fitted(reranker=full.reranker, naming=full.naming).save(str(tmp_path))
+    assert Fitted.load(str(tmp_path)) == Fitted(reranker=full.reranker, naming=full.naming)
+    assert not (tmp_path / "calibrator.npz").exists()

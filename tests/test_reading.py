@@ -10,6 +10,7 @@ from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
 from kgqa import pipeline
 from kgqa.pipeline import KGQA
+from kgqa.rank.bundle import Fitted
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.reranker import Reranker
@@ -203,7 +204,8 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
 
     def chosen(typed: str, sure: dict[str, tuple[str, float]], wording: Wording | None = Wording({}), **settings) -> str:
-        qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), reranker, calibrator, wording=wording, sure=sure)
+        qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), Fitted(reranker, calibrator, wording=wording),
+                   sure=sure)
         explanation = qa.explain(typed)
         assert [c.subject for c in qa.ask([typed, "刘晓华主要讲什么课啊？"])[0]] == [explanation.chosen.subject]
         return explanation.reading.text
@@ -239,9 +241,9 @@ def test_an_answer_from_a_near_reading_is_as_sure_as_the_near_name_is_trusted(in
     monkeypatch.setattr(pipeline, "NEAR_TRUST", 0.6)
     typed, near = "墨尔本是什么？", "墨尔本市什么？"
     for sure, confidence in [(0.9, 0.5 * 0.6), (0.3, 0.5)]:  # the calibrator says 0.5 of everything
-        qa = _Sure(model, tokenizer, index, DecodeSettings(), reranker, calibrator,
+        qa = _Sure(model, tokenizer, index, DecodeSettings(), Fitted(reranker, calibrator),
                    sure={typed: ("墨尔本", 0.3), near: ("墨尔本市", sure)})
         assert qa.explain(typed).chosen.confidence == pytest.approx(confidence)
         assert qa.ask([typed])[0][0].confidence == pytest.approx(confidence)
-    without = KGQA(model, tokenizer, index, DecodeSettings(), reranker)  # no calibrator to weigh it: as gated
+    without = KGQA(model, tokenizer, index, DecodeSettings(), Fitted(reranker))  # no calibrator to weigh it: as gated
     assert without.explain(typed).reading.text == typed

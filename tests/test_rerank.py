@@ -7,6 +7,7 @@ from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import log_likelihoods
+from kgqa.rank.bundle import Fitted
 from kgqa.rank.features import FEATURE_NAMES, candidate_features
 from kgqa.rank.naming import Naming
 from kgqa.rank.fitted import read_fitted, write_fitted
@@ -61,7 +62,7 @@ def test_reranked_answers_are_kb_keys_beyond_the_beam(sample):
     weights = [0.0] * len(FEATURE_NAMES)
     weights[FEATURE_NAMES.index("named_per_character")] = 1.0
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), weights)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), reranker, naming=Naming({}))
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=50), Fitted(reranker, naming=Naming({})))
     questions = ["马磊静的配偶是谁？", "完全无关的问题"]
     found = qa.ask(questions)
     assert len(found) == 2
@@ -78,7 +79,7 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
     model = scratch_model(tokenizer, TINY_SHAPE, 1).eval()
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), [0.1] * len(FEATURE_NAMES))
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？", "完全无关的问题"]
-    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3), reranker, naming=Naming({}))
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3), Fitted(reranker, naming=Naming({})))
     alone = [qa.ask([q])[0] for q in questions]
     encoded = []
     init = stepper.Encoded.__init__

@@ -6,6 +6,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
+from kgqa.rank.bundle import Fitted
 from kgqa.serve.app import make_app
 from kgqa.serve.workers import ThreadWorker
 
@@ -95,7 +96,7 @@ class _Counting(KGQA):
     """A pipeline that counts its beam searches."""
 
     def __init__(self, inner):
-        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
+        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.fitted)
         self.searches = 0
 
     def beam(self, readings, top_k, encoded=None):
@@ -123,7 +124,7 @@ class _Poisoned(KGQA):
     """A pipeline whose decode breaks on any batch holding the question "毒": as a bug would."""
 
     def __init__(self, inner):
-        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.reranker)
+        super().__init__(inner.model, inner.tokenizer, inner.index, inner.settings, inner.fitted)
         self.threads = set()
 
     def ask(self, questions, progress=False):
@@ -454,7 +455,7 @@ def test_an_index_left_behind_by_a_switch_is_freed(sample_kb, tmp_path):
     build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
     kinds = AnswerKinds(["的"], ["has 0", "length 2"], np.ones((2, 2)))
     qa = KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, KBIndex(directory, tokenizer), DecodeSettings(),
-              answer_kinds=kinds)
+              Fitted(answer_kinds=kinds))
     qa.candidate_sets(["马磊静的配偶是谁？"])  # the old index's tail tries and predicate profiles are cached
     assert kinds.profile.cache_info().currsize > 0
     old = weakref.ref(qa.index)

@@ -54,7 +54,7 @@ class State:
 
     @classmethod
     def of(cls, qa: KGQA) -> "State":
-        return cls(qa.index.triples, qa.index.version, qa.reranking and qa.calibrator is not None,
+        return cls(qa.index.triples, qa.index.version, qa.reranking and qa.fitted.calibrator is not None,
                    qa.settings.min_confidence, qa.settings.batch_size)
 
 

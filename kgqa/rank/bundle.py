@@ -1,0 +1,68 @@
+"""What a checkpoint fitted beside its model, as one object: the reranker, the confidence calibrator
+and the evidence they read (answer kinds, naming weights), and the question wording the near
+readings are tried by; loaded, saved and fitted together, so a pipeline, training's closing fit,
+`kgqa fit-reranker` and every benchmark see the same set (`Fitted()`: none fitted).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+from kgqa.data import Question
+from kgqa.kb.index import KBIndex
+from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
+from kgqa.rank.confidence import Calibrator, fit_calibrator
+from kgqa.rank.features import CandidateSet
+from kgqa.rank.fitted import remove_fitted
+from kgqa.rank.naming import Naming, fit_naming
+from kgqa.rank.reranker import Reranker, fit_reranker
+from kgqa.rank.wording import Wording, fit_wording
+
+Pairs = list[tuple[str, tuple[str, str, str]]]  # (question, gold (S, P, M)), as `data.training_pairs` gives
+
+
+@dataclass
+class Fitted:
+    """The fitted models of one checkpoint, each None where it has none (an older kgqa fitted it, or
+    too few held-out questions to fit it)."""
+
+    reranker: Reranker | None = None
+    calibrator: Calibrator | None = None  # each candidate's confidence, where the reranker ranks them
+    answer_kinds: AnswerKinds | None = None  # what kind of answer a question wants
+    naming: Naming | None = None  # which of a question's characters name its predicate
+    wording: Wording | None = None  # which two-character spans are question wording, not a name
+
+    @classmethod
+    def load(cls, checkpoint: str) -> Fitted:
+        return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
+                   Naming.load(checkpoint), Wording.load(checkpoint))
+
+    def save(self, checkpoint: str) -> None:
+        """Each model beside the checkpoint's weights; one this set lacks is removed there (it
+        belonged to an earlier fit, of what is gone)."""
+        for model in fields(self):
+            fitted = getattr(self, model.name)
+            if fitted is None:
+                remove_fitted(checkpoint, model.name)
+            else:
+                fitted.save(checkpoint)
+
+
+def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
+        candidate_sets: Callable[[Fitted, list[Question]], list[CandidateSet]]) -> tuple[Fitted, float]:
+    """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
+    trained on), then the reranker on `held` (questions of predicates training held out) and the
+    calibrator over it; `candidate_sets(evidence, held)` gives the questions' candidates from
+    the model being fitted for, read with `evidence` (the kinds and naming weights just fitted).
+    Also returns the share of `held` whose gold key is among the candidates (the reranker's
+    ceiling)."""
+    evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
+                      wording=fit_wording(pairs))
+    sets = candidate_sets(evidence, held)
+    golds = [q.gold() for q in held]
+    positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]
+    reranker, l2 = fit_reranker([(s.features, k) for s, k in zip(sets, positions) if k is not None],
+                                [gold[1] for gold, k in zip(golds, positions) if k is not None])
+    evidence.reranker = reranker
+    evidence.calibrator = fit_calibrator(sets, golds, l2) if reranker is not None else None
+    return evidence, sum(k is not None for k in positions) / len(held)
