@@ -256,8 +256,8 @@ def _parallel(model: PreTrainedModel, device: torch.device, world: int
                                enabled=device.type == "cuda" and torch.cuda.is_bf16_supported())
 
 
-def _judged(qa: KGQA, record: dict, dev: list[Question], held: list[Question], best: dict[str, float],
-            config: TrainConfig) -> bool:
+def _judge_epoch(qa: KGQA, record: dict, dev: list[Question], held: list[Question], best: dict[str, float],
+                 config: TrainConfig) -> bool:
     """Score the epoch's model into `record` (dev for the log only; the held-out questions choose);
     whether it is the best so far (always, with nothing held out)."""
     if dev:
@@ -267,7 +267,7 @@ def _judged(qa: KGQA, record: dict, dev: list[Question], held: list[Question], b
     return not held or record["held_out"]["score"] >= best.get("score", -1.0)
 
 
-def _logged(output: str, record: dict) -> None:
+def _append_metrics(output: str, record: dict) -> None:
     """The epoch's record, appended to metrics.jsonl once its checkpoints are saved, and shown."""
     with open(os.path.join(output, "metrics.jsonl"), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -354,11 +354,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         record = {"epoch": epoch + 1, "step": step, "loss": _mean_loss(losses, world),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
-            if _judged(KGQA(model, tokenizer, index, decoding), record, dev, held, best, config):
+            if _judge_epoch(KGQA(model, tokenizer, index, decoding), record, dev, held, best, config):
                 best = record.get("held_out", {})
                 save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})
             save_last()
-            _logged(config.output, record)
+            _append_metrics(config.output, record)
     if rank == 0 and held:
         _fit_and_report(best_dir, index, device, decoding, pairs, held, config.seed)
     if world > 1:

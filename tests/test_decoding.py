@@ -82,7 +82,7 @@ def test_the_processors_name_a_bad_argument(sample_kb):
     walker = TrieWalker(index, tokenizer, [[]])
     with pytest.raises(ValueError, match="`num_beams`"):
         TrieConstraint(walker, 0)
-    with pytest.raises(ValueError, match="`predicate_weight`"):
-        Lookahead(walker, ["问题"], 4, predicate_weight=-1.0)
-    with pytest.raises(ValueError, match="`mention_weight`"):
-        Lookahead(walker, ["问题"], 4, mention_weight=float("nan"))
+    with pytest.raises(ValueError, match="`lookahead`"):
+        Lookahead(walker, ["问题"], 4, lookahead=-1.0)
+    with pytest.raises(ValueError, match="`mention_lookahead`"):
+        Lookahead(walker, ["问题"], 4, mention_lookahead=float("nan"))

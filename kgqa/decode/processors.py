@@ -19,7 +19,7 @@ from kgqa.model.tokenizer import Tokenizer
 from kgqa.text import common_subsequence, without_mention
 
 
-class State(NamedTuple):
+class TrieState(NamedTuple):
     """Where a decoded prefix stands: inside `trie` at `node`, or finished on `key`."""
 
     trie: Trie | None
@@ -28,11 +28,11 @@ class State(NamedTuple):
     key: int | None  # the KB key, once `... M [EOS]` is written
 
 
-DEAD = State(None, -1, None, None)
+DEAD = TrieState(None, -1, None, None)
 
 
 class TrieWalker:
-    """Maps each beam row's prefix to its State, memoised by prefix so a step costs one trie step.
+    """Maps each beam row's prefix to its TrieState, memoised by prefix so a step costs one trie step.
 
     `mentions[q]` are the surface ids the subject of question q is drawn from: the KB entities
     that occur in the question; where it is empty, every KB surface.
@@ -48,7 +48,7 @@ class TrieWalker:
         self.subject_tries = [TokenTrie.build(keys) if keys else index.surface_trie for keys in self.mention_keys]
         self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
         self.alive: list[int] | None = None  # the questions the rows belong to, where some left the batch
-        self.memo: dict[tuple[int, tuple[int, ...]], State] = {}
+        self.memo: dict[tuple[int, tuple[int, ...]], TrieState] = {}
         self.runs: dict[tuple[Trie | None, int], list[int]] = {}  # the forced run from a trie node
 
     def keep(self, questions: list[int]) -> None:
@@ -56,18 +56,18 @@ class TrieWalker:
         the questions it has finished, as `Stepper.keep` does their rows)."""
         self.alive = questions
 
-    def state(self, question: int, prefix: tuple[int, ...]) -> State:
+    def state(self, question: int, prefix: tuple[int, ...]) -> TrieState:
         found = self.memo.get((question, prefix))
         if found is not None:
             return found
         if not prefix:
-            found = State(self.subject_tries[question], ROOT, None, None)
+            found = TrieState(self.subject_tries[question], ROOT, None, None)
         else:
             found = self._advance(self.state(question, prefix[:-1]), prefix[-1])
         self.memo[question, prefix] = found
         return found
 
-    def _advance(self, state: State, token: int) -> State:
+    def _advance(self, state: TrieState, token: int) -> TrieState:
         if state.trie is None:
             return DEAD
         target = state.trie.step(state.node, token)
@@ -75,16 +75,16 @@ class TrieWalker:
             return DEAD
         value = value_of(target)
         if value is None:
-            return State(state.trie, target, state.sid, None)
+            return TrieState(state.trie, target, state.sid, None)
         if state.sid is None:  # `S [SEP]` complete: continue in this surface's P/M trie
-            return State(self.index.tail_trie(value), ROOT, value, None)
-        return State(None, -1, state.sid, value)
+            return TrieState(self.index.tail_trie(value), ROOT, value, None)
+        return TrieState(None, -1, state.sid, value)
 
     def question(self, row: int, num_beams: int) -> int:
         """The question beam row `row` belongs to, `num_beams` rows to a question."""
         return row // num_beams if self.alive is None else self.alive[row // num_beams]
 
-    def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, State | None]]:
+    def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, TrieState | None]]:
         """(question, state) per row; state None while the forced label prefix is being written."""
         rows = []
         for row, ids in enumerate(input_ids.tolist()):
@@ -103,7 +103,7 @@ class TrieWalker:
             return [self.tokenizer.target_prefix[len(ids) - 1]]
         return self._next(self.state(question, tuple(ids[self.skip:]))).tolist()
 
-    def _next(self, state: State) -> np.ndarray:
+    def _next(self, state: TrieState) -> np.ndarray:
         """The tokens allowed after a prefix at `state`: its trie node's children, or EOS alone."""
         return np.array([self.tokenizer.eos_id]) if state.trie is None else state.trie.children(state.node)
 
@@ -119,7 +119,7 @@ class TrieWalker:
             found = self.runs[state.trie, state.node] = self._run_from(state)
         return (label + found)[:limit]
 
-    def _run_from(self, state: State) -> list[int]:
+    def _run_from(self, state: TrieState) -> list[int]:
         """The forced run from `state`, whole (keys are at most a few dozen tokens)."""
         run: list[int] = []
         while True:
@@ -171,30 +171,30 @@ class Lookahead(LogitsProcessor):
     """The trie knows every key still reachable from a prefix; a token is penalised by `weight`
     per unit of evidence the best key through it has less of than the best key before it.
 
-    Two kinds of evidence, each with its own weight:
+    Two kinds of evidence, each with its own weight (named as `DecodeSettings` names them):
     - while the subject is written, the mention's length in characters (the peer's rule: the
-      longest KB mention in the question is most often the one asked about);
+      longest KB mention in the question is most often the one asked about): `mention_lookahead`;
     - while the predicate is written, its longest common subsequence with the question, the
       mention removed (the lever for predicates never seen in training: their wording in the
-      question is the evidence).
+      question is the evidence): `lookahead`.
     The model decides wherever the evidence is tied, and always for the disambiguation.
     """
 
     def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int,
-                 predicate_weight: float = 1.0, mention_weight: float = 0.0) -> None:
+                 lookahead: float = 1.0, mention_lookahead: float = 0.0) -> None:
         if not isinstance(num_beams, int) or num_beams < 1:
             raise ValueError(f"`num_beams` has to be a positive integer, not {num_beams!r}")
-        for name, weight in (("predicate_weight", predicate_weight), ("mention_weight", mention_weight)):
+        for name, weight in (("lookahead", lookahead), ("mention_lookahead", mention_lookahead)):
             if not weight >= 0:
                 raise ValueError(f"`{name}` has to be a non-negative number, not {weight!r}")
         self.walker = walker
         self.questions = questions
         self.num_beams = num_beams
-        self.predicate_weight = predicate_weight
-        self.mention_weight = mention_weight
+        self.lookahead = lookahead
+        self.mention_lookahead = mention_lookahead
         self.evidence: dict[tuple[int, int | None], dict[int, int]] = {}
 
-    def _evidence(self, question: int, state: State) -> dict[int, int]:
+    def _evidence(self, question: int, state: TrieState) -> dict[int, int]:
         if (question, state.sid) not in self.evidence:
             index, tokenizer = self.walker.index, self.walker.tokenizer
             if state.sid is None:  # unrestricted subjects have no mention keys: no length evidence
@@ -214,7 +214,7 @@ class Lookahead(LogitsProcessor):
         for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
             if state is None or state.trie is None:
                 continue
-            weight = self.mention_weight if state.sid is None else self.predicate_weight
+            weight = self.mention_lookahead if state.sid is None else self.lookahead
             if not weight:
                 continue
             best = self._evidence(question, state)

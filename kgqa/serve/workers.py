@@ -43,7 +43,7 @@ class Failure:
 
 
 @dataclass
-class State:
+class WorkerState:
     """What a worker's pipeline reports of itself, for /health and /metrics."""
 
     kb_triples: int
@@ -53,7 +53,7 @@ class State:
     batch_size: int  # questions its pipeline decodes together
 
     @classmethod
-    def of(cls, qa: KGQA) -> "State":
+    def of(cls, qa: KGQA) -> "WorkerState":
         return cls(qa.index.triples, qa.index.version, qa.reranking and qa.fitted.calibrator is not None,
                    qa.settings.min_confidence, qa.settings.batch_size)
 
@@ -74,7 +74,7 @@ class Decoded:
     pipeline's state after it, whether it switched to a changed index first, and its seconds."""
 
     results: list[Answered | Failure]
-    state: State
+    state: WorkerState
     switched: bool
     seconds: float | None  # None: the batch failed before its decode said
 
@@ -104,7 +104,7 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
             results.append(Failure(f"{type(error).__name__}: {error}"))
             continue
         results.append(Answered(explanation.top, explanation.as_json()))
-    return Decoded(results, State.of(qa), switched, time.perf_counter() - started)
+    return Decoded(results, WorkerState.of(qa), switched, time.perf_counter() - started)
 
 
 def _alone(qa: KGQA, question: str) -> list | Failure:
@@ -147,7 +147,7 @@ class Worker:
 
     name: str
     lane: bool
-    state: State
+    state: WorkerState
     restarts: int = 0  # times its process was started again after it ended
 
     async def decode(self, asked: list[tuple[str, bool]]) -> Decoded:
@@ -169,7 +169,7 @@ class ThreadWorker(Worker):
 
     def __init__(self, qa: KGQA, name: str = "0", lane: bool = False) -> None:
         self.qa, self.name, self.lane = qa, name, lane
-        self.state = State.of(qa)
+        self.state = WorkerState.of(qa)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="kgqa-decode")
         self._heap = HeapTrim()
 
@@ -292,7 +292,7 @@ class ProcessWorker(Worker):
 
 
 def _work(pipe, opening: Opening) -> None:
-    """A worker process: open the pipeline, say so (its `State`, or a `Failure`), then answer each
+    """A worker process: open the pipeline, say so (its `WorkerState`, or a `Failure`), then answer each
     batch the pipe brings until it closes."""
     import torch
     from transformers.utils import logging as transformers_logging
@@ -315,7 +315,7 @@ def _work(pipe, opening: Opening) -> None:
     except Exception as error:
         pipe.send(Failure(f"{type(error).__name__}: {error}"))
         return
-    pipe.send(State.of(qa))
+    pipe.send(WorkerState.of(qa))
     heap = HeapTrim()
     while True:
         try:
