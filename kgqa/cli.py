@@ -246,13 +246,17 @@ def _decode_options(command):
     return command
 
 
-def _open(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: int = 1, **settings):
-    """The pipeline the answering commands run: `settings` are `DecodeSettings` fields, by name."""
+def _source(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: int = 1, **settings):
+    """Where the answering commands' pipeline comes from: `settings` are `DecodeSettings` fields, by name."""
     from kgqa.decode.settings import DecodeSettings
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
-    return KGQA.from_checkpoint(checkpoint, kb, index_dir, DecodeSettings(top_k=top_k, **settings), progress=True,
-                                device=device)
+    return Source(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **settings))
+
+
+def _open(**options):
+    """The pipeline the answering commands run (`_source`'s options)."""
+    return _source(**options).open(progress=True)
 
 
 @main.command()
@@ -383,10 +387,14 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
 def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, **decode) -> None:
     """HTTP service: POST /ask, GET /health, GET /metrics, and a page at / to ask from a browser."""
     from kgqa.serve.app import is_loopback, listen, serve as run
+    from kgqa.serve.workers import ThreadWorker, start_processes
 
     key = _api_key(api_key, api_key_file)
     sock = listen(host, port)
-    answering = _workers(workers, lane, top_k, decode)
+    if workers == 1:
+        answering = [ThreadWorker(_open(top_k=top_k, **decode))]
+    else:
+        answering = start_processes(_source(top_k=top_k, **decode), workers, lane)
     if not is_loopback(host) and key is None:
         click.echo(f"warning: {host} is not loopback and kgqa serve has no API key: anyone who can reach "
                    f"{host}:{port} can ask it questions (give --api-key-file or KGQA_API_KEY)", err=True)
@@ -409,36 +417,6 @@ def _api_key(given: str | None, path: str | None) -> str | None:
     elif given is not None and not given.strip():
         raise click.UsageError("the API key is empty")
     return given.strip() if given is not None else None
-
-
-def _workers(count: int, lane: bool, top_k: int, decode: dict) -> list:
-    """The service's answering workers: the pipeline on a thread, or `count` processes (threads
-    shared out over the cores, batches at a lower priority) and the lane's."""
-    from kgqa.serve.workers import ThreadWorker
-
-    if count == 1:
-        return [ThreadWorker(_open(top_k=top_k, **decode))]
-    from dataclasses import replace
-
-    from kgqa.decode.settings import DecodeSettings
-    from kgqa.serve.workers import BATCH_NICENESS, Opening, ProcessWorker
-
-    checkpoint, kb, index_dir, device = (decode.pop(name) for name in ("checkpoint", "kb", "index_dir", "device"))
-    threads = max(1, len(os.sched_getaffinity(0)) // count)
-    opening = Opening(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **decode), threads)
-    workers = [ProcessWorker(replace(opening, nice=BATCH_NICENESS), str(n)) for n in range(count)]
-    workers += [ProcessWorker(opening, "lane", lane=True)] if lane else []
-    try:
-        workers[0].start()  # alone: it builds the index where none is cached yet
-        for worker in workers[1:]:
-            worker.launch()
-        for worker in workers[1:]:
-            worker.ready()
-    except BaseException:
-        for worker in workers:
-            worker.stop()
-        raise
-    return workers
 
 
 @main.command()

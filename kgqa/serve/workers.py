@@ -21,12 +21,12 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.candidate import Candidate
+from kgqa.source import Source
 
 if TYPE_CHECKING:  # the serving process of worker processes holds no model: it imports no torch
     from kgqa.pipeline import KGQA
@@ -193,13 +193,9 @@ class ThreadWorker(Worker):
 
 @dataclass
 class Opening:
-    """How a worker process opens its pipeline (`KGQA.from_checkpoint`'s arguments), and runs."""
+    """How a worker process opens its pipeline, and runs."""
 
-    checkpoint: str
-    kb: str
-    index_dir: str | None = None
-    device: str = "auto"
-    settings: DecodeSettings = field(default_factory=DecodeSettings)
+    source: Source
     threads: int = 1  # torch's threads in the process
     nice: int = 0  # added to the process's niceness: batches yield the cores to the lane's lone questions
 
@@ -297,8 +293,6 @@ def _work(pipe, opening: Opening) -> None:
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from kgqa.pipeline import KGQA
-
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -307,8 +301,7 @@ def _work(pipe, opening: Opening) -> None:
         os.nice(opening.nice)
     torch.set_num_threads(opening.threads)
     try:
-        qa = KGQA.from_checkpoint(opening.checkpoint, opening.kb, opening.index_dir, opening.settings,
-                                  progress=True, device=opening.device)  # the first builds a missing index
+        qa = opening.source.open(progress=True)  # the first builds a missing index
     except KgqaError as error:
         pipe.send(Failure(str(error)))
         return
@@ -325,3 +318,24 @@ def _work(pipe, opening: Opening) -> None:
         decoded = answer_batch(qa, asked)
         pipe.send(decoded)
         heap.after_batch(decoded.switched)
+
+
+def start_processes(source: Source, count: int, lane: bool) -> list[ProcessWorker]:
+    """`count` worker processes answering from `source` (the cores' threads shared out among them,
+    batches at a lower priority), and the lane's where `lane`; started, each pipeline open (the
+    first alone: it builds the index where none is cached yet). Where one cannot start, all stop."""
+    threads = max(1, len(os.sched_getaffinity(0)) // count)
+    opening = Opening(source, threads)
+    workers = [ProcessWorker(replace(opening, nice=BATCH_NICENESS), str(n)) for n in range(count)]
+    workers += [ProcessWorker(opening, "lane", lane=True)] if lane else []
+    try:
+        workers[0].start()
+        for worker in workers[1:]:
+            worker.launch()
+        for worker in workers[1:]:
+            worker.ready()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
