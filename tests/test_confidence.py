@@ -95,19 +95,25 @@ def test_homonyms_the_question_cannot_tell_apart_are_named_and_one_it_can_is_not
     assert order[0] == chosen and rows[0, SIGNAL_NAMES.index("rival_share")] > 0
 
 
-def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
+def _calibrated(sample_kb, settings: DecodeSettings, weights: list[float] | None = None, bias: float = 0.0):
+    """A pipeline over the sample KB (a random model) ranking by the likelihood alone, with a
+    calibrator of `weights` (zeros: a coin) and `bias`."""
     _, _, tokenizer, index = sample_kb
-    model = scratch_model(tokenizer, TINY_SHAPE, 0)
     width = len(FEATURE_NAMES)
     reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
-    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 0.0)
+    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES),
+                            weights or [0.0] * len(SIGNAL_NAMES), bias)
+    return KGQA(scratch_model(tokenizer, TINY_SHAPE, 0), tokenizer, index, settings, Fitted(reranker, calibrator))
+
+
+def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     question = ["胡洋英是哪个学校毕业的？"]
-    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), Fitted(reranker, calibrator))
+    qa = _calibrated(sample_kb, DecodeSettings(top_k=3))
     found = qa.ask(question)[0]
     assert [c.confidence for c in found] == pytest.approx([0.5] * 3)  # zero weights: a coin
     with pytest.raises(KgqaError, match="calibrator"):
-        KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.6), Fitted(reranker))
-    doubtful = KGQA(model, tokenizer, index, DecodeSettings(top_k=3, min_confidence=0.6), Fitted(reranker, calibrator))
+        KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(min_confidence=0.6), Fitted(qa.fitted.reranker))
+    doubtful = _calibrated(sample_kb, DecodeSettings(top_k=3, min_confidence=0.6))
     assert doubtful.ask(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
     record = prediction_record(_question(), found, doubtful.settings)
     assert record["answer"] == "" and record["confidence"] == 0.5 and len(record["candidates"]) == 3
@@ -121,15 +127,9 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
 
 
 def test_a_candidate_is_never_said_to_be_surer_than_one_ranked_before_it(sample_kb):
-    _, _, tokenizer, index = sample_kb
-    model = scratch_model(tokenizer, TINY_SHAPE, 0)
-    width = len(FEATURE_NAMES)
-    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
     # a calibrator that reads the first-ranked as the least sure: left alone, it would put the
     # second above the first
-    weights = [-4.0 if name == "top" else 0.0 for name in SIGNAL_NAMES]
-    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), weights, 0.0)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(top_k=3), Fitted(reranker, calibrator))
+    qa = _calibrated(sample_kb, DecodeSettings(top_k=3), [-4.0 if name == "top" else 0.0 for name in SIGNAL_NAMES])
     question = "胡洋英是哪个学校毕业的？"
     for confidences in ([c.confidence for c in qa.ask([question])[0]],
                         [r.candidate.confidence for r in qa.explain(question).candidates[:3]]):
@@ -140,12 +140,7 @@ def test_a_question_naming_nothing_the_kb_holds_gets_no_confidence(sample_kb):
     # README's own example asked of the sample KB, which holds neither 刘晓华 nor the predicate: a
     # calibrator sure of everything (as the sample's, fitted on a few dozen questions, was of this
     # one: 0.98) gives its guess no confidence, while a question naming a KB subject keeps its own
-    _, _, tokenizer, index = sample_kb
-    model = scratch_model(tokenizer, TINY_SHAPE, 0)
-    width = len(FEATURE_NAMES)
-    reranker = Reranker([0.0] * width, [1.0] * width, [1.0] + [0.0] * (width - 1))
-    calibrator = Calibrator([0.0] * len(SIGNAL_NAMES), [1.0] * len(SIGNAL_NAMES), [0.0] * len(SIGNAL_NAMES), 4.0)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(min_confidence=0.5), Fitted(reranker, calibrator))
+    qa = _calibrated(sample_kb, DecodeSettings(min_confidence=0.5), bias=4.0)
     for question in ("刘晓华主要讲什么课啊？", "这个东西是什么？"):
         explained = qa.explain(question)
         assert explained.mentions == [] and explained.chosen is not None  # a best guess, shown as such

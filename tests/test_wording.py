@@ -1,7 +1,4 @@
-import pytest
-
 from kgqa.data import Question, training_pairs
-from kgqa.errors import KgqaError
 from kgqa.rank.wording import ORDINARY, Wording, fit_wording
 
 QUESTIONS = [("甲校在哪里？", "甲校 ||| 校址 ||| 东路1号"), ("你知道乙校在哪里吗？", "乙校 ||| 地址 ||| 西路2号"),
@@ -28,13 +25,3 @@ def test_a_span_is_ordinary_wording_where_enough_questions_hold_it_whatever_its_
     assert wording.ordinary("什么") and wording.ordinary("什麼") and wording.ordinary("什 么")
     assert not wording.ordinary("哪里")  # too few questions
     assert not wording.ordinary("沉华") and not wording.ordinary("什么人")  # unseen; not two characters
-
-
-def test_question_wording_is_saved_and_read_back(tmp_path):
-    wording = _wording()
-    wording.save(str(tmp_path))
-    assert Wording.load(str(tmp_path)) == wording
-    assert Wording.load(str(tmp_path / "none")) is None
-    (tmp_path / "wording.npz").write_bytes(b"many")
-    with pytest.raises(KgqaError, match="unreadable question wording"):
-        Wording.load(str(tmp_path))
