@@ -2,6 +2,9 @@
 # The sample job: train a small model on data/sample, answer its dev and test questions, score dev.
 # --holdout 0.25: two of the sample's eight train predicates are held out (as KgCLUE's dev shares
 # no predicate with train) to choose the checkpoint and fit the reranker, as the KgCLUE recipe does.
+# 20 epochs though the held-out score chooses the first: the learning rate warms up and decays over
+# all of them, and the first epoch of a 20-epoch schedule scores best (held-out 62.5; 48.2 for a
+# 3-epoch schedule's best, 54.8 for 5; dev 75.0 from each). The later 19 take under a minute.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=checkpoints/sample
