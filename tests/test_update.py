@@ -12,7 +12,7 @@ from kgqa.errors import KgqaError
 from kgqa.kb.build import build_index, ensure_index
 from kgqa.kb.contents import contents
 from kgqa.kb.index import KBIndex
-from kgqa.kb.merge import MAX_SEGMENTS, merge_index, plan
+from kgqa.kb.merge import TieredMergePolicy, merge_index
 from kgqa.kb.update import update_index
 
 from conftest import SAMPLE, fact_of, write
@@ -108,14 +108,25 @@ def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path)
 def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap():
     def entry(triples, hidden=0):
         return {"triples": triples, "hidden_triples": hidden}
+    plan = TieredMergePolicy().plan
     assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900)]) == []
     assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900), entry(5_000)]) == [1, 2, 3, 4]
     assert plan([entry(1_000_000), *[entry(50_000)] * 3, entry(9_000)]) == []  # tiers apart
     assert plan([entry(1_000_000, hidden=600_000), entry(2_000)]) == [0]  # mostly hidden: rewritten
-    assert plan([entry(60_000_000, hidden=31_000_000)], segment_triples=25_000_000) == []  # past a merge's memory
+    capped = TieredMergePolicy(segment_triples=25_000_000)
+    assert capped.plan([entry(60_000_000, hidden=31_000_000)]) == []  # past a merge's memory
     assert plan([entry(2_000, hidden=2_000), entry(5_000)]) == [0]  # empty: dropped
     sizes = [entry(10_000 * 4 ** tier) for tier in range(4) for _ in range(3)] + [entry(25_000_000)] * 2
-    assert len(sizes) > MAX_SEGMENTS and len(plan(sizes, segment_triples=25_000_000)) == len(sizes) - MAX_SEGMENTS + 1
+    assert len(sizes) > capped.max_segments and len(capped.plan(sizes)) == len(sizes) - capped.max_segments + 1
+    # its own settings: a tier of three merges three
+    assert TieredMergePolicy(factor=3).plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900)]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("setting", [{"factor": 1}, {"floor": 0}, {"max_segments": 0}, {"segment_triples": -5},
+                                     {"factor": 2.5}])
+def test_a_merge_policy_with_settings_it_cannot_work_with_is_refused_where_it_is_made(setting):
+    with pytest.raises(ValueError, match=f"TieredMergePolicy.{next(iter(setting))} has to be an integer"):
+        TieredMergePolicy(**setting)
 
 
 def test_each_kind_of_change(tmp_path, tokenizer):

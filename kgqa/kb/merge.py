@@ -2,54 +2,67 @@
 
 Each update adds a segment (`kgqa.kb.update`); left alone, the decoder would walk ever more
 tries. The policy is tiered, as Lucene's and Tantivy's are: segments are put in tiers by their
-live triples (tier t holds those of `MERGE_FLOOR * MERGE_FACTOR**t` up to `MERGE_FACTOR` times
-that), and once a tier holds `MERGE_FACTOR` segments they become one of the tier above. So a
+live triples (tier t holds those of `floor * factor**t` up to `factor` times that), and once a
+tier holds `factor` segments they become one of the tier above (`TieredMergePolicy`). So a
 triple is rewritten about log_FACTOR(KB / FLOOR) times over any run of updates, never at each.
 Besides: a segment mostly hidden by later ones is rewritten alone (its space and walk dropped),
-an empty one dropped, and past `MAX_SEGMENTS` the smallest are merged. Segments past half of
+an empty one dropped, and past `max_segments` the smallest are merged. Segments past half of
 `segment_triples` (a build's parts) are merged only when mostly hidden: a merge's memory is
 bounded as the build's is.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from kgqa.kb.build import SEGMENT_TRIPLES, TripleArrays, add_segment, index_lock
 from kgqa.kb.index import KBIndex, read_manifest
 from kgqa.kb.manifest import live_triples, uncommitted, write_manifest
 from kgqa.model.tokenizer import Tokenizer
 
-MERGE_FACTOR = 4
-MERGE_FLOOR = 10_000  # live triples below which segments count as this size
-MAX_SEGMENTS = 12
+@dataclass(frozen=True)
+class TieredMergePolicy:
+    """Which segments to merge next (Lucene's `TieredMergePolicy` is the model): its settings are
+    checked where it is made, and `plan` reads only the manifest's segment entries."""
+
+    factor: int = 4  # segments a tier holds before they become one of the tier above
+    floor: int = 10_000  # live triples below which a segment counts as this size
+    max_segments: int = 12  # past this many, the smallest are merged
+    segment_triples: int = SEGMENT_TRIPLES  # a build's part: past half of it, merged only when mostly hidden
+
+    def __post_init__(self) -> None:
+        for name, least in (("factor", 2), ("floor", 1), ("max_segments", 1), ("segment_triples", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"TieredMergePolicy.{name} has to be an integer of at least {least}, not {value!r}")
+
+    def plan(self, entries: list[dict]) -> list[int]:
+        """The segments (places in the manifest's list) to merge next; [] for none."""
+        live = [live_triples(entry) for entry in entries]
+        for i, entry in enumerate(entries):
+            if (live[i] == 0 and len(entries) > 1) or \
+                    (0 < live[i] < self.segment_triples and 2 * entry["hidden_triples"] > entry["triples"]):
+                return [i]
+        small = [i for i in range(len(entries)) if 2 * live[i] < self.segment_triples]
+        tiers: dict[int, list[int]] = {}
+        for i in small:
+            tier = 0
+            while live[i] >= self.floor * self.factor ** (tier + 1):
+                tier += 1
+            tiers.setdefault(tier, []).append(i)
+        for tier in sorted(tiers):
+            if len(tiers[tier]) >= self.factor:
+                return sorted(sorted(tiers[tier], key=live.__getitem__)[:self.factor])
+        smallest = sorted(sorted(small, key=live.__getitem__)[:len(entries) - self.max_segments + 1])
+        return smallest if len(entries) > self.max_segments and len(smallest) >= 2 else []
 
 
-def plan(entries: list[dict], segment_triples: int = SEGMENT_TRIPLES) -> list[int]:
-    """The segments (places in the manifest's list) the policy merges next; [] for none."""
-    live = [live_triples(entry) for entry in entries]
-    for i, entry in enumerate(entries):
-        if (live[i] == 0 and len(entries) > 1) or (0 < live[i] < segment_triples and 2 * entry["hidden_triples"] > entry["triples"]):
-            return [i]
-    small = [i for i in range(len(entries)) if 2 * live[i] < segment_triples]
-    tiers: dict[int, list[int]] = {}
-    for i in small:
-        tier = 0
-        while live[i] >= MERGE_FLOOR * MERGE_FACTOR ** (tier + 1):
-            tier += 1
-        tiers.setdefault(tier, []).append(i)
-    for tier in sorted(tiers):
-        if len(tiers[tier]) >= MERGE_FACTOR:
-            return sorted(sorted(tiers[tier], key=live.__getitem__)[:MERGE_FACTOR])
-    smallest = sorted(sorted(small, key=live.__getitem__)[:len(entries) - MAX_SEGMENTS + 1])
-    return smallest if len(entries) > MAX_SEGMENTS and len(smallest) >= 2 else []
-
-
-def merge_policy(directory: str, tokenizer: Tokenizer, segment_triples: int = SEGMENT_TRIPLES) -> list[int]:
-    """Run the policy's merges on the index in `directory` (its lock held by the caller) until it
+def merge_policy(directory: str, tokenizer: Tokenizer, policy: TieredMergePolicy = TieredMergePolicy()) -> list[int]:
+    """Run `policy`'s merges on the index in `directory` (its lock held by the caller) until it
     plans none; returns the segment count after each."""
     counts = []
     while True:
-        picks = plan(read_manifest(directory)["segments"], segment_triples)
+        picks = policy.plan(read_manifest(directory)["segments"])
         if not picks:
             return counts
         counts.append(merge_segments(directory, tokenizer, picks))
