@@ -32,7 +32,8 @@ from kgqa.errors import DamagedIndex
 from kgqa.files import atomic_directory, check_replaceable, file_sha256, readable_file, recover_directory
 from kgqa.kb.index import HEADER, KBIndex
 from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
-from kgqa.kb.segment import SAMPLE_KEPT, SEGMENT_HEADER, key_hashes, string_hashes
+from kgqa.kb.segment import key_hashes, string_hashes
+from kgqa.kb import segment_format as fmt
 from kgqa.kb.spellings import write_spellings
 from kgqa.spelling import FINGERPRINT
 from kgqa.kb.triples import ReadStats, read_kb
@@ -132,8 +133,8 @@ def _predicate_samples(key_pred: np.ndarray, key_hash: np.ndarray, predicates: i
     counts = np.bincount(key_pred, minlength=predicates)
     first = np.cumsum(counts) - counts
     rank = np.arange(len(by_predicate)) - np.repeat(first, counts)
-    picked = by_predicate[rank < SAMPLE_KEPT]
-    return {"pred_sample_start": np.concatenate([[0], np.cumsum(np.minimum(counts, SAMPLE_KEPT))]).astype(np.int64),
+    picked = by_predicate[rank < fmt.SAMPLE_KEPT]
+    return {"pred_sample_start": np.concatenate([[0], np.cumsum(np.minimum(counts, fmt.SAMPLE_KEPT))]).astype(np.int64),
             "pred_sample_key": picked.astype(np.int64), "pred_sample_hash": key_hash[picked]}
 
 
@@ -296,18 +297,20 @@ def write_segment(t: TripleArrays, tokenizer: Tokenizer, directory: str, progres
                    "entities": len(arrays["ent_sid"]), "predicates": len(predicates)})
     firsts = order[arrays["obj_start"][arrays["pred_sample_key"]]]  # each sampled key's first object
     arrays["pred_sample_offset"] = np.concatenate([[0], np.cumsum(starts[firsts + 1] - starts[firsts])]).astype(np.int64)
-    with open(os.path.join(directory, "samples.bin"), "wb") as handle:
+    with open(fmt.path(directory, fmt.SAMPLES), "wb") as handle:
         _write_gathered(handle, data, starts, firsts)
-    surfaces.save(os.path.join(directory, "surfaces.marisa"))
+    surfaces.save(fmt.path(directory, fmt.SURFACES))
     write_spellings(t.surface_ids, directory)
-    predicates.save(os.path.join(directory, "predicates.marisa"))
-    for name, values in arrays.items():
-        np.save(os.path.join(directory, f"{name}.npy"), values)
-    with open(os.path.join(directory, "strings.bin"), "wb") as handle:
+    predicates.save(fmt.path(directory, fmt.PREDICATES))
+    if sorted(arrays) != sorted(fmt.ARRAYS):  # the reader opens exactly these
+        raise AssertionError(f"a segment's arrays are {fmt.ARRAYS}, not {tuple(arrays)}")
+    for name in fmt.ARRAYS:
+        np.save(fmt.array_path(directory, name), arrays[name])
+    with open(fmt.path(directory, fmt.STRINGS), "wb") as handle:
         _write_gathered(handle, data, starts, order)
         handle.write(b"".join(m_bytes))
-    surface_trie.save(directory, "surfaces")
-    with open(os.path.join(directory, SEGMENT_HEADER), "w", encoding="utf-8") as handle:
+    surface_trie.save(directory, fmt.SURFACE_TRIE)
+    with open(fmt.path(directory, fmt.HEADER), "w", encoding="utf-8") as handle:
         json.dump(header, handle, ensure_ascii=False, indent=1)
     return header
 

@@ -24,7 +24,8 @@ from typing import Iterator
 import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
-from kgqa.kb.segment import SAMPLE_KEPT, Segment
+from kgqa.kb.segment import Segment
+from kgqa.kb.segment_format import SAMPLE_KEPT
 from kgqa.kb.triples import Fact
 from kgqa.kb.trie import Trie, TokenTrie
 from kgqa.kb.trie_union import TrieUnion

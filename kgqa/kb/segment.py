@@ -29,16 +29,12 @@ import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
 from kgqa.kb.mapped import load, random_access
+from kgqa.kb.segment_format import (ARRAYS, HEADER, HEADER_FIELDS, PREDICATES, SAMPLES, STRINGS, SURFACE_TRIE,
+                                    SURFACES, array_path, path)
 from kgqa.kb.spellings import Spellings
 from kgqa.kb.trie import TokenTrie
 from kgqa.kb.triples import Fact
 
-SEGMENT_HEADER = "segment.json"
-_HEADER_FIELDS = ("triples", "skipped", "surfaces", "entities", "predicates")
-ARRAYS = ("ent_start", "ent_m", "m_offset", "ent_sid", "grp_start", "grp_pred", "grp_ent", "obj_start",
-          "obj_offset", "pred_count", "pred_sample_start", "pred_sample_key", "pred_sample_hash",
-          "pred_sample_offset")
-SAMPLE_KEPT = 128  # keys kept per predicate and segment, smallest hashes first
 
 
 class Segment:
@@ -63,30 +59,29 @@ class Segment:
         """Open a segment and check that its parts agree in size: a truncated or half-copied
         segment is a `DamagedIndex` here, never an IndexError (or a wrong answer) mid-decode."""
         try:
-            with open(os.path.join(directory, SEGMENT_HEADER), encoding="utf-8") as handle:
+            with open(path(directory, HEADER), encoding="utf-8") as handle:
                 self.header = json.load(handle)
         except FileNotFoundError:
-            raise KgqaError(f"not a kgqa index segment (no {SEGMENT_HEADER})", directory) from None
+            raise KgqaError(f"not a kgqa index segment (no {HEADER})", directory) from None
         except (OSError, ValueError) as error:
-            raise DamagedIndex(f"unreadable {SEGMENT_HEADER} ({error})", directory) from None
-        missing = [name for name in _HEADER_FIELDS if not isinstance(self.header, dict) or name not in self.header]
+            raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
+        missing = [name for name in HEADER_FIELDS if not isinstance(self.header, dict) or name not in self.header]
         if missing:
             raise DamagedIndex(f"segment header lacks {', '.join(missing)}", directory)
         self.directory = directory
         try:
             self.surfaces = marisa_trie.Trie()
-            self.surfaces.mmap(os.path.join(directory, "surfaces.marisa"))
+            self.surfaces.mmap(path(directory, SURFACES))
             self.predicates = marisa_trie.Trie()
-            self.predicates.mmap(os.path.join(directory, "predicates.marisa"))
+            self.predicates.mmap(path(directory, PREDICATES))
             (self.ent_start, self.ent_m, self.m_offset, self.ent_sid, self.grp_start, self.grp_pred, self.grp_ent,
              self.obj_start, self.obj_offset, self.pred_count, self.pred_sample_start, self.pred_sample_key,
              self.pred_sample_hash, self.pred_sample_offset) = (
-                load(os.path.join(directory, f"{name}.npy")) for name in ARRAYS)
-            strings = os.path.join(directory, "strings.bin")
+                load(array_path(directory, name)) for name in ARRAYS)
             self.blob, self.sample_blob = (
-                random_access(np.memmap(path, dtype=np.uint8, mode="r")) if os.path.getsize(path) else np.zeros(0, np.uint8)
-                for path in (strings, os.path.join(directory, "samples.bin")))
-            self.surface_trie = TokenTrie.open(directory, "surfaces", load)
+                random_access(np.memmap(file, dtype=np.uint8, mode="r")) if os.path.getsize(file) else np.zeros(0, np.uint8)
+                for file in (path(directory, STRINGS), path(directory, SAMPLES)))
+            self.surface_trie = TokenTrie.open(directory, SURFACE_TRIE, load)
             self.spellings = Spellings(directory)
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
