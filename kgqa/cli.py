@@ -386,9 +386,12 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
 @_user_errors
 def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, **decode) -> None:
     """HTTP service: POST /ask, GET /health, GET /metrics, and a page at / to ask from a browser."""
+    import time
+
     from kgqa.serve.app import is_loopback, listen, serve as run
     from kgqa.serve.workers import ThreadWorker, start_processes
 
+    started = time.time()  # /health's uptime counts the workers' loading too
     key = _api_key(api_key, api_key_file)
     sock = listen(host, port)
     if workers == 1:
@@ -399,7 +402,7 @@ def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header
         click.echo(f"warning: {host} is not loopback and kgqa serve has no API key: anyone who can reach "
                    f"{host}:{port} can ask it questions (give --api-key-file or KGQA_API_KEY)", err=True)
     click.echo(f"kgqa: serving on http://{host}:{port}" + (f" with {workers} workers" if workers > 1 else ""), err=True)
-    run(answering, sock, api_key=key, client_header=client_header, drain_s=drain_timeout)
+    run(answering, sock, api_key=key, client_header=client_header, drain_s=drain_timeout, started=started)
 
 
 def _api_key(given: str | None, path: str | None) -> str | None:

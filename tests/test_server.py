@@ -159,6 +159,15 @@ def test_a_question_that_breaks_the_decode_fails_alone_and_the_worker_lives_on(q
     assert poisoned.threads and all(name.startswith("kgqa-decode") for name in poisoned.threads)
 
 
+def test_health_counts_uptime_from_when_the_service_began_its_loading_included(qa):
+    import time
+
+    async def scenario(client):
+        return (await (await client.get("/health")).json())["uptime_s"]
+    assert _with_client(qa, scenario, started=time.time() - 42.0) >= 42.0
+    assert _with_client(qa, scenario) < 42.0
+
+
 def test_health_says_when_the_worker_has_stopped(qa):
     from kgqa.serve.app import SCHEDULER
 

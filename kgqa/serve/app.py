@@ -144,16 +144,17 @@ def _counted(monitoring: Monitoring):
 
 def make_app(workers: list[Worker], wait_s: float = 0.01, max_pending: int = 1024,
              allowed_hosts: frozenset[str] | None = None, api_key: str | None = None,
-             client_header: str | None = None) -> web.Application:
+             client_header: str | None = None, started: float | None = None) -> web.Application:
     """The service's app over `workers` (started: a `ProcessWorker` is `start`ed before), questions
     decoded up to the pipeline's batch size at a time; `allowed_hosts` (None: any) are the Host
     names it answers to; `api_key` (None: none) the key `/ask` and `/metrics` need; a client is
     told apart by the header `client_header` where given (set by a trusted proxy), else by its
-    address. The workers end with the app."""
+    address; `started` (epoch seconds; None: now) is when the service began, its workers' loading
+    included, from which `/health` counts `uptime_s`. The workers end with the app."""
     monitoring = Monitoring()
     app = web.Application(client_max_size=1 << 20, middlewares=[
         _counted(monitoring), _json_errors, _host_guard(allowed_hosts), _key_guard(api_key)])
-    started = time.time()
+    started = time.time() if started is None else started
     state = workers[0].state
 
     async def start_scheduler(app: web.Application) -> None:
@@ -235,9 +236,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(workers: list[Worker], sock: socket.socket, api_key: str | None = None, client_header: str | None = None,
-          drain_s: float = 30.0) -> None:
+          drain_s: float = 30.0, started: float | None = None) -> None:
     """Serve on a socket from `listen` until SIGTERM or SIGINT, then drain (at most `drain_s`);
     on loopback, only to loopback Host names."""
     host = sock.getsockname()[0]
     web.run_app(make_app(workers, allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None, api_key=api_key,
-                         client_header=client_header), sock=sock, print=None, shutdown_timeout=drain_s)
+                         client_header=client_header, started=started), sock=sock, print=None, shutdown_timeout=drain_s)
