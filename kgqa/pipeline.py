@@ -232,7 +232,7 @@ class KGQA:
     def read(self, questions: list[str]) -> list[Reading]:
         """Each question read against the KB: the text the model reads, its KB names in the KB's
         spelling however they were typed (`kgqa.reading`)."""
-        return [read(self.index, question) for question in questions]
+        return [read(self.index, question, self._ordinary) for question in questions]
 
     def beam(self, readings: list[Reading], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
         """The constrained beam's top-k KB keys per question, best first (`encoded`: the
@@ -260,9 +260,9 @@ class KGQA:
         best answer that gives is about the near name and surer by `near_margin` than the gated
         reading's (of several, the surest), so a near name is evidence the model and the calibrator
         weigh, not a rewrite taken on trust. Near readings are decoded only where the gated
-        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, never for a two-character
-        span of ordinary question wording (none where the checkpoint has no `Wording`), and only with
-        a calibrator to weigh them (else the gated reading)."""
+        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, and only with a calibrator
+        to weigh them (else the gated reading); the reading offers no two-character near name typed
+        as ordinary question wording (`_ordinary`)."""
         readings = list(readings)
         sets = self._read_once(readings)
         if not (self.reranking and self.fitted.calibrator is not None):
@@ -270,8 +270,7 @@ class KGQA:
         sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
         # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
         tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
-                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)
-                 and not (near.near_kind == "short" and self._ordinary(near.near_typed))]
+                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
         for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
             surface, confidence = self._surest(other)
@@ -287,7 +286,7 @@ class KGQA:
         return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
 
     def _ordinary(self, typed: str) -> bool:
-        """Whether two typed characters are ordinary question wording (so never tried as a near
+        """Whether two typed characters are ordinary question wording (so never read as a near
         name); all are, without the checkpoint's wording counts to tell."""
         return self.fitted.wording is None or self.fitted.wording.ordinary(typed)
 

@@ -45,6 +45,7 @@ the service's explanation.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 from rapidfuzz.distance import Levenshtein
 
@@ -101,20 +102,22 @@ class _Span:
     alike: list[int] = field(default_factory=list)  # _EXACT: the sids of names that sound like it
 
 
-def read(index: KBIndex, question: str) -> Reading:
+def read(index: KBIndex, question: str, ordinary: Callable[[str], bool] = lambda typed: False) -> Reading:
     """The question as the model reads it, its KB names in the KB's spelling, with its `near`
-    readings (see the module)."""
+    readings (see the module); `ordinary` says which typed two characters are question wording,
+    never a near name (`rank.wording.Wording.ordinary`; by default none is)."""
     text, origin = folded(question)
     spans = _spans(index, question, text, origin)
     gated = _chosen(index, question, text, origin, spans)
     reading = _rewritten(index, question, text, origin, gated)
-    held = [("short" if _short(span) else "held", span) for span in _held(index, question, text, origin, spans, gated)]
+    held = [("short" if _short(span) else "held", span)
+            for span in _held(index, question, text, origin, spans, gated, ordinary)]
     alike = [("alike", replace(span, how=_SOUND, sids=span.alike)) for span in gated if span.alike]
     texts = {reading.text}
     for kind, span in held + alike:
         other = _rewritten(index, question, text, origin,
                            sorted([s for s in gated if not _overlap(s, span)] + [span], key=lambda s: s.start))
-        other.near_typed = question[origin[span.start]:origin[span.stop - 1] + 1]
+        other.near_typed = _as_typed(question, origin, span)
         other.near_name = _closest(index, other.near_typed, span.sids)
         other.near_kind = kind
         if other.text not in texts:
@@ -176,16 +179,17 @@ def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: 
 
 
 def _held(index: KBIndex, question: str, text: str, origin: list[int], spans: list[_Span],
-          gated: list[_Span]) -> list[_Span]:
+          gated: list[_Span], ordinary: Callable[[str], bool]) -> list[_Span]:
     """The near spans the gates held back, each with the names it is near enough to, longer first:
-    never one the gated reading reads, one inside a longer name the question spells, nor one that
-    begins or ends inside a Latin word."""
+    never one the gated reading reads, one inside a longer name the question spells, one that
+    begins or ends inside a Latin word, nor a two-character one typed as `ordinary` wording."""
     read_at = {(span.start, span.stop) for span in gated}
     held = []
     for span in sorted(spans, key=lambda s: (s.start - s.stop, s.how, s.start)):
         if span.how == _EXACT or (span.start, span.stop) in read_at or _cuts_a_word(question, origin, span) or \
                 any(other.how == _EXACT and other.stop - other.start > span.stop - span.start and _overlap(other, span)
-                    for other in spans):
+                    for other in spans) or \
+                _short(span) and ordinary(_as_typed(question, origin, span)):
             continue
         sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid))]
         if sids:
@@ -195,6 +199,11 @@ def _held(index: KBIndex, question: str, text: str, origin: list[int], spans: li
         most = max(short, key=lambda span: max(map(index.surface_size, span.sids)))
         held = [span for span in held if span is most or not _short(span)]
     return held
+
+
+def _as_typed(question: str, origin: list[int], span: _Span) -> str:
+    """The question's characters, as typed, that a span of its folded text covers."""
+    return question[origin[span.start]:origin[span.stop - 1] + 1]
 
 
 def _short(span: _Span) -> bool:

@@ -136,6 +136,10 @@ def test_each_near_name_is_a_reading_of_its_own(index):
     # many short names); of the names a span sounds like, it is read as the one the KB holds most of
     reading = read(index, "哪里是查具的产地？")
     assert [(n.text, n.near_name) for n in reading.near] == [("哪里是茶具的产地？", "茶具")]
+    # a two-character span typed as ordinary question wording is no near name, and so leaves the cap
+    # to the next: here 是查 (失查), once 查具 counts as wording
+    reading = read(index, "哪里是查具的产地？", ordinary=lambda typed: typed == "查具")
+    assert [(n.near_name, n.near_kind) for n in reading.near] == [("失查", "short")]
     (near,) = read(index, "沉华的籍贯是哪里？").near
     # not 晨华, a word the KB holds less of
     assert (near.near_typed, near.near_name, near.near_kind) == ("沉华", "陈华", "short")
