@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from kgqa.candidate import SEPARATOR, parse_answer
 from kgqa.errors import KgqaError
@@ -12,6 +12,19 @@ from kgqa.files import atomic_file, readable_file
 from kgqa.kb.triples import split_subject
 
 MAX_QUESTION_CHARS = 512  # no KgCLUE question comes near this; a longer one is cut, wherever it is asked
+
+
+class Target(NamedTuple):
+    """What the decoder is taught to write for a question: the key (S, P, M), then the start of
+    its object (`Tokenizer.encode_object`)."""
+
+    surface: str
+    predicate: str
+    disambiguation: str
+    obj: str
+
+
+Pairs = list[tuple[str, Target]]  # (question, its gold target): what training and the fitted models learn from
 
 
 @dataclass
@@ -115,14 +128,14 @@ def read_predictions(path: str) -> list[Question]:
     return out
 
 
-def training_pairs(questions: Iterable[Question]) -> list[tuple[str, tuple[str, str, str]]]:
-    """(question, (S, P, M)) pairs, the decoder's targets."""
+def training_pairs(questions: Iterable[Question]) -> Pairs:
+    """(question, gold target) pairs of the questions with an answer."""
     pairs = []
     for q in questions:
         gold = q.gold()
         if gold is not None:
             surface, disambiguation = split_subject(gold[0])
-            pairs.append((q.question, (surface, gold[1], disambiguation)))
+            pairs.append((q.question, Target(surface, gold[1], disambiguation, gold[2])))
     return pairs
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from kgqa.data import Pairs, Target
 from kgqa.kb.index import KBIndex
 
 TEMPLATES = (
@@ -17,8 +18,8 @@ TEMPLATES = (
 )
 
 
-def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple[str, str, str]]]:
-    """`count` (question, (S, P, M)) pairs from uniformly drawn KB keys, seeded."""
+def kb_questions(index: KBIndex, count: int, seed: int) -> Pairs:
+    """`count` (question, target) pairs from uniformly drawn KB keys, seeded."""
     rng = random.Random(seed)
     pairs = []
     for _ in range(count):
@@ -27,5 +28,5 @@ def kb_questions(index: KBIndex, count: int, seed: int) -> list[tuple[str, tuple
             key = rng.randrange(index.key_count)
         fact = index.fact(key)
         question = rng.choice(TEMPLATES).format(s=fact.surface, p=fact.predicate)
-        pairs.append((question, (fact.surface, fact.predicate, fact.disambiguation)))
+        pairs.append((question, Target(fact.surface, fact.predicate, fact.disambiguation, fact.objects[0])))
     return pairs

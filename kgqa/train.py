@@ -1,4 +1,4 @@
-"""Training: question -> `S [SEP] P [SEP] M`, teacher-forced; a predicate-disjoint slice of train
+"""Training: question -> `S [SEP] P [SEP] M [EOS]` and the object's first tokens, teacher-forced; a predicate-disjoint slice of train
 is held out and scored each epoch with the same constrained decoding `kgqa predict` uses; the
 best checkpoint is kept by the official score on it, and the reranker is fitted on it.
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from kgqa.data import Question, hold_out_predicates, read_questions, training_pairs
+from kgqa.data import Pairs, Question, hold_out_predicates, read_questions, training_pairs
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
@@ -40,7 +40,7 @@ from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokeniz
 from kgqa.reading import read
 from kgqa.pipeline import KGQA
 from kgqa.candidate import best_answer
-from kgqa.rank.bundle import Fitted, Pairs, fit
+from kgqa.rank.bundle import Fitted, fit
 from kgqa.rank.features import CandidateSet
 
 
@@ -58,6 +58,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     kb_questions: int = 6000  # KB-generated questions mixed into each epoch
+    # object tokens taught after each key's end (0: none): their likelihood is the reranker's reading
+    # of whether a candidate's object answers the question's wording
+    object_tokens: int = 8
     vocab_size: int = 6000
     shape: ScratchShape = field(default_factory=ScratchShape)
     dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose
@@ -97,7 +100,7 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
+def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:
     """Training questions and every KB string the decoder may write: what the vocabulary must encode."""
     for question, _ in pairs:
         yield question
@@ -108,18 +111,20 @@ def _target_texts(config: TrainConfig, pairs: list) -> Iterator[str]:
             yield triple.disambiguation
 
 
-def read_pairs(index: KBIndex, pairs: list) -> list:
+def read_pairs(index: KBIndex, pairs: Pairs) -> Pairs:
     """(question, target) pairs with each question as the model reads it when answering
     (`kgqa.reading`: the KB's names in the KB's spelling), so it learns from what it will see."""
     return [(read(index, question).text, target) for question, target in pairs]
 
 
-def teacher_forced_batch(tokenizer: Tokenizer, pairs: list, max_question_tokens: int,
-           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """A teacher-forced batch: the questions (cut as decoding cuts them) and their targets."""
+def teacher_forced_batch(tokenizer: Tokenizer, pairs: Pairs, max_question_tokens: int,
+                         device: torch.device | str = "cpu", object_tokens: int = 0) -> dict[str, torch.Tensor]:
+    """A teacher-forced batch: the questions (cut as decoding cuts them) and their targets, each
+    key followed by its object's first `object_tokens`."""
     input_ids, attention = encode_questions(tokenizer, [q for q, _ in pairs], max_question_tokens, device)
-    return {"input_ids": input_ids, "attention_mask": attention,
-            "labels": pad_targets([tokenizer.encode_target(*spm) for _, spm in pairs]).to(device)}
+    labels = [tokenizer.encode_target(t.surface, t.predicate, t.disambiguation) + tokenizer.encode_object(t.obj, object_tokens)
+              for _, t in pairs]
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": pad_targets(labels).to(device)}
 
 
 def forward_backward(model: torch.nn.Module, parts: list[dict[str, torch.Tensor]], autocast: torch.autocast,
@@ -306,6 +311,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     if config.resume and state is None:
         raise KgqaError("nothing to resume (no last/trainer_state.pt)", config.output)
     model, tokenizer = _model_and_tokenizer(config, pairs, state, rank)
+    model.config.kgqa_object_tokens = config.object_tokens  # saved with the weights: what the pipeline reads back
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
     pairs = read_pairs(index, pairs)
@@ -340,8 +346,8 @@ def train(config: TrainConfig) -> dict[str, float]:
         for batch_no in bar:
             start = batch_no * config.batch_size * world
             chosen = order[start:start + config.batch_size * world][rank::world]
-            parts = [teacher_forced_batch(tokenizer, [epoch_pairs[i] for i in part], config.max_question_tokens, device)
-                     for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
+            parts = [teacher_forced_batch(tokenizer, [epoch_pairs[i] for i in part], config.max_question_tokens, device,
+                                          config.object_tokens) for part in np.array_split(chosen, min(config.grad_accum, len(chosen)))]
             optimizer.zero_grad(set_to_none=True)
             losses.append(forward_backward(ddp, parts, autocast, config.label_smoothing))
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from kgqa.data import read_questions, training_pairs
+from kgqa.data import Target, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import PREDICATE_SAMPLE
@@ -102,4 +102,4 @@ def test_answer_kinds_are_saved_and_read_back(tmp_path):
 
 def test_no_answer_kinds_without_a_gold_key_in_the_kb(tmp_path):
     index, questions = _world(tmp_path)
-    assert fit_answer_kinds(index, [(question, ("不在园", "距离", "")) for question, _ in questions]) is None
+    assert fit_answer_kinds(index, [(question, Target("不在园", "距离", "", "")) for question, _ in questions]) is None

@@ -1,6 +1,7 @@
 """Text <-> token ids, and the one place that knows how (S, P, M) is linearised for the decoder.
 
-The target is `S [SEP] P [SEP] M [EOS]`: each part is encoded on its own and joined with one
+The target is `S [SEP] P [SEP] M [EOS]`, then, for a model trained to, the object's first tokens
+(`encode_object`: after the end, so decoding a key stops where it did): each part is encoded on its own and joined with one
 separator id, so the ids the model writes, the ids in the index and the ids of training labels
 are the same by construction (encoding a joined string could merge tokens across a boundary).
 """
@@ -54,6 +55,11 @@ class Tokenizer:
             + self.encode(predicate) + [self.sep_id]
             + self.encode(disambiguation) + [self.eos_id]
         )
+
+    def encode_object(self, obj: str, tokens: int) -> list[int]:
+        """What follows a key's end in a target: the first `tokens` of the object and its own end
+        (where it is that short), so the model's likelihood of it says how well an object answers."""
+        return (self.encode(obj) + [self.eos_id])[:tokens]
 
 
 class SentencePieceTokenizer(Tokenizer):

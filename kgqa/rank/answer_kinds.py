@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from kgqa.data import Pairs
 from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
 from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
@@ -129,13 +130,12 @@ def _subject_predicates(index: KBIndex, surface: str, disambiguation: str) -> li
     return [p for _, p, m in index.keys(sid) if m == disambiguation]
 
 
-def fit_answer_kinds(index: KBIndex, pairs: list[tuple[str, tuple[str, str, str]]], seed: int = 0
-                     ) -> AnswerKinds | None:
-    """Answer kinds learned on (question, gold (S, P, M)) pairs (train's, `data.training_pairs`):
+def fit_answer_kinds(index: KBIndex, pairs: Pairs, seed: int = 0) -> AnswerKinds | None:
+    """Answer kinds learned on (question, gold target) pairs (train's, `data.training_pairs`):
     each gold predicate against its subject's others, over the KB `index` holds. None where no
     question's gold key is in it with another predicate beside it."""
     lists = []
-    for question, (surface, predicate, disambiguation) in pairs:
+    for question, (surface, predicate, disambiguation, _) in pairs:
         predicates = _subject_predicates(index, surface, disambiguation)
         if predicate in predicates and len(predicates) > 1:
             lists.append((question, surface, predicates, predicates.index(predicate)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from kgqa.data import Question
+from kgqa.data import Pairs, Question
 from kgqa.kb.index import KBIndex
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
 from kgqa.rank.confidence import Calibrator, fit_calibrator
@@ -17,9 +17,6 @@ from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
 from kgqa.rank.wording import Wording, fit_wording
-
-Pairs = list[tuple[str, tuple[str, str, str]]]  # (question, gold (S, P, M)), as `data.training_pairs` gives
-
 
 @dataclass
 class Fitted:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kgqa.data import Pairs
 from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
 from kgqa.kb.triples import Fact
 from kgqa.text import without_mention
@@ -63,12 +64,12 @@ class Naming:
         return cls({str(c): (int(n), int(k)) for c, n, k in zip(characters, named, seen)})
 
 
-def fit_naming(pairs: list[tuple[str, tuple[str, str, str]]]) -> Naming:
-    """Naming weights counted over (question, gold (S, P, M)) pairs (train's, `data.training_pairs`)."""
+def fit_naming(pairs: Pairs) -> Naming:
+    """Naming weights counted over (question, gold target) pairs (train's, `data.training_pairs`)."""
     named: Counter[str] = Counter()
     seen: Counter[str] = Counter()
-    for question, (surface, predicate, _) in pairs:
-        for c in set(without_mention(question, surface)):
+    for question, gold in pairs:
+        for c in set(without_mention(question, gold.surface)):
             seen[c] += 1
-            named[c] += c in predicate
+            named[c] += c in gold.predicate
     return Naming({c: (named[c], seen[c]) for c in sorted(seen)})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kgqa.data import Pairs
 from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
 from kgqa.spelling import fold
 
@@ -48,11 +49,11 @@ class Wording:
         return cls({str(b): int(n) for b, n in zip(bigrams, questions)})
 
 
-def fit_wording(pairs: list[tuple[str, tuple[str, str, str]]]) -> Wording:
-    """Bigram counts over (question, gold (S, P, M)) pairs (train's, `data.training_pairs`): each
+def fit_wording(pairs: Pairs) -> Wording:
+    """Bigram counts over (question, gold target) pairs (train's, `data.training_pairs`): each
     question's bigrams between and around the mentions of its subject's name, once per question."""
     counts: Counter[str] = Counter()
-    for question, (surface, _, _) in pairs:
-        pieces = [fold(piece) for piece in (question.split(surface) if surface else [question])]
+    for question, gold in pairs:
+        pieces = [fold(piece) for piece in (question.split(gold.surface) if gold.surface else [question])]
         counts.update({piece[i:i + 2] for piece in pieces for i in range(len(piece) - 1)})
     return Wording(dict(sorted(counts.items())))
