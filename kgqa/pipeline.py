@@ -16,7 +16,7 @@ from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
 from kgqa.model.checkpoint import load_checkpoint
-from kgqa.model.likelihood import log_likelihoods
+from kgqa.model.likelihood import token_log_probs
 from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
@@ -132,6 +132,9 @@ class KGQA:
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
         self.checkpoint: str | None = None  # the directory it was loaded from, if any
+        # object tokens the model was taught to write after a key (`TrainConfig.object_tokens`; 0:
+        # none): each candidate's are scored with its key, as the reranker's object likelihood
+        self.object_tokens: int = getattr(model.config, "kgqa_object_tokens", 0)
 
     @property
     def reranking(self) -> bool:
@@ -300,10 +303,15 @@ class KGQA:
         beams = self.beam(readings, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, r.text, beam, r.mentions) for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
-        targets = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in question_facts]
-                   for question_facts in facts]
-        likelihoods = log_likelihoods(self.model, self.tokenizer, questions, targets,
-                                      self.settings.max_question_tokens, encoded=encoded)
+        keys_written = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in question_facts]
+                        for question_facts in facts]
+        tails = [[self.tokenizer.encode_object(f.objects[0], self.object_tokens) for f in question_facts]
+                 for question_facts in facts]
+        log_probs = token_log_probs(self.model, self.tokenizer, questions,
+                                    [[k + t for k, t in zip(*pair)] for pair in zip(keys_written, tails)],
+                                    self.settings.max_question_tokens, encoded=encoded)
+        likelihoods = [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*found)]
+                                ).reshape(-1, 4) for found in zip(log_probs, keys_written, tails)]
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
                              *self.learned_evidence(q, question_facts), trust=1.0 if r.mentions else UNNAMED_TRUST)
                 for r, q, chosen, question_facts, scored, beam

@@ -6,7 +6,7 @@ from kgqa.kb.triples import Fact
 from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.model.likelihood import log_likelihoods
+from kgqa.model.likelihood import token_log_probs
 from kgqa.rank.bundle import Fitted
 from kgqa.rank.features import FEATURE_NAMES, candidate_features
 from kgqa.rank.naming import Naming
@@ -38,14 +38,15 @@ def test_fit_learns_which_feature_marks_the_gold_candidate(tmp_path):
     assert Reranker.load(str(tmp_path / "elsewhere")) is None
 
 
-def test_log_likelihoods_agree_with_the_model_loss(sample):
+def test_token_log_probs_agree_with_the_model_loss(sample):
     _, tokenizer, index = sample
     model = scratch_model(tokenizer, TINY_SHAPE, 0).eval()
     question = "马磊静的配偶是谁？"
     groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
     targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.fact, groups)]
-    found = log_likelihoods(model, tokenizer, [question], [targets], 128)[0]
-    for target, (total, length) in zip(targets, found):
+    found = token_log_probs(model, tokenizer, [question], [targets], 128)[0]
+    for target, log_probs in zip(targets, found):
+        total, length = log_probs.sum(), len(log_probs)
         labels = torch.tensor([target])
         source = torch.tensor([tokenizer.encode_question(question)])
         with torch.no_grad():
@@ -97,14 +98,14 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     question = "刘晓华多少岁了？"
     answers = [Fact("刘晓华", "年龄", "", ["45"]), Fact("刘晓华", "姓名", "", ["刘晓华"]),
                Fact("刘晓华", "职业", "", ["教授"])]
-    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 2)), [], [(0, 1, 1)] * 3, np.zeros(3),
+    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 4)), [], [(0, 1, 1)] * 3, np.zeros(3),
                               np.zeros((3, 2)))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
-    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 2)), [], [(0, 1, 1)],
+    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 4)), [], [(0, 1, 1)],
                                     np.zeros(1), np.zeros((1, 2)))
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
@@ -113,7 +114,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
     answers = [Fact("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
                Fact("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
                Fact("滕州二中", "校址", "", ["滕州市善南路266号"]), Fact("滕州二中", "地址", "", [""])]
-    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], [(0, 1, 1)] * 4,
+    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], [(0, 1, 1)] * 4,
                               np.zeros(4), np.zeros((4, 2)))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["object_in_subject"] == pytest.approx([1.0, 0.0, 2 / 10, 0.0])  # 滕州 of 10 characters; "": none
@@ -122,11 +123,13 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
 
 def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Fact("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Fact("刘晓", "别名", "", ["小刘"])]
-    rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, np.array([[-2.0, 4.0], [-9.0, 3.0]]), [],
-                              [(0, 5, 20), (1, 9, 3)], np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
+    likelihoods = np.array([[-2.0, 4.0, -3.0, 6.0], [-9.0, 3.0, -1.0, 2.0]])  # the key's, then its object's
+    rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, likelihoods, [], [(0, 5, 20), (1, 9, 3)],
+                              np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
     assert rows.shape == (2, len(FEATURE_NAMES))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["log_likelihood"] == [-2.0, -9.0] and column["mean_log_likelihood"] == [-0.5, -3.0]
+    assert column["object_log_likelihood"] == [-3.0, -1.0] and column["mean_object_log_likelihood"] == [-0.5, -0.5]
     assert column["named_per_character"] == [0.5, 0.0] and column["predicate_chars"] == [4.0, 2.0]
     assert column["named"] == [2.0, 0.0] and column["named_share"] == [0.5, 0.0] and column["best_named"] == [1.0, 0.0]
     assert column["mention_chars"] == [3.0, 2.0] and column["longest_mention"] == [1.0, 0.0]
@@ -139,7 +142,7 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
     prominence = [(0, 10, 3), (0, 300, 3), (0, 300, 3), (1, 2, 1)]  # (subject entity, KB keys with the
     # predicate, KB keys of the subject)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
-    rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 2)), [], prominence, kinds,
+    rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], prominence, kinds,
                               np.zeros((4, 2)))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     e = np.exp(2.0)

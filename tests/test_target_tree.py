@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kgqa.model import target_tree
-from kgqa.model.likelihood import log_likelihoods
+from kgqa.model.likelihood import token_log_probs
 from kgqa.model.stepper import Stepper
 from kgqa.model.target_tree import TargetTree
 
@@ -20,7 +20,7 @@ def test_a_tree_holds_each_prefix_once_and_runs_the_decoder_where_a_target_goes_
     assert tokens == [0, 7, 8] and depths == [0, 1, 2]
     assert ancestors.tolist() == [[True, False, False], [True, True, False], [True, True, True]]
     edges = np.array([0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
-    assert tree.likelihoods(edges).tolist() == [[-6.0, 3], [-7.0, 3], [-6.0, 2], [-6.0, 3]]
+    assert [p.tolist() for p in tree.token_log_probs(edges)] == [[-1, -2, -3], [-1, -2, -4], [-1, -5], [-1, -2, -3]]
 
 
 @pytest.mark.parametrize("kind", ["copy", "t5", "t5 v1.1", "bart"])
@@ -34,13 +34,13 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
                         for a in map(index.fact, keys)])
     assert sum(len(t) for t in targets) > 20
     monkeypatch.setattr(target_tree, "_HEAD_ROWS", 7)  # the output layer in several slices too
-    tree = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128, 48)  # small passes: several of them
+    tree = token_log_probs(model, tokenizer, QUESTIONS, targets, 128, 48)  # small passes: several of them
     for asked in ([[]], [[], targets[1]]):  # a question without candidates scores none, alone or not
-        found = log_likelihoods(model, tokenizer, QUESTIONS[:len(asked)], asked, 128)
-        assert [f.shape for f in found] == [(len(keys), 2) for keys in asked]
+        found = token_log_probs(model, tokenizer, QUESTIONS[:len(asked)], asked, 128)
+        assert [[len(t) for t in f] for f in found] == [[len(t) for t in keys] for keys in asked]
     monkeypatch.setattr(Stepper, "handles", staticmethod(lambda model: False))
-    rows = log_likelihoods(model, tokenizer, QUESTIONS, targets, 128)
-    for ours, theirs in zip(tree, rows):
-        assert ours.shape == theirs.shape == (len(ours), 2)
-        assert ours[:, 1].tolist() == theirs[:, 1].tolist()
-        assert np.allclose(ours[:, 0], theirs[:, 0], atol=1e-4), np.abs(ours - theirs).max()
+    rows = token_log_probs(model, tokenizer, QUESTIONS, targets, 128)
+    for ours, theirs, keys in zip(tree, rows, targets):
+        assert [len(t) for t in ours] == [len(t) for t in theirs] == [len(t) for t in keys]
+        for a, b in zip(ours, theirs):
+            assert np.allclose(a, b, atol=1e-4), np.abs(a - b).max()

@@ -111,6 +111,22 @@ def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one, three))
 
 
+def test_each_target_is_its_key_then_its_objects_first_tokens(sample_kb):
+    from kgqa.data import Target
+    from kgqa.train import teacher_forced_batch
+
+    _, _, tokenizer, _ = sample_kb
+    pairs = [("刘晓华讲什么课？", Target("刘晓华", "主讲课程", "广东工业大学教授", "《固体物理》")),
+             ("这个东西叫什么？", Target("东西", "别名", "", ""))]
+    keys = [tokenizer.encode_target(t.surface, t.predicate, t.disambiguation) for _, t in pairs]
+    for tokens in (0, 3, 40):
+        labels = teacher_forced_batch(tokenizer, pairs, 128, object_tokens=tokens)["labels"].tolist()
+        for row, key, (_, target) in zip(labels, keys, pairs):
+            tail = (tokenizer.encode(target.obj) + [tokenizer.eos_id])[:tokens]
+            assert [t for t in row if t != -100] == key + tail  # the key's end first: a beam still stops there
+    assert tokenizer.encode_object("", 8) == [tokenizer.eos_id]  # an empty object: its end at once
+
+
 def test_devices_are_chosen_or_refused_in_one_line(monkeypatch):
     from kgqa.errors import KgqaError
     from kgqa.model.seq2seq import pick_device
@@ -159,13 +175,15 @@ def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
     assert (chosen.lr, chosen.epochs) == (1e-2, 7)  # given values win
 
 
-def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicates(tmp_path):
+def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicates(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from kgqa.cli import main
     from kgqa.rank.features import FEATURE_NAMES
     from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker
+    from kgqa.pipeline import KGQA
+    from kgqa.train import TrainConfig
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     train = f"{SAMPLE}/train.json"
@@ -193,3 +211,9 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     refitted = read_fitted(checkpoint, "reranker", "reranker", linear)
     assert refitted["features"].tolist() == list(FEATURE_NAMES)
     assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit
+    monkeypatch.setenv("KGQA_CACHE", env["KGQA_CACHE"])
+    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")  # it reads what training taught
+    assert qa.object_tokens == TrainConfig.object_tokens > 0
+    found = qa.candidate_sets(["马磊静的配偶是谁？"])[0]
+    tails = [len(qa.tokenizer.encode_object(fact.objects[0], qa.object_tokens)) for fact in found.facts]
+    assert found.keys and found.likelihoods[:, 3].tolist() == tails and (found.likelihoods[:, 2] < 0).all()

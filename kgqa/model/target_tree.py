@@ -4,7 +4,7 @@ Why: the reranker asks the model for the log-likelihood of up to 64 keys a quest
 the other predicates of one or two subjects, so `S [SEP]` and often the start of `P` are the same
 for all of them. Scored one padded row per key, every shared prefix would be computed again for
 each key; as a tree each distinct prefix is one position (`Stepper.tree`), and each key's
-log-likelihood is the sum over the edges of its path.
+log-probabilities are those of the edges of its path.
 """
 from __future__ import annotations
 
@@ -59,29 +59,29 @@ class TargetTree:
         tokens = [start_id if node == 0 else self.token[node] for node in self.inner]
         return tokens, [self.depth[node] for node in self.inner], ancestors
 
-    def likelihoods(self, edge_log_probs: np.ndarray) -> np.ndarray:
-        """(log p of the target, its tokens) per target, from the log-probability of each node
-        given its parent (`edge_log_probs[node]`)."""
-        return np.array([[edge_log_probs[path].sum(), len(path)] for path in self.paths]).reshape(-1, 2)
+    def token_log_probs(self, edge_log_probs: np.ndarray) -> list[np.ndarray]:
+        """Per target, the log-probability of each of its tokens, from the log-probability of each
+        node given its parent (`edge_log_probs[node]`)."""
+        return [edge_log_probs[path] for path in self.paths]
 
 
 @torch.no_grad()
-def tree_log_likelihoods(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
+def tree_token_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
                          targets: list[list[list[int]]], max_question_tokens: int,
-                         positions_per_pass: int = 2048, encoded: Encoded | None = None) -> list[np.ndarray]:
-    """What `likelihood.log_likelihoods` gives (per question, (log p, tokens) per target), for the
+                         positions_per_pass: int = 2048, encoded: Encoded | None = None) -> list[list[np.ndarray]]:
+    """What `likelihood.token_log_probs` gives (per question, per target, each token's log p), for the
     models the stepper runs (T5, mT5, BART): each question's targets as one tree, questions with trees
     of similar size together, in passes of about `positions_per_pass` padded positions; the
     questions encoded once for all passes (`encoded`: by the caller)."""
     trees = [TargetTree(keys) for keys in targets]
-    out: list[np.ndarray] = [np.zeros((0, 2))] * len(trees)
+    out: list[list[np.ndarray]] = [[] for _ in trees]
     asked = [i for i, tree in enumerate(trees) if len(tree.inner)]  # a question without targets scores none
     if asked and encoded is None:
         encoded = Encoded(model, *encode_questions(tokenizer, questions, max_question_tokens, model.device))
     for group in padded_batches([len(trees[i].inner) for i in asked], positions_per_pass):
         chosen = [asked[g] for g in group]
         for i, edges in zip(chosen, _edge_log_probs(model, encoded, chosen, [trees[i] for i in chosen])):
-            out[i] = trees[i].likelihoods(edges)
+            out[i] = trees[i].token_log_probs(edges)
     return out
 
 

@@ -60,7 +60,8 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
     **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
-       for name in ("log_likelihood", "mean_log_likelihood", "named_per_character", "named_share", "literal",
+       for name in ("log_likelihood", "mean_log_likelihood", "object_log_likelihood", "mean_object_log_likelihood",
+                    "named_per_character", "named_share", "literal",
                     "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
                     "number_asked", "object_in_subject", "subject_in_object", "kind_fit", "kind_share",
                     "predicate_prominence", "named", "best_named", "longest_mention", "mention_chars",

@@ -45,6 +45,8 @@ class Evidence:
     key: int
     log_likelihood: float
     target_tokens: int
+    object_log_likelihood: float  # the model's log p of the object's first tokens after the key (0: none taught)
+    object_tokens: int
     rest: str  # the question without this key's subject mention
     named: float  # naming weight of the characters `rest` shares with the predicate (`naming.py`)
     nameable: float  # naming weight of all the characters of `rest`
@@ -83,6 +85,11 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "log_likelihood": lambda e: e.log_likelihood,
     # the same per target token: long predicates are not penalised
     "mean_log_likelihood": lambda e: e.log_likelihood / max(e.target_tokens, 1),
+    # the model's log p of the object's first tokens after the key: whether the object answers the
+    # question's wording as the model read answers in training (在哪里 a place, 是谁 a person),
+    # read against the subject and the whole predicate
+    "object_log_likelihood": lambda e: e.object_log_likelihood,
+    "mean_object_log_likelihood": lambda e: e.object_log_likelihood / max(e.object_tokens, 1),
     # the question's characters (mention removed) the predicate shares, each weighed by how often
     # such a character names the predicate in train's questions: 在 of 「在哪里」 little, 址 much
     "named": lambda e: e.named,
@@ -138,7 +145,8 @@ FEATURE_NAMES = tuple(FEATURES)
 def candidate_features(question: str, keys: list[int], facts: list[Fact], likelihoods: np.ndarray,
                        beam: list[Candidate], prominence: list[tuple[int, int, int]], kinds: np.ndarray,
                        named: np.ndarray) -> np.ndarray:
-    """One row per key (`keys`, their `facts`, `prominence` as `KBIndex.prominence` gives it,
+    """One row per key (`keys`, their `facts`, `likelihoods` as (log p, tokens) of the key and of
+    its object's first tokens, `prominence` as `KBIndex.prominence` gives it,
     `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
     column per FEATURES name."""
     rests = [without_mention(question, fact.surface) for fact in facts]
@@ -155,11 +163,12 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
         fits = np.exp(kinds[mine] - kinds[mine].max())
         kind_shares[mine] = fits / fits.sum()
     rows = []
-    for fact, key, (ll, length), rest, (said, sayable), (entity, count, size), fit, share in zip(
+    for fact, key, (ll, length, object_ll, object_length), rest, (said, sayable), (entity, count, size), fit, share in zip(
             facts, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
-        evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=length, rest=rest,
+        evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=int(length),
+                            object_log_likelihood=object_ll, object_tokens=int(object_length), rest=rest,
                             named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
                             commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
@@ -169,7 +178,7 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
 @dataclass
 class CandidateSet:
     """One question's candidate keys and what their features come from: the keys' KB facts,
-    the model's (log-likelihood, target tokens) of each, the beam, each key's prominence, answer
+    the model's (log-likelihood, tokens) of each key and of its object's first tokens, the beam, each key's prominence, answer
     kind fit and naming weights; and the feature rows (one per key, one column per FEATURES name)."""
 
     question: str
