@@ -7,7 +7,9 @@ entities taken out.
 
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
 are "missing entity"), then half of the remaining questions' gold keys (S, P) removed with all
-their objects ("missing fact"); every other question is answerable. Printed, for each signal:
+their objects ("missing fact"; counted also apart where the subject keeps no near synonym of the
+removed predicate, `near_synonym`: a reader would answer the others with it); every other
+question is answerable. Printed, for each signal:
 expected calibration error on answerable dev questions (15 bins; the reranker's reading is its
 softmax share of the top object, the beam's the exp of its mean token log-probability), accuracy at
 80% and 90% coverage of dev over kb.tsv, AUROC of its right vs wrong answers, AUROC of answerable
@@ -33,25 +35,42 @@ from variants import Homophones
 from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.rank.synonyms import synonym_covered  # noqa: E402
 from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
 
 SIGNALS = ("confidence", "reranker", "beam")
 BINS = 15
 
 
+def near_synonym(removed: str, gold_object: str, predicate: str, obj: str) -> bool:
+    """Whether a reader who sees only a subject's facts would answer a question about its `removed`
+    predicate with its fact (`predicate`, `obj`): it holds the gold object, or each predicate says
+    at least three quarters of the other as itself or in Cilin synonyms (出生日期 / 出生时间; not
+    出生日期 / 出生地)."""
+    return normalize(obj) == normalize(gold_object) or (
+        synonym_covered(removed, predicate) >= 0.75 and synonym_covered(predicate, removed) >= 0.75)
+
+
 def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) -> list[str]:
-    """Write the copy of `kb` without the chosen entities and facts; each question's kind."""
+    """Write the copy of `kb` without the chosen entities and facts; each question's kind, a
+    missing fact's "fact" where its subject keeps no near synonym of it (`near_synonym`), else
+    "fact with a synonym"."""
     rng = random.Random(seed)
     subjects = sorted({s for s, _, _ in golds})
     gone_entities = set(rng.sample(subjects, round(len(subjects) / 10)))
     rest = sorted({(s, p) for s, p, _ in golds if s not in gone_entities})
     gone_facts = set(rng.sample(rest, len(rest) // 2))
+    kept: dict[str, list[tuple[str, str]]] = {s: [] for s, _ in gone_facts}  # what each such subject keeps
     with open(path, "w", encoding="utf-8") as out:
         for t in read_kb(kb):
             subject = join_subject(t.surface, t.disambiguation)
             if subject not in gone_entities and (subject, t.predicate) not in gone_facts:
                 out.write(f"{subject}\t{t.predicate}\t{t.obj}\n")
-    return ["entity" if s in gone_entities else "fact" if (s, p) in gone_facts else "answerable" for s, p, _ in golds]
+                if subject in kept:
+                    kept[subject].append((t.predicate, t.obj))
+    return ["entity" if s in gone_entities else "answerable" if (s, p) not in gone_facts
+            else "fact with a synonym" if any(near_synonym(p, o, *fact) for fact in kept[s]) else "fact"
+            for s, p, o in golds]
 
 
 def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) -> dict[str, np.ndarray]:
@@ -152,7 +171,9 @@ def main() -> None:
     copy = os.path.join(args.out, f"kb-missing-seed{args.seed}.tsv")
     kinds = np.array(kb_copy(args.kb, golds, args.seed, copy))
     print(f"{len(dev)} dev questions; over the copy: {(kinds == 'answerable').sum()} answerable, "
-          f"{(kinds == 'fact').sum()} missing fact, {(kinds == 'entity').sum()} missing entity")
+          f"{(kinds == 'fact').sum() + (kinds == 'fact with a synonym').sum()} missing fact "
+          f"({(kinds == 'fact with a synonym').sum()} whose subject keeps a near synonym of it), "
+          f"{(kinds == 'entity').sum()} missing entity")
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, progress=True)
     if qa.fitted.reranker is None or qa.fitted.calibrator is None:
         raise SystemExit(f"{args.checkpoint} has no reranker or no confidence calibrator: run kgqa fit-reranker")
@@ -174,24 +195,28 @@ def main() -> None:
     print(f"{len(missing_entity)} missing-entity questions as written; {near_read} of them answered from a near reading")
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
     print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
-          "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact / "
-          "missing entity / missing entity typed with a homophone |")
+          "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact "
+          "(its subject keeping no near synonym) / missing entity / missing entity typed with a homophone |")
     print("|---|---|---|---|---|---|---|")
     curves, figures = {}, {}
     for name in SIGNALS:
         error, _ = ece(full[name], full["right"])
         threshold = np.quantile(cut[name][answerable], 0.10)
-        below = {kind: float((cut[name][kinds == kind] < threshold).mean()) for kind in ("fact", "entity")}
+        below = {kind: float((cut[name][kinds == kind] < threshold).mean())
+                 for kind in ("fact", "fact with a synonym", "entity")}
+        below["any fact"] = float((cut[name][np.char.startswith(kinds.astype(str), "fact")] < threshold).mean())
         below["entity typo"] = float((typed[name] < threshold).mean()) if typos else float("nan")
         curves[name] = risk_coverage(cut[name], right_cut)
         figures[name] = {"ece": error, "accuracy_at_80": accuracy_at(full[name], full["right"], 0.8),
                          "auroc_right": auroc(full[name], full["right"]), "aurc_copy": float(curves[name][1].mean()),
-                         "missing_fact_refused": below["fact"], "missing_entity_refused": below["entity"],
+                         "missing_fact_refused": below["any fact"], "missing_fact_no_synonym_refused": below["fact"],
+                         "missing_entity_refused": below["entity"],
                          "missing_entity_typo_refused": below["entity typo"]}
         print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
               f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(full[name], full['right']):.3f} | "
               f"{auroc(cut[name], answerable):.3f} | "
-              f"{curves[name][1].mean():.3f} | {100 * below['fact']:.1f}% / {100 * below['entity']:.1f}% / "
+              f"{curves[name][1].mean():.3f} | {100 * below['any fact']:.1f}% ({100 * below['fact']:.1f}%) / "
+              f"{100 * below['entity']:.1f}% / "
               f"{100 * below['entity typo']:.1f}% |")
     print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
     for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:
@@ -203,7 +228,8 @@ def main() -> None:
     record("abstention", {"right": float(full["right"].mean()), "typos": len(typos), "typos_respelled": respelled,
                           **figures},
            f"confidence: ECE {mine['ece']:.3f}, {100 * mine['accuracy_at_80']:.1f}% right at 80% coverage, "
-           f"{100 * mine['missing_fact_refused']:.1f}% of missing facts and {100 * mine['missing_entity_refused']:.1f}% "
+           f"{100 * mine['missing_fact_refused']:.1f}% of missing facts ({100 * mine['missing_fact_no_synonym_refused']:.1f}% "
+           f"of those whose subject keeps no near synonym) and {100 * mine['missing_entity_refused']:.1f}% "
            f"of missing entities refused ({100 * mine['missing_entity_typo_refused']:.1f}% typed with a homophone; "
            f"threshold answering 90% of the answerable)")
 
