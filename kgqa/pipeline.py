@@ -303,19 +303,22 @@ class KGQA:
         beams = self.beam(readings, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, r.text, beam, r.mentions) for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
-        keys_written = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in question_facts]
-                        for question_facts in facts]
-        tails = [[self.tokenizer.encode_object(f.objects[0], self.object_tokens) for f in question_facts]
-                 for question_facts in facts]
-        log_probs = token_log_probs(self.model, self.tokenizer, questions,
-                                    [[k + t for k, t in zip(*pair)] for pair in zip(keys_written, tails)],
-                                    self.settings.max_question_tokens, encoded=encoded)
-        likelihoods = [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*found)]
-                                ).reshape(-1, 4) for found in zip(log_probs, keys_written, tails)]
+        likelihoods = self._likelihoods(questions, facts, encoded)
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
                              *self.learned_evidence(q, question_facts), trust=1.0 if r.mentions else UNNAMED_TRUST)
                 for r, q, chosen, question_facts, scored, beam
                 in zip(readings, questions, keys, facts, likelihoods, beams)]
+
+    def _likelihoods(self, questions: list[str], facts: list[list[Fact]], encoded: Encoded | None) -> list[np.ndarray]:
+        """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
+        first tokens after it (none where the model was not taught them), read in one pass."""
+        keys = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in row] for row in facts]
+        tails = [[self.tokenizer.encode_object(f.objects[0], self.object_tokens) for f in row] for row in facts]
+        found = token_log_probs(self.model, self.tokenizer, questions,
+                                [[k + t for k, t in zip(*row)] for row in zip(keys, tails)],
+                                self.settings.max_question_tokens, encoded=encoded)
+        return [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*row)]).reshape(-1, 4)
+                for row in zip(found, keys, tails)]
 
     def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray]:
         """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)
