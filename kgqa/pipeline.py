@@ -323,7 +323,7 @@ class KGQA:
     def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray]:
         """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)
         and how much of the question names it (`Naming.scores`); zeros for what the checkpoint
-        lacks (one an older kgqa fitted: its reranker then has other features anyway)."""
+        lacks (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
         kinds, naming = self.fitted.answer_kinds, self.fitted.naming
         kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)

@@ -37,7 +37,7 @@ class Reranker:
     @classmethod
     def load(cls, checkpoint: str) -> Reranker | None:
         """The checkpoint's reranker, its weights paired with features by name; None where it has
-        none, or one fitted over other features."""
+        none, or one fitted over a feature this kgqa lacks (`fitted.per_feature`)."""
         saved = per_feature(checkpoint, "reranker", "reranker", FEATURE_NAMES, ("mean", "std", "weights"))
         return None if saved is None else cls(*(values.tolist() for values in saved[0]))
 
