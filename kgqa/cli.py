@@ -142,6 +142,8 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--kb-questions", type=click.IntRange(min=0), default=None, help="KB-generated questions added per epoch.")
+@click.option("--object-tokens", type=click.IntRange(min=0), default=None,
+              help="Object tokens taught after each key's end, whose likelihood the reranker reads (default 0: none).")
 @click.option("--d-model", type=click.IntRange(min=1), default=None, help="Scratch model width.")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="Scratch encoder and decoder layers.")
 @click.option("--dev-limit", type=click.IntRange(min=0), default=None, help="Dev questions scored per epoch (0: all).")
@@ -153,9 +155,10 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
               help="Split each batch into this many micro-batches (less memory, same gradient).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
 @_user_errors
-def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, d_model, layers,
+def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, object_tokens, d_model, layers,
           dev_limit, holdout, seed, device, grad_accum, resume) -> None:
-    """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M."""
+    """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M [EOS] (then the object's first
+    --object-tokens)."""
     from dataclasses import replace
 
     from kgqa.model.seq2seq import ScratchShape
@@ -164,7 +167,7 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
                          device=device, grad_accum=grad_accum)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
-                 "holdout": holdout}
+                 "object_tokens": object_tokens, "holdout": holdout}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if dev_limit is not None:
         config.dev_limit = dev_limit or None

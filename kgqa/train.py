@@ -1,4 +1,4 @@
-"""Training: question -> `S [SEP] P [SEP] M [EOS]` and the object's first tokens, teacher-forced; a predicate-disjoint slice of train
+"""Training: question -> `S [SEP] P [SEP] M [EOS]` (and the object's first tokens, where asked), teacher-forced; a predicate-disjoint slice of train
 is held out and scored each epoch with the same constrained decoding `kgqa predict` uses; the
 best checkpoint is kept by the official score on it, and the reranker is fitted on it.
 
@@ -59,8 +59,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     kb_questions: int = 6000  # KB-generated questions mixed into each epoch
     # object tokens taught after each key's end (0: none): their likelihood is the reranker's reading
-    # of whether a candidate's object answers the question's wording
-    object_tokens: int = 8
+    # of whether a candidate's object answers the question's wording. None by default: on the 7M
+    # scratch model the reading moves no held-out question's ranking, and costs a longer target
+    object_tokens: int = 0
     vocab_size: int = 6000
     shape: ScratchShape = field(default_factory=ScratchShape)
     dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose

@@ -183,14 +183,14 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker
     from kgqa.pipeline import KGQA
-    from kgqa.train import TrainConfig
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     train = f"{SAMPLE}/train.json"
     args = ["--train", train, "--kb", f"{SAMPLE}/kb.tsv"]
     result = CliRunner().invoke(main, ["train", *args, "--output", str(tmp_path / "ck"), "--epochs", "1",
                                        "--batch-size", "16", "--kb-questions", "0", "--holdout", "0.25",
-                                       "--d-model", "32", "--layers", "1", "--device", "cpu"], env=env)
+                                       "--d-model", "32", "--layers", "1", "--device", "cpu", "--object-tokens", "3"],
+                           env=env)
     assert result.exit_code == 0, result.output
     checkpoint = str(tmp_path / "ck/best")
     linear = ("features", "mean", "std", "weights")
@@ -213,7 +213,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit
     monkeypatch.setenv("KGQA_CACHE", env["KGQA_CACHE"])
     qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")  # it reads what training taught
-    assert qa.object_tokens == TrainConfig.object_tokens > 0
+    assert qa.object_tokens == 3
     found = qa.candidate_sets(["马磊静的配偶是谁？"])[0]
     tails = [len(qa.tokenizer.encode_object(fact.objects[0], qa.object_tokens)) for fact in found.facts]
     assert found.keys and found.likelihoods[:, 3].tolist() == tails and (found.likelihoods[:, 2] < 0).all()
