@@ -1,6 +1,7 @@
-"""Training: question -> `S [SEP] P [SEP] M [EOS]` (and the object's first tokens, where asked), teacher-forced; a predicate-disjoint slice of train
-is held out and scored each epoch with the same constrained decoding `kgqa predict` uses; the
-best checkpoint is kept by the official score on it, and the reranker is fitted on it.
+"""Training: question -> `S [SEP] P [SEP] M [EOS]` (then the object's first tokens, where asked),
+teacher-forced; a predicate-disjoint slice of train is held out and scored each epoch with the
+same constrained decoding `kgqa predict` uses; the best checkpoint is kept by the official score
+on it, and the reranker is fitted on it.
 
 Short and linear on purpose (nanoGPT's loop). Under `torchrun` each process takes every
 world_size-th example of the same seeded order and gradients are averaged (DDP: NCCL between

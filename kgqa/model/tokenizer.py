@@ -1,9 +1,10 @@
 """Text <-> token ids, and the one place that knows how (S, P, M) is linearised for the decoder.
 
 The target is `S [SEP] P [SEP] M [EOS]`, then, for a model trained to, the object's first tokens
-(`encode_object`: after the end, so decoding a key stops where it did): each part is encoded on its own and joined with one
-separator id, so the ids the model writes, the ids in the index and the ids of training labels
-are the same by construction (encoding a joined string could merge tokens across a boundary).
+(`encode_object`: after the end, so decoding a key stops where it did): each part is encoded on
+its own and joined with one separator id, so the ids the model writes, the ids in the index and
+the ids of training labels are the same by construction (encoding a joined string could merge
+tokens across a boundary).
 """
 from __future__ import annotations
 
