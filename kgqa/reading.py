@@ -343,9 +343,18 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
 
 def _closest(index: KBIndex, typed: str, sids: list[int]) -> str:
     """Of the KB names `sids`, the one a span typed `typed` is read as: the closest to what was
-    typed; of those, the one the KB holds most of (the name more likely meant)."""
-    return index.surface(min(sids, key=lambda sid: (Levenshtein.distance(typed, index.surface(sid)),
-                                                    -index.surface_size(sid), index.surface(sid))))
+    typed, where a name typed in one case (caps lock, an input method's lower case) is as close
+    to the KB's in any case (BLINGBLING is blingbling before BLING BLING, a space away but ten
+    letters in another case) and a name typed in mixed case (iPhone4) is read by its case too; of
+    those, the one the KB holds most of (the name more likely meant)."""
+    one_case = typed in (typed.lower(), typed.upper())
+
+    def distance(sid: int) -> tuple[int, int, int, str]:
+        surface = index.surface(sid)
+        blind = Levenshtein.distance(typed.casefold(), surface.casefold()) if one_case else 0
+        return blind, Levenshtein.distance(typed, surface), -index.surface_size(sid), surface
+
+    return index.surface(min(sids, key=distance))
 
 
 def _outside(piece: str, before: list[str]) -> str:

@@ -104,7 +104,20 @@ def test_names_one_spelling_key_apart_both_stay_answerable(index):
     reading = read(index, "iphone 4的屏幕尺寸？")
     assert reading.text == "iPhone 4的屏幕尺寸？"
     assert {index.surface(sid) for sid in reading.mentions} >= {"iPhone 4", "IPHONE4"}
-    assert read(index, "IPHONE 4的产地？").text == "IPHONE4的产地？"
+    assert read(index, "IPHONE 4的产地？").text == "iPhone 4的产地？"  # typed in one case: its space decides
+    assert read(index, "iPhone4的产地？").text == "iPhone 4的产地？"  # in mixed case: its case too
+
+
+def test_a_name_typed_in_another_case_is_read_as_the_kb_name_of_the_same_letters_and_spaces(tmp_path, tokenizer):
+    # caps lock changes a name's case, not its letters or spaces: BLINGBLING is blingbling, not
+    # BLING BLING (one space away, but ten letters in another case)
+    directory = str(tmp_path / "index")
+    build_index(_kb(tmp_path, {"blingbling（甜品品牌）": "创立于", "BLING BLING": "启用时间"}, ["什么"]), tokenizer, directory)
+    index = KBIndex(directory, tokenizer)
+    reading = read(index, "你知道BLINGBLING是什么时候建立吗？")
+    assert reading.text == "你知道blingbling是什么时候建立吗？"
+    assert {index.surface(sid) for sid in reading.mentions} >= {"blingbling", "BLING BLING"}
+    assert read(index, "bling bling的启用时间？").text == "BLING BLING的启用时间？"
 
 
 def test_a_sound_alike_is_not_read_into_a_question_that_names_what_the_kb_holds_more_of(index):

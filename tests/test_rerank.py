@@ -137,6 +137,16 @@ def test_feature_rows_are_in_the_order_of_their_names():
     assert column["kind_fit"] == [1.0, -3.0] and column["kind_share"] == [1.0, 1.0]  # each its subject's only one
 
 
+def test_a_subjects_length_is_its_spelling_keys():
+    # BLING BLING and blingbling name the same thing spelt two ways: neither is the longer mention
+    answers = [Fact("BLING BLING", "启用时间", "", ["968年"]), Fact("blingbling", "创立于", "甜品品牌", ["2011年"]),
+               Fact("bling", "别名", "", ["闪"])]
+    rows = candidate_features("BLINGBLING是什么时候建立的？", [1, 2, 3], answers, np.zeros((3, 4)), [],
+                              [(0, 5, 20), (1, 9, 3), (2, 1, 1)], np.zeros(3), np.zeros((3, 2)))
+    column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
+    assert column["mention_chars"] == [10.0, 10.0, 5.0] and column["longest_mention"] == [1.0, 1.0, 0.0]
+
+
 def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_subjects_others():
     answers = [Fact("刘晓华", p, "", ["x"]) for p in ("主讲课程", "讲授课程", "职业")] + [Fact("刘晓", "别名", "", ["y"])]
     prominence = [(0, 10, 3), (0, 300, 3), (0, 300, 3), (1, 2, 1)]  # (subject entity, KB keys with the

@@ -27,6 +27,7 @@ from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
 from kgqa.candidate import Candidate
 from kgqa.rank.synonyms import synonym_covered
+from kgqa.spelling import fold
 from kgqa.text import common_subsequence, longest_common_substring, without_mention
 
 # Wordings that ask for a quantity or a time: their answers hold digits, whatever the predicate.
@@ -51,7 +52,7 @@ class Evidence:
     named: float  # naming weight of the characters `rest` shares with the predicate (`naming.py`)
     nameable: float  # naming weight of all the characters of `rest`
     best_named: float  # the highest `named` among the question's candidates
-    longest_surface: int  # the longest subject surface among them
+    longest_surface: int  # the longest subject surface among them, by its spelling key
     beam_keys: list[int]
     asks_number: bool
     predicate_keys: int  # how many KB keys carry the predicate
@@ -108,9 +109,10 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.fact.disambiguation),
                                                len(e.fact.disambiguation)),
     "has_disambiguation": lambda e: float(bool(e.fact.disambiguation)),
-    "mention_chars": lambda e: len(e.fact.surface),
+    # a subject's length is its spelling key's (BLING BLING is as long as blingbling)
+    "mention_chars": lambda e: len(fold(e.fact.surface)),
     # 1 for the longest of the candidate subjects
-    "longest_mention": lambda e: float(len(e.fact.surface) == e.longest_surface),
+    "longest_mention": lambda e: float(len(fold(e.fact.surface)) == e.longest_surface),
     "in_beam": lambda e: float(e.key in e.beam_keys),
     "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
     # the object holds a digit and the question asks how many, how long, when
@@ -151,7 +153,7 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
     column per FEATURES name."""
     rests = [without_mention(question, fact.surface) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
-              "longest_surface": max(len(fact.surface) for fact in facts),
+              "longest_surface": max(len(fold(fact.surface)) for fact in facts),
               "asks_number": bool(ASKS_NUMBER.search(question))}
     entities = np.array([entity for entity, _, _ in prominence])
     siblings: dict[int, list[int]] = {}
