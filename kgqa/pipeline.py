@@ -275,7 +275,7 @@ class KGQA:
         tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
                  if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
-        for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
+        for (i, near), other in zip(tried, self._read_once([near for _, near in tried], about_near=True)):
             surface, confidence = self._surest(other)
             if surface == near.near_name and confidence > best[i]:
                 readings[i], sets[i], best[i] = near, other, confidence
@@ -293,15 +293,20 @@ class KGQA:
         name); all are, without the checkpoint's wording counts to tell."""
         return self.fitted.wording is None or self.fitted.wording.ordinary(typed)
 
-    def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
+    def _read_once(self, readings: list[Reading], about_near: bool = False) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
-        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`)."""
+        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). `about_near`:
+        near readings, asked only whether their answer is about their near name, so one whose beam
+        writes no key of it gets no candidates (the model reads the question as about another
+        name; nothing of it is scored)."""
         if not readings:
             return []
         questions = [r.text for r in readings]
         encoded = self.encode(questions)
         beams = self.beam(readings, self.settings.beams, encoded)
-        keys = [candidate_keys(self.index, r.text, beam, r.mentions) for r, beam in zip(readings, beams)]
+        keys = [candidate_keys(self.index, r.text, beam, r.mentions)
+                if not about_near or any(c.surface == r.near_name for c in beam) else []
+                for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = self._likelihoods(questions, facts, encoded)
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
