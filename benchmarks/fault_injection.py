@@ -103,7 +103,7 @@ def index_campaign(work: str, kills: int, rng: random.Random, kb: str, checkpoin
         from kgqa.files import recover_directory
 
         recover_directory(target)
-        return KBIndex(target).header["triples"] > 0 and same_tree(target, reference, skip=("header.json",))
+        return KBIndex(target).triples > 0 and same_tree(target, reference, skip=("header.json",))
 
     def finish() -> bool:
         run(command, env)

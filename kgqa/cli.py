@@ -84,10 +84,10 @@ def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_tr
     with index_lock(output):
         built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,
                             segment_triples=segment_triples or SEGMENT_TRIPLES, jobs=jobs)
-    h = built.header
-    click.echo(f"{output}: {h['triples']} triples in {len(h['segments'])} segment(s), "
+    m = built.manifest
+    click.echo(f"{output}: {m.triples} triples in {len(m.segments)} segment(s), "
                f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"
-               + (f"; skipped {h['skipped']}" if h["skipped"] else ""))
+               + (f"; skipped {m.skipped}" if m.skipped else ""))
 
 
 @main.command()

@@ -167,7 +167,7 @@ class KGQA:
             log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
                         self.index.directory, error)
             return False
-        if opened.header["tokenizer_sha256"] != self.tokenizer.sha256:
+        if opened.manifest.tokenizer_sha256 != self.tokenizer.sha256:
             log.warning("kgqa: the index in %s changed to one of another tokenizer; answering from the one before",
                         self.index.directory)
             return False

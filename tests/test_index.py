@@ -49,13 +49,13 @@ def test_tail_trie_holds_each_predicate_and_disambiguation(tmp_path, tokenizer):
 def test_index_is_reused_and_rebuilt_for_another_kb_or_tokenizer(tmp_path, tokenizer):
     kb = write(tmp_path / "kb.tsv", KB)
     first = ensure_index(kb, tokenizer, str(tmp_path / "idx"))
-    assert ensure_index(kb, tokenizer, str(tmp_path / "idx")).header == first.header
+    assert ensure_index(kb, tokenizer, str(tmp_path / "idx")).manifest == first.manifest
     write(tmp_path / "kb.tsv", KB + "上海\t人口\t2487万\n")
     rebuilt = ensure_index(kb, tokenizer, str(tmp_path / "idx"))
-    assert rebuilt.header["kb_sha256"] != first.header["kb_sha256"]
+    assert rebuilt.manifest.kb_sha256 != first.manifest.kb_sha256
     assert fact_of(rebuilt, "上海", "人口", "").objects == ["2487万"]
     other = SentencePieceTokenizer.train(["上海北京刘晓华人口别名"], 60)
-    assert ensure_index(kb, other, str(tmp_path / "idx")).header["tokenizer_sha256"] == other.sha256
+    assert ensure_index(kb, other, str(tmp_path / "idx")).manifest.tokenizer_sha256 == other.sha256
 
 
 def test_opening_something_else_is_a_clear_error(tmp_path):
@@ -70,7 +70,7 @@ def test_repeated_triples_are_kept_once_and_counted(tmp_path, tokenizer):
     index = ensure_index(write(tmp_path / "kb.tsv", text), tokenizer)
     assert fact_of(index, "北京", "人口", "").objects == ["2189万", "2190万"]
     assert fact_of(index, "刘晓华", "代表作品", "演员").objects == ["《星河》", "《远山》"]
-    assert index.header["skipped"] == {"duplicate triples": 2}
+    assert index.manifest.skipped == {"duplicate triples": 2}
 
 
 def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer, monkeypatch):
@@ -96,7 +96,7 @@ def test_processes_sharing_an_index_take_turns_to_build_it(tmp_path, tokenizer, 
         opened = list(pool.map(lambda _: ensure_index(kb, tokenizer, str(tmp_path / "shared")), range(4)))
     assert len(builds) == 1
     assert all(fact_of(index, "北京", "人口", "").objects == ["2189万"] for index in opened)
-    assert len({index.header["kb_sha256"] for index in opened}) == 1
+    assert len({index.manifest.kb_sha256 for index in opened}) == 1
 
 
 def _cached_dir(tmp_path, kb, tokenizer):
@@ -107,11 +107,12 @@ def _cached_dir(tmp_path, kb, tokenizer):
 @pytest.mark.parametrize("damage", [
     lambda d: open(f"{d}/s000000/ent_sid.npy", "r+b").truncate(70),  # a truncated .npy
     lambda d: _rewrite_header(d, lambda h: h.pop("segments")),  # a manifest missing a field
+    lambda d: _rewrite_header(d, lambda h: h["segments"][0].pop("name")),  # a segment entry missing one
     lambda d: _rewrite_header(f"{d}/s000000", lambda h: h.pop("entities"), "segment.json"),  # a segment's
     lambda d: __import__("numpy").save(f"{d}/s000000/obj_start.npy", __import__("numpy").zeros(2, "int64")),  # short
     lambda d: open(f"{d}/s000000/strings.bin", "r+b").truncate(3),
     lambda d: __import__("shutil").rmtree(f"{d}/s000000"),  # a segment the manifest names, gone
-], ids=["truncated-npy", "manifest-field", "segment-field", "short-array", "short-strings", "missing-segment"])
+], ids=["truncated-npy", "manifest-field", "manifest-entry", "segment-field", "short-array", "short-strings", "missing-segment"])
 def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it(tmp_path, tokenizer, damage):
     from kgqa.errors import KgqaError
     from kgqa.kb.index import DamagedIndex
@@ -127,6 +128,22 @@ def test_a_damaged_index_is_rebuilt_in_the_cache_and_named_when_the_user_gave_it
     damage(mine)
     with pytest.raises(KgqaError, match="mine: damaged index: .*rebuild it with `kgqa index`"):
         ensure_index(kb, tokenizer, mine)
+
+
+def test_the_manifest_is_read_back_as_written_and_counts_what_its_segments_hold(tmp_path, tokenizer):
+    from kgqa.kb.manifest import Manifest, SegmentEntry, read_manifest, write_manifest
+
+    kb = write(tmp_path / "kb.tsv", KB)
+    index = ensure_index(kb, tokenizer, str(tmp_path / "idx"))
+    manifest = read_manifest(index.directory)
+    assert manifest == index.manifest and manifest.segments == [SegmentEntry("s000000", index.triples)]
+    assert manifest.next_segment == 1 and manifest.version is None and index.version == manifest.kb_sha256
+    assert manifest.new_segment_name() == "s000001" and manifest.next_segment == 2
+    manifest.segments[0].hidden_triples = 2
+    write_manifest(index.directory, manifest)
+    again = read_manifest(index.directory)
+    assert again == manifest and again.triples == index.triples - 2 == again.segments[0].live_triples
+    assert "version" not in again.as_json() and Manifest.from_json(again.as_json(), "idx") == again
 
 
 def _rewrite_header(directory, change, name="header.json"):

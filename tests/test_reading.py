@@ -192,7 +192,7 @@ def test_an_index_built_with_other_spelling_tables_is_rebuilt_in_the_cache(tmp_p
 
     kb = _kb(tmp_path)
     index = ensure_index(kb, tokenizer)
-    segment = os.path.join(index.directory, index.header["segments"][0]["name"], "segment.json")
+    segment = os.path.join(index.directory, index.manifest.segments[0].name, "segment.json")
     with open(segment, encoding="utf-8") as handle:
         header = json.load(handle)
     with open(segment, "w", encoding="utf-8") as handle:

@@ -12,6 +12,7 @@ from kgqa.errors import KgqaError
 from kgqa.kb.build import build_index, ensure_index
 from kgqa.kb.contents import contents
 from kgqa.kb.index import KBIndex
+from kgqa.kb.manifest import SegmentEntry
 from kgqa.kb.merge import TieredMergePolicy, merge_index
 from kgqa.kb.update import update_index
 
@@ -86,7 +87,7 @@ def test_updates_and_merges_answer_exactly_as_a_rebuild_of_the_changed_kb(sample
         rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(lines) + "\n"), tokenizer, str(tmp_path / "rebuilt"))
         assert contents(updated, questions=questions) == contents(rebuilt, questions=questions)
         assert updated.triples == rebuilt.triples == len(lines)
-        named = {entry["name"] for entry in updated.header["segments"]}
+        named = {entry.name for entry in updated.manifest.segments}
         assert {name for name in os.listdir(directory) if not name.endswith(".npy")} == named | {"header.json"}
     # 3 parts and the first update: four of tier 0, merged into one; the 6th update left unmerged
     assert segment_counts == [1, 2, 3, 1, 2, 3, 1, 1]
@@ -98,7 +99,7 @@ def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path)
     parts = build_index(f"{SAMPLE}/kb.tsv", tokenizer, str(tmp_path / "parts"), segment_triples=whole.triples // 10,
                         jobs=2)
     assert len(whole.segments) == 1 and len(parts.segments) >= 8
-    assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e["name"] for e in parts.header["segments"]]
+    assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e.name for e in parts.manifest.segments]
     assert contents(parts) == contents(whole) and parts.triples == whole.triples
     for predicate in whole.predicate_names():  # the sample's objects, kept beside it, are the keys' first
         keys, places = parts._sample(predicate)
@@ -107,7 +108,7 @@ def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path)
 
 def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap():
     def entry(triples, hidden=0):
-        return {"triples": triples, "hidden_triples": hidden}
+        return SegmentEntry("s", triples, hidden_triples=hidden)
     plan = TieredMergePolicy().plan
     assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900)]) == []
     assert plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900), entry(5_000)]) == [1, 2, 3, 4]
@@ -207,7 +208,7 @@ def test_an_updated_index_is_kept_for_its_base_kb_and_opened_whole(tmp_path, tok
     update_index(directory, write(tmp_path / "changes.tsv", "+\t上海\t人口\t2487万\n"), tokenizer)
     again = ensure_index(kb, tokenizer, directory)  # the KB file it was built from, updated since: not rebuilt
     assert len(again.segments) == 2 and fact_of(again, "上海", "人口", "").objects == ["2487万"]
-    assert again.version != again.header["kb_sha256"] and again.header["changes"][0]["added"] == 1
+    assert again.version != again.manifest.kb_sha256 and again.manifest.changes[0]["added"] == 1
     os.truncate(os.path.join(directory, "s000001", "grp_pred.npy"), 10)
     with pytest.raises(KgqaError, match="damaged index: segment s000001"):
         KBIndex(directory, tokenizer)

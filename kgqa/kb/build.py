@@ -30,8 +30,8 @@ import numpy as np
 from kgqa.errors import KgqaError
 from kgqa.errors import DamagedIndex
 from kgqa.files import atomic_directory, check_replaceable, file_sha256, readable_file, recover_directory
-from kgqa.kb.index import HEADER, KBIndex
-from kgqa.kb.manifest import new_manifest, segment_entry, write_manifest
+from kgqa.kb.index import KBIndex
+from kgqa.kb.manifest import HEADER, Manifest, SegmentEntry, write_manifest
 from kgqa.kb.segment import key_hashes, string_hashes
 from kgqa.kb import segment_format as fmt
 from kgqa.kb.spellings import write_spellings
@@ -155,21 +155,19 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     stats = ReadStats()
     parts = _parts(kb_path, segment_triples)
     with atomic_directory(directory, replaceable, "index") as temp:
-        manifest = new_manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256)
-        manifest["kb_path"] = os.path.abspath(kb_path)
+        manifest = Manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256, kb_path=os.path.abspath(kb_path))
         if parts == 1:
             os.mkdir(os.path.join(temp, "s000000"))
             built = [write_segment(_read(kb_path, strict, stats, progress), tokenizer, os.path.join(temp, "s000000"))]
         else:
             built = _build_parts(_split(kb_path, strict, stats, parts, temp, progress), tokenizer, temp, jobs)
+        manifest.skipped = dict(stats.skipped)  # what reading the KB left out, then what each part did
         for part, header in enumerate(built):
+            name = manifest.new_segment_name()
             if header is not None:
-                manifest["segments"].append(segment_entry(f"s{part:06d}", header))
-        manifest["next_segment"] = len(built)
-        manifest["skipped"] = dict(stats.skipped)
-        for entry in manifest["segments"]:
-            for why, count in entry.pop("skipped").items():
-                manifest["skipped"][why] = manifest["skipped"].get(why, 0) + count
+                manifest.segments.append(SegmentEntry(name, header["triples"]))
+                for why, count in header["skipped"].items():
+                    manifest.skipped[why] = manifest.skipped.get(why, 0) + count
         write_manifest(temp, manifest)
     if stats.skipped and progress:
         tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
@@ -237,18 +235,16 @@ def _build_part(path: str, directory: str, tokenizer: Tokenizer | None = None) -
     return write_segment(triples, tokenizer or _part_tokenizer, directory)
 
 
-def add_segment(directory: str, manifest: dict, triples: TripleArrays, tokenizer: Tokenizer) -> dict | None:
+def add_segment(directory: str, manifest: Manifest, triples: TripleArrays, tokenizer: Tokenizer) -> SegmentEntry | None:
     """Write `triples` as a new segment of the index in `directory`, named from `manifest`'s
     counter (advanced), and return its manifest entry; None when there are no triples. Nothing
     names it until the manifest is committed."""
     if len(triples.offsets) == 1:
         return None
-    name = f"s{manifest['next_segment']:06d}"
-    manifest["next_segment"] += 1
+    name = manifest.new_segment_name()
     with atomic_directory(os.path.join(directory, name), lambda _: False, "index segment") as temp:
-        entry = segment_entry(name, write_segment(triples, tokenizer, temp))
-    entry.pop("skipped")
-    return entry
+        header = write_segment(triples, tokenizer, temp)
+    return SegmentEntry(name, header["triples"])
 
 
 def is_index(path: str) -> bool:

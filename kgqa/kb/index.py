@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from kgqa.errors import DamagedIndex, KgqaError
+from kgqa.kb.manifest import HEADER, read_manifest
 from kgqa.kb.segment import Segment
 from kgqa.kb.segment_format import SAMPLE_KEPT
 from kgqa.kb.triples import Fact
@@ -34,9 +35,6 @@ from kgqa.spelling import FINGERPRINT
 
 __all__ = ["DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
 
-FORMAT_VERSION = 7
-HEADER = "header.json"
-_HEADER_FIELDS = ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "segments")
 PREDICATE_SAMPLE = 64  # keys of each predicate whose objects say what the predicate holds
 TAIL_CACHE = 65536  # surfaces whose `P [SEP] M [EOS]` trie is kept once built
 COUNT_CACHE = 65536  # predicates whose key count across segments is kept once summed
@@ -53,7 +51,7 @@ class KBIndex:
         self.tokenizer = tokenizer
         for attempt in range(_OPEN_TRIES):
             header_path = os.path.join(directory, HEADER)
-            self.header = read_manifest(directory)
+            self.manifest = read_manifest(directory)
             self.identity = _identity(header_path)
             try:
                 self._open_segments()
@@ -70,26 +68,26 @@ class KBIndex:
         self.segments: list[Segment] = []
         self.hidden: list[np.ndarray] = []  # per segment: its surface ids later segments hide (sorted)
         self.pruned: list[np.ndarray] = []  # per segment: (node, token) edges of its trie left out
-        for entry in self.header["segments"]:
+        for entry in self.manifest.segments:
             try:
-                segment = Segment(os.path.join(directory, entry["name"]))
+                segment = Segment(os.path.join(directory, entry.name))
             except DamagedIndex as error:
-                raise DamagedIndex(f"segment {entry['name']}: {error.problem}", directory) from None
+                raise DamagedIndex(f"segment {entry.name}: {error.problem}", directory) from None
             except KgqaError:
-                raise DamagedIndex(f"segment {entry['name']} is missing", directory) from None
-            deletes = entry.get("deletes")
+                raise DamagedIndex(f"segment {entry.name} is missing", directory) from None
+            deletes = entry.deletes
             try:
                 hidden, cut = ((np.load(os.path.join(directory, f"{deletes}.{part}.npy")) for part in ("hidden", "pruned"))
                                if deletes else (np.zeros(0, np.int64), np.zeros((0, 2), np.int64)))
             except Exception as error:  # numpy and the OS each raise their own kind for a damaged file
                 raise DamagedIndex(f"{deletes}: {type(error).__name__}: {error}", directory) from None
             if segment.header.get("spelling") != FINGERPRINT:
-                raise KgqaError(f"segment {entry['name']} was built with other spelling tables "
+                raise KgqaError(f"segment {entry.name} was built with other spelling tables "
                                 f"({segment.header.get('spelling')}; this kgqa has {FINGERPRINT}): rebuild this "
                                 "index with `kgqa index` (a cached one is rebuilt by itself)", directory)
-            if segment.header.get("tokenizer_sha256") != self.header["tokenizer_sha256"] \
-                    or segment.triples != entry["triples"] or len(hidden) != entry.get("hidden_surfaces", 0):
-                raise DamagedIndex(f"segment {entry['name']} disagrees with the manifest", directory)
+            if segment.header.get("tokenizer_sha256") != self.manifest.tokenizer_sha256 \
+                    or segment.triples != entry.triples or len(hidden) != entry.hidden_surfaces:
+                raise DamagedIndex(f"segment {entry.name} disagrees with the manifest", directory)
             self.segments.append(segment)
             self.hidden.append(hidden)
             self.pruned.append(cut.reshape(-1, 2))
@@ -113,18 +111,18 @@ class KBIndex:
     def matches(self, kb_sha256: str, tokenizer: Tokenizer) -> bool:
         """Whether this index holds the KB file of hash `kb_sha256` (with any updates applied to
         it since: those are the user's, and a rebuild from the file would drop them)."""
-        return self.header["kb_sha256"] == kb_sha256 and self.header["tokenizer_sha256"] == tokenizer.sha256
+        return self.manifest.kb_sha256 == kb_sha256 and self.manifest.tokenizer_sha256 == tokenizer.sha256
 
     @property
     def version(self) -> str:
         """What the answers come from: the KB file's hash, or after updates a hash of it and of
         each change file applied in turn."""
-        return self.header.get("version", self.header["kb_sha256"])
+        return self.manifest.version or self.manifest.kb_sha256
 
     @property
     def triples(self) -> int:
         """How many triples the index answers from."""
-        return int(self.header["triples"])
+        return self.manifest.triples
 
     # -- ids ---------------------------------------------------------------------------------
     def _locate(self, offsets: list[int], at: int) -> tuple[int, int]:
@@ -338,28 +336,6 @@ def _offsets(sizes) -> list[int]:
     for size in sizes:
         found.append(found[-1] + size)
     return found
-
-
-def read_manifest(directory: str) -> dict:
-    """The manifest of the index in `directory` as committed, checked for its format and fields."""
-    path = os.path.join(directory, HEADER)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            header = json.load(handle)
-    except FileNotFoundError:
-        raise KgqaError(f"not a kgqa index (no {HEADER})", directory) from None
-    except (OSError, ValueError) as error:
-        raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
-    found = header.get("format") if isinstance(header, dict) else None
-    if found != FORMAT_VERSION:
-        raise KgqaError(f"index format {found}, this kgqa reads {FORMAT_VERSION}: rebuild this index with "
-                        "`kgqa index` (a cached one is rebuilt by itself)", directory)
-    missing = [key for key in _HEADER_FIELDS if key not in header]
-    if missing:
-        raise DamagedIndex(f"header lacks {', '.join(missing)}", directory)
-    if not header["segments"]:
-        raise DamagedIndex("its manifest names no segment", directory)
-    return header
 
 
 def _identity(header_path: str) -> tuple[int, int, int]:

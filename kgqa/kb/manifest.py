@@ -1,5 +1,6 @@
-"""The index's manifest, write side: the one file (`header.json`) that names the segments an index
-answers from and, for each, the file of its surfaces hidden by later ones. Writing it is the
+"""The index's manifest: the one file (`header.json`) that names the segments an index answers
+from and, for each, the file of its surfaces hidden by later ones. `Manifest` and `SegmentEntry`
+are its fields, typed; `read_manifest` is the read side every opener uses, `write_manifest` the
 commit point of a build, an update and a merge: everything it names is written (and fsynced)
 first, then the manifest replaces the old one atomically, then whatever no manifest names any
 more is removed. A kill at any moment leaves the old manifest and what it names, or the new one.
@@ -10,49 +11,121 @@ import contextlib
 import json
 import os
 import shutil
+from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
+from kgqa.errors import DamagedIndex, KgqaError
 from kgqa.files import atomic_file
-from kgqa.kb.index import FORMAT_VERSION, HEADER, read_manifest
+
+FORMAT_VERSION = 7
+HEADER = "header.json"
 
 
-def new_manifest(kb_sha256: str, tokenizer_sha256: str) -> dict:
-    """The manifest of an index with no segments yet."""
-    return {"format": FORMAT_VERSION, "kb_sha256": kb_sha256, "tokenizer_sha256": tokenizer_sha256, "triples": 0,
-            "skipped": {}, "segments": [], "next_segment": 0, "generation": 0}
+@dataclass
+class SegmentEntry:
+    """One segment as the manifest names it: its directory, its triples, and the deletes file pair
+    (`NAME.dG.hidden.npy`, `.pruned.npy`) of its surfaces later segments hide, if any."""
+
+    name: str
+    triples: int
+    deletes: str | None = None
+    hidden_surfaces: int = 0
+    hidden_triples: int = 0
+
+    @property
+    def live_triples(self) -> int:
+        """The triples of the segment no later one hides."""
+        return self.triples - self.hidden_triples
 
 
-def segment_entry(name: str, header: dict) -> dict:
-    """A segment's entry in the manifest, from the header `write_segment` returned; nothing hidden."""
-    return {"name": name, "triples": header["triples"], "skipped": header["skipped"], "deletes": None,
-            "hidden_surfaces": 0, "hidden_triples": 0}
+@dataclass
+class Manifest:
+    """What an index is: the KB and tokenizer it was built from, its segments oldest first, and
+    the counters a writer advances (`next_segment` names the next segment, `generation` the next
+    deletes files); after updates, the hash of what it answers (`version`) and the change files
+    applied (`changes`)."""
+
+    kb_sha256: str
+    tokenizer_sha256: str
+    segments: list[SegmentEntry] = field(default_factory=list)
+    triples: int = 0  # the segments' live triples, summed when written
+    skipped: dict[str, int] = field(default_factory=dict)  # KB lines left out, by why
+    next_segment: int = 0
+    generation: int = 0
+    kb_path: str | None = None
+    version: str | None = None
+    changes: list[dict] = field(default_factory=list)
+    format: int = FORMAT_VERSION
+
+    def new_segment_name(self) -> str:
+        """The name of the next segment a writer adds (the counter advanced)."""
+        name = f"s{self.next_segment:06d}"
+        self.next_segment += 1
+        return name
+
+    def as_json(self) -> dict:
+        """The manifest as `header.json` holds it (fields an index without updates lacks left out)."""
+        found = asdict(self)
+        for optional in ("kb_path", "version"):
+            if found[optional] is None:
+                del found[optional]
+        if not found["changes"]:
+            del found["changes"]
+        return found
+
+    @classmethod
+    def from_json(cls, found: dict, directory: str) -> Manifest:
+        """The manifest `header.json` held, checked for its format and fields (`directory` names
+        the index in an error)."""
+        version = found.get("format") if isinstance(found, dict) else None
+        if version != FORMAT_VERSION:
+            raise KgqaError(f"index format {version}, this kgqa reads {FORMAT_VERSION}: rebuild this index with "
+                            "`kgqa index` (a cached one is rebuilt by itself)", directory)
+        missing = [key for key in ("kb_sha256", "tokenizer_sha256", "triples", "skipped", "segments") if key not in found]
+        if missing:
+            raise DamagedIndex(f"header lacks {', '.join(missing)}", directory)
+        if not found["segments"]:
+            raise DamagedIndex("its manifest names no segment", directory)
+        try:
+            segments = [SegmentEntry(**entry) for entry in found["segments"]]
+            return cls(**{**found, "segments": segments})
+        except TypeError as error:
+            raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
 
 
-def live_triples(entry: dict) -> int:
-    """The triples of a segment no later one hides."""
-    return entry["triples"] - entry["hidden_triples"]
+def read_manifest(directory: str) -> Manifest:
+    """The manifest of the index in `directory` as committed, checked for its format and fields."""
+    path = os.path.join(directory, HEADER)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except FileNotFoundError:
+        raise KgqaError(f"not a kgqa index (no {HEADER})", directory) from None
+    except (OSError, ValueError) as error:
+        raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
+    return Manifest.from_json(found, directory)
 
 
-def write_manifest(directory: str, manifest: dict) -> None:
+def write_manifest(directory: str, manifest: Manifest) -> None:
     """Commit `manifest` into `directory` (its triple count summed from its segments), then
     remove every file and segment it does not name."""
-    manifest["triples"] = sum(live_triples(entry) for entry in manifest["segments"])
+    manifest.triples = sum(entry.live_triples for entry in manifest.segments)
     with atomic_file(os.path.join(directory, HEADER)) as handle:
-        json.dump(manifest, handle, ensure_ascii=False, indent=1)
+        json.dump(manifest.as_json(), handle, ensure_ascii=False, indent=1)
     collect_garbage(directory, manifest)
 
 
-def named_files(manifest: dict) -> set[str]:
+def named_files(manifest: Manifest) -> set[str]:
     """The names in an index directory a manifest needs: itself, its segments, their deletes."""
     names = {HEADER}
-    for entry in manifest["segments"]:
-        names.add(entry["name"])
-        if entry["deletes"]:
-            names.update(f"{entry['deletes']}.{part}.npy" for part in ("hidden", "pruned"))
+    for entry in manifest.segments:
+        names.add(entry.name)
+        if entry.deletes:
+            names.update(f"{entry.deletes}.{part}.npy" for part in ("hidden", "pruned"))
     return names
 
 
-def collect_garbage(directory: str, manifest: dict) -> None:
+def collect_garbage(directory: str, manifest: Manifest) -> None:
     """Remove what `manifest` does not name: segments merged away, deletes superseded, and the
     leftovers of a writer killed before its commit. Only a writer holding the index's lock calls
     this; a reader that opened the old manifest keeps its maps (the files stay until unmapped),

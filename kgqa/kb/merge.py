@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 
 from kgqa.kb.build import SEGMENT_TRIPLES, TripleArrays, add_segment, index_lock
-from kgqa.kb.index import KBIndex, read_manifest
-from kgqa.kb.manifest import live_triples, uncommitted, write_manifest
+from kgqa.kb.index import KBIndex
+from kgqa.kb.manifest import SegmentEntry, read_manifest, uncommitted, write_manifest
 from kgqa.model.tokenizer import Tokenizer
 
 @dataclass(frozen=True)
@@ -36,12 +36,12 @@ class TieredMergePolicy:
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"TieredMergePolicy.{name} has to be an integer of at least {least}, not {value!r}")
 
-    def plan(self, entries: list[dict]) -> list[int]:
+    def plan(self, entries: list[SegmentEntry]) -> list[int]:
         """The segments (places in the manifest's list) to merge next; [] for none."""
-        live = [live_triples(entry) for entry in entries]
+        live = [entry.live_triples for entry in entries]
         for i, entry in enumerate(entries):
             if (live[i] == 0 and len(entries) > 1) or \
-                    (0 < live[i] < self.segment_triples and 2 * entry["hidden_triples"] > entry["triples"]):
+                    (0 < live[i] < self.segment_triples and 2 * entry.hidden_triples > entry.triples):
                 return [i]
         small = [i for i in range(len(entries)) if 2 * live[i] < self.segment_triples]
         tiers: dict[int, list[int]] = {}
@@ -62,7 +62,7 @@ def merge_policy(directory: str, tokenizer: Tokenizer, policy: TieredMergePolicy
     plans none; returns the segment count after each."""
     counts = []
     while True:
-        picks = policy.plan(read_manifest(directory)["segments"])
+        picks = policy.plan(read_manifest(directory).segments)
         if not picks:
             return counts
         counts.append(merge_segments(directory, tokenizer, picks))
@@ -76,12 +76,12 @@ def merge_index(directory: str, tokenizer: Tokenizer, segments: int | None = Non
         if segments is None:
             return merge_policy(directory, tokenizer)
         counts = []
-        entries = read_manifest(directory)["segments"]
-        while len(entries) > max(1, segments) or (len(entries) == 1 and entries[0]["hidden_triples"]
-                                                  and live_triples(entries[0])):  # the last segment is kept
-            by_size = sorted(range(len(entries)), key=lambda i: live_triples(entries[i]))
+        entries = read_manifest(directory).segments
+        while len(entries) > max(1, segments) or (len(entries) == 1 and entries[0].hidden_triples
+                                                  and entries[0].live_triples):  # the last segment is kept
+            by_size = sorted(range(len(entries)), key=lambda i: entries[i].live_triples)
             counts.append(merge_segments(directory, tokenizer, sorted(by_size[:len(entries) - max(1, segments) + 1])))
-            entries = read_manifest(directory)["segments"]
+            entries = read_manifest(directory).segments
         return counts
 
 
@@ -99,13 +99,12 @@ def merge_segments(directory: str, tokenizer: Tokenizer, picks: list[int]) -> in
                 for _, predicate, disambiguation, objects in segment.subject_triples(sid):
                     for obj in objects:
                         triples.add(surface, disambiguation, predicate, obj)
-    entries = manifest["segments"]
-    kept = [entry for i, entry in enumerate(entries) if i not in picks]
+    kept = [entry for i, entry in enumerate(manifest.segments) if i not in picks]
     with uncommitted(directory):
         entry = add_segment(directory, manifest, triples, tokenizer)
         if entry:
             kept.insert(picks[0], entry)  # picks ascend: the places before the first are all kept
-        manifest["segments"] = kept
-        manifest["generation"] += 1
+        manifest.segments = kept
+        manifest.generation += 1
         write_manifest(directory, manifest)
     return len(kept)

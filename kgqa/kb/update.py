@@ -20,8 +20,8 @@ import numpy as np
 from kgqa.errors import KgqaError
 from kgqa.files import atomic_file, file_sha256
 from kgqa.kb.build import TripleArrays, add_segment, index_lock, is_index
-from kgqa.kb.index import KBIndex, read_manifest
-from kgqa.kb.manifest import collect_garbage, uncommitted, write_manifest
+from kgqa.kb.index import KBIndex
+from kgqa.kb.manifest import Manifest, collect_garbage, read_manifest, uncommitted, write_manifest
 from kgqa.kb.merge import merge_policy
 from kgqa.kb.segment import Segment
 from kgqa.kb.trie import ROOT, value_of
@@ -75,21 +75,20 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
     changes_sha256 = file_sha256(changes_path)
     with index_lock(directory):
         index = KBIndex(directory, tokenizer)
-        if index.header["tokenizer_sha256"] != tokenizer.sha256:
+        if index.manifest.tokenizer_sha256 != tokenizer.sha256:
             raise KgqaError("built with another tokenizer than this checkpoint's", directory)
         manifest = read_manifest(directory)
         collect_garbage(directory, manifest)  # what a writer killed before its commit left
         report = UpdateReport(skipped=stats.skipped)
         subjects = _changed_subjects(index, changes, report)
-        manifest["version"] = hashlib.sha256(f"{index.version}:{changes_sha256}".encode()).hexdigest()
-        manifest["changes"] = manifest.get("changes", []) + [
-            {"file": os.path.abspath(changes_path), "sha256": changes_sha256, "added": report.added,
-             "removed": report.removed}]
-        manifest["generation"] += 1
+        manifest.version = hashlib.sha256(f"{index.version}:{changes_sha256}".encode()).hexdigest()
+        manifest.changes.append({"file": os.path.abspath(changes_path), "sha256": changes_sha256,
+                                 "added": report.added, "removed": report.removed})
+        manifest.generation += 1
         with uncommitted(directory):
             _hide(index, manifest, list(subjects), tokenizer, directory)
             entry = add_segment(directory, manifest, _arrays(subjects), tokenizer)
-            manifest["segments"] += [entry] if entry else []
+            manifest.segments += [entry] if entry else []
             write_manifest(directory, manifest)
         report.seconds = time.perf_counter() - started
         if merge:
@@ -135,7 +134,7 @@ def _arrays(subjects: dict[str, Subject]) -> TripleArrays:
     return t
 
 
-def _hide(index: KBIndex, manifest: dict, surfaces: list[str], tokenizer: Tokenizer, directory: str) -> None:
+def _hide(index: KBIndex, manifest: Manifest, surfaces: list[str], tokenizer: Tokenizer, directory: str) -> None:
     """Hide `surfaces` in the segments they are live in now: for each such segment, a new deletes
     file pair (its hidden surface ids and pruned trie edges, the old ones' and these) named in
     its manifest entry."""
@@ -145,17 +144,17 @@ def _hide(index: KBIndex, manifest: dict, surfaces: list[str], tokenizer: Tokeni
         if found is not None:
             by_segment.setdefault(found[0], []).append(found[1])
     for i, sids in by_segment.items():
-        segment, entry = index.segments[i], manifest["segments"][i]
+        segment, entry = index.segments[i], manifest.segments[i]
         hidden = np.union1d(index.hidden[i], np.array(sids, np.int64)).astype(np.int64)
         pruned = _pruned(segment, index.pruned[i], sids, tokenizer)
-        deletes = f"{entry['name']}.d{manifest['generation']}"
+        deletes = f"{entry.name}.d{manifest.generation}"
         for part, values in (("hidden", hidden), ("pruned", pruned)):
             with atomic_file(os.path.join(directory, f"{deletes}.{part}.npy"), "wb") as handle:
                 np.save(handle, values)
         keys = [segment.surface_keys(sid) for sid in sids]
         objects = sum(int(segment.obj_start[k.stop] - segment.obj_start[k.start]) for k in keys)
-        entry.update({"deletes": deletes, "hidden_surfaces": len(hidden),
-                      "hidden_triples": entry["hidden_triples"] + objects})
+        entry.deletes, entry.hidden_surfaces = deletes, len(hidden)
+        entry.hidden_triples += objects
 
 
 def _pruned(segment: Segment, previous: np.ndarray, hidden: list[int], tokenizer: Tokenizer) -> np.ndarray:
