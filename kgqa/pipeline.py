@@ -124,7 +124,8 @@ class KGQA:
         """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
         confidence)."""
         self.settings = settings or DecodeSettings()
-        self.model = quantized_int8(model.eval()) if self.settings.int8 else model.eval()
+        on_cpu = model.device.type == "cpu"
+        self.model = quantized_int8(model.eval()) if self.settings.int8 and on_cpu else model.eval()
         self.tokenizer = tokenizer
         self.index = index
         self.fitted = fitted or Fitted()

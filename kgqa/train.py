@@ -187,7 +187,8 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
     index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
-                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens))
+                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
+                              int8=False)
     fitted, reach = _fit_beside(checkpoint, index, pick_device(device), decoding,
                                 read_pairs(index, training_pairs(kept)), held, seed)
     return fitted, reach, len(held)
@@ -317,7 +318,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
     pairs = read_pairs(index, pairs)
-    decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens)
+    decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens, int8=False)
     ddp, autocast = _parallel(model.to(device), device, world)
     # whole batches only: a ragged tail could leave a rank empty
     steps_per_epoch = max(1, (len(pairs) + config.kb_questions) // (config.batch_size * world))

@@ -58,14 +58,18 @@ def test_questions_typed_otherwise_get_the_answers_they_get_as_written(overfit):
     assert [m["said"] for m in info["matches"]] == ["the question's 楊平敏 matched the KB's 杨平敏 (script)"]
 
 
-def test_int8_answering_gives_the_answers_it_learned(overfit):
+def test_on_a_cpu_int8_is_the_default_and_answers_as_the_models_own_precision_does(overfit):
     tmp, train, gold, env = overfit
-    out = tmp / "pred_int8.json"
-    result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp / "ck/best"),
-                                       "--kb", f"{SAMPLE}/kb.tsv", "--int8", "--device", "cpu"], env=env)
-    assert result.exit_code == 0, result.output
-    assert [json.loads(line)["answer"] for line in out.read_text(encoding="utf-8").splitlines()] == \
-        [g["answer"] for g in gold]
+    found = {}
+    for name, flags in (("default", []), ("int8", ["--int8"]), ("fp32", ["--no-int8"])):
+        out = tmp / f"pred_{name}.json"
+        result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp / "ck/best"),
+                                           "--kb", f"{SAMPLE}/kb.tsv", "--device", "cpu", "--top-k", "2"] + flags, env=env)
+        assert result.exit_code == 0, result.output
+        found[name] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [a["answer"] for a in found["default"]] == [a["answer"] for a in found["fp32"]] == [g["answer"] for g in gold]
+    assert found["default"] == found["int8"]  # the default is int8: the same lines, candidates' scores included
+    assert found["default"] != found["fp32"]  # fp32's scores are its own
 
 
 def test_submit_writes_every_test_id_in_order_and_a_zip(overfit):
