@@ -114,7 +114,7 @@ def answer_child(args, workdir: str) -> dict:
     batched, alone = questions[: args.limit], questions[args.limit: args.limit + args.alone]
     borrowed = Fitted.load(args.fitted)
     result = {"index_s": round(index_s, 1)}
-    fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(), borrowed), batched, alone)
+    fp32, answers = _answering(KGQA(model, tokenizer, index, DecodeSettings(int8=False), borrowed), batched, alone)
     result.update(fp32)
     if args.int8:
         int8, answers8 = _answering(KGQA(model, tokenizer, index, DecodeSettings(int8=True), borrowed), batched,
