@@ -276,7 +276,7 @@ class KGQA:
         tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
                  if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
         best = {i: sure[i] + self.settings.near_margin for i in sure}
-        for (i, near), other in zip(tried, self._read_once([near for _, near in tried], about_near=True)):
+        for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
             surface, confidence = self._surest(other)
             if surface == near.near_name and confidence > best[i]:
                 readings[i], sets[i], best[i] = near, other, confidence
@@ -294,19 +294,19 @@ class KGQA:
         name); all are, without the checkpoint's wording counts to tell."""
         return self.fitted.wording is None or self.fitted.wording.ordinary(typed)
 
-    def _read_once(self, readings: list[Reading], about_near: bool = False) -> list[CandidateSet]:
+    def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
-        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). `about_near`:
-        near readings, asked only whether their answer is about their near name, so one whose beam
-        writes no key of it gets no candidates (the model reads the question as about another
-        name; nothing of it is scored)."""
+        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). A near
+        reading is asked only whether its answer is about its near name, so one whose beam writes
+        no key of it gets no candidates (the model reads the question as about another name;
+        nothing of it is scored)."""
         if not readings:
             return []
         questions = [r.text for r in readings]
         encoded = self.encode(questions)
         beams = self.beam(readings, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, r.text, beam, r.mentions)
-                if not about_near or any(c.surface == r.near_name for c in beam) else []
+                if not r.near_name or any(c.surface == r.near_name for c in beam) else []
                 for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = self._likelihoods(questions, facts, encoded)

@@ -60,7 +60,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     kb_questions: int = 6000  # KB-generated questions mixed into each epoch
     # object tokens taught after each key's end (0: none): their likelihood is the reranker's reading
-    # of whether a candidate's object answers the question's wording. None by default: on the 7M
+    # of whether a candidate's object answers the question's wording. 0 by default: on the 7M
     # scratch model the reading moves no held-out question's ranking, and costs a longer target
     object_tokens: int = 0
     vocab_size: int = 6000

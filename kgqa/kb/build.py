@@ -155,14 +155,15 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     stats = ReadStats()
     parts = _parts(kb_path, segment_triples)
     with atomic_directory(directory, replaceable, "index") as temp:
-        manifest = Manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256, kb_path=os.path.abspath(kb_path))
         if parts == 1:
             os.mkdir(os.path.join(temp, "s000000"))
             built = [write_segment(_read(kb_path, strict, stats, progress), tokenizer, os.path.join(temp, "s000000"))]
         else:
             built = _build_parts(_split(kb_path, strict, stats, parts, temp, progress), tokenizer, temp, jobs)
-        manifest.skipped = dict(stats.skipped)  # what reading the KB left out, then what each part did
-        for part, header in enumerate(built):
+        # what reading the KB left out, then what each part did
+        manifest = Manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256, kb_path=os.path.abspath(kb_path),
+                            skipped=dict(stats.skipped))
+        for header in built:
             name = manifest.new_segment_name()
             if header is not None:
                 manifest.segments.append(SegmentEntry(name, header["triples"]))

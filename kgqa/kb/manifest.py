@@ -48,7 +48,6 @@ class Manifest:
     kb_sha256: str
     tokenizer_sha256: str
     segments: list[SegmentEntry] = field(default_factory=list)
-    triples: int = 0  # the segments' live triples, summed when written
     skipped: dict[str, int] = field(default_factory=dict)  # KB lines left out, by why
     next_segment: int = 0
     generation: int = 0
@@ -57,6 +56,11 @@ class Manifest:
     changes: list[dict] = field(default_factory=list)
     format: int = FORMAT_VERSION
 
+    @property
+    def triples(self) -> int:
+        """The triples the index answers from: its segments' live ones."""
+        return sum(entry.live_triples for entry in self.segments)
+
     def new_segment_name(self) -> str:
         """The name of the next segment a writer adds (the counter advanced)."""
         name = f"s{self.next_segment:06d}"
@@ -64,8 +68,9 @@ class Manifest:
         return name
 
     def as_json(self) -> dict:
-        """The manifest as `header.json` holds it (fields an index without updates lacks left out)."""
-        found = asdict(self)
+        """The manifest as `header.json` holds it (its triple count written for readers of the file;
+        fields an index without updates lacks left out)."""
+        found = asdict(self) | {"triples": self.triples}
         for optional in ("kb_path", "version"):
             if found[optional] is None:
                 del found[optional]
@@ -88,7 +93,7 @@ class Manifest:
             raise DamagedIndex("its manifest names no segment", directory)
         try:
             segments = [SegmentEntry(**entry) for entry in found["segments"]]
-            return cls(**{**found, "segments": segments})
+            return cls(**{**{k: v for k, v in found.items() if k != "triples"}, "segments": segments})
         except TypeError as error:
             raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
 
@@ -107,9 +112,7 @@ def read_manifest(directory: str) -> Manifest:
 
 
 def write_manifest(directory: str, manifest: Manifest) -> None:
-    """Commit `manifest` into `directory` (its triple count summed from its segments), then
-    remove every file and segment it does not name."""
-    manifest.triples = sum(entry.live_triples for entry in manifest.segments)
+    """Commit `manifest` into `directory`, then remove every file and segment it does not name."""
     with atomic_file(os.path.join(directory, HEADER)) as handle:
         json.dump(manifest.as_json(), handle, ensure_ascii=False, indent=1)
     collect_garbage(directory, manifest)

@@ -49,6 +49,7 @@ class Evidence:
     object_log_likelihood: float  # the model's log p of the object's first tokens after the key (0: none taught)
     object_tokens: int
     rest: str  # the question without this key's subject mention
+    surface_chars: int  # the subject's length by its spelling key (BLING BLING is as long as blingbling)
     named: float  # naming weight of the characters `rest` shares with the predicate (`naming.py`)
     nameable: float  # naming weight of all the characters of `rest`
     best_named: float  # the highest `named` among the question's candidates
@@ -109,10 +110,9 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "disambiguation_covered": lambda e: _share(common_subsequence(e.question, e.fact.disambiguation),
                                                len(e.fact.disambiguation)),
     "has_disambiguation": lambda e: float(bool(e.fact.disambiguation)),
-    # a subject's length is its spelling key's (BLING BLING is as long as blingbling)
-    "mention_chars": lambda e: len(fold(e.fact.surface)),
+    "mention_chars": lambda e: e.surface_chars,
     # 1 for the longest of the candidate subjects
-    "longest_mention": lambda e: float(len(fold(e.fact.surface)) == e.longest_surface),
+    "longest_mention": lambda e: float(e.surface_chars == e.longest_surface),
     "in_beam": lambda e: float(e.key in e.beam_keys),
     "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
     # the object holds a digit and the question asks how many, how long, when
@@ -152,8 +152,9 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
     `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
     column per FEATURES name."""
     rests = [without_mention(question, fact.surface) for fact in facts]
+    lengths = [len(fold(fact.surface)) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
-              "longest_surface": max(len(fold(fact.surface)) for fact in facts),
+              "longest_surface": max(lengths),
               "asks_number": bool(ASKS_NUMBER.search(question))}
     entities = np.array([entity for entity, _, _ in prominence])
     siblings: dict[int, list[int]] = {}
@@ -165,12 +166,12 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
         fits = np.exp(kinds[mine] - kinds[mine].max())
         kind_shares[mine] = fits / fits.sum()
     rows = []
-    for fact, key, (ll, length, object_ll, object_length), rest, (said, sayable), (entity, count, size), fit, share in zip(
-            facts, keys, likelihoods, rests, named, prominence, kinds, kind_shares):
+    for fact, key, (ll, length, object_ll, object_length), rest, chars, (said, sayable), (entity, count, size), fit, share \
+            in zip(facts, keys, likelihoods, rests, lengths, named, prominence, kinds, kind_shares):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=int(length),
-                            object_log_likelihood=object_ll, object_tokens=int(object_length), rest=rest,
+                            object_log_likelihood=object_ll, object_tokens=int(object_length), rest=rest, surface_chars=chars,
                             named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
                             commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
