@@ -21,6 +21,7 @@ from kgqa.data import Question, read_questions
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import file_sha256
+from kgqa.process_group import join, leave, shard
 
 PARTIAL = ".partial"
 
@@ -119,11 +120,6 @@ class Journal:
             self.release()
 
 
-def shard() -> tuple[int, int]:
-    """(rank, world size) of this process under `torchrun` (RANK, WORLD_SIZE), else (0, 1)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], Any], kind: str,
                 progress: bool = True) -> Iterator[list[dict]]:
     """Answer every question of a file, one batch at a time, journaled beside `output` so a killed
@@ -172,9 +168,7 @@ def answer_file(questions_path: str, output: str, open_pipeline: Callable[[], An
         if rank == 0:
             yield [done[i] for i in range(len(questions))]
         if world > 1:
-            import torch.distributed
-
-            torch.distributed.barrier()  # the output is written: no shard's journal is needed now
+            leave()  # the output is written: no shard's journal is needed now
         journal.close()
 
 
@@ -184,8 +178,7 @@ def _gathered(records: dict[int, dict], world: int) -> dict[int, dict]:
         return records
     import torch.distributed
 
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+    join("gloo")
     shards: list[dict[int, dict] | None] = [None] * world if torch.distributed.get_rank() == 0 else None
     torch.distributed.gather_object(records, shards)
     return {position: record for part in shards or [] for position, record in part.items()}

@@ -40,6 +40,7 @@ from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.reading import read
 from kgqa.pipeline import KGQA
+from kgqa.process_group import join, leave, shard
 from kgqa.candidate import best_answer
 from kgqa.rank.bundle import Fitted, fit
 from kgqa.rank.features import CandidateSet
@@ -92,14 +93,6 @@ def recipe(config: TrainConfig, model_type: str) -> TrainConfig:
     """`config` with its learning rate and epochs filled in from RECIPES where they are None."""
     lr, epochs = RECIPES["scratch"] if config.model == "scratch" else RECIPES.get(model_type, OTHER_PRETRAINED)
     return replace(config, lr=config.lr or lr, epochs=config.epochs or epochs)
-
-
-def _distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size) under torchrun: NCCL between GPUs, gloo between CPU processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
 def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:
@@ -302,7 +295,9 @@ def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decodin
 def train(config: TrainConfig) -> dict[str, float]:
     """Run training; returns the best held-out metrics (empty when nothing is held out)."""
     device = pick_device(config.device)
-    rank, world = _distributed(device)
+    rank, world = shard()
+    if world > 1:
+        join("nccl" if device.type == "cuda" else "gloo")
     _seeded(config.seed)
     kept, held = hold_out_predicates(read_questions(config.train, need_answers=True), config.holdout, config.seed)
     pairs = training_pairs(kept)
@@ -370,6 +365,5 @@ def train(config: TrainConfig) -> dict[str, float]:
             _append_metrics(config.output, record)
     if rank == 0 and held:
         _fit_and_report(best_dir, index, device, decoding, pairs, held, config.seed)
-    if world > 1:
-        torch.distributed.barrier()
+    leave()
     return best
