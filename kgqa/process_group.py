@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+_joined_here = False  # whether join() made the process group (one a caller made is theirs to end)
+
 
 def shard() -> tuple[int, int]:
     """(rank, world size) of this process under `torchrun`, else (0, 1)."""
@@ -21,15 +23,20 @@ def join(backend: str) -> None:
     nccl between GPUs), unless this process already has."""
     import torch.distributed
 
+    global _joined_here
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend)
+        _joined_here = True
 
 
 def leave() -> None:
-    """Wait for every process to reach this point, then destroy the process group (its threads
-    stopped while the interpreter is whole); nothing where no group was joined."""
+    """Wait for every process to reach this point, then destroy the process group `join` made (its
+    threads stopped while the interpreter is whole); a group the caller made is left to the caller."""
     import torch.distributed
 
+    global _joined_here
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        if _joined_here:
+            torch.distributed.destroy_process_group()
+            _joined_here = False
