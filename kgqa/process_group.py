@@ -3,8 +3,8 @@ RANK and WORLD_SIZE), and the torch process group it joins while the processes m
 leaves before it ends.
 
 Leaving is not optional: a gloo group still alive when Python finalizes the interpreter can abort
-the process (SIGABRT, "terminate called without an active exception", one run in a few), which
-`torchrun` reports as the whole run failed after every answer or checkpoint was written.
+the process (SIGABRT, "terminate called without an active exception"), which `torchrun` reports
+as the whole run failed after every answer or checkpoint was written.
 """
 from __future__ import annotations
 

@@ -365,5 +365,6 @@ def train(config: TrainConfig) -> dict[str, float]:
             _append_metrics(config.output, record)
     if rank == 0 and held:
         _fit_and_report(best_dir, index, device, decoding, pairs, held, config.seed)
-    leave()
+    if world > 1:
+        leave()
     return best
