@@ -50,6 +50,7 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "answer", "KB answers"),
     (KGQA, "learned_evidence", "answer kinds + naming weights"),
+    (KGQA, "channel_gains", "noisy channel"),
     (pipeline, "log_likelihoods", "model log-likelihoods"),
     (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),

@@ -144,6 +144,8 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
 @click.option("--kb-questions", type=click.IntRange(min=0), default=None, help="KB-generated questions added per epoch.")
 @click.option("--object-tokens", type=click.IntRange(min=0), default=None,
               help="Object tokens taught after each key's end, whose likelihood the reranker reads (default 0: none).")
+@click.option("--channel-epochs", type=click.IntRange(min=0), default=None,
+              help="Passes of the noisy channel over the training questions (default 24; 0: no channel).")
 @click.option("--d-model", type=click.IntRange(min=1), default=None, help="Scratch model width.")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="Scratch encoder and decoder layers.")
 @click.option("--dev-limit", type=click.IntRange(min=0), default=None, help="Dev questions scored per epoch (0: all).")
@@ -155,8 +157,8 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
               help="Split each batch into this many micro-batches (less memory, same gradient).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
 @_user_errors
-def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, object_tokens, d_model, layers,
-          dev_limit, holdout, seed, device, grad_accum, resume) -> None:
+def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, object_tokens, channel_epochs,
+          d_model, layers, dev_limit, holdout, seed, device, grad_accum, resume) -> None:
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M [EOS] (then the object's first
     --object-tokens)."""
     from dataclasses import replace
@@ -167,7 +169,7 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
                          device=device, grad_accum=grad_accum)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
-                 "object_tokens": object_tokens, "holdout": holdout}
+                 "object_tokens": object_tokens, "channel_epochs": channel_epochs, "holdout": holdout}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if dev_limit is not None:
         config.dev_limit = dev_limit or None
@@ -185,19 +187,23 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
 @click.option("--train", "train_file", required=True, type=click.Path(), help="The train.json it was trained on.")
 @click.option("--kb", required=True, type=click.Path(), help="Knowledge base file.")
 @click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache).")
+@click.option("--channel-epochs", type=click.IntRange(min=0), default=None,
+              help="Passes of the noisy channel over the training questions (default: as the checkpoint was "
+                   "trained, else 24; 0: no channel).")
 @_device_option
 @_user_errors
-def fit_reranker(checkpoint, train_file, kb, index_dir, device) -> None:
-    """Fit the checkpoint's answer kinds, naming weights and question wording (on the questions it
-    trained on), reranker and confidence calibrator (on the predicates its training held out) again:
-    for a checkpoint an older kgqa fitted (other features, no calibrator, no answer kinds, no
-    wording to try two-character near names by)."""
+def fit_reranker(checkpoint, train_file, kb, index_dir, channel_epochs, device) -> None:
+    """Fit the checkpoint's answer kinds, naming weights, question wording and noisy channel (on the
+    questions it trained on), reranker and confidence calibrator (on the predicates its training
+    held out) again: for a checkpoint an older kgqa fitted (other features, no calibrator, no
+    answer kinds, no wording to try two-character near names by, no channel)."""
     from kgqa.train import refit_reranker
 
-    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir)
+    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir, channel_epochs)
     if fitted.reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
-    said = "answer kinds, naming weights, question wording, reranker" + (" and calibrator" if fitted.calibrator else "")
+    said = ("answer kinds, naming weights, question wording, " + ("noisy channel, " if fitted.channel else "")
+            + "reranker" + (" and calibrator" if fitted.calibrator else ""))
     click.echo(f"{checkpoint}: {said} fitted (named in fitted.json), the reranker on {held} held-out questions "
                f"(gold among candidates: {100 * reach:.1f}%)")
 
@@ -359,11 +365,13 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
     click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
     click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
     click.echo("candidates (score; share of the question naming the predicate; share of the subject's fit to the "
-               "kind of answer asked for; share of the object its subject's name holds; model log-likelihood):")
+               "kind of answer asked for; share of the object its subject's name holds; model log-likelihood; "
+               "how much better the predicate and object explain the question than nothing, log P(q|P,O) - log P(q)):")
     for r in explanation.candidates:
         f = r.features
         click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  "
-                   f"{f['object_in_subject']:.2f}  {f['log_likelihood']:8.2f}  {r.candidate.answer()}")
+                   f"{f['object_in_subject']:.2f}  {f['log_likelihood']:8.2f}  {f['channel_gain']:7.2f}  "
+                   f"{r.candidate.answer()}")
     click.echo("homonyms of the chosen subject: " + ", ".join(
         (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
         + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))

@@ -129,6 +129,8 @@ class KGQA:
         self.tokenizer = tokenizer
         self.index = index
         self.fitted = fitted or Fitted()
+        if self.fitted.channel is not None:  # it reads every candidate, beside the model
+            self.fitted.channel.to(model.device)
         if self.settings.min_confidence > 0 and not (self.reranking and self.fitted.calibrator is not None):
             raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
                             "(`kgqa fit-reranker` fits both)")
@@ -311,9 +313,9 @@ class KGQA:
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = self._likelihoods(questions, facts, encoded)
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
-                             *self.learned_evidence(q, question_facts), trust=1.0 if r.mentions else UNNAMED_TRUST)
-                for r, q, chosen, question_facts, scored, beam
-                in zip(readings, questions, keys, facts, likelihoods, beams)]
+                             *self.learned_evidence(q, question_facts), gains, trust=1.0 if r.mentions else UNNAMED_TRUST)
+                for r, q, chosen, question_facts, scored, beam, gains
+                in zip(readings, questions, keys, facts, likelihoods, beams, self.channel_gains(questions, facts))]
 
     def _likelihoods(self, questions: list[str], facts: list[list[Fact]], encoded: Encoded | None) -> list[np.ndarray]:
         """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
@@ -334,6 +336,13 @@ class KGQA:
         kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
         return kinds, named
+
+    def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
+        """Per question, how much better each fact's predicate and object explain it than nothing
+        does (`Channel.gains`, all the questions' facts in a few passes); zeros where the checkpoint
+        has no channel (its reranker, fitted without it, weighs them 0)."""
+        channel = self.fitted.channel
+        return [np.zeros(len(row)) for row in facts] if channel is None else channel.gains(questions, facts)
 
     def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, best first by the reranker's score

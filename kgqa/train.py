@@ -64,6 +64,9 @@ class TrainConfig:
     # of whether a candidate's object answers the question's wording. 0 by default: on the 7M
     # scratch model the reading moves no held-out question's ranking, and costs a longer target
     object_tokens: int = 0
+    # passes of the noisy channel over the training questions, trained before the reranker's fit
+    # (`rank/channel.py`; 0: none)
+    channel_epochs: int = 24
     vocab_size: int = 6000
     shape: ScratchShape = field(default_factory=ScratchShape)
     dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose
@@ -168,11 +171,12 @@ def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
-                   index_dir: str | None = None) -> tuple[Fitted, float, int]:
+                   index_dir: str | None = None, channel_epochs: int | None = None) -> tuple[Fitted, float, int]:
     """Fit a checkpoint's models (`rank.bundle.fit`) again, the reranker and calibrator on the same
     held-out predicates its training held out (the split is re-drawn from its saved share and
-    seed): for a checkpoint an older kgqa fitted. Returns (what was fitted, gold reach, held-out
-    questions); each model is saved beside the weights."""
+    seed), the channel trained `channel_epochs` passes (None: as its training says, else
+    TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted, gold reach,
+    held-out questions); each model is saved beside the weights."""
     saved = read_settings(checkpoint).get("train", {})
     holdout, seed = saved.get("holdout"), saved.get("seed")
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
@@ -182,19 +186,21 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
                               int8=False)
+    if channel_epochs is None:
+        channel_epochs = saved.get("channel_epochs", TrainConfig.channel_epochs)
     fitted, reach = _fit_beside(checkpoint, index, pick_device(device), decoding,
-                                read_pairs(index, training_pairs(kept)), held, seed)
+                                read_pairs(index, training_pairs(kept)), held, seed, channel_epochs)
     return fitted, reach, len(held)
 
 
 def _fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                pairs: Pairs, held: list[Question], seed: int) -> tuple[Fitted, float]:
+                pairs: Pairs, held: list[Question], seed: int, channel_epochs: int) -> tuple[Fitted, float]:
     """`rank.bundle.fit` for the checkpoint's model (opened without KGQA.from_checkpoint: its
     fitted models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
     fitted, reach = fit(index, pairs, held, seed, lambda evidence, questions: held_out_candidates(
-        KGQA(model, index.tokenizer, index, decoding, evidence), questions))
+        KGQA(model, index.tokenizer, index, decoding, evidence), questions), channel_epochs, device)
     fitted.save(checkpoint)
     return fitted, reach
 
@@ -282,9 +288,9 @@ def _seeded(seed: int) -> None:
 
 
 def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                    pairs: Pairs, held: list[Question], seed: int) -> None:
-    """Training's last step: the best checkpoint's reranker and calibrator, said in one line."""
-    fitted, reach = _fit_beside(best_dir, index, device, decoding, pairs, held, seed)
+                    pairs: Pairs, held: list[Question], config: TrainConfig) -> None:
+    """Training's last step: the best checkpoint's channel, reranker and calibrator, said in one line."""
+    fitted, reach = _fit_beside(best_dir, index, device, decoding, pairs, held, config.seed, config.channel_epochs)
     if fitted.reranker is None:
         tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
     else:
@@ -364,7 +370,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             save_last()
             _append_metrics(config.output, record)
     if rank == 0 and held:
-        _fit_and_report(best_dir, index, device, decoding, pairs, held, config.seed)
+        _fit_and_report(best_dir, index, device, decoding, pairs, held, config)
     if world > 1:
         leave()
     return best

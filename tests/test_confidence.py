@@ -49,7 +49,7 @@ def _candidates(index, question, surface):
     keys = [key for key, _, _ in index.keys(index.surface_id(surface))]
     return CandidateSet(question, keys, [index.fact(k) for k in keys], np.zeros((len(keys), 4)), [],
                         [index.prominence(k) for k in keys], np.zeros(len(keys)),
-                        np.zeros((len(keys), 2)))
+                        np.zeros((len(keys), 2)), np.zeros(len(keys)))
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

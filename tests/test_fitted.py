@@ -8,6 +8,7 @@ import pytest
 
 from kgqa.errors import KgqaError
 from kgqa.rank.answer_kinds import AnswerKinds
+from kgqa.rank.channel import SPECIAL, Channel, ChannelModel, ChannelShape
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.fitted import MANIFEST, read_fitted, remove_fitted, write_fitted
@@ -24,6 +25,8 @@ MODELS = {  # each model class, one of its instances, its manifest name and how 
                      "answer kinds"),
     "naming": (Naming, Naming({"址": (3, 4), "在": (0, 9)}), "naming weights"),
     "wording": (Wording, Wording({"什么": 9, "哪里": 5}), "question wording"),
+    "channel": (Channel, Channel(["址", "在"], ChannelModel(SPECIAL + 2, ChannelShape(8, 1, 2, 16)), ChannelShape(8, 1, 2, 16)),
+                "noisy channel"),
 }
 
 
@@ -33,6 +36,9 @@ def test_each_model_is_named_in_the_manifest_with_its_hash_and_read_back_equal(t
         again = cls.load(str(tmp_path))
         if isinstance(model, AnswerKinds):
             assert (again.cues, again.forms) == (model.cues, model.forms) and np.array_equal(again.weights, model.weights)
+        elif isinstance(model, Channel):
+            assert (again.characters, again.shape) == (model.characters, model.shape)
+            assert all(value.equal(again.model.state_dict()[name]) for name, value in model.model.state_dict().items())
         else:
             assert again == model
     manifest = json.loads((tmp_path / MANIFEST).read_text(encoding="utf-8"))

@@ -100,14 +100,14 @@ def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     answers = [Fact("刘晓华", "年龄", "", ["45"]), Fact("刘晓华", "姓名", "", ["刘晓华"]),
                Fact("刘晓华", "职业", "", ["教授"])]
     rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 4)), [], [(0, 1, 1)] * 3, np.zeros(3),
-                              np.zeros((3, 2)))
+                              np.zeros((3, 2)), np.zeros(3))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
     asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 4)), [], [(0, 1, 1)],
-                                    np.zeros(1), np.zeros((1, 2)))
+                                    np.zeros(1), np.zeros((1, 2)), np.zeros(1))
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
 
@@ -116,7 +116,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
                Fact("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
                Fact("滕州二中", "校址", "", ["滕州市善南路266号"]), Fact("滕州二中", "地址", "", [""])]
     rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], [(0, 1, 1)] * 4,
-                              np.zeros(4), np.zeros((4, 2)))
+                              np.zeros(4), np.zeros((4, 2)), np.zeros(4))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["object_in_subject"] == pytest.approx([1.0, 0.0, 2 / 10, 0.0])  # 滕州 of 10 characters; "": none
     assert column["subject_in_object"] == pytest.approx([13 / 15, 0.0, 2 / 4, 0.0])  # of 唐平 and its disambiguation
@@ -126,7 +126,7 @@ def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Fact("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Fact("刘晓", "别名", "", ["小刘"])]
     likelihoods = np.array([[-2.0, 4.0, -3.0, 6.0], [-9.0, 3.0, -1.0, 2.0]])  # the key's, then its object's
     rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, likelihoods, [], [(0, 5, 20), (1, 9, 3)],
-                              np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]))
+                              np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]), np.array([1.5, -2.5]))
     assert rows.shape == (2, len(FEATURE_NAMES))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["log_likelihood"] == [-2.0, -9.0] and column["mean_log_likelihood"] == [-0.5, -3.0]
@@ -136,6 +136,7 @@ def test_feature_rows_are_in_the_order_of_their_names():
     assert column["mention_chars"] == [3.0, 2.0] and column["longest_mention"] == [1.0, 0.0]
     assert column["has_disambiguation"] == [1.0, 0.0]
     assert column["kind_fit"] == [1.0, -3.0] and column["kind_share"] == [1.0, 1.0]  # each its subject's only one
+    assert column["channel_gain"] == [1.5, -2.5]
 
 
 def test_a_subjects_length_is_its_spelling_keys():
@@ -143,7 +144,7 @@ def test_a_subjects_length_is_its_spelling_keys():
     answers = [Fact("BLING BLING", "启用时间", "", ["968年"]), Fact("blingbling", "创立于", "甜品品牌", ["2011年"]),
                Fact("bling", "别名", "", ["闪"])]
     rows = candidate_features("BLINGBLING是什么时候建立的？", [1, 2, 3], answers, np.zeros((3, 4)), [],
-                              [(0, 5, 20), (1, 9, 3), (2, 1, 1)], np.zeros(3), np.zeros((3, 2)))
+                              [(0, 5, 20), (1, 9, 3), (2, 1, 1)], np.zeros(3), np.zeros((3, 2)), np.zeros(3))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["mention_chars"] == [10.0, 10.0, 5.0] and column["longest_mention"] == [1.0, 1.0, 0.0]
 
@@ -154,7 +155,7 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
     # predicate, KB keys of the subject)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
     rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], prominence, kinds,
-                              np.zeros((4, 2)))
+                              np.zeros((4, 2)), np.zeros(4))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     e = np.exp(2.0)
     assert column["kind_share"] == pytest.approx([e / (e + 2), 1 / (e + 2), 1 / (e + 2), 1.0])  # within a subject

@@ -1,5 +1,5 @@
 """What a checkpoint fitted beside its model, as one object: the reranker, the confidence calibrator
-and the evidence they read (answer kinds, naming weights), and the question wording the near
+and the evidence they read (answer kinds, naming weights, the noisy channel), and the question wording the near
 readings are tried by; loaded, saved and fitted together, so a pipeline, training's closing fit,
 `kgqa fit-reranker` and every benchmark see the same set (`Fitted()`: none fitted).
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
+import torch
+
 from kgqa.data import Pairs, Question
 from kgqa.kb.index import KBIndex
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
+from kgqa.rank.channel import Channel, fit_channel
 from kgqa.rank.confidence import Calibrator, fit_calibrator
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.fitted import remove_fitted
@@ -28,11 +31,12 @@ class Fitted:
     answer_kinds: AnswerKinds | None = None  # what kind of answer a question wants
     naming: Naming | None = None  # which of a question's characters name its predicate
     wording: Wording | None = None  # which two-character spans are question wording, not a name
+    channel: Channel | None = None  # how well a candidate's predicate and object explain the question
 
     @classmethod
     def load(cls, checkpoint: str) -> Fitted:
         return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
-                   Naming.load(checkpoint), Wording.load(checkpoint))
+                   Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
 
     def save(self, checkpoint: str) -> None:
         """Each model beside the checkpoint's weights; one this set lacks is removed there (it
@@ -46,15 +50,16 @@ class Fitted:
 
 
 def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
-        candidate_sets: Callable[[Fitted, list[Question]], list[CandidateSet]]) -> tuple[Fitted, float]:
+        candidate_sets: Callable[[Fitted, list[Question]], list[CandidateSet]], channel_epochs: int,
+        device: torch.device | str = "cpu") -> tuple[Fitted, float]:
     """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
-    trained on), then the reranker on `held` (questions of predicates training held out) and the
-    calibrator over it; `candidate_sets(evidence, held)` gives the questions' candidates from
-    the model being fitted for, read with `evidence` (the kinds and naming weights just fitted).
-    Also returns the share of `held` whose gold key is among the candidates (the reranker's
-    ceiling)."""
+    trained on) and train the noisy channel `channel_epochs` passes over them (on `device`), then
+    the reranker on `held` (questions of predicates training held out) and the calibrator over it;
+    `candidate_sets(evidence, held)` gives the questions' candidates from the model being fitted
+    for, read with `evidence` (the kinds, naming weights and channel just fitted). Also returns the
+    share of `held` whose gold key is among the candidates (the reranker's ceiling)."""
     evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
-                      wording=fit_wording(pairs))
+                      wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device))
     sets = candidate_sets(evidence, held)
     golds = [q.gold() for q in held]
     positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]

@@ -65,7 +65,7 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
                     "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
                     "number_asked", "object_in_subject", "subject_in_object", "kind_fit", "kind_share",
                     "predicate_prominence", "named", "best_named", "longest_mention", "mention_chars",
-                    "has_disambiguation")},
+                    "has_disambiguation", "channel_gain")},
 }
 SIGNAL_NAMES = tuple(SIGNALS)
 

@@ -61,6 +61,7 @@ class Evidence:
     commoner_siblings: float  # share of the subject's other candidate predicates that more KB keys carry
     kind_fit: float  # how well the predicate's profile fits what the question asks for (`answer_kinds.py`)
     kind_share: float  # softmax share of `kind_fit` among the subject's candidate predicates
+    channel_gain: float  # how much better the predicate and object explain the question than nothing (`channel.py`)
 
     @property
     def obj(self) -> str:
@@ -140,17 +141,19 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     # what the question asks for against what the predicate holds across the KB (多远: 公里, ly)
     "kind_fit": lambda e: e.kind_fit,
     "kind_share": lambda e: e.kind_share,
+    # log P(question | P, O) - log P(question): the question's wording generated from the candidate
+    "channel_gain": lambda e: e.channel_gain,
 }
 FEATURE_NAMES = tuple(FEATURES)
 
 
 def candidate_features(question: str, keys: list[int], facts: list[Fact], likelihoods: np.ndarray,
                        beam: list[Candidate], prominence: list[tuple[int, int, int]], kinds: np.ndarray,
-                       named: np.ndarray) -> np.ndarray:
+                       named: np.ndarray, channel: np.ndarray) -> np.ndarray:
     """One row per key (`keys`, their `facts`, `likelihoods` as (log p, tokens) of the key and of
     its object's first tokens, `prominence` as `KBIndex.prominence` gives it,
-    `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, in that order), one
-    column per FEATURES name."""
+    `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, `channel` as
+    `Channel.gains` does, in that order), one column per FEATURES name."""
     rests = [without_mention(question, fact.surface) for fact in facts]
     lengths = [len(fold(fact.surface)) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
@@ -166,14 +169,15 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
         fits = np.exp(kinds[mine] - kinds[mine].max())
         kind_shares[mine] = fits / fits.sum()
     rows = []
-    for fact, key, (ll, length, object_ll, object_length), rest, chars, (said, sayable), (entity, count, size), fit, share \
-            in zip(facts, keys, likelihoods, rests, lengths, named, prominence, kinds, kind_shares):
+    for fact, key, (ll, length, object_ll, object_length), rest, chars, (said, sayable), (entity, count, size), fit, share, \
+            gain in zip(facts, keys, likelihoods, rests, lengths, named, prominence, kinds, kind_shares, channel):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=int(length),
                             object_log_likelihood=object_ll, object_tokens=int(object_length), rest=rest, surface_chars=chars,
                             named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
-                            commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share), **shared)
+                            commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share),
+                            channel_gain=float(gain), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
 
@@ -182,7 +186,7 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
 class CandidateSet:
     """One question's candidate keys and what their features come from: the keys' KB facts,
     the model's (log-likelihood, tokens) of each key and of its object's first tokens, the beam, each key's prominence, answer
-    kind fit and naming weights; and the feature rows (one per key, one column per FEATURES name)."""
+    kind fit, naming weights and channel gain; and the feature rows (one per key, one column per FEATURES name)."""
 
     question: str
     keys: list[int]
@@ -192,6 +196,7 @@ class CandidateSet:
     prominence: list[tuple[int, int, int]]
     kinds: np.ndarray
     named: np.ndarray
+    channel: np.ndarray
     features: np.ndarray = field(init=False)
     trust: float = 1.0  # how far the reading it comes from is to be trusted: its confidences are scaled
     # by it (below 1 for a near reading: the name read may not be the one meant, `KGQA._read_and_chosen`;
@@ -199,7 +204,7 @@ class CandidateSet:
 
     def __post_init__(self) -> None:
         self.features = candidate_features(self.question, self.keys, self.facts, self.likelihoods, self.beam,
-                                           self.prominence, self.kinds, self.named) if self.keys \
+                                           self.prominence, self.kinds, self.named, self.channel) if self.keys \
             else np.zeros((0, len(FEATURE_NAMES)))
 
     def position(self, subject: str, predicate: str) -> int | None:
@@ -218,4 +223,5 @@ class CandidateSet:
         gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
         return CandidateSet(self.question, [self.keys[i] for i in kept], [self.facts[i] for i in kept],
                             self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
-                            [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept])
+                            [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept],
+                            self.channel[kept])

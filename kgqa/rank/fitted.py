@@ -1,5 +1,5 @@
 """The models fitted beside a checkpoint's weights (reranker, confidence calibrator, answer kinds,
-naming weights, question wording), saved one way and read by one reader.
+naming weights, question wording, noisy channel), saved one way and read by one reader.
 
 Each is an `.npz` of named arrays (numbers, and strings as unicode arrays: no pickles), and
 `fitted.json` names them: per model its file, the file's sha256 and the kgqa version that fitted
