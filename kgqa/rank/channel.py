@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kgqa.data import Pairs
@@ -79,8 +78,13 @@ class ChannelModel(nn.Module):
         hidden = self.decoder(self.embed(given) + self.target_position(torch.arange(length, device=targets.device)),
                               memory, tgt_mask=causal, tgt_key_padding_mask=given == PAD,
                               memory_key_padding_mask=sources == PAD)
-        logits = self.out(hidden)
-        return -F.cross_entropy(logits.transpose(1, 2), targets[:, 1:], ignore_index=PAD, reduction="none").sum(1)
+        # the vocabulary's logits only where a token is predicted (padding is most of a ragged batch)
+        gold = targets[:, 1:]
+        rows, positions = (gold != PAD).nonzero(as_tuple=True)
+        logits = self.out(hidden[rows, positions])
+        picked = gold[rows, positions]
+        token = logits.log_softmax(1).gather(1, picked[:, None]).squeeze(1)
+        return torch.zeros(len(targets), dtype=token.dtype, device=token.device).index_add_(0, rows, token)
 
 
 def _padded(rows: list[list[int]], device: torch.device) -> torch.Tensor:
@@ -125,11 +129,12 @@ class Channel:
                 rows.setdefault((question, fact.surface, fact.predicate, fact.objects[0][:OBJECT_CHARS]), len(rows))
                 rows.setdefault((question, fact.surface, None, ""), len(rows))
         device = next(self.model.parameters()).device
-        order = list(rows)
+        # by length, so each pass pads little
+        order = sorted(rows, key=lambda row: (len(row[2] or "") + len(row[3]), len(row[0])))
         found = np.zeros(len(order))
         for start in range(0, len(order), ROWS):
             part = order[start:start + ROWS]
-            found[start:start + len(part)] = self.model.log_probs(
+            found[[rows[row] for row in part]] = self.model.log_probs(
                 _padded([self.source(p, o) for _, _, p, o in part], device),
                 _padded([self.target(q, s) for q, s, _, _ in part], device)).float().cpu().numpy()
         return [np.array([found[rows[(question, f.surface, f.predicate, f.objects[0][:OBJECT_CHARS])]]
