@@ -38,7 +38,7 @@ def stand_in(directory) -> list[str]:
     return ["--checkpoint", str(directory), "--kb", os.path.join(SAMPLE, "kb.tsv")]
 
 
-TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--seed", "0"]  # as CLI options
+TINY = ["--d-model", "64", "--layers", "1", "--kb-questions", "0", "--channel-epochs", "4", "--seed", "0"]  # as CLI options
 TINY_SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2)  # as a library shape
 
 

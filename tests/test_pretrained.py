@@ -91,7 +91,7 @@ def test_train_and_predict_with_a_local_bart(bart_dir, tmp_path):
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     result = CliRunner().invoke(main, ["train", "--model", bart_dir, "--train", train, "--kb", f"{SAMPLE}/kb.tsv",
                                        "--output", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "8",
-                                       "--kb-questions", "0"], env=env)
+                                       "--kb-questions", "0", "--channel-epochs", "2"], env=env)
     assert result.exit_code == 0, result.output
     out = tmp_path / "pred.json"
     result = CliRunner().invoke(main, ["predict", train, "-o", str(out), "--checkpoint", str(tmp_path / "ck/best"),
@@ -192,7 +192,8 @@ def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_tripl
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     result = CliRunner().invoke(main, ["train", "--model", directory, "--train", f"{SAMPLE}/train.json",
                                        "--kb", f"{SAMPLE}/kb.tsv", "--output", str(tmp_path / "ck"), "--epochs", "1",
-                                       "--batch-size", "16", "--kb-questions", "50", "--device", "cpu"], env=env)
+                                       "--batch-size", "16", "--kb-questions", "50", "--channel-epochs", "2",
+                                       "--device", "cpu"], env=env)
     assert result.exit_code == 0, result.output
     assert "characters the checkpoint's tokenizer loses (unknown, dropped or normalised) as tokens" in result.output
     checkpoint = str(tmp_path / "ck/best")

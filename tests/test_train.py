@@ -21,7 +21,7 @@ def _weights(directory):
 def _train_command(train_file, output, *extra):
     return [sys.executable, os.path.join(ROOT, "cli.py"), "train", "--train", train_file, "--kb", f"{SAMPLE}/kb.tsv",
             "--output", str(output), "--epochs", "6", "--batch-size", "8", "--kb-questions", "8",
-            "--d-model", "32", "--layers", "1", *extra]
+            "--d-model", "32", "--layers", "1", "--channel-epochs", "2", *extra]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
@@ -63,7 +63,7 @@ def test_two_processes_train_data_parallel_on_gloo(tmp_path):
                "--master_port", port,
                os.path.join(ROOT, "cli.py"), "train", "--train", train_file, "--kb", f"{SAMPLE}/kb.tsv",
                "--output", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "4", "--kb-questions", "0",
-               "--d-model", "32", "--layers", "1"]
+               "--d-model", "32", "--layers", "1", "--channel-epochs", "2"]
     env = dict(os.environ, OMP_NUM_THREADS="1", KGQA_CACHE=str(tmp_path / "cache"), GLOO_SOCKET_IFNAME="lo")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     # each process's traceback, and what a process that aborts in C++ (gloo) says before it dies
@@ -217,3 +217,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     found = qa.candidate_sets(["马磊静的配偶是谁？"])[0]
     tails = [len(qa.tokenizer.encode_object(fact.objects[0], qa.object_tokens)) for fact in found.facts]
     assert found.keys and found.likelihoods[:, 3].tolist() == tails and (found.likelihoods[:, 2] < 0).all()
+    # the noisy channel, trained by default, read as a feature: each candidate's own gain
+    assert qa.fitted.channel is not None and found.channel.shape == (len(found.keys),)
+    gains = found.features[:, FEATURE_NAMES.index("channel_gain")]
+    assert np.array_equal(gains, found.channel) and len(set(gains.tolist())) > 1
