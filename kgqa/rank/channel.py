@@ -5,14 +5,13 @@ seq2seq trained on train's questions.
 Why: the reranker's other evidence reads the question from the candidate's side (how much of it
 the predicate covers, what kind of answer the wording asks for); the channel reads it the other
 way, generating every character of the question from the predicate and the object's first
-characters, so wording that a predicate explains without sharing characters with it (去世 of
-死亡日期, 多大 of 面积) counts, and a predicate that explains the words only in part (门 of 部门)
-explains the rest badly. Its source is a predicate and an object, never the subject (the question's
-mention of it is one marker character), so what it learns carries over to predicates training
-never shows. One source in ten is empty during training, so the same model gives log P(question),
-and the gain is comparable across questions: the calibrator reads it as how well the best
-candidate explains what was asked (a question whose fact the KB lacks is explained badly by every
-candidate).
+characters, so wording a predicate explains without sharing characters with it can count, and a
+predicate that explains the words only in part (门 of 部门) leaves the rest to explain. Its source
+is a predicate and an object, never the subject (the question's mention of it is one marker
+character), so what it learns carries over to predicates training never shows. One source in ten
+is empty during training, so the same model gives log P(question), and the gain is comparable
+across questions: the calibrator reads it too, as how well the best candidate explains what was
+asked.
 """
 from __future__ import annotations
 
