@@ -38,8 +38,8 @@ ROWS = 512  # (source, question) rows scored in one forward pass
 
 @dataclass(frozen=True)
 class ChannelShape:
-    """The channel's size. Chosen by held-out CV against d 128 with two layers a side, which ranked
-    fewer held-out questions first and answered a third slower (docs/benchmarks.md, issue 42)."""
+    """The channel's size, chosen by held-out CV over d 128 with two layers a side, which ranked
+    fewer held-out questions first and takes longer to train and to answer (docs/benchmarks.md)."""
 
     d_model: int = 96
     layers: int = 1  # encoder layers, and as many decoder layers
