@@ -25,7 +25,7 @@ MODELS = {  # each model class, one of its instances, its manifest name and how 
                      "answer kinds"),
     "naming": (Naming, Naming({"址": (3, 4), "在": (0, 9)}), "naming weights"),
     "wording": (Wording, Wording({"什么": 9, "哪里": 5}), "question wording"),
-    "channel": (Channel, Channel(["址", "在"], ChannelModel(SPECIAL + 2, ChannelShape(8, 1, 2, 16)), ChannelShape(8, 1, 2, 16)),
+    "channel": (Channel, Channel(["址", "在"], ChannelModel(SPECIAL + 2, ChannelShape(8, 1, 2, 16))),
                 "noisy channel"),
 }
 
@@ -37,7 +37,7 @@ def test_each_model_is_named_in_the_manifest_with_its_hash_and_read_back_equal(t
         if isinstance(model, AnswerKinds):
             assert (again.cues, again.forms) == (model.cues, model.forms) and np.array_equal(again.weights, model.weights)
         elif isinstance(model, Channel):
-            assert (again.characters, again.shape) == (model.characters, model.shape)
+            assert (again.characters, again.model.shape) == (model.characters, model.model.shape)
             assert all(value.equal(again.model.state_dict()[name]) for name, value in model.model.state_dict().items())
         else:
             assert again == model

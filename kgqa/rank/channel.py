@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -46,9 +46,6 @@ class ChannelShape:
     heads: int = 4
     ff: int = 192
 
-    def as_list(self) -> list[int]:
-        return [self.d_model, self.layers, self.heads, self.ff]
-
 
 class ChannelModel(nn.Module):
     """A character encoder-decoder: the source (predicate [SEP] object) encoded, the question
@@ -56,6 +53,7 @@ class ChannelModel(nn.Module):
 
     def __init__(self, vocab: int, shape: ChannelShape) -> None:
         super().__init__()
+        self.shape = shape
         d = shape.d_model
         self.embed = nn.Embedding(vocab, d, padding_idx=PAD)
         self.source_position = nn.Embedding(PREDICATE_CHARS + OBJECT_CHARS + 1, d)
@@ -71,9 +69,8 @@ class ChannelModel(nn.Module):
     def log_probs(self, sources: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per row, the sum of log p of each target token after the first (BOS) given the ones
         before it and the source; rows padded with PAD."""
-        positions = torch.arange(sources.shape[1], device=sources.device)
-        memory = self.encoder(self.embed(sources) + self.source_position(positions),
-                              src_key_padding_mask=sources == PAD)
+        at = torch.arange(sources.shape[1], device=sources.device)
+        memory = self.encoder(self.embed(sources) + self.source_position(at), src_key_padding_mask=sources == PAD)
         given = targets[:, :-1]
         length = given.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=targets.device).triu(1)
@@ -82,9 +79,9 @@ class ChannelModel(nn.Module):
                               memory_key_padding_mask=sources == PAD)
         # the vocabulary's logits only where a token is predicted (padding is most of a ragged batch)
         gold = targets[:, 1:]
-        rows, positions = (gold != PAD).nonzero(as_tuple=True)
-        logits = self.out(hidden[rows, positions])
-        picked = gold[rows, positions]
+        rows, steps = (gold != PAD).nonzero(as_tuple=True)
+        logits = self.out(hidden[rows, steps])
+        picked = gold[rows, steps]
         token = logits.log_softmax(1).gather(1, picked[:, None]).squeeze(1)
         return torch.zeros(len(targets), dtype=token.dtype, device=token.device).index_add_(0, rows, token)
 
@@ -100,7 +97,6 @@ class Channel:
 
     characters: list[str]
     model: ChannelModel
-    shape: ChannelShape = ChannelShape()
 
     def __post_init__(self) -> None:
         self._ids = {c: SPECIAL + i for i, c in enumerate(self.characters)}
@@ -150,7 +146,7 @@ class Channel:
     def save(self, checkpoint: str) -> None:
         weights = {f"weight:{name}": value.detach().cpu().numpy() for name, value in self.model.state_dict().items()}
         write_fitted(checkpoint, "channel", {"characters": np.array(self.characters, dtype=str),
-                                             "shape": self.shape.as_list(), **weights})
+                                             "shape": list(astuple(self.model.shape)), **weights})
 
     @classmethod
     def load(cls, checkpoint: str) -> Channel | None:
@@ -167,7 +163,7 @@ class Channel:
             model.load_state_dict({name: torch.from_numpy(weights[f"weight:{name}"]) for name in names})
         except (TypeError, RuntimeError, ValueError) as error:
             raise unreadable(checkpoint, "channel", "noisy channel", f"{type(error).__name__}: {error}") from None
-        return cls([str(c) for c in saved["characters"]], model, shape)
+        return cls([str(c) for c in saved["characters"]], model)
 
 
 def fit_channel(pairs: Pairs, epochs: int, seed: int, device: torch.device | str = "cpu",
@@ -181,7 +177,7 @@ def fit_channel(pairs: Pairs, epochs: int, seed: int, device: torch.device | str
                      for c in question + gold.predicate[:PREDICATE_CHARS] + gold.obj[:OBJECT_CHARS])
     characters = sorted(c for c, n in counts.items() if n >= MIN_COUNT)
     torch.manual_seed(seed)
-    channel = Channel(characters, ChannelModel(SPECIAL + len(characters), shape).to(device), shape)
+    channel = Channel(characters, ChannelModel(SPECIAL + len(characters), shape).to(device))
     examples = [(channel.source(gold.predicate, gold.obj), channel.target(question, gold.surface))
                 for question, gold in pairs]
     rng = random.Random(seed)
