@@ -18,8 +18,10 @@ risk-coverage curve's area (AURC) over the copy (an answered unanswerable questi
 at the threshold that still answers 90% of the copy's answerable questions, the share of
 missing-fact and missing-entity questions below it, and of the missing-entity questions typed
 with one character of the entity's name replaced by a homophone (`variants.py`'s typo: the KB may
-hold a name that sounds alike, which must not be answered with confidence either). A reliability table and, with --svg, the
-risk-coverage curves as an SVG.
+hold a name that sounds alike, which must not be answered with confidence either). Then, at the
+checkpoint's own refusal threshold (what `kgqa ask` and `kgqa serve` refuse below), the share of dev
+answered and right, and of the copy's missing facts and entities refused. A reliability table and,
+with --svg, the risk-coverage curves as an SVG.
 """
 from __future__ import annotations
 
@@ -219,6 +221,16 @@ def main() -> None:
               f"{curves[name][1].mean():.3f} | {100 * below['any fact']:.1f}% ({100 * below['fact']:.1f}%) / "
               f"{100 * below['entity']:.1f}% / "
               f"{100 * below['entity typo']:.1f}% |")
+    refuse = qa.fitted.calibrator.refuse_below  # what `kgqa ask` and `kgqa serve` refuse below by default
+    answered = full["confidence"] >= refuse
+    at_default = {"refuse_below": refuse, "dev_answered": float(answered.mean()),
+                  "dev_answered_right": float(full["right"][answered].mean()) if answered.any() else float("nan"),
+                  **{f"{kind.replace(' ', '_')}_refused_at_default": float((cut["confidence"][kinds == kind] < refuse).mean())
+                     for kind in ("fact", "entity")}}
+    print(f"\nat the checkpoint's refusal threshold ({refuse:.3f}, the default of ask and serve): dev over kb.tsv "
+          f"{100 * at_default['dev_answered']:.1f}% answered, {100 * at_default['dev_answered_right']:.1f}% of them right; "
+          f"over the copy {100 * at_default['fact_refused_at_default']:.1f}% of missing facts (subject keeping no near "
+          f"synonym) and {100 * at_default['entity_refused_at_default']:.1f}% of missing entities refused")
     print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
     for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:
         print(f"| {low:.2f} | {mean:.3f} | {accuracy:.3f} | {n} |")
@@ -227,7 +239,7 @@ def main() -> None:
         print(f"\n{args.svg}: the risk-coverage curves over the copy")
     mine = figures["confidence"]
     record("abstention", {"right": float(full["right"].mean()), "typos": len(typos), "typos_respelled": respelled,
-                          **figures},
+                          **figures, "at_default": at_default},
            f"confidence: ECE {mine['ece']:.3f}, {100 * mine['accuracy_at_80']:.1f}% right at 80% coverage, "
            f"{100 * mine['missing_fact_refused']:.1f}% of missing facts ({100 * mine['missing_fact_no_synonym_refused']:.1f}% "
            f"of those whose subject keeps no near synonym) and {100 * mine['missing_entity_refused']:.1f}% "

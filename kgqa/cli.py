@@ -35,6 +35,12 @@ _device_option = click.option("--device", default="auto", show_default=True,
                               help="Where the model runs: auto (a GPU where one is present), cpu, cuda, cuda:N, mps.")
 
 
+_skip_bad_lines_option = click.option(
+    "--skip-bad-lines", is_flag=True,
+    help="Skip lines of the KB (or change file) that are no triple, counting them and naming the first by number "
+         "(without it, the first bad line is named, file and line, and the command stops).")
+
+
 _INDEX_COMMANDS = ("index", "update", "merge")  # no model: transformers (half a second to import) left unloaded
 
 
@@ -64,46 +70,48 @@ def _tokenizer_of(checkpoint: str | None):
 @click.argument("kb", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Index directory to write.")
 @click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
-@click.option("--strict", is_flag=True, help="Stop at the first bad KB line instead of skipping it.")
+@_skip_bad_lines_option
 @click.option("--segment-triples", type=click.IntRange(min=1), default=None,
               help="Split a larger KB into segments of about this many triples; the build's memory is "
                    "about 250 bytes a triple of one segment [25,000,000].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Build this many segments at once (memory: that many segments').")
 @_user_errors
-def index(kb: str, output: str, checkpoint: str | None, strict: bool, segment_triples: int | None, jobs: int) -> None:
+def index(kb: str, output: str, checkpoint: str | None, skip_bad_lines: bool, segment_triples: int | None, jobs: int) -> None:
     """Build the persistent KB index (key trie + object store) once.
 
     OUTPUT may be new, empty, or an earlier kgqa index; any other directory is refused."""
     from kgqa.files import readable_file
-    from kgqa.kb.build import SEGMENT_TRIPLES, build_index, index_lock
+    from kgqa.kb.build import SEGMENT_TRIPLES, bad_lines_checked, build_index, index_lock
     from kgqa.files import file_sha256
 
     readable_file(kb, "a KB file")
     tokenizer = _tokenizer_of(checkpoint)
     with index_lock(output):
-        built = build_index(kb, tokenizer, output, strict=strict, kb_sha256=file_sha256(kb), progress=True,
-                            segment_triples=segment_triples or SEGMENT_TRIPLES, jobs=jobs)
+        built = build_index(kb, tokenizer, output, skip_bad_lines=skip_bad_lines, kb_sha256=file_sha256(kb),
+                            progress=True, segment_triples=segment_triples or SEGMENT_TRIPLES, jobs=jobs)
+    bad_lines_checked(built, kb, skip_bad_lines, progress=True)
     m = built.manifest
     click.echo(f"{output}: {m.triples} triples in {len(m.segments)} segment(s), "
                f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"
-               + (f"; skipped {m.skipped}" if m.skipped else ""))
+               + (f"; left out: {', '.join(f'{n} {why}' for why, n in sorted(m.skipped.items()))}" if m.skipped else ""))
 
 
 @main.command()
 @click.argument("changes", type=click.Path())
 @click.option("--index", "index_dir", required=True, type=click.Path(), help="Index directory to update.")
 @click.option("--checkpoint", type=click.Path(), help="Tokenize with this checkpoint's tokenizer.")
-@click.option("--strict", is_flag=True, help="Stop at the first bad line of CHANGES instead of skipping it.")
+@_skip_bad_lines_option
 @click.option("--no-merge", is_flag=True, help="Leave merging segments to a later `kgqa merge`.")
 @_user_errors
-def update(changes: str, index_dir: str, checkpoint: str | None, strict: bool, no_merge: bool) -> None:
+def update(changes: str, index_dir: str, checkpoint: str | None, skip_bad_lines: bool, no_merge: bool) -> None:
     """Apply CHANGES (`+<TAB>S<TAB>P<TAB>O` adds a triple, `-<TAB>S<TAB>P<TAB>O` removes one) to
     an index in place, without a rebuild: one new segment of the subjects they touch, then the
     merge policy; `kgqa serve --index` takes the update up between batches."""
     from kgqa.kb.update import update_index
 
-    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), strict=strict, merge=not no_merge)
+    updated, report = update_index(index_dir, changes, _tokenizer_of(checkpoint), skip_bad_lines=skip_bad_lines,
+                                   merge=not no_merge)
     for warning in report.warnings(changes):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{index_dir}: {report.added} triples added, {report.removed} removed; {updated.triples} triples "
@@ -156,9 +164,10 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split each batch into this many micro-batches (less memory, same gradient).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
+@_skip_bad_lines_option
 @_user_errors
 def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, object_tokens, channel_epochs,
-          d_model, layers, dev_limit, holdout, seed, device, grad_accum, resume) -> None:
+          d_model, layers, dev_limit, holdout, seed, device, grad_accum, resume, skip_bad_lines) -> None:
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M [EOS] (then the object's first
     --object-tokens)."""
     from dataclasses import replace
@@ -167,7 +176,7 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
     from kgqa.train import TrainConfig, train as run
 
     config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
-                         device=device, grad_accum=grad_accum)
+                         device=device, grad_accum=grad_accum, skip_bad_lines=skip_bad_lines)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
                  "object_tokens": object_tokens, "channel_epochs": channel_epochs, "holdout": holdout}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -191,15 +200,17 @@ def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questio
               help="Passes of the noisy channel over the training questions (default: as the checkpoint was "
                    "trained, else 24; 0: no channel).")
 @_device_option
+@_skip_bad_lines_option
 @_user_errors
-def fit_reranker(checkpoint, train_file, kb, index_dir, channel_epochs, device) -> None:
+def fit_reranker(checkpoint, train_file, kb, index_dir, channel_epochs, device, skip_bad_lines) -> None:
     """Fit the checkpoint's answer kinds, naming weights, question wording and noisy channel (on the
     questions it trained on), reranker and confidence calibrator (on the predicates its training
     held out) again: for a checkpoint an older kgqa fitted (other features, no calibrator, no
     answer kinds, no wording to try two-character near names by, no channel)."""
     from kgqa.train import refit_reranker
 
-    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir, channel_epochs)
+    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir, channel_epochs,
+                                           skip_bad_lines)
     if fitted.reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
     said = ("answer kinds, naming weights, question wording, " + ("noisy channel, " if fitted.channel else "")
@@ -250,17 +261,18 @@ def _decode_options(command):
             options.append(click.option(f"--{flag}", setting.name, type=bounds,
                                         default=setting.default, show_default=True, help=setting.metadata["help"]))
     command = _paths_checked(command)
-    for option in reversed(options + [_device_option]):
+    for option in reversed(options + [_device_option, _skip_bad_lines_option]):
         command = option(command)
     return command
 
 
-def _source(checkpoint: str, kb: str, index_dir: str | None, device: str, top_k: int = 1, **settings):
+def _source(checkpoint: str, kb: str, index_dir: str | None, device: str, skip_bad_lines: bool, top_k: int = 1,
+            **settings):
     """Where the answering commands' pipeline comes from: `settings` are `DecodeSettings` fields, by name."""
     from kgqa.decode.settings import DecodeSettings
     from kgqa.source import Source
 
-    return Source(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **settings))
+    return Source(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **settings), skip_bad_lines)
 
 
 def _open(**options):
@@ -286,10 +298,17 @@ def predict(questions, output, top_k, **decode) -> None:
     from kgqa.data import write_answers
     from kgqa.journal import answer_file
 
+    decode["min_confidence"] = _every_question_answered(decode["min_confidence"])
     for records in answer_file(questions, output, lambda: _open(top_k=top_k, **decode), "prediction"):
         write_answers(output, records)  # under torchrun, by rank 0 alone
         unanswered = sum(1 for record in records if not record["answer"])
         click.echo(f"{output}: {len(records)} answers" + (f", {unanswered} with no KB key reachable" if unanswered else ""))
+
+
+def _every_question_answered(min_confidence: float | None) -> float:
+    """An answer file's threshold: the one given, else 0 (the leaderboard counts every question
+    answered; `kgqa ask` and `kgqa serve` refuse below the checkpoint's own)."""
+    return 0.0 if min_confidence is None else min_confidence
 
 
 @main.command()
@@ -334,6 +353,18 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
                 click.echo(f"error: {error}", err=True)
 
 
+# `kgqa ask --explain`'s evidence table: (label, width, feature name, decimals), and what each label means
+_EVIDENCE_COLUMNS = [("score", 8, "score", 3), ("named", 5, "named_share", 2), ("kind", 5, "kind_share", 2),
+                     ("own", 5, "object_in_subject", 2), ("loglik", 8, "log_likelihood", 2),
+                     ("channel", 7, "channel_gain", 2)]
+_EVIDENCE_LEGEND = [("score", "the reranker's"), ("named", "share of the question naming the predicate"),
+                    ("kind", "fit of the object's kind to the kind of answer the question asks for, as a share among "
+                             "its subject's predicates"),
+                    ("own", "share of the object its subject's name holds"), ("loglik", "model log-likelihood"),
+                    ("channel", "how much better the predicate and object explain the question than nothing, "
+                                "log P(q|P,O) - log P(q)")]
+
+
 def _print_explanation(explanation: "Explanation", top_k: int, everything: bool) -> None:
     """`kgqa ask`'s text: the object first, where it came from, the top-k candidates; with
     `everything` the mentions, the beam, each candidate's evidence and the homonyms too."""
@@ -346,7 +377,7 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
         click.echo(f"  from {chosen.subject} · {chosen.predicate}{confidence}")
     else:
         click.echo(f"(no answer in the KB: the best candidate's confidence {chosen.confidence:.2f} is below "
-                   f"{explanation.min_confidence:g})")
+                   f"{explanation.min_confidence:.2f})")
         click.echo(f"  best guess: {chosen.obj}, from {chosen.subject} · {chosen.predicate}")
     for match in explanation.reading.matches:  # the answer's own name, and any name read from a near one
         if everything or match.differing or chosen and match.surface == chosen.surface:
@@ -362,16 +393,17 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
         return
     if explanation.reading.text != explanation.question:
         click.echo(f"read as: {explanation.reading.text}")
+    click.echo(f"refused below confidence {explanation.min_confidence:.3g}"
+               + (" (0: every question answered)" if not explanation.min_confidence else ""))
     click.echo(f"mentions in the question: {', '.join(explanation.mentions) or '(none: any KB subject)'}")
     click.echo("beam (model + look-ahead): " + "; ".join(f"{b.answer()} ({b.score:.3f})" for b in explanation.beam))
-    click.echo("candidates (score; share of the question naming the predicate; share of the subject's fit to the "
-               "kind of answer asked for; share of the object its subject's name holds; model log-likelihood; "
-               "how much better the predicate and object explain the question than nothing, log P(q|P,O) - log P(q)):")
+    click.echo("candidates, in the reranker's order:")
+    click.echo("  " + "  ".join(f"{label:>{width}}" for label, width, _, _ in _EVIDENCE_COLUMNS) + "  candidate")
     for r in explanation.candidates:
-        f = r.features
-        click.echo(f"  {r.candidate.score:8.3f}  {f['named_share']:.2f}  {f['kind_share']:.2f}  "
-                   f"{f['object_in_subject']:.2f}  {f['log_likelihood']:8.2f}  {f['channel_gain']:7.2f}  "
-                   f"{r.candidate.answer()}")
+        values = {"score": r.candidate.score, **r.features}
+        click.echo("  " + "  ".join(f"{values[name]:>{width}.{places}f}" for _, width, name, places in _EVIDENCE_COLUMNS)
+                   + f"  {r.candidate.answer()}")
+    click.echo("  " + "; ".join(f"{label}: {meaning}" for label, meaning in _EVIDENCE_LEGEND))
     click.echo("homonyms of the chosen subject: " + ", ".join(
         (h.disambiguation or "(none)") + (" [chosen]" if h.chosen else "")
         + (" [has the predicate]" if h.has_predicate else "") for h in explanation.homonyms))
@@ -447,6 +479,7 @@ def submit(test, output, **decode) -> None:
     if os.path.exists(output) and not os.path.isdir(output):
         raise KgqaError("is a file, expected a directory for the upload files", output)
     json_path = os.path.join(output, "kgclue_predict.json")
+    decode["min_confidence"] = _every_question_answered(decode["min_confidence"])
     for records in answer_file(test, json_path, lambda: _open(**decode), "leaderboard"):
         write_answers(json_path, records)
         with atomic_file(os.path.join(output, "kgclue_predict.zip"), "wb") as handle:

@@ -104,7 +104,10 @@ class Journal:
         self.done.update(records)
 
     def release(self) -> None:
-        """Stop without finishing: the journal stays for a later run to resume from."""
+        """Stop without finishing: the journal stays for a later run to resume from, unless it
+        holds nothing (the run failed before its first line: a bad KB, say), which leaves no file."""
+        if os.fstat(self._handle.fileno()).st_size == 0:
+            os.unlink(self.path)
         self._handle.close()
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -17,7 +17,8 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
 from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import token_log_probs
-from kgqa.model.seq2seq import encode_questions, pick_device, quantized_int8
+from kgqa.model.int8 import quantized_int8
+from kgqa.model.seq2seq import encode_questions, pick_device
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.candidate import Candidate, abstains, reply_json
@@ -122,13 +123,17 @@ class KGQA:
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, fitted: Fitted | None = None) -> None:
         """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
-        confidence)."""
+        confidence). `settings.min_confidence` None is the calibrator's refusal threshold."""
         self.settings = settings or DecodeSettings()
+        self.fitted = fitted or Fitted()
+        if self.settings.min_confidence is None:  # the checkpoint's refusal threshold, where it has a calibrator
+            calibrated = self.reranking and self.fitted.calibrator is not None
+            self.settings = replace(self.settings,
+                                    min_confidence=self.fitted.calibrator.refuse_below if calibrated else 0.0)
         on_cpu = model.device.type == "cpu"
         self.model = quantized_int8(model.eval()) if self.settings.int8 and on_cpu else model.eval()
         self.tokenizer = tokenizer
         self.index = index
-        self.fitted = fitted or Fitted()
         if self.fitted.channel is not None:  # it reads every candidate, beside the model
             self.fitted.channel.to(model.device)
         if self.settings.min_confidence > 0 and not (self.reranking and self.fitted.calibrator is not None):
@@ -146,12 +151,13 @@ class KGQA:
     @classmethod
     def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
                         settings: DecodeSettings | None = None, progress: bool = False,
-                        device: str = "auto") -> "KGQA":
+                        device: str = "auto", skip_bad_lines: bool = False) -> "KGQA":
         """`device`: where the model runs (auto: a GPU where one is present); the KB index and the
-        trie stay in host memory, and each decoding step sends its allowed tokens over once."""
+        trie stay in host memory, and each decoding step sends its allowed tokens over once. A KB
+        line that is no triple is refused, file and line named, unless `skip_bad_lines`."""
         model, tokenizer, _ = load_checkpoint(checkpoint)
         model.to(pick_device(device))
-        qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, progress=progress), settings,
+        qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, skip_bad_lines, progress), settings,
                  Fitted.load(checkpoint))
         qa.checkpoint = checkpoint
         return qa

@@ -19,9 +19,11 @@ class Source:
     index_dir: str | None = None  # None: the cache's index for (KB, tokenizer)
     device: str = "auto"  # where the model runs (a GPU where one is present)
     settings: DecodeSettings = field(default_factory=DecodeSettings)
+    skip_bad_lines: bool = False  # KB lines that are no triple skipped, not refused (`kb.triples.read_kb`)
 
     def open(self, progress: bool = False) -> KGQA:
         """The pipeline (`KGQA.from_checkpoint`), its index built first where none matches."""
         from kgqa.pipeline import KGQA
 
-        return KGQA.from_checkpoint(self.checkpoint, self.kb, self.index_dir, self.settings, progress, self.device)
+        return KGQA.from_checkpoint(self.checkpoint, self.kb, self.index_dir, self.settings, progress, self.device,
+                                    self.skip_bad_lines)

@@ -80,6 +80,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per batch (same batch, same schedule, less memory)
     resume: bool = False
     index_dir: str | None = None
+    skip_bad_lines: bool = False  # KB lines that are no triple skipped, not refused (`read_kb`)
     progress: bool = True
 
 
@@ -102,7 +103,7 @@ def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:
     """Training questions and every KB string the decoder may write: what the vocabulary must encode."""
     for question, _ in pairs:
         yield question
-    for triple in read_kb(config.kb):
+    for triple in read_kb(config.kb, config.skip_bad_lines):
         yield triple.surface
         yield triple.predicate
         if triple.disambiguation:
@@ -171,7 +172,8 @@ def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
 
 
 def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
-                   index_dir: str | None = None, channel_epochs: int | None = None) -> tuple[Fitted, float, int]:
+                   index_dir: str | None = None, channel_epochs: int | None = None,
+                   skip_bad_lines: bool = False) -> tuple[Fitted, float, int]:
     """Fit a checkpoint's models (`rank.bundle.fit`) again, the reranker and calibrator on the same
     held-out predicates its training held out (the split is re-drawn from its saved share and
     seed), the channel trained `channel_epochs` passes (None: as its training says, else
@@ -182,7 +184,7 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
     if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
         raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", checkpoint)
     kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
-    index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir)
+    index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir, skip_bad_lines)
     decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
                               max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
                               int8=False)
@@ -317,7 +319,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     model, tokenizer = _model_and_tokenizer(config, pairs, state, rank)
     model.config.kgqa_object_tokens = config.object_tokens  # saved with the weights: what the pipeline reads back
     config = recipe(config, getattr(model.config, "model_type", ""))
-    index = ensure_index(config.kb, tokenizer, config.index_dir, progress=config.progress and rank == 0)
+    index = ensure_index(config.kb, tokenizer, config.index_dir, config.skip_bad_lines,
+                         progress=config.progress and rank == 0)
     pairs = read_pairs(index, pairs)
     decoding = DecodeSettings(beams=config.beams, max_question_tokens=config.max_question_tokens, int8=False)
     ddp, autocast = _parallel(model.to(device), device, world)

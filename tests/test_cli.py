@@ -16,7 +16,7 @@ from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
 
-from conftest import ROOT, SAMPLE, stand_in, write
+from conftest import ROOT, SAMPLE, TINY, stand_in, write
 
 
 def test_train_predict_returns_the_exact_answers_it_learned(overfit):
@@ -386,7 +386,7 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
     class Opened(Exception):
         pass
 
-    def opened(checkpoint, kb, index_dir, settings, progress, device):
+    def opened(checkpoint, kb, index_dir, settings, progress, device, skip_bad_lines):
         raise Opened(settings)
 
     monkeypatch.setattr(KGQA, "from_checkpoint", staticmethod(opened))
@@ -404,6 +404,10 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
                                                       restrict_mentions=False, lookahead=0.5, mention_lookahead=0.0,
                                                       batch_size=3, rerank=False, max_question_tokens=64,
                                                       int8=True, near_margin=0.5, min_confidence=0.25)
+    # not given: every question answered in a file (the leaderboard), the checkpoint's refusal threshold where a
+    # person asks (None: `KGQA` reads it from the calibrator)
+    result = CliRunner().invoke(main, [command, *arguments, *stand_in(tmp_path / "ck")])
+    assert result.exception.args[0].min_confidence == {"predict": 0.0, "submit": 0.0, "ask": None, "serve": None}[command]
 
 
 def test_torchrun_predict_shards_the_file_writes_what_one_process_writes_and_resumes(overfit, tmp_path):
@@ -445,17 +449,33 @@ def test_torchrun_predict_shards_the_file_writes_what_one_process_writes_and_res
     assert sorted(os.listdir(tmp_path)) == ["one.json", "q.json", "two.json"]  # no journal left behind
 
 
-def test_kgqa_index_skips_and_counts_kb_lines_with_a_nul_character(overfit, tmp_path):
-    tmp, _, _, env = overfit
+def test_a_bad_kb_line_is_named_by_every_command_and_skipped_only_when_asked(overfit, tmp_path):
+    tmp, train, _, env = overfit
+    checkpoint = str(tmp / "ck/best")
     with open(f"{SAMPLE}/kb.tsv", encoding="utf-8") as handle:
         lines = handle.readlines()
-    kb = write(tmp_path / "kb.tsv", "".join(lines[:3]) + "有\x00空字符\t谓语\t宾语\n主语\t谓\x00语\t宾语\n" + "".join(lines[3:]))
-    index = ["index", kb, "--checkpoint", str(tmp / "ck/best"), "-o", str(tmp_path / "idx")]
-    result = CliRunner().invoke(main, index, env=env)
-    assert result.exit_code == 0, result.output
-    assert "2 a NUL character in the subject or predicate" in result.output
+    kb = write(tmp_path / "kb.tsv", "".join(lines[:3]) + "有\x00空字符\t谓语\t宾语\n一个字段\n" + "".join(lines[3:]))
+    first = "kb.tsv:4: a NUL character in the subject or predicate (--skip-bad-lines skips such lines)"
+    commands = {
+        "index": ["index", kb, "--checkpoint", checkpoint, "-o", str(tmp_path / "idx")],
+        "ask": ["ask", "马磊静的民族是什么？", "--checkpoint", checkpoint, "--kb", kb],
+        "predict": ["predict", train, "-o", str(tmp_path / "pred.json"), "--checkpoint", checkpoint, "--kb", kb],
+        "serve": ["serve", "--port", "0", "--checkpoint", checkpoint, "--kb", kb],
+        "train": ["train", "--train", train, "--kb", kb, "--output", str(tmp_path / "trained"), "--epochs", "1"] + TINY,
+    }
+    for name, command in commands.items():
+        refused = CliRunner().invoke(main, command, env=env)
+        assert refused.exit_code == 1 and "Traceback" not in refused.output, (name, refused.output)
+        assert refused.output.strip().splitlines()[-1].endswith(first), (name, refused.output, refused.exception)
+    assert sorted(os.listdir(tmp_path)) == ["idx.lock", "kb.tsv"]  # nothing written (the index's lock aside)
+    said = ("kb.tsv: skipped 2 bad lines (line 4: a NUL character in the subject or predicate; "
+            "line 5: expected 3 tab-separated fields, found 1)")
+    built = CliRunner().invoke(main, commands["index"] + ["--skip-bad-lines"], env=env)
+    assert built.exit_code == 0 and said in built.output, built.output
     header = json.loads((tmp_path / "idx" / "header.json").read_text(encoding="utf-8"))
-    assert header["skipped"] == {"a NUL character in the subject or predicate": 2}
-    strict = CliRunner().invoke(main, index[:1] + ["--strict"] + index[1:], env=env)  # after the read's progress
-    assert strict.exit_code == 1 and "Traceback" not in strict.output
-    assert strict.output.strip().splitlines()[-1].endswith("kb.tsv:4: a NUL character in the subject or predicate")
+    assert header["bad_lines"] == 2 and header["first_bad_lines"][0] == [4, "a NUL character in the subject or predicate"]
+    asked = CliRunner().invoke(main, commands["ask"] + ["--skip-bad-lines"], env=env)
+    assert asked.exit_code == 0 and said in asked.output, asked.output
+    # the index it built skipping them, cached, is refused the same way without the flag
+    again = CliRunner().invoke(main, commands["ask"], env=env)
+    assert again.exit_code == 1 and again.output.strip().splitlines()[-1].endswith(first), again.output

@@ -32,7 +32,7 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
             for b in range(10) if (bins == b).any()]
     assert sum(gaps) < 0.04  # expected calibration error on questions it was not fitted on
     fitted.save(str(tmp_path))
-    fields = ("features", "mean", "std", "weights", "bias")
+    fields = ("features", "mean", "std", "weights", "bias", "refuse_below")
     saved = read_fitted(str(tmp_path), "calibrator", "calibrator", fields)
     write_fitted(str(tmp_path), "calibrator", {**saved, **{  # a file with its signals in another order
         field: saved[field][::-1] for field in ("mean", "std", "weights", "features")}})
@@ -117,7 +117,7 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     assert doubtful.ask(question)[0][0].answer() == found[0].answer()  # still ranked: only the answer is withheld
     record = prediction_record(_question(), found, doubtful.settings)
     assert record["answer"] == "" and record["confidence"] == 0.5 and len(record["candidates"]) == 3
-    assert leaderboard_record(_question(), found, DecodeSettings())["answer"] == found[0].answer()  # submit: all
+    assert leaderboard_record(_question(), found, DecodeSettings(min_confidence=0.0))["answer"] == found[0].answer()
     assert reply_json(found, 0.6) == {"answer": None, "confidence": 0.5}
     assert reply_json(found, 0.4)["answer"] == found[0].answer()
     assert reply_json([], 0.6)["answer"] == ""  # nothing reachable is not the same as not sure
@@ -157,3 +157,39 @@ def _question():
 def test_a_candidate_without_confidence_is_printed_as_before():
     plain = Candidate("胡洋英", "毕业院校", "杭州作家", "武汉大学", 1.0, 3)
     assert plain.as_json() == {"answer": "胡洋英（杭州作家） ||| 毕业院校 ||| 武汉大学", "score": 1.0}
+
+
+def test_the_refusal_threshold_is_the_lowest_confidence_whose_answers_above_are_95_percent_right():
+    from kgqa.rank.confidence import refusal_threshold
+
+    confidences = np.array([0.99, 0.98, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([1, 1, 1, 1, 1, 0, 1, 0], dtype=float)
+    assert refusal_threshold(confidences, right) == 0.8  # 5/5 at 0.8; 5/6 at 0.7
+    assert refusal_threshold(confidences, right, precision=0.8) == 0.6  # 6/7
+    # a tie is kept or refused whole: the two answers at 0.9 go together (2/3 right), 0.8 brings 3/4
+    tied = np.array([0.95, 0.9, 0.9, 0.8])
+    assert refusal_threshold(tied, np.array([1.0, 1.0, 0.0, 1.0]), precision=0.75) == 0.8
+    assert refusal_threshold(tied[:3], np.array([1.0, 1.0, 0.0]), precision=0.75) == 0.95
+    assert refusal_threshold(np.array([0.9, 0.8]), np.array([0.0, 1.0])) == 1.0  # none reaches 95%: refuse all
+
+
+def test_where_a_person_asks_the_checkpoints_threshold_refuses_and_a_file_answers_every_question(sample_kb):
+    question = ["胡洋英是哪个学校毕业的？"]
+    qa = _calibrated(sample_kb, DecodeSettings(top_k=3))  # a coin: 0.5 for every candidate
+    qa.fitted.calibrator.refuse_below = 0.6
+    asked = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3), qa.fitted)  # min_confidence None
+    assert asked.settings.min_confidence == 0.6 and not asked.explain(question[0]).answered
+    filed = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3, min_confidence=0.0), qa.fitted)
+    assert filed.settings.min_confidence == 0.0 and filed.explain(question[0]).answered
+    unranked = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3, rerank=False), qa.fitted)
+    assert unranked.settings.min_confidence == 0.0  # no reranker at work: no confidence to refuse by
+
+
+def test_the_refusal_threshold_is_saved_with_the_calibrator(tmp_path):
+    width = len(SIGNAL_NAMES)
+    Calibrator([0.0] * width, [1.0] * width, [0.5] * width, 0.1, refuse_below=0.73).save(str(tmp_path))
+    assert Calibrator.load(str(tmp_path)).refuse_below == pytest.approx(0.73)
+    saved = read_fitted(str(tmp_path), "calibrator", "calibrator", ("features", "mean", "std", "weights", "bias"))
+    write_fitted(str(tmp_path), "calibrator", saved)  # as an earlier kgqa saved it, without a threshold
+    with pytest.raises(KgqaError, match="no refuse_below: fitted by an earlier kgqa; `kgqa fit-reranker` fits it again"):
+        Calibrator.load(str(tmp_path))

@@ -86,7 +86,7 @@ def test_the_manifest_names_no_path_kgqa_opens_or_removes(tmp_path):
 
 def test_a_file_missing_an_array_is_named(tmp_path):
     write_fitted(str(tmp_path), "naming", {"characters": np.array(["在"]), "named": np.array([1])})
-    with pytest.raises(KgqaError, match="naming.npz: unreadable naming weights \\(ValueError: no seen\\)"):
+    with pytest.raises(KgqaError, match="naming.npz: unreadable naming weights \\(ValueError: no seen: fitted by an earlier kgqa; `kgqa fit-reranker` fits it again\\)"):
         Naming.load(str(tmp_path))
     assert read_fitted(str(tmp_path), "naming", "naming weights", ("characters",))["characters"].tolist() == ["在"]
 
@@ -122,7 +122,7 @@ def test_a_model_fitted_before_a_feature_existed_scores_as_it_was_fitted_to(tmp_
     names = FEATURE_NAMES if name == "reranker" else SIGNAL_NAMES
     rows = np.random.default_rng(0).normal(size=(5, len(names)))
     model.save(str(tmp_path))
-    scalars = ("bias",) if name == "calibrator" else ()
+    scalars = ("bias", "refuse_below") if name == "calibrator" else ()
     saved = read_fitted(str(tmp_path), name, name, ("features", "mean", "std", "weights") + scalars)
     # as if fitted before the first feature was added
     write_fitted(str(tmp_path), name, {field: values if field in scalars else values[1:] for field, values in saved.items()})
@@ -133,5 +133,5 @@ def test_a_model_fitted_before_a_feature_existed_scores_as_it_was_fitted_to(tmp_
     score = (lambda m, x: m.scores(x)) if name == "reranker" else (lambda m, x: m.probabilities(x))
     assert score(loaded, rows) == pytest.approx(score(loaded, ignoring_first))
     expected = cls(*(getattr(model, f)[1:] for f in ("mean", "std", "weights")),
-                   *([model.bias] if name == "calibrator" else []), features=names[1:])
+                   *([model.bias, model.refuse_below] if name == "calibrator" else []), features=names[1:])
     assert score(loaded, rows) == pytest.approx(score(expected, rows[:, 1:]))

@@ -1,4 +1,5 @@
 import gzip
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -35,19 +36,19 @@ def test_read_kb_splits_and_normalises(tmp_path):
     ("主语（有\x00）\t谓语\t宾语\n", "a NUL character in the subject or predicate"),
     ("主语\t谓\x00语\t宾语\n", "a NUL character in the subject or predicate"),
 ])
-def test_bad_lines_stop_when_strict_and_are_counted_otherwise(tmp_path, line, reason):
+def test_bad_lines_stop_the_read_and_are_counted_by_number_where_skipped(tmp_path, line, reason):
     path = write(tmp_path / "kb.tsv", "A\tB\tC\n" + line)
-    with pytest.raises(KgqaError, match=f"kb.tsv:2: {reason}"):
-        list(read_kb(path, strict=True))
+    with pytest.raises(KgqaError, match=f"kb.tsv:2: {re.escape(reason)} \\(--skip-bad-lines skips such lines\\)$"):
+        list(read_kb(path))
     stats = ReadStats()
-    assert len(list(read_kb(path, stats=stats))) == 1
-    assert stats.skipped == {reason: 1}
+    assert len(list(read_kb(path, skip_bad_lines=True, stats=stats))) == 1
+    assert stats.skipped == {reason: 1} and stats.bad == 1 and stats.first_bad == [(2, reason)]
 
 
 def test_non_utf8_line_is_named(tmp_path):
     path = write(tmp_path / "kb.tsv", b"A\tB\tC\n\xff\xfe\tB\tC\n")
     with pytest.raises(KgqaError, match="kb.tsv:2: bytes that are not UTF-8"):
-        list(read_kb(path, strict=True))
+        list(read_kb(path))
 
 
 @pytest.mark.parametrize("make,message", [
@@ -94,8 +95,8 @@ def test_lenient_read_keeps_exactly_the_well_formed_lines(tmp_path_factory, rows
     stats = ReadStats()
     if not expected:
         with pytest.raises(KgqaError, match="no triples"):
-            list(read_kb(path, stats=stats))
+            list(read_kb(path, skip_bad_lines=True, stats=stats))
         return
-    found = [(t.surface, t.disambiguation, t.predicate, t.line) for t in read_kb(path, stats=stats)]
+    found = [(t.surface, t.disambiguation, t.predicate, t.line) for t in read_kb(path, skip_bad_lines=True, stats=stats)]
     assert found == expected
     assert sum(n for reason, n in stats.skipped.items() if reason != "blank lines") == bad

@@ -80,8 +80,8 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
     model = scratch_model(tokenizer, TINY_SHAPE, 1).eval()
     reranker = Reranker([0.0] * len(FEATURE_NAMES), [1.0] * len(FEATURE_NAMES), [0.1] * len(FEATURE_NAMES))
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？", "完全无关的问题"]
-    # in the model's own precision: int8's activation scales are the batch's (test_cli: int8 and fp32 agree)
-    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3, int8=False), Fitted(reranker, naming=Naming({})))
+    # int8 (the default on a CPU) too: each row's activations are quantised by their own scale
+    qa = KGQA(model, tokenizer, index, DecodeSettings(beams=2, top_k=3), Fitted(reranker, naming=Naming({})))
     alone = [qa.ask([q])[0] for q in questions]
     encoded = []
     init = stepper.Encoded.__init__

@@ -163,16 +163,19 @@ def test_the_cli_updates_warns_and_refuses_bad_input(tmp_path, overfit):
     directory = str(tmp_path / "index")
     build_index(f"{SAMPLE}/kb.tsv", tokenizer, directory)
     changes = write(tmp_path / "changes.tsv", "+\t马磊静\t民族出生\t新的宾语\n-\t没有\t这个\t三元组\nnot a change\n")
-    result = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint])
-    assert result.exit_code == 0, result.output
-    assert "1 triples added, 0 removed" in result.output
-    assert "removed triples are not in the KB (lines 2)" in result.output and "skipped 1 expected" in result.output
-    assert fact_of(KBIndex(directory), "马磊静", "民族出生", "").objects == ["新的宾语"]
     before = contents(KBIndex(directory, tokenizer))
-    strict = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint, "--strict"])
+    strict = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint])
     assert strict.exit_code == 1 and "changes.tsv:3: expected `+` or `-`" in strict.output
+    assert "--skip-bad-lines" in strict.output
     assert "Traceback" not in strict.output and len(strict.output.strip().splitlines()) == 1
     assert contents(KBIndex(directory, tokenizer)) == before  # nothing applied
+    result = runner.invoke(main, ["update", changes, "--index", directory, "--checkpoint", checkpoint,
+                                  "--skip-bad-lines"])
+    assert result.exit_code == 0, result.output
+    assert "1 triples added, 0 removed" in result.output
+    assert "removed triples are not in the KB (lines 2)" in result.output
+    assert "changes.tsv: skipped 1 bad line (line 3: expected `+` or `-`" in result.output
+    assert fact_of(KBIndex(directory), "马磊静", "民族出生", "").objects == ["新的宾语"]
     user = tmp_path / "mine"
     user.mkdir()
     write(user / "notes.txt", "mine")
@@ -257,14 +260,14 @@ def test_a_common_predicates_sample_is_a_rebuilds_after_many_of_its_keys_go(tmp_
         assert len(updated.predicate_objects(predicate)) == min(64, keys)
 
 
-def test_change_lines_bad_as_kb_lines_are_skipped_and_counted_or_stop_when_strict(tmp_path):
+def test_change_lines_bad_as_kb_lines_stop_the_read_or_are_skipped_and_counted(tmp_path):
     from kgqa.kb.triples import ReadStats, read_changes
 
     path = write(tmp_path / "changes.tsv", "+\t有\x00空字符\t谓语\t宾语\n-\t\t谓语\t宾语\n+\t上海\t人口\t2487万\n*\t上海\t人口\t1\n")
     stats = ReadStats()
-    found = list(read_changes(path, stats=stats))
+    found = list(read_changes(path, skip_bad_lines=True, stats=stats))
     assert [(c.added, c.triple.surface, c.triple.line) for c in found] == [(True, "上海", 3)]
     assert stats.skipped == {"a NUL character in the subject or predicate": 1, "empty subject or predicate": 1,
                              "expected `+` or `-`, then S, P and O, tab-separated": 1}
     with pytest.raises(KgqaError, match="changes.tsv:1: a NUL character"):
-        list(read_changes(path, strict=True))
+        list(read_changes(path))

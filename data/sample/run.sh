@@ -15,5 +15,5 @@ kgqa train --train data/sample/train.json --dev data/sample/dev.json --kb data/s
 kgqa predict data/sample/dev.json --checkpoint "$out/best" --kb data/sample/kb.tsv -o "$out/dev_pred.json" --top-k 3
 kgqa evaluate "$out/dev_pred.json" data/sample/dev.json
 kgqa submit data/sample/test.json --checkpoint "$out/best" --kb data/sample/kb.tsv -o "$out/submit"
-# a question about a person the sample KB lacks: its best guess comes back with no confidence
+# a question about a person the sample KB lacks: refused ("no answer in the KB"), its best guess shown as a guess
 kgqa ask "刘晓华主要讲什么课啊？" --checkpoint "$out/best" --kb data/sample/kb.tsv --top-k 1

@@ -36,6 +36,10 @@ class DecodeSettings:
         "help": "Read a name the question may have typed with a sound-alike character or in a short form as that "
                 "KB name only where its best answer is this much surer than the best answer to the question as "
                 "typed (1: never; needs a confidence calibrator).", "min": 0, "max": 1})
-    min_confidence: float = field(default=0.0, metadata={
+    # None: the checkpoint's refusal threshold (`Calibrator.refuse_below`), what `kgqa ask` and `kgqa serve`
+    # answer by; `kgqa predict` and `kgqa submit` give 0 (the leaderboard counts every question answered)
+    min_confidence: float | None = field(default=None, metadata={
         "help": "Give no answer where the best candidate's confidence (the probability its object is right) is "
-                "below this (0: answer every question).", "min": 0, "max": 1})
+                "below this (0: answer every question). Default for ask and serve: the checkpoint's refusal "
+                "threshold, the lowest confidence at which its held-out answers were 95% right, chosen when it was "
+                "fitted (shown by /health and `ask --explain`); for predict and submit: 0.", "min": 0, "max": 1})

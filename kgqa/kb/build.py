@@ -36,7 +36,7 @@ from kgqa.kb.segment import key_hashes, string_hashes
 from kgqa.kb import segment_format as fmt
 from kgqa.kb.spellings import write_spellings
 from kgqa.spelling import FINGERPRINT
-from kgqa.kb.triples import ReadStats, read_kb
+from kgqa.kb.triples import ReadStats, bad_line, bad_lines_said, read_kb
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.kb.trie import TokenTrie
 
@@ -68,12 +68,12 @@ class TripleArrays:
         self.offsets.append(len(self.blob))
 
 
-def _read(kb_path: str, strict: bool, stats: ReadStats, progress: bool) -> TripleArrays:
+def _read(kb_path: str, skip_bad_lines: bool, stats: ReadStats, progress: bool) -> TripleArrays:
     from tqdm import tqdm
 
     t = TripleArrays()
     # `or None`: tqdm draws no bar where stderr is no terminal (a log)
-    for triple in tqdm(read_kb(kb_path, strict, stats), desc="reading KB", unit=" triples",
+    for triple in tqdm(read_kb(kb_path, skip_bad_lines, stats), desc="reading KB", unit=" triples",
                        disable=not progress or None, mininterval=2):
         t.add(triple.surface, triple.disambiguation, triple.predicate, triple.obj)
     return t
@@ -138,7 +138,7 @@ def _predicate_samples(key_pred: np.ndarray, key_hash: np.ndarray, predicates: i
             "pred_sample_key": picked.astype(np.int64), "pred_sample_hash": key_hash[picked]}
 
 
-def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool = False,
+def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, skip_bad_lines: bool = False,
                 kb_sha256: str | None = None, progress: bool = False, cached: bool = False,
                 segment_triples: int = SEGMENT_TRIPLES, jobs: int = 1) -> KBIndex:
     """Read the KB, write its segments and manifest to a temporary directory, then rename it in.
@@ -157,12 +157,12 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
     with atomic_directory(directory, replaceable, "index") as temp:
         if parts == 1:
             os.mkdir(os.path.join(temp, "s000000"))
-            built = [write_segment(_read(kb_path, strict, stats, progress), tokenizer, os.path.join(temp, "s000000"))]
+            built = [write_segment(_read(kb_path, skip_bad_lines, stats, progress), tokenizer, os.path.join(temp, "s000000"))]
         else:
-            built = _build_parts(_split(kb_path, strict, stats, parts, temp, progress), tokenizer, temp, jobs)
+            built = _build_parts(_split(kb_path, skip_bad_lines, stats, parts, temp, progress), tokenizer, temp, jobs)
         # what reading the KB left out, then what each part did
         manifest = Manifest(kb_sha256 or file_sha256(kb_path), tokenizer.sha256, kb_path=os.path.abspath(kb_path),
-                            skipped=dict(stats.skipped))
+                            skipped=dict(stats.skipped), bad_lines=stats.bad, first_bad_lines=stats.first_bad)
         for header in built:
             name = manifest.new_segment_name()
             if header is not None:
@@ -170,8 +170,6 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, strict: bool
                 for why, count in header["skipped"].items():
                     manifest.skipped[why] = manifest.skipped.get(why, 0) + count
         write_manifest(temp, manifest)
-    if stats.skipped and progress:
-        tqdm.write(f"warning: {kb_path}: {stats.summary()}", file=sys.stderr)
     return KBIndex(directory, tokenizer)
 
 
@@ -187,7 +185,7 @@ def _parts(kb_path: str, segment_triples: int) -> int:
     return max(1, math.ceil(size / line / segment_triples))
 
 
-def _split(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str, progress: bool) -> list[str]:
+def _split(kb_path: str, skip_bad_lines: bool, stats: ReadStats, parts: int, temp: str, progress: bool) -> list[str]:
     """The KB's triples written to `parts` files in `temp` by a hash of the surface (so every
     surface is whole in one), checked, as S, M, P, O lines in file order."""
     from tqdm import tqdm
@@ -196,7 +194,7 @@ def _split(kb_path: str, strict: bool, stats: ReadStats, parts: int, temp: str, 
     outputs = [open(path, "w", encoding="utf-8") for path in paths]
     try:
         # `or None`: tqdm draws no bar where stderr is no terminal (a log)
-        for t in tqdm(read_kb(kb_path, strict, stats), desc="splitting KB", unit=" triples",
+        for t in tqdm(read_kb(kb_path, skip_bad_lines, stats), desc="splitting KB", unit=" triples",
                       disable=not progress or None, mininterval=2):
             outputs[zlib.crc32(t.surface.encode("utf-8")) % parts].write(
                 f"{t.surface}\t{t.disambiguation}\t{t.predicate}\t{t.obj}\n")
@@ -359,12 +357,14 @@ def index_lock(directory: str) -> Iterator[None]:
 
 
 def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = None,
-                 strict: bool = False, progress: bool = False) -> KBIndex:
+                 skip_bad_lines: bool = False, progress: bool = False) -> KBIndex:
     """Open the index for this KB and tokenizer, building it first when none matches.
 
     An index records the hashes it was built from; one built from another KB or tokenizer is
     rebuilt, never used, so an answer can't come from the wrong KB. A damaged index in the cache
     is rebuilt; a damaged one the user named (`--index`) is their file: an error says so.
+    A KB with bad lines is refused at the first, file and line named (`bad_lines_checked`),
+    unless `skip_bad_lines`; an index built from it skipping them is refused the same way.
     """
     readable_file(kb_path, "a KB file")
     kb_sha256 = file_sha256(kb_path)
@@ -383,6 +383,18 @@ def ensure_index(kb_path: str, tokenizer: Tokenizer, directory: str | None = Non
                 pass  # an index of an older format: rebuilt below
             else:
                 if index.matches(kb_sha256, tokenizer):
-                    return index
-        return build_index(kb_path, tokenizer, directory, strict=strict, kb_sha256=kb_sha256, progress=progress,
-                           cached=cached)
+                    return bad_lines_checked(index, kb_path, skip_bad_lines, progress)
+        built = build_index(kb_path, tokenizer, directory, skip_bad_lines=skip_bad_lines, kb_sha256=kb_sha256,
+                            progress=progress, cached=cached)
+        return bad_lines_checked(built, kb_path, skip_bad_lines, progress)
+
+
+def bad_lines_checked(index: KBIndex, kb_path: str, skip_bad_lines: bool, progress: bool) -> KBIndex:
+    """The index, where the KB it was built from has no bad line or `skip_bad_lines` (then, with
+    `progress`, a warning names them by number); else the first bad line's error."""
+    m = index.manifest
+    if m.bad_lines and not skip_bad_lines:
+        raise bad_line(kb_path, *m.first_bad_lines[0])
+    if m.bad_lines and progress:
+        print(f"warning: {bad_lines_said(kb_path, m.bad_lines, m.first_bad_lines)}", file=sys.stderr)
+    return index

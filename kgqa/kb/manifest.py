@@ -49,6 +49,8 @@ class Manifest:
     tokenizer_sha256: str
     segments: list[SegmentEntry] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # KB lines left out, by why
+    bad_lines: int = 0  # lines of the KB that are no triple, skipped (`kgqa index --skip-bad-lines`)
+    first_bad_lines: list[tuple[int, str]] = field(default_factory=list)  # the first of them: (line, why)
     next_segment: int = 0
     generation: int = 0
     kb_path: str | None = None
@@ -74,8 +76,9 @@ class Manifest:
         for optional in ("kb_path", "version"):
             if found[optional] is None:
                 del found[optional]
-        if not found["changes"]:
-            del found["changes"]
+        for optional in ("changes", "bad_lines", "first_bad_lines"):
+            if not found[optional]:
+                del found[optional]
         return found
 
     @classmethod
@@ -93,7 +96,9 @@ class Manifest:
             raise DamagedIndex("its manifest names no segment", directory)
         try:
             segments = [SegmentEntry(**entry) for entry in found["segments"]]
-            return cls(**{**{k: v for k, v in found.items() if k != "triples"}, "segments": segments})
+            bad = [(int(line), str(why)) for line, why in found.get("first_bad_lines", [])]
+            return cls(**{**{k: v for k, v in found.items() if k != "triples"}, "segments": segments,
+                          "first_bad_lines": bad})
         except TypeError as error:
             raise DamagedIndex(f"unreadable {HEADER} ({error})", directory) from None
 

@@ -47,21 +47,27 @@ def join_subject(surface: str, disambiguation: str) -> str:
     return f"{surface}（{disambiguation}）" if disambiguation else surface
 
 
+BAD_LINES_KEPT = 20  # bad lines a lenient read names by number (all are counted)
+
+
 @dataclass
 class ReadStats:
-    """What a lenient read skipped, so the user sees a count instead of silent loss."""
+    """What a lenient read skipped, so the user sees a count instead of silent loss: lines left
+    out by why, and the first BAD_LINES_KEPT bad ones by number."""
 
     triples: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    bad: int = 0  # lines that are not a triple (blank lines are not bad)
+    first_bad: list[tuple[int, str]] = field(default_factory=list)  # (line, why)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    def summary(self) -> str:
-        if not self.skipped:
-            return f"{self.triples} triples"
-        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
-        return f"{self.triples} triples (skipped: {parts})"
+    def reject(self, line: int, reason: str) -> None:
+        self.skip(reason)
+        self.bad += 1
+        if len(self.first_bad) < BAD_LINES_KEPT:
+            self.first_bad.append((line, reason))
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -71,15 +77,16 @@ def _open_binary(path: str) -> IO[bytes]:
     return open(path, "rb")
 
 
-def read_kb(path: str, strict: bool = False, stats: ReadStats | None = None) -> Iterator[Triple]:
+def read_kb(path: str, skip_bad_lines: bool = False, stats: ReadStats | None = None) -> Iterator[Triple]:
     """Yield the triples of a KB file in file order.
 
     Bad lines (wrong number of tabs, empty S or P, a NUL character in S or P, bytes that are not
-    UTF-8) stop the read with the file and line named when `strict`; otherwise they are skipped
-    and counted in `stats`.
+    UTF-8) stop the read with the file and line named, unless `skip_bad_lines`: then they are
+    skipped, counted and the first named by number in `stats`.
     A BOM and CRLF line ends are accepted silently: both are common and unambiguous.
     """
     stats = stats if stats is not None else ReadStats()
+    strict = not skip_bad_lines
     for number, parts in _fields(path, strict, stats):
         if len(parts) != 3:
             _reject(path, number, f"expected 3 tab-separated fields, found {len(parts)}", strict, stats)
@@ -96,11 +103,12 @@ class Change(NamedTuple):
     triple: Triple
 
 
-def read_changes(path: str, strict: bool = False, stats: ReadStats | None = None) -> Iterator[Change]:
+def read_changes(path: str, skip_bad_lines: bool = False, stats: ReadStats | None = None) -> Iterator[Change]:
     """Yield the changes of a change file in file order: `+<TAB>S<TAB>P<TAB>O` adds a triple,
     `-<TAB>S<TAB>P<TAB>O` removes one (S, P and O as a KB line has them). Bad lines are treated
     as `read_kb` treats them."""
     stats = stats if stats is not None else ReadStats()
+    strict = not skip_bad_lines
     for number, parts in _fields(path, strict, stats):
         if len(parts) != 4 or parts[0] not in ("+", "-"):
             _reject(path, number, "expected `+` or `-`, then S, P and O, tab-separated", strict, stats)
@@ -144,5 +152,17 @@ def _triple(parts: list[str], path: str, number: int, strict: bool, stats: ReadS
 
 def _reject(path: str, line: int, reason: str, strict: bool, stats: ReadStats) -> None:
     if strict:
-        raise KgqaError(reason, path, line)
-    stats.skip(reason)
+        raise bad_line(path, line, reason)
+    stats.reject(line, reason)
+
+
+def bad_line(path: str, line: int, reason: str) -> KgqaError:
+    """The error a bad line stops a read with: the file and line, why, and how to skip such lines."""
+    return KgqaError(f"{reason} (--skip-bad-lines skips such lines)", path, line)
+
+
+def bad_lines_said(path: str, bad: int, first_bad: list[tuple[int, str]]) -> str:
+    """One line naming the bad lines a lenient read skipped: how many, and the first by number."""
+    named = "; ".join(f"line {line}: {reason}" for line, reason in first_bad)
+    more = f"; and {bad - len(first_bad)} more" if bad > len(first_bad) else ""
+    return f"{path}: skipped {bad} bad line{'s' if bad != 1 else ''} ({named}{more})"

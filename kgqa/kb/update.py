@@ -25,7 +25,7 @@ from kgqa.kb.manifest import Manifest, collect_garbage, read_manifest, uncommitt
 from kgqa.kb.merge import merge_policy
 from kgqa.kb.segment import Segment
 from kgqa.kb.trie import ROOT, value_of
-from kgqa.kb.triples import Change, ReadStats, read_changes
+from kgqa.kb.triples import Change, ReadStats, bad_lines_said, read_changes
 from kgqa.model.tokenizer import Tokenizer
 
 
@@ -39,7 +39,8 @@ class UpdateReport:
     removed: int = 0
     not_in_kb: list[int] = field(default_factory=list)  # line numbers
     already_in_kb: list[int] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
+    bad: int = 0  # change lines that are no change, skipped (`--skip-bad-lines`)
+    first_bad: list[tuple[int, str]] = field(default_factory=list)  # the first of them: (line, why)
     merges: list[int] = field(default_factory=list)
     seconds: float = 0.0  # to the commit: from then on the index answers with the changes
     merge_seconds: float = 0.0
@@ -52,8 +53,8 @@ class UpdateReport:
         if self.already_in_kb:
             found.append(f"{path}: {len(self.already_in_kb)} added triples are in the KB already (lines "
                          f"{_lines(self.already_in_kb)})")
-        if self.skipped:
-            found.append(f"{path}: skipped {', '.join(f'{n} {why}' for why, n in sorted(self.skipped.items()))}")
+        if self.bad:
+            found.append(bad_lines_said(path, self.bad, self.first_bad))
         return found
 
 
@@ -61,7 +62,7 @@ def _lines(numbers: list[int], shown: int = 10) -> str:
     return ", ".join(map(str, numbers[:shown])) + (", ..." if len(numbers) > shown else "")
 
 
-def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict: bool = False,
+def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, skip_bad_lines: bool = False,
                  merge: bool = True) -> tuple[KBIndex, UpdateReport]:
     """Apply the change file to the index in `directory` (processes sharing it wait, as for a
     build), then run the merge policy unless not `merge`. Returns the index now there and what
@@ -71,7 +72,7 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
     if not is_index(directory):
         raise KgqaError("not a kgqa index (build one with `kgqa index`)", directory)
     stats = ReadStats()
-    changes = list(read_changes(changes_path, strict, stats))
+    changes = list(read_changes(changes_path, skip_bad_lines, stats))
     changes_sha256 = file_sha256(changes_path)
     with index_lock(directory):
         index = KBIndex(directory, tokenizer)
@@ -79,7 +80,7 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, strict
             raise KgqaError("built with another tokenizer than this checkpoint's", directory)
         manifest = read_manifest(directory)
         collect_garbage(directory, manifest)  # what a writer killed before its commit left
-        report = UpdateReport(skipped=stats.skipped)
+        report = UpdateReport(bad=stats.bad, first_bad=stats.first_bad)
         subjects = _changed_subjects(index, changes, report)
         manifest.version = hashlib.sha256(f"{index.version}:{changes_sha256}".encode()).hexdigest()
         manifest.changes.append({"file": os.path.abspath(changes_path), "sha256": changes_sha256,

@@ -232,19 +232,5 @@ def _seed_embeddings(model: PreTrainedModel, origins: dict[int, list[int]], unkn
                 table[new] = table[old].mean(0)
 
 
-def quantized_int8(model: PreTrainedModel) -> PreTrainedModel:
-    """The model with every linear layer replaced by its dynamically quantised int8 twin (weights
-    int8, activations quantised per batch), for answering on a CPU: a pretrained-size model's
-    passes are its linear layers' arithmetic (docs/benchmarks.md). Embeddings, norms and the
-    attention arithmetic stay float. Refused on other devices (the kernels are the CPU's)."""
-    if model.device.type != "cpu":
-        raise KgqaError(f"int8 quantisation runs on the CPU, not {model.device}")
-    import warnings
-
-    with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

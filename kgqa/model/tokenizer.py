@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import os
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
@@ -81,8 +81,30 @@ class SentencePieceTokenizer(Tokenizer):
         model = io.BytesIO()
         # 256 byte pieces and the control ids come out of the budget before any character.
         vocab_size = max(vocab_size, 512)
+        failed: list[KgqaError] = []
+
+        def read() -> Iterator[str]:
+            """The texts, a user's error kept to be raised as itself (sentencepiece turns an
+            exception of its iterator into a RuntimeError that names no file)."""
+            try:
+                yield from texts
+            except KgqaError as error:
+                failed.append(error)
+
+        try:
+            cls._train(read(), model, vocab_size)
+        except RuntimeError:
+            if failed:  # too little read before it to train on
+                raise failed[0] from None
+            raise
+        if failed:
+            raise failed[0]
+        return cls(model.getvalue())
+
+    @staticmethod
+    def _train(texts: Iterator[str], model: io.BytesIO, vocab_size: int) -> None:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
+            sentence_iterator=texts,
             model_writer=model,
             model_type="char",
             vocab_size=vocab_size,
@@ -96,7 +118,6 @@ class SentencePieceTokenizer(Tokenizer):
             pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
             minloglevel=2,
         )
-        return cls(model.getvalue())
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)

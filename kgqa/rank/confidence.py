@@ -32,6 +32,9 @@ TOP = 3  # ranked candidates per question the calibrator learns from
 MISSING_WEIGHT = 0.5  # weight of each question with its gold key or entity removed, against 1 as it is
 FOLDS = 5  # each held-out question's reranker is fitted on the other four fifths: near the whole's
 MARGIN_CAP = 10.0  # a candidate without a rival of another object is this far ahead
+# the share of answers right above the refusal threshold a fit chooses (`refusal_threshold`): where a
+# person asks (`kgqa ask`, `kgqa serve`), an answer below it is said to be no answer in the KB
+REFUSAL_PRECISION = 0.95
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
@@ -44,6 +47,7 @@ class Signal:
     object_share: float  # the reranker's probability (softmax over the candidates) of this candidate's object
     margin: float  # its score less the best score of a candidate with another object
     rival_share: float  # the probability of keys of a homonym, same predicate, another object
+    kind_gap: float  # how much better another object's predicate fits the kind of answer asked for
     features: np.ndarray  # its reranker features, FEATURE_NAMES' order
     question_chars: int
     surface_chars: int
@@ -56,6 +60,9 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     "margin": lambda s: s.margin,
     "top": lambda s: float(s.rank == 0),
     "rival_share": lambda s: s.rival_share,
+    # a question asking for a kind (a school, a place, a date) whose answer is not of it while another
+    # candidate's is: the best kind fit among candidates of another object, less this one's (0: none fits better)
+    "kind_gap": lambda s: s.kind_gap,
     "log_candidates": lambda s: math.log1p(s.candidates),
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
@@ -81,17 +88,20 @@ def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndar
     share = np.exp(scores - scores.max()) if len(scores) else scores
     share = share / share.sum() if len(scores) else share
     objects = [fact.objects[0] for fact in candidate_set.facts]
+    fits = candidate_set.features[:, _COLUMN["kind_fit"]]
     by_object: dict[str, float] = {}
     for obj, p in zip(objects, share):
         by_object[obj] = by_object.get(obj, 0.0) + float(p)
     rows = []
     for rank, k in enumerate(ranked):
         fact = candidate_set.facts[k]
-        best_rival = max((scores[i] for i in range(len(scores)) if objects[i] != objects[k]), default=scores[k] - MARGIN_CAP)
+        others = [i for i in range(len(scores)) if objects[i] != objects[k]]
+        best_rival = max((scores[i] for i in others), default=scores[k] - MARGIN_CAP)
+        kind_gap = max(0.0, max((float(fits[i]) for i in others), default=float(fits[k])) - float(fits[k]))
         rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
                           if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, candidate_set.features[k], len(candidate_set.question), len(fact.surface),
+                        rival_share, kind_gap, candidate_set.features[k], len(candidate_set.question), len(fact.surface),
                         len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
@@ -119,12 +129,15 @@ def _homonym_rival(other: Fact, fact: Fact) -> bool:
 
 @dataclass
 class Calibrator:
-    """Logistic regression over standardised SIGNALS: the probability a candidate's object is right."""
+    """Logistic regression over standardised SIGNALS: the probability a candidate's object is
+    right; and the confidence below which an answer is refused where a person asks
+    (`refuse_below`, chosen on held-out answers by `refusal_threshold`)."""
 
     mean: list[float]
     std: list[float]
     weights: list[float]
     bias: float
+    refuse_below: float = 0.0
     features: tuple[str, ...] = SIGNAL_NAMES
 
     def logits(self, rows: np.ndarray) -> np.ndarray:
@@ -139,7 +152,8 @@ class Calibrator:
         platt = Calibrator.fit(logits[:, None], right, np.ones(len(logits)), l2=0.0)
         a = platt.weights[0] / platt.std[0]
         c = platt.bias - a * platt.mean[0]
-        return Calibrator(self.mean, self.std, [a * w for w in self.weights], a * self.bias + c, self.features)
+        return Calibrator(self.mean, self.std, [a * w for w in self.weights], a * self.bias + c, self.refuse_below,
+                          self.features)
 
     def save(self, checkpoint: str) -> None:
         write_fitted(checkpoint, "calibrator", asdict(self))
@@ -147,11 +161,12 @@ class Calibrator:
     @classmethod
     def load(cls, checkpoint: str) -> Calibrator | None:
         """The checkpoint's calibrator, None where it has none (or one over other signals)."""
-        saved = per_feature(checkpoint, "calibrator", "calibrator", SIGNAL_NAMES, ("mean", "std", "weights"), ("bias",))
+        saved = per_feature(checkpoint, "calibrator", "calibrator", SIGNAL_NAMES, ("mean", "std", "weights"),
+                            ("bias", "refuse_below"))
         if saved is None:
             return None
-        fields, (bias,) = saved
-        return cls(*(values.tolist() for values in fields), bias)
+        fields, (bias, refuse_below) = saved
+        return cls(*(values.tolist() for values in fields), bias, refuse_below)
 
     @classmethod
     def fit(cls, rows: np.ndarray, right: np.ndarray, weights: np.ndarray, l2: float = 1e-3) -> Calibrator:
@@ -226,9 +241,23 @@ def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, st
     gold key or entity) learns what tells a right answer from a wrong or impossible one; then its
     logit is rescaled on the answers to the questions as they are, so that a confidence of 0.8 is
     right four times in five on questions the KB can answer (the mixture of the first step has
-    more impossible questions than any real stream, and would read low)."""
+    more impossible questions than any real stream, and would read low). Its refusal threshold is
+    chosen on those answers too (`refusal_threshold`)."""
     rows, right, weights, answers = calibration_rows(candidate_sets, golds, l2)
     if len(candidate_sets) < MIN_EXAMPLES or not answers.any() or right[answers].min() == right[answers].max():
         return None
     fitted = Calibrator.fit(rows, right, weights)
-    return fitted.rescaled(fitted.logits(rows[answers]), right[answers])
+    calibrated = fitted.rescaled(fitted.logits(rows[answers]), right[answers])
+    calibrated.refuse_below = refusal_threshold(calibrated.probabilities(rows[answers]), right[answers])
+    return calibrated
+
+
+def refusal_threshold(confidences: np.ndarray, right: np.ndarray, precision: float = REFUSAL_PRECISION) -> float:
+    """The lowest confidence at which the answers at or above it are right at least `precision` of
+    the time (`confidences` and `right` of held-out answers); 1.0 where none is."""
+    order = np.argsort(-confidences, kind="stable")
+    sure = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    # answers tied at one confidence are all kept or all refused: only the last of a tie is a cut
+    cut = np.append(confidences[order][1:] != confidences[order][:-1], True)
+    kept = np.flatnonzero((sure >= precision) & cut)
+    return float(confidences[order][kept[-1]]) if len(kept) else 1.0

@@ -115,7 +115,7 @@ def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) 
         with np.load(path, allow_pickle=False) as saved:
             missing = [field for field in fields if field not in saved.files]
             if missing:
-                raise ValueError(f"no {', '.join(missing)}")
+                raise ValueError(f"no {', '.join(missing)}: fitted by an earlier kgqa; `kgqa fit-reranker` fits it again")
             return {field: saved[field] for field in fields}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise unreadable(checkpoint, name, what, f"{type(error).__name__}: {error}") from None
