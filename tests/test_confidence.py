@@ -159,18 +159,19 @@ def test_a_candidate_without_confidence_is_printed_as_before():
     assert plain.as_json() == {"answer": "胡洋英（杭州作家） ||| 毕业院校 ||| 武汉大学", "score": 1.0}
 
 
-def test_the_refusal_threshold_is_the_lowest_confidence_whose_answers_above_are_95_percent_right():
+def test_the_refusal_threshold_is_the_lowest_confidence_whose_answers_above_are_surely_95_percent_right():
     from kgqa.rank.confidence import refusal_threshold
 
-    confidences = np.array([0.99, 0.98, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5])
-    right = np.array([1, 1, 1, 1, 1, 0, 1, 0], dtype=float)
-    assert refusal_threshold(confidences, right) == 0.8  # 5/5 at 0.8; 5/6 at 0.7
-    assert refusal_threshold(confidences, right, precision=0.8) == 0.6  # 6/7
-    # a tie is kept or refused whole: the two answers at 0.9 go together (2/3 right), 0.8 brings 3/4
-    tied = np.array([0.95, 0.9, 0.9, 0.8])
-    assert refusal_threshold(tied, np.array([1.0, 1.0, 0.0, 1.0]), precision=0.75) == 0.8
-    assert refusal_threshold(tied[:3], np.array([1.0, 1.0, 0.0]), precision=0.75) == 0.95
-    assert refusal_threshold(np.array([0.9, 0.8]), np.array([0.0, 1.0])) == 1.0  # none reaches 95%: refuse all
+    confidences = np.repeat([0.9, 0.8, 0.7], 100)
+    right = np.concatenate([np.ones(100), np.ones(97), np.zeros(3), np.ones(80), np.zeros(20)])
+    assert refusal_threshold(confidences, right) == 0.8  # 197 of 200 right; 277 of 300 is not 95%
+    assert refusal_threshold(confidences, right, precision=0.85) == 0.7
+    # ten answers all right are too few to say 95% (Wilson's lower bound 0.79): refuse all
+    assert refusal_threshold(np.full(10, 0.9), np.ones(10)) == 1.0
+    # a tie is kept or refused whole: the 60 answers at 0.9 (50 right) go together, and with them it is not 90%
+    tied = np.repeat([0.95, 0.9, 0.8], [100, 60, 40])
+    right = np.concatenate([np.ones(150), np.zeros(10), np.ones(20), np.zeros(20)])
+    assert refusal_threshold(tied, right, precision=0.9) == 0.95
 
 
 def test_where_a_person_asks_the_checkpoints_threshold_refuses_and_a_file_answers_every_question(sample_kb):

@@ -41,11 +41,12 @@ class Int8Linear(torch.nn.Module):
         rows = x.reshape(-1, self.in_features).float()
         if rows.shape[0] == 0:
             return x.new_zeros(*x.shape[:-1], self.out_features)
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / _LEVELS
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12).div_(_LEVELS)
         quantised = torch.round(rows / scale).to(torch.int8)
-        out = torch._int_mm(quantised, self.weight_t).float() * (scale * self.weight_scale)
+        out = torch._int_mm(quantised, self.weight_t).float()
+        out.mul_(scale).mul_(self.weight_scale)  # in place: a lone question's pass is mostly overhead
         if self.bias is not None:
-            out = out + self.bias
+            out.add_(self.bias)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:

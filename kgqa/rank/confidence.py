@@ -35,6 +35,7 @@ MARGIN_CAP = 10.0  # a candidate without a rival of another object is this far a
 # the share of answers right above the refusal threshold a fit chooses (`refusal_threshold`): where a
 # person asks (`kgqa ask`, `kgqa serve`), an answer below it is said to be no answer in the KB
 REFUSAL_PRECISION = 0.95
+WILSON_Z = 1.645  # the lower end of a one-sided 95% interval: how sure that share is
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
@@ -254,9 +255,14 @@ def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, st
 
 def refusal_threshold(confidences: np.ndarray, right: np.ndarray, precision: float = REFUSAL_PRECISION) -> float:
     """The lowest confidence at which the answers at or above it are right at least `precision` of
-    the time (`confidences` and `right` of held-out answers); 1.0 where none is."""
+    the time, by the lower end of a one-sided 95% interval (Wilson's) on how often they are right
+    (`confidences` and `right` of held-out answers): a share measured on few answers, or on held-out
+    predicates a little easier than new ones, is not taken at face value; 1.0 where none is."""
     order = np.argsort(-confidences, kind="stable")
-    sure = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    n = np.arange(1, len(order) + 1)
+    share = np.cumsum(right[order]) / n
+    z = WILSON_Z
+    sure = (share + z * z / (2 * n) - z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))) / (1 + z * z / n)
     # answers tied at one confidence are all kept or all refused: only the last of a tie is a cut
     cut = np.append(confidences[order][1:] != confidences[order][:-1], True)
     kept = np.flatnonzero((sure >= precision) & cut)
