@@ -147,8 +147,6 @@ def build_index(kb_path: str, tokenizer: Tokenizer, directory: str, skip_bad_lin
     `directory` may replace an earlier index there (any directory when `cached`: the cache is
     kgqa's own), never a directory of the user's: that is refused before the KB is read.
     """
-    from tqdm import tqdm
-
     readable_file(kb_path, "a KB file")
     replaceable = (lambda _: True) if cached else is_index
     check_replaceable(directory, replaceable, "index")
