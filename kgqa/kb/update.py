@@ -39,8 +39,7 @@ class UpdateReport:
     removed: int = 0
     not_in_kb: list[int] = field(default_factory=list)  # line numbers
     already_in_kb: list[int] = field(default_factory=list)
-    bad: int = 0  # change lines that are no change, skipped (`--skip-bad-lines`)
-    first_bad: list[tuple[int, str]] = field(default_factory=list)  # the first of them: (line, why)
+    unread: ReadStats = field(default_factory=ReadStats)  # change lines that are no change (`--skip-bad-lines`)
     merges: list[int] = field(default_factory=list)
     seconds: float = 0.0  # to the commit: from then on the index answers with the changes
     merge_seconds: float = 0.0
@@ -53,8 +52,8 @@ class UpdateReport:
         if self.already_in_kb:
             found.append(f"{path}: {len(self.already_in_kb)} added triples are in the KB already (lines "
                          f"{_lines(self.already_in_kb)})")
-        if self.bad:
-            found.append(bad_lines_said(path, self.bad, self.first_bad))
+        if self.unread.bad:
+            found.append(bad_lines_said(path, self.unread.bad, self.unread.first_bad))
         return found
 
 
@@ -71,8 +70,8 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, skip_b
     directory = os.path.abspath(directory)
     if not is_index(directory):
         raise KgqaError("not a kgqa index (build one with `kgqa index`)", directory)
-    stats = ReadStats()
-    changes = list(read_changes(changes_path, skip_bad_lines, stats))
+    unread = ReadStats()
+    changes = list(read_changes(changes_path, skip_bad_lines, unread))
     changes_sha256 = file_sha256(changes_path)
     with index_lock(directory):
         index = KBIndex(directory, tokenizer)
@@ -80,7 +79,7 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, skip_b
             raise KgqaError("built with another tokenizer than this checkpoint's", directory)
         manifest = read_manifest(directory)
         collect_garbage(directory, manifest)  # what a writer killed before its commit left
-        report = UpdateReport(bad=stats.bad, first_bad=stats.first_bad)
+        report = UpdateReport(unread=unread)
         subjects = _changed_subjects(index, changes, report)
         manifest.version = hashlib.sha256(f"{index.version}:{changes_sha256}".encode()).hexdigest()
         manifest.changes.append({"file": os.path.abspath(changes_path), "sha256": changes_sha256,

@@ -92,7 +92,21 @@ class SentencePieceTokenizer(Tokenizer):
                 failed.append(error)
 
         try:
-            cls._train(read(), model, vocab_size)
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=read(),
+                model_writer=model,
+                model_type="char",
+                vocab_size=vocab_size,
+                hard_vocab_limit=False,  # a small corpus may have fewer characters than asked
+                byte_fallback=True,
+                character_coverage=1.0,
+                normalization_rule_name="identity",  # keep full-width brackets and traditional forms
+                add_dummy_prefix=False,
+                remove_extra_whitespaces=False,
+                control_symbols=[SEP],  # never produced from text, so a question can't forge it
+                pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                minloglevel=2,
+            )
         except RuntimeError:
             if failed:  # too little read before it to train on
                 raise failed[0] from None
@@ -100,24 +114,6 @@ class SentencePieceTokenizer(Tokenizer):
         if failed:
             raise failed[0]
         return cls(model.getvalue())
-
-    @staticmethod
-    def _train(texts: Iterator[str], model: io.BytesIO, vocab_size: int) -> None:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=texts,
-            model_writer=model,
-            model_type="char",
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,  # a small corpus may have fewer characters than asked
-            byte_fallback=True,
-            character_coverage=1.0,
-            normalization_rule_name="identity",  # keep full-width brackets and traditional forms
-            add_dummy_prefix=False,
-            remove_extra_whitespaces=False,
-            control_symbols=[SEP],  # never produced from text, so a question can't forge it
-            pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-            minloglevel=2,
-        )
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)

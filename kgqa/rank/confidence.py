@@ -259,11 +259,11 @@ def refusal_threshold(confidences: np.ndarray, right: np.ndarray, precision: flo
     (`confidences` and `right` of held-out answers): a share measured on few answers, or on held-out
     predicates a little easier than new ones, is not taken at face value; 1.0 where none is."""
     order = np.argsort(-confidences, kind="stable")
-    n = np.arange(1, len(order) + 1)
+    ranked, n = confidences[order], np.arange(1, len(order) + 1)
     share = np.cumsum(right[order]) / n
     z = WILSON_Z
     sure = (share + z * z / (2 * n) - z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))) / (1 + z * z / n)
     # answers tied at one confidence are all kept or all refused: only the last of a tie is a cut
-    cut = np.append(confidences[order][1:] != confidences[order][:-1], True)
+    cut = np.append(ranked[1:] != ranked[:-1], True)
     kept = np.flatnonzero((sure >= precision) & cut)
-    return float(confidences[order][kept[-1]]) if len(kept) else 1.0
+    return float(ranked[kept[-1]]) if len(kept) else 1.0
