@@ -32,13 +32,13 @@ import numpy as np
 
 import harness  # first: it puts kgqa on sys.path
 from harness import arguments, missing, record
-from variants import Homophones
 
 from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.synonyms import synonym_covered  # noqa: E402
 from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
+from kgqa.spelling import Homophones  # noqa: E402
 
 SIGNALS = ("confidence", "reranker", "beam")
 BINS = 15

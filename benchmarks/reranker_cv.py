@@ -47,7 +47,7 @@ def main() -> None:
     _, held = hold_out_predicates(read_questions(args.train, need_answers=True), saved["holdout"], saved["seed"])
     dev = read_questions(args.questions, need_answers=True)
     qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device="cpu")
-    found, dev_found = held_out_candidates(qa, held), held_out_candidates(qa, dev)
+    found, dev_found = held_out_candidates(qa, [q.question for q in held]), held_out_candidates(qa, [q.question for q in dev])
     golds, dev_golds = [q.gold() for q in held], [q.gold() for q in dev]
     print(f"{len(held)} held-out questions, {len(dev)} dev; S+P ranked first:\n")
     print("| features | held-out 2-fold CV | by penalty " + " / ".join(f"{l2:g}" for l2 in L2_GRID) + " | dev (not used) |")

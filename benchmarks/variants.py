@@ -23,12 +23,10 @@ records it (benchmarks/results/variants.jsonl).
 """
 from __future__ import annotations
 
-import collections
 import functools
 import json
 import random
 import tempfile
-import unicodedata
 
 import harness  # first: it puts kgqa on sys.path
 from harness import arguments, missing, record, ROOT
@@ -36,6 +34,7 @@ from versus import baseline_commit, run
 
 from kgqa.kb.triples import split_subject  # noqa: E402
 from kgqa.metrics import score  # noqa: E402
+from kgqa.spelling import Homophones  # noqa: E402
 from kgqa.candidate import parse_answer  # noqa: E402
 
 
@@ -81,29 +80,6 @@ def _chat(question: str, rng: random.Random) -> str:
 
 KINDS = {"traditional": _traditional, "full-width": _full_width, "spaces": _spaces, "lower": _lower,
          "upper": _upper, "no title marks": _no_marks, "chat": _chat}
-
-
-class Homophones:
-    """For a character, the commonest other character of the questions with its toneless pinyin."""
-
-    def __init__(self, questions: list[str]) -> None:
-        from kgqa.spelling import sound
-
-        counts = collections.Counter(c for q in questions for c in q if unicodedata.name(c, "").startswith("CJK "))
-        self.sound = sound
-        self.by_sound: dict[str, list[str]] = collections.defaultdict(list)
-        for char, _ in counts.most_common():
-            self.by_sound[sound(char)].append(char)
-
-    def typo(self, question: str, name: str, rng: random.Random) -> str | None:
-        """The question with one character of `name` (where it spells it) replaced by a homophone."""
-        at = question.find(name)
-        places = [i for i, c in enumerate(name) if len(self.by_sound.get(self.sound(c), [])) > 1]
-        if at < 0 or not places:
-            return None
-        i = rng.choice(places)
-        other = next(c for c in self.by_sound[self.sound(name[i])] if c != name[i])
-        return question[:at + i] + other + question[at + i + 1:]
 
 
 def variants(questions: list, seed: int) -> dict[str, list[tuple[int, str]]]:

@@ -26,6 +26,7 @@ from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.confidence import alternatives, ranking, signal_rows
+from kgqa.rank.wording import BOUNDED
 from kgqa.reading import Reading, read
 
 
@@ -319,9 +320,10 @@ class KGQA:
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = self._likelihoods(questions, facts, encoded)
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
-                             *self.learned_evidence(q, question_facts), gains, trust=1.0 if r.mentions else UNNAMED_TRUST)
+                             kinds, named, gains, beside, trust=1.0 if r.mentions else UNNAMED_TRUST)
                 for r, q, chosen, question_facts, scored, beam, gains
-                in zip(readings, questions, keys, facts, likelihoods, beams, self.channel_gains(questions, facts))]
+                in zip(readings, questions, keys, facts, likelihoods, beams, self.channel_gains(questions, facts))
+                for kinds, named, beside in [self.learned_evidence(q, question_facts)]]
 
     def _likelihoods(self, questions: list[str], facts: list[list[Fact]], encoded: Encoded | None) -> list[np.ndarray]:
         """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
@@ -334,14 +336,16 @@ class KGQA:
         return [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*row)]).reshape(-1, 4)
                 for row in zip(found, keys, tails)]
 
-    def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray]:
-        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`)
-        and how much of the question names it (`Naming.scores`); zeros for what the checkpoint
+    def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
+        how much of the question names it (`Naming.scores`) and how plainly the question bounds
+        its subject's mention (`Wording.beside`); zeros (and bounded) for what the checkpoint
         lacks (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
-        kinds, naming = self.fitted.answer_kinds, self.fitted.naming
+        kinds, naming, wording = self.fitted.answer_kinds, self.fitted.naming, self.fitted.wording
         kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
-        return kinds, named
+        beside = np.array([BOUNDED if wording is None else wording.beside(question, fact.surface) for fact in facts])
+        return kinds, named, beside
 
     def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
         """Per question, how much better each fact's predicate and object explain it than nothing

@@ -18,7 +18,9 @@ reading); `FINGERPRINT` names their versions, so an index built with other table
 """
 from __future__ import annotations
 
+import collections
 import functools
+import random
 import unicodedata
 from importlib.metadata import version
 
@@ -86,7 +88,7 @@ def folded(text: str) -> tuple[str, list[int]]:
 
 
 def _model_char(char: str) -> str:
-    if not (unicodedata.east_asian_width(char) == "F" and char.isalnum()) and not _is_han(char):
+    if not (unicodedata.east_asian_width(char) == "F" and char.isalnum()) and not is_han(char):
         return char  # half-width text and punctuation as typed (training questions hold 「？」)
     return _through(char, ("width", "script"))
 
@@ -100,7 +102,7 @@ def model_text(text: str) -> str:
     return text.translate(_MODEL)
 
 
-def _is_han(char: str) -> bool:
+def is_han(char: str) -> bool:
     return unicodedata.name(char, "").startswith("CJK ")
 
 
@@ -126,6 +128,29 @@ def sound(folded_text: str) -> str:
     """A folded string as it sounds: each Chinese character as its toneless syllable (one code
     point each), everything else as it is; the same length as `folded_text`."""
     return folded_text.translate(_SOUND)
+
+
+class Homophones:
+    """The typo a pinyin input method makes: another character of the same toneless syllable, the
+    commonest such in some questions (`questions`), as a wrong pick from the input method's list
+    would be; a missing entity typed like a KB name is made this way to teach what it looks like."""
+
+    def __init__(self, questions: list[str]) -> None:
+        counts = collections.Counter(c for q in questions for c in q if is_han(c))
+        self.by_sound: dict[str, list[str]] = collections.defaultdict(list)
+        for char, _ in counts.most_common():
+            self.by_sound[sound(char)].append(char)
+
+    def typo(self, question: str, name: str, rng: random.Random) -> str | None:
+        """The question with one character of `name` (where it spells it) replaced by a homophone;
+        None where it does not spell it, or no character of it has one."""
+        at = question.find(name)
+        places = [i for i, c in enumerate(name) if len(self.by_sound.get(sound(c), [])) > 1]
+        if at < 0 or not places:
+            return None
+        i = rng.choice(places)
+        other = next(c for c in self.by_sound[sound(name[i])] if c != name[i])
+        return question[:at + i] + other + question[at + i + 1:]
 
 
 def same_script(folded_text: str, text: str) -> bool:

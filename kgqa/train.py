@@ -161,13 +161,12 @@ def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, floa
     return score([best_answer(candidates) for candidates in answered], [q.answer for q in subset])
 
 
-def held_out_candidates(qa: KGQA, held: list[Question]) -> list[CandidateSet]:
+def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
     """Each question's candidates (held-out ones, for a fit), from the beam of the model being fitted for."""
     candidate_sets: list[CandidateSet] = []
     size = qa.settings.batch_size
-    for start in range(0, len(held), size):
-        questions = [q.question for q in held[start:start + size]]
-        candidate_sets.extend(qa.candidate_sets(questions))
+    for start in range(0, len(questions), size):
+        candidate_sets.extend(qa.candidate_sets(questions[start:start + size]))
     return candidate_sets
 
 
@@ -201,8 +200,8 @@ def _fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding:
     fitted models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
-    fitted, reach = fit(index, pairs, held, seed, lambda evidence, questions: held_out_candidates(
-        KGQA(model, index.tokenizer, index, decoding, evidence), questions), channel_epochs, device)
+    fitted, reach = fit(index, pairs, held, seed, lambda evidence, over, questions: held_out_candidates(
+        KGQA(model, over.tokenizer, over, decoding, evidence), questions), channel_epochs, device)
     fitted.save(checkpoint)
     return fitted, reach
 

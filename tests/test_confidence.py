@@ -2,6 +2,8 @@
 say, a question without its fact or entity teaches "wrong", homonyms the question cannot tell
 apart are named, and a minimum confidence turns a doubtful answer into no answer."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,12 +15,16 @@ from kgqa.pipeline import KGQA
 from kgqa.candidate import Candidate, reply_json
 from kgqa.rank.bundle import Fitted
 from kgqa.rank.fitted import read_fitted, write_fitted
-from kgqa.rank.confidence import (SIGNAL_NAMES, Calibrator, alternatives, calibration_rows, fit_calibrator, ranking,
-                                  signal_rows)
+from kgqa.rank.confidence import (SIGNAL_NAMES, TOP, UNANSWERABLE_WEIGHT, Calibrator, alternatives, calibration_rows,
+                                  fit_calibrator, ranking, signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.unanswerable import unanswerable_views
+from kgqa.rank.wording import BOUNDED
+from kgqa.data import read_questions
+from kgqa.kb.triples import split_subject
 
-from conftest import TINY_SHAPE
+from conftest import SAMPLE, TINY_SHAPE
 
 
 def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
@@ -46,10 +52,11 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
 
 def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
-    keys = [key for key, _, _ in index.keys(index.surface_id(surface))]
+    sid = index.surface_id(surface)
+    keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
     return CandidateSet(question, keys, [index.fact(k) for k in keys], np.zeros((len(keys), 4)), [],
                         [index.prominence(k) for k in keys], np.zeros(len(keys)),
-                        np.zeros((len(keys), 2)), np.zeros(len(keys)))
+                        np.zeros((len(keys), 2)), np.zeros(len(keys)), np.full(len(keys), BOUNDED))
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):
@@ -69,6 +76,41 @@ def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample
     # as it is, a question may be right; with its gold key or entity gone it never is
     assert right[weights == 1.0].any() and not right[weights < 1.0].any()
     assert answers.sum() == 40 and (weights[answers] == 1.0).all()  # one answer per question as it is
+    # read over a KB without the gold key (its other keys as candidates): rows weighed as a real
+    # question, never right, never the answer to the question as it is
+    gone = [[f.without(lambda a: a.predicate == gold[1])] for f, gold in zip(found, golds)]
+    more = calibration_rows(found, golds, 1e-3, gone)
+    assert len(more[0]) == len(rows) + 40 * TOP and more[1].sum() == right.sum() and more[3].sum() == 40
+    assert (more[2] == UNANSWERABLE_WEIGHT).sum() == (weights == UNANSWERABLE_WEIGHT).sum() + 40 * TOP
+
+
+def test_held_out_questions_are_read_again_over_a_copy_of_the_kb_without_their_entity_or_gold_key(sample_kb):
+    _, _, tokenizer, index = sample_kb
+    held = [q for q in read_questions(f"{SAMPLE}/train.json", need_answers=True)][:24]
+    asked = []
+
+    def subject_keys(over, questions):
+        """As a pipeline would: here each held-out question's candidates are the keys its gold
+        subject's surface has left (a typed one's: none)."""
+        asked.append((over, questions))
+        surfaces = [split_subject(q.gold()[0])[0] for q in held] + [""] * (len(questions) - len(held))
+        return [_candidates(over, question, surface) for question, surface in zip(questions, surfaces)]
+
+    views = unanswerable_views(index, held, 0, subject_keys)
+    (copy, questions), = asked
+    assert copy.directory != index.directory and not os.path.exists(copy.directory)  # read, then removed
+    assert not [name for name in os.listdir(os.path.dirname(index.directory)) if name.startswith(".kgqa-unanswerable")]
+    assert len(views) == len(held) and questions[:len(held)] == [q.question for q in held]
+    kinds = set()
+    for q, (as_written, *typed) in zip(held, views):
+        subject, predicate, _ = q.gold()
+        surface, disambiguation = split_subject(subject)
+        left = [f for f in as_written.facts if f.disambiguation == disambiguation]
+        assert not [f for f in left if f.predicate == predicate]  # the gold key is gone either way
+        kinds.add("fact" if left else "entity")
+        assert len(typed) <= 1 and (not typed or (not left and typed[0].question != q.question))
+        assert index.surface_id(surface) is not None  # the index itself keeps it all
+    assert kinds == {"fact", "entity"} and sum(len(v) == 2 for v in views) > 0
 
 
 def test_held_out_questions_of_one_predicate_fit_no_calibrator_rather_than_nans(sample_kb):

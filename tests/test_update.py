@@ -14,7 +14,7 @@ from kgqa.kb.contents import contents
 from kgqa.kb.index import KBIndex
 from kgqa.kb.manifest import SegmentEntry
 from kgqa.kb.merge import TieredMergePolicy, merge_index
-from kgqa.kb.update import update_index
+from kgqa.kb.update import update_index, updated_copy
 
 from conftest import SAMPLE, fact_of, write
 from conftest import TINY_KB as KB
@@ -152,6 +152,22 @@ def test_each_kind_of_change(tmp_path, tokenizer):
     assert sorted(m for _, _, m in index.keys(index.surface_id("刘晓华"))) == ["广东工业大学教授", "教师", "演员"]
     assert index.triples == 6
     assert any("not in the KB (lines 3)" in warning for warning in report.warnings(changes))
+
+
+def test_a_copy_takes_an_update_of_its_own_sharing_the_files_and_leaving_the_original_as_it_was(tmp_path, tokenizer):
+    directory = str(tmp_path / "index")
+    original = build_index(write(tmp_path / "kb.tsv", KB), tokenizer, directory)
+    before = contents(original)
+    changes = write(tmp_path / "changes.tsv", "-\t北京\t人口\t2189万\n+\t上海\t人口\t2487万\n")
+    copy = updated_copy(original, changes, str(tmp_path / "copy"))
+    assert fact_of(copy, "北京", "人口", "") is None and fact_of(copy, "上海", "人口", "").objects == ["2487万"]
+    reopened = KBIndex(directory, tokenizer)
+    assert contents(reopened) == before and reopened.version == original.version
+    assert fact_of(reopened, "北京", "人口", "").objects == ["2189万"] and reopened.surface_id("上海") is None
+    segment = original.manifest.segments[0].name
+    shared = [name for name in os.listdir(os.path.join(directory, segment))]
+    assert shared and all(os.path.samefile(os.path.join(directory, segment, name),
+                                           os.path.join(str(tmp_path / "copy"), segment, name)) for name in shared)
 
 
 def test_the_cli_updates_warns_and_refuses_bad_input(tmp_path, overfit):

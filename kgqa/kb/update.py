@@ -7,11 +7,15 @@ changes applied in file order), and hides those surfaces in the segments that he
 cost is its own change, whatever came before. The manifest is then committed (`kgqa.kb.manifest`),
 and the merge policy (`kgqa.kb.merge`) run, so the count of segments stays small. A kill at any
 moment leaves the index before or after the update.
+
+Since no file an index has written is ever written again, a copy of an index can share its files
+(`updated_copy`: links, not copies) and take an update of its own, the original untouched.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -95,6 +99,22 @@ def update_index(directory: str, changes_path: str, tokenizer: Tokenizer, skip_b
             report.merges = merge_policy(directory, tokenizer)
             report.merge_seconds = time.perf_counter() - started - report.seconds
     return KBIndex(directory, tokenizer), report
+
+
+def updated_copy(index: KBIndex, changes_path: str, directory: str) -> KBIndex:
+    """A copy of `index` in `directory` (new) with the change file applied, `index` untouched: each
+    of its files linked into the copy where the filesystem allows, else copied, so the copy costs
+    little more than its change (no merge is run: it would rewrite shared segments into new ones)."""
+    for root, _, files in os.walk(index.directory):
+        target = os.path.join(directory, os.path.relpath(root, index.directory))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            try:
+                os.link(os.path.join(root, name), os.path.join(target, name))
+            except OSError:  # another filesystem, or one without links
+                shutil.copy2(os.path.join(root, name), os.path.join(target, name))
+    copy, _ = update_index(directory, changes_path, index.tokenizer, merge=False)
+    return copy
 
 
 Subject = dict[tuple[str, str], list[str]]  # (disambiguation, predicate) -> objects, in order

@@ -19,6 +19,7 @@ from kgqa.rank.features import CandidateSet
 from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
+from kgqa.rank.unanswerable import unanswerable_views
 from kgqa.rank.wording import Wording, fit_wording
 
 @dataclass
@@ -50,21 +51,25 @@ class Fitted:
 
 
 def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
-        candidate_sets: Callable[[Fitted, list[Question]], list[CandidateSet]], channel_epochs: int,
+        candidate_sets: Callable[[Fitted, KBIndex, list[str]], list[CandidateSet]], channel_epochs: int,
         device: torch.device | str = "cpu") -> tuple[Fitted, float]:
     """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
     trained on) and train the noisy channel `channel_epochs` passes over them (on `device`), then
-    the reranker on `held` (questions of predicates training held out) and the calibrator over it;
-    `candidate_sets(evidence, held)` gives the questions' candidates from the model being fitted
-    for, read with `evidence` (the kinds, naming weights and channel just fitted). Also returns the
-    share of `held` whose gold key is among the candidates (the reranker's ceiling)."""
+    the reranker on `held` (questions of predicates training held out) and the calibrator over it
+    and over the same questions made unanswerable (`unanswerable_views`);
+    `candidate_sets(evidence, index, questions)` gives questions' candidates over an index from
+    the model being fitted for, read with `evidence` (the kinds, naming weights and channel just
+    fitted). Also returns the share of `held` whose gold key is among the candidates (the
+    reranker's ceiling)."""
     evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
                       wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device))
-    sets = candidate_sets(evidence, held)
+    sets = candidate_sets(evidence, index, [q.question for q in held])
     golds = [q.gold() for q in held]
     positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]
     reranker, l2 = fit_reranker([(s.features, k) for s, k in zip(sets, positions) if k is not None],
                                 [gold[1] for gold, k in zip(golds, positions) if k is not None])
+    if reranker is not None:  # read as `sets` were, before the reranker joins the evidence
+        unanswerable = unanswerable_views(index, held, seed, lambda copy, questions: candidate_sets(evidence, copy, questions))
+        evidence.calibrator = fit_calibrator(sets, golds, l2, unanswerable)
     evidence.reranker = reranker
-    evidence.calibrator = fit_calibrator(sets, golds, l2) if reranker is not None else None
     return evidence, sum(k is not None for k in positions) / len(held)

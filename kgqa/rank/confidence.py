@@ -10,7 +10,10 @@ lacks still has a best candidate. The calibrator is fitted on what such question
 held-out question is scored by a reranker fitted on the other predicates' questions (as dev's are
 scored by one that never saw them), once as it is, and once more as it would be with its gold key,
 then its gold entity, missing from the KB (the candidates without them, their features computed
-again): there, no candidate is right.
+again); and once as decoded over a copy of the KB that lacks them, as written and typed with a
+homophone (`rank.unanswerable`): there the beam writes what a question about something the KB
+lacks gets, a shorter name inside the one typed, a common word, a name that sounds alike. In these,
+no candidate is right (but for one of a homonym holding the same object).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds
 
 TOP = 3  # ranked candidates per question the calibrator learns from
 MISSING_WEIGHT = 0.5  # weight of each question with its gold key or entity removed, against 1 as it is
+UNANSWERABLE_WEIGHT = 1.0  # weight of each decoded over a KB without them: a question as real as one the KB answers
 FOLDS = 5  # each held-out question's reranker is fitted on the other four fifths: near the whole's
 MARGIN_CAP = 10.0  # a candidate without a rival of another object is this far ahead
 # the share of answers right above the refusal threshold a fit chooses (`refusal_threshold`): where a
@@ -49,6 +53,7 @@ class Signal:
     margin: float  # its score less the best score of a candidate with another object
     rival_share: float  # the probability of keys of a homonym, same predicate, another object
     kind_gap: float  # how much better another object's predicate fits the kind of answer asked for
+    beside: float  # how plainly the question bounds its subject's mention (`Wording.beside`)
     features: np.ndarray  # its reranker features, FEATURE_NAMES' order
     question_chars: int
     surface_chars: int
@@ -65,6 +70,9 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     # candidate's is: the best kind fit among candidates of another object, less this one's (0: none fits better)
     "kind_gap": lambda s: s.kind_gap,
     "log_candidates": lambda s: math.log1p(s.candidates),
+    # low where the subject's mention runs on into other name-like characters (酸碱|灭火器): the
+    # question likely names something longer, which the KB lacks
+    "wording_beside": lambda s: s.beside,
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
     **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
@@ -102,7 +110,8 @@ def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndar
         rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
                           if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, kind_gap, candidate_set.features[k], len(candidate_set.question), len(fact.surface),
+                        rival_share, kind_gap, float(candidate_set.beside[k]), candidate_set.features[k],
+                        len(candidate_set.question), len(fact.surface),
                         len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
@@ -192,12 +201,14 @@ class Calibrator:
         return cls(mean.tolist(), std.tolist(), fitted[:-1], fitted[-1])
 
 
-def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
+def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float,
+                     unanswerable: list[list[CandidateSet]] | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(SIGNALS rows, whether each candidate's object is the gold one, weights, which rows are the
     answer to a question as it is) of the top TOP candidates of each held-out question, as it is
-    and with its gold key, then its gold entity, missing; each scored by a reranker fitted
-    (penalty `l2`) on the other fold's predicates."""
+    and with its gold key, then its gold entity, missing, and as read over a KB without them
+    (`unanswerable[i]`: question i's candidate sets so read, `rank.unanswerable`); each scored by
+    a reranker fitted (penalty `l2`) on the other fold's predicates."""
     indices = [f.position(subject, predicate) for f, (subject, predicate, _) in zip(candidate_sets, golds)]
     fold = predicate_folds([predicate for _, predicate, _ in golds], FOLDS)
     rows, right, weights, answers = [], [], [], []
@@ -207,7 +218,7 @@ def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, 
         if len(examples) < MIN_EXAMPLES:
             continue
         reranker = Reranker.fit(examples, l2)
-        for f, k, gold, side in zip(candidate_sets, indices, golds, fold):
+        for i, (f, k, gold, side) in enumerate(zip(candidate_sets, indices, golds, fold)):
             if side != held:
                 continue
             views = [(f, 1.0)]
@@ -216,6 +227,7 @@ def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, 
                 views.append((f.without(lambda a: a == key), MISSING_WEIGHT))
                 views.append((f.without(lambda a: (a.surface, a.disambiguation) == (key.surface, key.disambiguation)),
                               MISSING_WEIGHT))
+            views += [(view, UNANSWERABLE_WEIGHT) for view in (unanswerable[i] if unanswerable else [])]
             for view, weight in views:
                 if not view.keys:
                     continue
@@ -232,9 +244,10 @@ def calibration_rows(candidate_sets: list[CandidateSet], golds: list[tuple[str, 
             np.array(weights, dtype=np.float64), np.array(answers, dtype=bool))
 
 
-def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float
-                   ) -> Calibrator | None:
-    """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O), None when
+def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, str, str]], l2: float,
+                   unanswerable: list[list[CandidateSet]] | None = None) -> Calibrator | None:
+    """The calibrator of held-out questions' candidates (`golds`: their gold S, P, O; `unanswerable`:
+    as `calibration_rows` takes them), None when
     too few questions, or no right or no wrong answer among them, to fit one (also where no fold
     has enough questions of other predicates to score it: held-out questions of one predicate).
 
@@ -244,7 +257,7 @@ def fit_calibrator(candidate_sets: list[CandidateSet], golds: list[tuple[str, st
     right four times in five on questions the KB can answer (the mixture of the first step has
     more impossible questions than any real stream, and would read low). Its refusal threshold is
     chosen on those answers too (`refusal_threshold`)."""
-    rows, right, weights, answers = calibration_rows(candidate_sets, golds, l2)
+    rows, right, weights, answers = calibration_rows(candidate_sets, golds, l2, unanswerable)
     if len(candidate_sets) < MIN_EXAMPLES or not answers.any() or right[answers].min() == right[answers].max():
         return None
     fitted = Calibrator.fit(rows, right, weights)

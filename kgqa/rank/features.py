@@ -186,7 +186,9 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
 class CandidateSet:
     """One question's candidate keys and what their features come from: the keys' KB facts,
     the model's (log-likelihood, tokens) of each key and of its object's first tokens, the beam, each key's prominence, answer
-    kind fit, naming weights and channel gain; and the feature rows (one per key, one column per FEATURES name)."""
+    kind fit, naming weights and channel gain; and the feature rows (one per key, one column per FEATURES name).
+    `beside` (per key, how plainly the question bounds its subject's mention: `Wording.beside`) is
+    evidence of the confidence only, not of the ranking."""
 
     question: str
     keys: list[int]
@@ -197,6 +199,7 @@ class CandidateSet:
     kinds: np.ndarray
     named: np.ndarray
     channel: np.ndarray
+    beside: np.ndarray
     features: np.ndarray = field(init=False)
     trust: float = 1.0  # how far the reading it comes from is to be trusted: its confidences are scaled
     # by it (below 1 for a near reading: the name read may not be the one meant, `KGQA._read_and_chosen`;
@@ -224,4 +227,4 @@ class CandidateSet:
         return CandidateSet(self.question, [self.keys[i] for i in kept], [self.facts[i] for i in kept],
                             self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
                             [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept],
-                            self.channel[kept])
+                            self.channel[kept], self.beside[kept])
