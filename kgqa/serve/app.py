@@ -14,9 +14,7 @@ no new connection, answers the requests in flight (for at most `drain_s`), then 
 """
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -24,19 +22,16 @@ import time
 
 from aiohttp import web
 
-from kgqa.candidate import answer_record
-from kgqa.data import asked_question
 from kgqa.errors import KgqaError
+from kgqa.serve.contract import (BUSY, MAX_BODY_BYTES, Asked, BadRequest, answer_json, asked, body_json, key_refusal,
+                                 reply_body)
 from kgqa.serve.monitoring import Monitoring
 from kgqa.serve.scheduler import Busy, Scheduler
-from kgqa.serve.workers import Answered, Failure, Worker
+from kgqa.serve.workers import Failure, Worker
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
-MAX_QUESTIONS = 256  # per request
-MAX_REQUEST_CHARS = 16384  # characters of question text per request
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-KEYED_PATHS = frozenset({"/ask", "/metrics"})
 log = logging.getLogger("kgqa.serve")
 
 
@@ -44,35 +39,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
-def _questions(body: object) -> list[str] | str:
-    """The questions of a request body, or why it is not one."""
-    if not isinstance(body, dict):
-        return 'expected a JSON object with "question" (a string) or "questions" (a list of strings)'
-    asked = body.get("questions", [body["question"]] if "question" in body else None)
-    if not isinstance(asked, list) or not asked or not all(isinstance(q, str) for q in asked):
-        return '"question" must be a string, or "questions" a non-empty list of strings'
-    if len(asked) > MAX_QUESTIONS:
-        return f"at most {MAX_QUESTIONS} questions per request"
-    if sum(len(q) for q in asked) > MAX_REQUEST_CHARS:
-        return f"more than {MAX_REQUEST_CHARS} characters of questions in one request"
-    try:
-        return [asked_question(q) for q in asked]
-    except ValueError as problem:
-        return str(problem)
+def _refused(refusal: BadRequest) -> web.Response:
+    return _error(refusal.status, refusal.message, **refusal.headers)
 
 
-async def _body(request: web.Request) -> object | web.Response:
-    """The parsed JSON body, or the error response that says why there is none."""
-    if request.content_type != "application/json":
-        return _error(415, "expected Content-Type: application/json")
-    if (request.charset or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
-        return _error(415, "expected a UTF-8 body")
-    try:
-        return json.loads((await request.read()).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "the body is not JSON")
-    except RecursionError:
-        return _error(400, "the body's JSON is nested too deeply")
+async def _asked(request: web.Request) -> Asked:
+    """The request's questions (`contract.asked`; BadRequest: why there are none)."""
+    return asked(body_json(request.content_type, request.charset, await request.read()))
 
 
 def _host_guard(allowed_hosts: frozenset[str] | None):
@@ -102,27 +75,13 @@ async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
         return _error(error.status, error.reason)
 
 
-def _record(question: str, answered: Answered, min_confidence: float) -> dict:
-    """A question's answer as `/ask` returns it: the answer string (null below the minimum
-    confidence, "" where no KB key was reachable), its confidence, the top candidates, and the
-    explanation where one was asked for."""
-    return {**answer_record(question, answered.top, min_confidence),
-            **({"explanation": answered.explanation} if answered.explanation is not None else {})}
-
-
 def _key_guard(api_key: str | None):
-    expected = f"Bearer {api_key}".encode() if api_key else None
-
     @web.middleware
     async def guard(request: web.Request, handler) -> web.StreamResponse:
         """With a key, `/ask` and `/metrics` answer only a request that carries it; nothing of
         the request is read first."""
-        if expected is not None and request.path in KEYED_PATHS:
-            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-            if not hmac.compare_digest(given, expected):
-                return _error(401, "this service needs its API key: Authorization: Bearer KEY",
-                              **{"WWW-Authenticate": 'Bearer realm="kgqa"'})
-        return await handler(request)
+        refusal = key_refusal(request.path, request.headers.get("Authorization", ""), api_key)
+        return _refused(refusal) if refusal is not None else await handler(request)
     return guard
 
 
@@ -152,7 +111,7 @@ def make_app(workers: list[Worker], wait_s: float = 0.01, max_pending: int = 102
     address; `started` (epoch seconds; None: now) is when the service began, its workers' loading
     included, from which `/health` counts `uptime_s`. The workers end with the app."""
     monitoring = Monitoring()
-    app = web.Application(client_max_size=1 << 20, middlewares=[
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[
         _counted(monitoring), _json_errors, _host_guard(allowed_hosts), _key_guard(api_key)])
     started = time.time() if started is None else started
     state = workers[0].state
@@ -165,27 +124,21 @@ def make_app(workers: list[Worker], wait_s: float = 0.01, max_pending: int = 102
         app[SCHEDULER].stop()
 
     async def ask(request: web.Request) -> web.Response:
-        body = await _body(request)
-        if isinstance(body, web.Response):
-            return body
-        asked = _questions(body)
-        if isinstance(asked, str):
-            return _error(400, asked)
-        if not isinstance(body.get("explain", False), bool):
-            return _error(400, '"explain" must be true or false')
-        explain = body.get("explain", False) and len(asked) == 1
+        try:
+            request_asked = await _asked(request)
+        except BadRequest as refusal:
+            return _refused(refusal)
         client = (request.headers.get(client_header) if client_header else None) or request.remote or ""
         try:
-            answers = await request.app[SCHEDULER].ask(asked, explain, client)
+            answers = await request.app[SCHEDULER].ask(request_asked.questions, request_asked.explain, client)
         except Busy:
-            return _error(503, "the service is busy; retry shortly", **{"Retry-After": "1"})
+            return _error(503, BUSY, **{"Retry-After": "1"})
         failed = [a for a in answers if isinstance(a, Failure)]
         if failed:
             return _error(500, f"could not answer: {failed[0].message}")
-        records = [_record(question, answered, workers[0].state.min_confidence)
-                   for question, answered in zip(asked, answers)]
-        return web.json_response(records[0] if "question" in body and "questions" not in body else records,
-                                 dumps=lambda data: json.dumps(data, ensure_ascii=False))
+        records = [answer_json(question, answered.top, answered.explanation, workers[0].state.min_confidence)
+                   for question, answered in zip(request_asked.questions, answers)]
+        return web.Response(body=reply_body(records, request_asked), content_type="application/json", charset="utf-8")
 
     async def health(request: web.Request) -> web.Response:
         scheduler = request.app[SCHEDULER]

@@ -1,0 +1,154 @@
+"""The service on Ray Serve (`pip install 'kgqa[ray]'`): replicas on as many nodes as the Ray
+cluster has, Serve's routing, autoscaling, health checks and rolling reconfiguration, and the same
+HTTP contract as `kgqa serve` (`kgqa.serve.contract`: `POST /ask` one question or a list,
+`GET /health`, the API key, the same 4xx).
+
+    serve run deploy/ray-serve.yaml              # or: kgqa serve --engine ray --replicas N
+
+Each replica opens the pipeline `kgqa serve` opens (one `Source`) and answers the questions of
+the requests Serve batches together (`@serve.batch`) in one decode, on a thread, so it keeps
+taking requests meanwhile. Every answer and `/health` say which replica answered and from which
+KB version.
+
+One KB version everywhere: the deployment's `user_config` names the index version every replica
+is to answer from (`{"kb_version": V}`, the version `kgqa update` printed; none: whatever the index
+holds). A replica follows its index directory between batches, as `kgqa serve` does, so a
+request is answered wholly from one version; `reconfigure` switches at once where the directory
+already holds that version. A replica whose index is not the configured version a grace period
+after it was configured fails Serve's health check (Serve replaces it), so replicas never
+disagree silently; nor does one whose index cannot answer a canary question.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+
+from ray import serve
+from ray.serve import metrics
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kgqa.decode.settings import DecodeSettings
+from kgqa.serve.contract import BadRequest, answer_json, asked, body_json, error_body, key_refusal, reply_body
+from kgqa.serve.workers import Answered, WorkerState, answer_batch
+from kgqa.source import Source
+
+VERSION_GRACE_S = 30.0  # how long a replica may answer from another version than configured
+CANARY = "北京的人口有多少？"  # asked by each health check: its decode must still run
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60,
+                  max_ongoing_requests=64)
+class Replica:
+    """One replica: a pipeline and the HTTP contract over it."""
+
+    def __init__(self, checkpoint: str, kb: str, index_dir: str | None = None, device: str = "cpu",
+                 settings: dict | None = None, api_key: str | None = None, skip_bad_lines: bool = False) -> None:
+        self.qa = Source(checkpoint, kb, index_dir, device, DecodeSettings(**(settings or {})), skip_bad_lines).open()
+        self.api_key = api_key
+        self.replica = serve.get_replica_context().replica_id.unique_id
+        self.wanted: str | None = None  # the KB version configured (None: any)
+        self.wanted_since = time.monotonic()
+        self.started = time.time()
+        self.requests = metrics.Counter("kgqa_requests", "HTTP requests, by path and status", tag_keys=("path", "status"))
+        self.answers = metrics.Counter("kgqa_answers", "Questions answered (abstentions among them)")
+        self.abstentions = metrics.Counter("kgqa_abstentions", "Questions given no answer (no KB key reachable, "
+                                           "or a confidence below the minimum)")
+        self.decode_seconds = metrics.Histogram("kgqa_decode_seconds", "Seconds of each batch's decode",
+                                                boundaries=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+
+    def reconfigure(self, config: dict) -> None:
+        """`{"kb_version": V}`: the index version to answer from (switched to now where the index
+        directory holds it; else the health check counts the grace period down)."""
+        self.wanted = config.get("kb_version") or None
+        self.wanted_since = time.monotonic()
+        self.qa.follow_index()
+
+    def check_health(self) -> None:
+        """Serve replaces a replica whose check raises: one answering from another KB version than
+        configured past the grace period, or one whose decode of a canary question fails."""
+        self.qa.follow_index()
+        version = self.qa.index.version
+        if self.wanted and version != self.wanted and time.monotonic() - self.wanted_since > VERSION_GRACE_S:
+            raise RuntimeError(f"replica {self.replica} answers from KB version {version}, not the configured "
+                               f"{self.wanted}")
+        result = answer_batch(self.qa, [(CANARY, False)]).results[0]
+        if not isinstance(result, Answered):
+            raise RuntimeError(f"replica {self.replica} cannot answer: {result.message}")
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def _decode(self, requests: list[list[tuple[str, bool]]]) -> list[tuple[list, WorkerState]]:
+        """The questions of the requests Serve batched, in one decode on a thread; each request's
+        results, and the pipeline's state they were answered in."""
+        flat = [question for request in requests for question in request]
+        decoded = await asyncio.to_thread(answer_batch, self.qa, flat)
+        self.decode_seconds.observe(decoded.seconds or 0.0)
+        results, at = [], 0
+        for request in requests:
+            results.append((decoded.results[at:at + len(request)], decoded.state))
+            at += len(request)
+        return results
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.url.path
+        refusal = key_refusal(path, request.headers.get("authorization", ""), self.api_key)
+        if refusal is not None:
+            response = _error(refusal)
+        elif path == "/ask" and request.method == "POST":
+            response = await self._ask(request)
+        elif path == "/health" and request.method == "GET":
+            response = self._health()
+        else:
+            response = _error(BadRequest(404 if path not in ("/ask", "/health") else 405,
+                                         "Not Found" if path not in ("/ask", "/health") else "Method Not Allowed"))
+        self.requests.inc(tags={"path": path if path in ("/ask", "/health") else "other",
+                                "status": str(response.status_code)})
+        return response
+
+    async def _ask(self, request: Request) -> Response:
+        try:
+            content_type, _, params = request.headers.get("content-type", "").partition(";")
+            charset = next((value.strip().strip('"') for key, _, value in
+                            (p.strip().partition("=") for p in params.split(";")) if key.lower() == "charset"), None)
+            wanted = asked(body_json(content_type.strip().lower(), charset, await request.body()))
+        except BadRequest as refusal:
+            return _error(refusal)
+        results, state = await self._decode([(question, wanted.explain) for question in wanted.questions])
+        failed = [r for r in results if not isinstance(r, Answered)]
+        if failed:
+            return _error(BadRequest(500, f"could not answer: {failed[0].message}"))
+        records = [answer_json(question, r.top, r.explanation, state.min_confidence) | self._served(state)
+                   for question, r in zip(wanted.questions, results)]
+        refused = sum(not r["answer"] for r in records)
+        for counter, count in ((self.answers, len(records)), (self.abstentions, refused)):
+            if count:  # a Ray counter takes no 0
+                counter.inc(count)
+        return Response(reply_body(records, wanted), media_type="application/json; charset=utf-8")
+
+    def _served(self, state: WorkerState) -> dict:
+        return {"replica": self.replica, "kb_version": state.kb_version}
+
+    def _health(self) -> Response:
+        state = WorkerState.of(self.qa)
+        current = not self.wanted or state.kb_version == self.wanted
+        body = {"status": "ok" if current else f"answering from another KB version than the configured {self.wanted}",
+                "engine": "ray", "uptime_s": round(time.time() - self.started, 1), "kb_triples": state.kb_triples,
+                "configured_kb_version": self.wanted, **asdict(state), **self._served(state)}
+        return Response(json.dumps(body, ensure_ascii=False), status_code=200 if current else 503,
+                        media_type="application/json; charset=utf-8")
+
+
+def _error(refusal: BadRequest) -> Response:
+    return Response(error_body(refusal.message), status_code=refusal.status, headers=refusal.headers,
+                    media_type="application/json")
+
+
+def app(args: dict) -> serve.Application:
+    """The application `serve run` builds from a config file's `args` (`deploy/ray-serve.yaml`):
+    `checkpoint`, `kb`, and optionally `index_dir`, `device`, `settings` (DecodeSettings' fields),
+    `api_key`, `skip_bad_lines`, `replicas` and `kb_version`."""
+    known = ("checkpoint", "kb", "index_dir", "device", "settings", "api_key", "skip_bad_lines")
+    options = {"num_replicas": int(args.get("replicas", 1)), "user_config": {"kb_version": args.get("kb_version")}}
+    return Replica.options(**options).bind(**{key: args[key] for key in known if key in args})

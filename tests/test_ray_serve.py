@@ -1,0 +1,114 @@
+"""The service on Ray Serve (`kgqa/serve/ray_app.py`), on one machine with a local Ray: two replicas
+answer as the library does and as `kgqa serve` does, each answer says which replica and KB version
+gave it, bad requests get the same 4xx as from `kgqa serve`, the API key guards it, and a replica
+whose KB version is not the configured one says so. Skipped (the reason printed) where Ray is not
+installed or cannot start here."""
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import SAMPLE
+from test_serve_workers import _free_port, _serve
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kgqa[ray]')")
+serve = pytest.importorskip("ray.serve")
+
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def ray_service(overfit):
+    """Two replicas of the overfit checkpoint over the sample KB, keyed: (url, checkpoint)."""
+    tmp, _, _, env = overfit
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})
+    except Exception as error:  # noqa: BLE001 - whatever keeps Ray from starting here is a reason to skip
+        pytest.skip(f"a local Ray cannot start here: {type(error).__name__}: {error}")
+    from kgqa.serve.ray_app import app
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    checkpoint = str(tmp / "ck/best")
+    serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
+                   "settings": {"min_confidence": 0.0}}), name="kgqa", route_prefix="/")
+    yield f"http://127.0.0.1:{port}", checkpoint
+    serve.shutdown()
+    ray.shutdown()
+
+
+def _post(url: str, body: bytes, key: str | None = KEY, content_type: str = "application/json") -> tuple[int, dict]:
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url + "/ask", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_two_replicas_answer_as_the_library_does_and_say_which_replica_and_kb_version(ray_service, overfit):
+    url, checkpoint = ray_service
+    _, _, lines, _ = overfit
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.pipeline import KGQA
+
+    questions = [line["question"] for line in lines]
+    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", settings=DecodeSettings(min_confidence=0.0))
+    expected = [top[0].answer() if top else "" for top in qa.ask(questions)]
+    status, batched = _post(url, json.dumps({"questions": questions}).encode())
+    assert status == 200 and [r["answer"] for r in batched] == expected
+    replicas = set()
+    for question, answer in zip(questions * 4, expected * 4):
+        status, one = _post(url, json.dumps({"question": question}).encode())
+        assert status == 200 and one["answer"] == answer and one["kb_version"] == qa.index.version
+        replicas.add(one["replica"])
+    assert len(replicas) == 2  # Serve spread the requests over both
+    with urllib.request.urlopen(url + "/health", timeout=30) as response:
+        health = json.loads(response.read())
+    assert health["status"] == "ok" and health["replica"] in replicas and health["kb_version"] == qa.index.version
+
+
+def test_bad_requests_get_what_kgqa_serve_gives_and_the_key_guards_ask(ray_service, overfit):
+    url, _ = ray_service
+    aiohttp_url, server = _serve(overfit, "--api-key-file", _key_file(overfit))
+    try:
+        bad = [(b"not json", "application/json"), (b'{"question": 3}', "application/json"),
+               (b'{"questions": []}', "application/json"), (b'{"question": "x", "explain": "yes"}', "application/json"),
+               (json.dumps({"questions": ["q"] * 300}).encode(), "application/json"),
+               (b'{"question": "x"}', "text/plain"), (b"[1, 2]", "application/json")]
+        for body, content_type in bad:
+            assert _post(url, body, content_type=content_type) == _post(aiohttp_url, body, content_type=content_type)
+        assert _post(url, b'{"question": "x"}', key=None) == _post(aiohttp_url, b'{"question": "x"}', key=None)
+        assert _post(url, b'{"question": "x"}', key="wrong")[0] == 401
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_a_replica_not_on_the_configured_kb_version_says_so(ray_service):
+    url, checkpoint = ray_service
+    from kgqa.serve.ray_app import app
+
+    serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
+                   "settings": {"min_confidence": 0.0}, "kb_version": "not-this-one"}), name="kgqa", route_prefix="/")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/health", timeout=30)
+        health = json.loads(refused.value.read())
+        assert refused.value.code == 503 and health["configured_kb_version"] == "not-this-one"
+        assert "another KB version" in health["status"]
+    finally:  # back to answering from whatever the index holds
+        serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
+                       "settings": {"min_confidence": 0.0}}), name="kgqa", route_prefix="/")
+
+
+def _key_file(overfit) -> str:
+    tmp, _, _, _ = overfit
+    path = tmp / "ray-test-key"
+    path.write_text(KEY + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
