@@ -425,9 +425,15 @@ def _print_explanation(explanation: "Explanation", top_k: int, everything: bool)
                                       "address.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds a stopped service (SIGTERM, Ctrl-C) gives the requests in flight.")
+@click.option("--engine", type=click.Choice(["kgqa", "ray"]), default="kgqa", show_default=True,
+              help="kgqa: this machine's processes; ray: replicas on Ray Serve, on the cluster RAY_ADDRESS names, "
+                   "else a Ray started here (pip install 'kgqa[ray]'; README § Past one machine).")
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: replicas, each with its own model  [default: 1]")
 @_decode_options
 @_user_errors
-def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, **decode) -> None:
+def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header, drain_timeout, engine, replicas,
+          **decode) -> None:
     """HTTP service: POST /ask, GET /health, GET /metrics, and a page at / to ask from a browser."""
     import time
 
@@ -436,6 +442,13 @@ def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header
 
     started = time.time()  # /health's uptime counts the workers' loading too
     key = _api_key(api_key, api_key_file)
+    if engine == "ray":
+        if workers != 1 or client_header:
+            raise click.UsageError("--workers and --client-header are kgqa's engine's; Ray Serve has --replicas")
+        _serve_on_ray(_source(top_k=top_k, **decode), replicas or 1, host, port, key)
+        return
+    if replicas is not None:
+        raise click.UsageError("--replicas is for --engine ray (kgqa's engine has --workers)")
     sock = listen(host, port)
     if workers == 1:
         answering = [ThreadWorker(_open(top_k=top_k, **decode))]
@@ -446,6 +459,16 @@ def serve(host, port, top_k, workers, lane, api_key, api_key_file, client_header
                    f"{host}:{port} can ask it questions (give --api-key-file or KGQA_API_KEY)", err=True)
     click.echo(f"kgqa: serving on http://{host}:{port}" + (f" with {workers} workers" if workers > 1 else ""), err=True)
     run(answering, sock, api_key=key, client_header=client_header, drain_s=drain_timeout, started=started)
+
+
+def _serve_on_ray(source, replicas: int, host: str, port: int, key: str | None) -> None:
+    """`kgqa serve --engine ray`: the service as Ray Serve replicas (`kgqa.serve.ray_app.run`)."""
+    try:
+        from kgqa.serve.ray_app import run
+    except ImportError as missing:
+        raise KgqaError(f"--engine ray needs Ray Serve ({missing}): pip install 'kgqa[ray]'") from None
+    click.echo(f"kgqa: serving on http://{host}:{port} with {replicas} Ray Serve replicas", err=True)
+    run(source, replicas, host, port, key)
 
 
 def _api_key(given: str | None, path: str | None) -> str | None:

@@ -339,6 +339,16 @@ def test_serve_on_a_port_in_use_says_so_at_once(overfit):
     assert time.time() - started < 5  # before the model and index load
 
 
+def test_serve_on_ray_without_ray_says_how_to_get_it_and_engines_keep_their_own_options(overfit, monkeypatch):
+    tmp, _, _, env = overfit
+    serve = ["serve", "--checkpoint", str(tmp / "ck/best"), "--kb", f"{SAMPLE}/kb.tsv"]
+    monkeypatch.setitem(sys.modules, "kgqa.serve.ray_app", None)  # as where the ray extra is not installed
+    _one_line_error(CliRunner().invoke(main, serve + ["--engine", "ray"], env=env), "pip install 'kgqa[ray]'")
+    assert "--replicas is for --engine ray" in CliRunner().invoke(main, serve + ["--replicas", "2"], env=env).output
+    assert "Ray Serve has --replicas" in CliRunner().invoke(main, serve + ["--engine", "ray", "--workers", "2"],
+                                                           env=env).output
+
+
 def test_a_second_predict_to_the_same_output_fails_at_once_and_spares_the_first(overfit, tmp_path):
     from kgqa.journal import Journal
 

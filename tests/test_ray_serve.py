@@ -112,3 +112,18 @@ def _key_file(overfit) -> str:
     path.write_text(KEY + "\n")
     os.chmod(path, 0o600)
     return str(path)
+
+
+def test_the_serve_config_in_the_project_is_one_serve_accepts_and_builds():
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from kgqa.serve.ray_app import Replica, app
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "deploy", "ray-serve.yaml"), encoding="utf-8") as handle:
+        config = ServeDeploySchema.model_validate(yaml.safe_load(handle))
+    (application,) = config.applications
+    assert application.import_path == "kgqa.serve.ray_app:app"
+    built = app(application.args)  # a builder: binds, opens nothing
+    assert built._bound_deployment.name == Replica.name and built._bound_deployment.num_replicas == 2

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import asdict
 
+import ray
 from ray import serve
 from ray.serve import metrics
 from starlette.requests import Request
@@ -44,9 +46,8 @@ CANARY = "北京的人口有多少？"  # asked by each health check: its decode
 class Replica:
     """One replica: a pipeline and the HTTP contract over it."""
 
-    def __init__(self, checkpoint: str, kb: str, index_dir: str | None = None, device: str = "cpu",
-                 settings: dict | None = None, api_key: str | None = None, skip_bad_lines: bool = False) -> None:
-        self.qa = Source(checkpoint, kb, index_dir, device, DecodeSettings(**(settings or {})), skip_bad_lines).open()
+    def __init__(self, source: Source, api_key: str | None = None) -> None:
+        self.qa = source.open()
         self.api_key = api_key
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.wanted: str | None = None  # the KB version configured (None: any)
@@ -145,10 +146,28 @@ def _error(refusal: BadRequest) -> Response:
                     media_type="application/json")
 
 
+def deployment(source: Source, replicas: int, api_key: str | None = None, kb_version: str | None = None
+               ) -> serve.Application:
+    """`replicas` replicas answering from `source`, with `api_key` (None: none), each to answer
+    from `kb_version` (None: whatever its index holds)."""
+    return Replica.options(num_replicas=replicas, user_config={"kb_version": kb_version}).bind(source, api_key)
+
+
 def app(args: dict) -> serve.Application:
     """The application `serve run` builds from a config file's `args` (`deploy/ray-serve.yaml`):
-    `checkpoint`, `kb`, and optionally `index_dir`, `device`, `settings` (DecodeSettings' fields),
-    `api_key`, `skip_bad_lines`, `replicas` and `kb_version`."""
-    known = ("checkpoint", "kb", "index_dir", "device", "settings", "api_key", "skip_bad_lines")
-    options = {"num_replicas": int(args.get("replicas", 1)), "user_config": {"kb_version": args.get("kb_version")}}
-    return Replica.options(**options).bind(**{key: args[key] for key in known if key in args})
+    `checkpoint`, `kb`, and optionally `index_dir`, `device` (cpu), `settings` (DecodeSettings'
+    fields by name), `skip_bad_lines`, `replicas` (1), `api_key` (else the environment's
+    KGQA_API_KEY, as `kgqa serve` reads it; neither: none) and `kb_version`."""
+    source = Source(args["checkpoint"], args["kb"], args.get("index_dir"), args.get("device", "cpu"),
+                    DecodeSettings(**args.get("settings", {})), bool(args.get("skip_bad_lines", False)))
+    return deployment(source, int(args.get("replicas", 1)), args.get("api_key", os.environ.get("KGQA_API_KEY")),
+                      args.get("kb_version"))
+
+
+def run(source: Source, replicas: int, host: str, port: int, api_key: str | None) -> None:
+    """`kgqa serve --engine ray`: join the Ray cluster `RAY_ADDRESS` names (none: start one on this
+    machine), deploy `replicas` replicas behind Serve's proxy on `host`:`port`, and serve until
+    interrupted."""
+    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(deployment(source, replicas, api_key), name="kgqa", route_prefix="/", blocking=True)
