@@ -5,6 +5,7 @@ whose KB version is not the configured one says so. Skipped (the reason printed)
 installed or cannot start here."""
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
@@ -28,16 +29,32 @@ def ray_service(overfit):
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})
     except Exception as error:  # noqa: BLE001 - whatever keeps Ray from starting here is a reason to skip
         pytest.skip(f"a local Ray cannot start here: {type(error).__name__}: {error}")
-    from kgqa.serve.ray_app import app
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     checkpoint = str(tmp / "ck/best")
-    serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
-                   "settings": {"min_confidence": 0.0}}), name="kgqa", route_prefix="/")
+    _deploy(checkpoint, tmp)
     yield f"http://127.0.0.1:{port}", checkpoint
     serve.shutdown()
     ray.shutdown()
+
+
+def _deploy(checkpoint: str, tmp, kb_version: str | None = None) -> None:
+    """Deploy as `serve deploy deploy/ray-serve.yaml` does, from a Serve config (the client the
+    serve CLI hands it to): two keyed replicas over the sample KB with an index of their own (an
+    update test changes it), answering everything, the KB version in the deployment's user_config
+    (changed alone, Serve reconfigures the replicas in place); then wait until both run."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    args = {"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "index_dir": str(tmp / "ray-index"), "replicas": 2,
+            "api_key": KEY, "settings": {"min_confidence": 0.0}}
+    config = {"applications": [{"name": "kgqa", "route_prefix": "/", "import_path": "kgqa.serve.ray_app:app",
+                                "args": args, "deployments": [{"name": "Replica",
+                                                               "user_config": {"kb_version": kb_version}}]}]}
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config))
+    time.sleep(0.2)  # the controller takes the new target before its status says so
+    _wait(_healthy, 180)
 
 
 def _post(url: str, body: bytes, key: str | None = KEY, content_type: str = "application/json") -> tuple[int, dict]:
@@ -57,7 +74,8 @@ def test_two_replicas_answer_as_the_library_does_and_say_which_replica_and_kb_ve
     from kgqa.pipeline import KGQA
 
     questions = [line["question"] for line in lines]
-    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", settings=DecodeSettings(min_confidence=0.0))
+    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", str(overfit[0] / "ray-index"),
+                              settings=DecodeSettings(min_confidence=0.0))
     expected = [top[0].answer() if top else "" for top in qa.ask(questions)]
     status, batched = _post(url, json.dumps({"questions": questions}).encode())
     assert status == 200 and [r["answer"] for r in batched] == expected
@@ -89,12 +107,9 @@ def test_bad_requests_get_what_kgqa_serve_gives_and_the_key_guards_ask(ray_servi
         server.wait(30)
 
 
-def test_a_replica_not_on_the_configured_kb_version_says_so(ray_service):
+def test_a_replica_not_on_the_configured_kb_version_says_so(ray_service, overfit):
     url, checkpoint = ray_service
-    from kgqa.serve.ray_app import app
-
-    serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
-                   "settings": {"min_confidence": 0.0}, "kb_version": "not-this-one"}), name="kgqa", route_prefix="/")
+    _deploy(checkpoint, overfit[0], kb_version="not-this-one")
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + "/health", timeout=30)
@@ -102,8 +117,7 @@ def test_a_replica_not_on_the_configured_kb_version_says_so(ray_service):
         assert refused.value.code == 503 and health["configured_kb_version"] == "not-this-one"
         assert "another KB version" in health["status"]
     finally:  # back to answering from whatever the index holds
-        serve.run(app({"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "replicas": 2, "api_key": KEY,
-                       "settings": {"min_confidence": 0.0}}), name="kgqa", route_prefix="/")
+        _deploy(checkpoint, overfit[0])
 
 
 def _key_file(overfit) -> str:
@@ -127,3 +141,89 @@ def test_the_serve_config_in_the_project_is_one_serve_accepts_and_builds():
     assert application.import_path == "kgqa.serve.ray_app:app"
     built = app(application.args)  # a builder: binds, opens nothing
     assert built._bound_deployment.name == Replica.name and built._bound_deployment.num_replicas == 2
+
+
+def test_a_replica_killed_while_a_client_asks_costs_no_question(ray_service, overfit):
+    """A client asking one question after another, retrying a failed request once (answering is
+    idempotent), while one replica's actor is killed: Serve routes around it and starts another."""
+    url, _ = ray_service
+    _, _, lines, _ = overfit
+    questions = [line["question"] for line in lines]
+    replicas = [name for name in ray.util.list_named_actors(all_namespaces=True)
+                if name["name"].startswith("SERVE_REPLICA::kgqa#Replica")]
+    assert len(replicas) == 2
+    failed, asked, seen = [], 0, set()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if asked == 10:  # mid-stream
+            ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+        question = questions[asked % len(questions)]
+        for attempt in range(2):
+            try:
+                status, answer = _post(url, json.dumps({"question": question}).encode())
+            except OSError:  # the connection itself broke
+                status, answer = 0, {}
+            if status == 200:
+                seen.add(answer["replica"])
+                break
+        else:
+            failed.append(question)
+        asked += 1
+    assert not failed and asked > 20
+    _wait(_healthy, 120)  # Serve started another in its place
+
+
+def test_an_update_rolled_out_reaches_every_replica_within_5_s(ray_service, overfit):
+    """`kgqa update` on the replicas' index, then the new version configured: within 5 s every
+    replica answers from it, a changed fact's new object and never its old one."""
+    url, checkpoint = ray_service
+    tmp, _, lines, _ = overfit
+    from kgqa.cli import main
+    from kgqa.kb.index import KBIndex
+    from click.testing import CliRunner
+
+    question = lines[0]["question"]
+    subject, predicate, old = (part.strip() for part in lines[0]["answer"].split("|||"))
+    changes = tmp / "ray-changes.tsv"
+    changes.write_text(f"-\t{subject}\t{predicate}\t{old}\n+\t{subject}\t{predicate}\t新的答案\n", encoding="utf-8")
+    index_dir = str(tmp / "ray-index")
+    result = CliRunner().invoke(main, ["update", str(changes), "--index", index_dir, "--checkpoint", checkpoint],
+                                env=overfit[3])
+    assert result.exit_code == 0, result.output
+    version = KBIndex(index_dir).version
+    before = _replica_ids()
+    rolled = time.time()
+    _deploy(checkpoint, tmp, kb_version=version)
+    answered: dict[str, str] = {}
+
+    def every_replica_on_the_new_version() -> bool:
+        status, answer = _post(url, json.dumps({"question": question}).encode())
+        obj = answer["answer"].split("|||")[-1].strip()
+        assert status == 200 and obj != old  # the removed object is never answered again
+        if answer["kb_version"] == version:
+            answered[answer["replica"]] = obj
+        return len(answered) == 2
+
+    _wait(every_replica_on_the_new_version, 30)
+    assert time.time() - rolled < 5 and set(answered.values()) == {"新的答案"}
+    assert _replica_ids() == before  # reconfigured in place, not replaced
+
+
+def _replica_ids() -> set[str]:
+    return {name["name"] for name in ray.util.list_named_actors(all_namespaces=True)
+            if name["name"].startswith("SERVE_REPLICA::kgqa#Replica")}
+
+
+def _wait(condition, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "not within the time"
+        time.sleep(0.1)
+
+
+def _healthy() -> bool:
+    """Whether the application runs with both replicas healthy."""
+    application = serve.status().applications.get("kgqa")
+    return (application is not None and application.status == "RUNNING"
+            and application.deployments["Replica"].status == "HEALTHY"
+            and application.deployments["Replica"].replica_states.get("RUNNING", 0) == 2)
