@@ -16,7 +16,7 @@ DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 BEGIN, END = "<!-- today's figures: made by benchmarks/report.py -->", "<!-- end of today's figures -->"
 # the areas in the order the table gives them, each with the benchmarks whose records fill it
 AREAS = [("accuracy", ("accuracy",)), ("as typed", ("variants",)), ("trust", ("abstention",)),
-         ("speed", ("versus", "serve_load")), ("scale", ("index_build", "scale")), ("update", ("kb_update",)), ("soak", ("soak",))]
+         ("speed", ("versus", "serve_load")), ("past one machine", ("ray_serve_load",)), ("scale", ("index_build", "scale")), ("update", ("kb_update",)), ("soak", ("soak",))]
 
 
 def newest(name: str) -> list[dict]:

@@ -131,8 +131,9 @@ async def load(url: str, questions: list[str], clients: int, seconds: float, wit
         after = await (await session.get(url + "/health")).json()
         cpu = {process: round(spent - cpu_before.get(process, 0.0), 1)
                for process, spent in (cpu_seconds(pid) if pid else {}).items()}
-    return latencies, errors, {"decodes": after["decodes"] - before["decodes"], "poison": statuses,
-                               "worker_running": after["worker_running"], "lone": alone, "cpu": list(cpu.values()),
+    # a Ray Serve replica's /health has no decode count or worker (ray_serve_load.py)
+    return latencies, errors, {"decodes": after.get("decodes", 0) - before.get("decodes", 0), "poison": statuses,
+                               "worker_running": after.get("worker_running"), "lone": alone, "cpu": list(cpu.values()),
                                "memory": max(memory, key=lambda m: m["pss_mb"]) if memory else None}
 
 
@@ -142,9 +143,10 @@ def processes(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         found.append(current)
-        for task in os.listdir(f"/proc/{current}/task"):
-            with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
-                todo.extend(int(child) for child in handle.read().split())
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # one that ended as it was read
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
     return found
 
 
@@ -156,11 +158,14 @@ def memory_of(pid: int) -> dict:
     each = []
     for process in processes(pid):
         fields = {}
-        with open(f"/proc/{process}/smaps_rollup", encoding="ascii") as rollup:
-            for line in rollup:
-                name, _, rest = line.partition(":")
-                if rest.strip().endswith("kB"):
-                    fields[name] = int(rest.split()[0]) / 1024
+        try:
+            with open(f"/proc/{process}/smaps_rollup", encoding="ascii") as rollup:
+                for line in rollup:
+                    name, _, rest = line.partition(":")
+                    if rest.strip().endswith("kB"):
+                        fields[name] = int(rest.split()[0]) / 1024
+        except (FileNotFoundError, ProcessLookupError):  # it ended since it was listed
+            continue
         each.append({"rss": fields["Rss"], "pss": fields["Pss"], "anonymous": fields["Anonymous"],
                      "pss_file": fields["Pss_File"]})
     return {"rss_mb": sum(m["rss"] for m in each), "pss_mb": sum(m["pss"] for m in each),

@@ -136,7 +136,7 @@ class Replica:
         current = not self.wanted or state.kb_version == self.wanted
         body = {"status": "ok" if current else f"answering from another KB version than the configured {self.wanted}",
                 "engine": "ray", "uptime_s": round(time.time() - self.started, 1), "kb_triples": state.kb_triples,
-                "configured_kb_version": self.wanted, **asdict(state), **self._served(state)}
+                "configured_kb_version": self.wanted, "pid": os.getpid(), **asdict(state), **self._served(state)}
         return Response(json.dumps(body, ensure_ascii=False), status_code=200 if current else 503,
                         media_type="application/json; charset=utf-8")
 
