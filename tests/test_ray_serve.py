@@ -33,6 +33,10 @@ def ray_service(overfit):
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     checkpoint = str(tmp / "ck/best")
+    from kgqa.kb.build import ensure_index
+    from kgqa.model.tokenizer import load_tokenizer
+
+    ensure_index(f"{SAMPLE}/kb.tsv", load_tokenizer(os.path.join(checkpoint, "tokenizer")), str(tmp / "ray-published"))
     _deploy(checkpoint, tmp)
     yield f"http://127.0.0.1:{port}", checkpoint
     serve.shutdown()
@@ -41,13 +45,15 @@ def ray_service(overfit):
 
 def _deploy(checkpoint: str, tmp, kb_version: str | None = None) -> None:
     """Deploy as `serve deploy deploy/ray-serve.yaml` does, from a Serve config (the client the
-    serve CLI hands it to): two keyed replicas over the sample KB with an index of their own (an
-    update test changes it), answering everything, the KB version in the deployment's user_config
-    (changed alone, Serve reconfigures the replicas in place); then wait until both run."""
+    serve CLI hands it to): two keyed replicas over the sample KB, answering everything from the
+    node's copy (`ray-index`) of a published index (`ray-published`: the update tests change it),
+    the KB version in the deployment's user_config (changed alone, Serve reconfigures the
+    replicas in place); then wait until both run."""
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    args = {"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "index_dir": str(tmp / "ray-index"), "replicas": 2,
+    args = {"checkpoint": checkpoint, "kb": f"{SAMPLE}/kb.tsv", "index_dir": str(tmp / "ray-index"),
+            "published_index": str(tmp / "ray-published"), "replicas": 2,
             "api_key": KEY, "settings": {"min_confidence": 0.0}}
     config = {"applications": [{"name": "kgqa", "route_prefix": "/", "import_path": "kgqa.serve.ray_app:app",
                                 "args": args, "deployments": [{"name": "Replica",
@@ -174,8 +180,9 @@ def test_a_replica_killed_while_a_client_asks_costs_no_question(ray_service, ove
 
 
 def test_an_update_rolled_out_reaches_every_replica_within_5_s(ray_service, overfit):
-    """`kgqa update` on the replicas' index, then the new version configured: within 5 s every
-    replica answers from it, a changed fact's new object and never its old one."""
+    """`kgqa update` on the published index, then the new version configured: within 5 s every
+    replica answers from it (its node's copy brought to it), a changed fact's new object and
+    never its old one."""
     url, checkpoint = ray_service
     tmp, _, lines, _ = overfit
     from kgqa.cli import main
@@ -186,11 +193,11 @@ def test_an_update_rolled_out_reaches_every_replica_within_5_s(ray_service, over
     subject, predicate, old = (part.strip() for part in lines[0]["answer"].split("|||"))
     changes = tmp / "ray-changes.tsv"
     changes.write_text(f"-\t{subject}\t{predicate}\t{old}\n+\t{subject}\t{predicate}\t新的答案\n", encoding="utf-8")
-    index_dir = str(tmp / "ray-index")
-    result = CliRunner().invoke(main, ["update", str(changes), "--index", index_dir, "--checkpoint", checkpoint],
+    published = str(tmp / "ray-published")
+    result = CliRunner().invoke(main, ["update", str(changes), "--index", published, "--checkpoint", checkpoint],
                                 env=overfit[3])
     assert result.exit_code == 0, result.output
-    version = KBIndex(index_dir).version
+    version = KBIndex(published).version
     before = _replica_ids()
     rolled = time.time()
     _deploy(checkpoint, tmp, kb_version=version)
@@ -227,3 +234,32 @@ def _healthy() -> bool:
     return (application is not None and application.status == "RUNNING"
             and application.deployments["Replica"].status == "HEALTHY"
             and application.deployments["Replica"].replica_states.get("RUNNING", 0) == 2)
+
+
+def test_a_damaged_new_version_is_refused_and_the_version_before_still_answers(ray_service, overfit):
+    """A published update whose new segment is damaged (cut short on the shared volume): each
+    replica refuses it, says so in /health, and answers from the version it had."""
+    url, checkpoint = ray_service
+    tmp, _, lines, _ = overfit
+    from kgqa.kb.manifest import read_manifest
+    from kgqa.kb.update import update_index
+    from kgqa.model.tokenizer import load_tokenizer
+
+    question = lines[0]["question"]
+    status, answer = _post(url, json.dumps({"question": question}).encode())
+    assert status == 200
+    subject, predicate, _ = (part.strip() for part in lines[0]["answer"].split("|||"))
+    changes = tmp / "ray-changes-2.tsv"
+    changes.write_text(f"+\t{subject}\t{predicate}\t另一个答案\n", encoding="utf-8")
+    published = str(tmp / "ray-published")
+    updated, _ = update_index(published, str(changes), load_tokenizer(os.path.join(checkpoint, "tokenizer")), merge=False)
+    newest = os.path.join(published, updated.manifest.segments[-1].name, "obj_offset.npy")
+    with open(newest, "r+b") as damaged:
+        damaged.truncate(os.path.getsize(newest) // 2)
+    _deploy(checkpoint, tmp, kb_version=read_manifest(published).version)  # the index itself no longer opens
+    for _ in range(6):  # both replicas, whichever the router picks
+        again = _post(url, json.dumps({"question": question}).encode())
+        assert again[0] == 200 and again[1]["answer"] == answer["answer"] and again[1]["kb_version"] == answer["kb_version"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url + "/health", timeout=30)
+    assert refused.value.code == 503 and "answering from the version before" in json.loads(refused.value.read())["status"]

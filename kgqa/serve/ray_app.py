@@ -12,11 +12,15 @@ KB version.
 
 One KB version everywhere: the deployment's `user_config` names the index version every replica
 is to answer from (`{"kb_version": V}`, the version `kgqa update` printed; none: whatever the index
-holds). A replica follows its index directory between batches, as `kgqa serve` does, so a
-request is answered wholly from one version; `reconfigure` switches at once where the directory
-already holds that version. A replica whose index is not the configured version a grace period
-after it was configured fails Serve's health check (Serve replaces it), so replicas never
-disagree silently; nor does one whose index cannot answer a canary question.
+holds). Given a published index (`published_index`: a directory every node can read, where `kgqa
+update` runs), each node answers from its own copy at `index_dir`, brought to the published
+version segment by segment (`kb.mirror`: the files it lacks copied and checked, the copy opened,
+then its manifest switched; a damaged copy leaves the version before) when a replica starts and
+when it is reconfigured. A replica follows its index directory between batches, as `kgqa serve`
+does, so a request is answered wholly from one version. A replica whose index is not the
+configured version a grace period after it was configured fails Serve's health check (Serve
+replaces it), so replicas never disagree silently; nor does one whose decode of a canary question
+fails.
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kgqa.decode.settings import DecodeSettings
+from kgqa.errors import KgqaError
+from kgqa.kb.mirror import mirror
+from kgqa.model.tokenizer import load_tokenizer
 from kgqa.serve.contract import BadRequest, answer_json, asked, body_json, error_body, key_refusal, reply_body
 from kgqa.serve.workers import Answered, WorkerState, answer_batch
 from kgqa.source import Source
@@ -46,7 +53,10 @@ CANARY = "北京的人口有多少？"  # asked by each health check: its decode
 class Replica:
     """One replica: a pipeline and the HTTP contract over it."""
 
-    def __init__(self, source: Source, api_key: str | None = None) -> None:
+    def __init__(self, source: Source, api_key: str | None = None, published: str | None = None) -> None:
+        self.source, self.published = source, published
+        self.problem: str | None = None  # why the node's copy is not at the published version, if it is not
+        self._mirror()
         self.qa = source.open()
         self.api_key = api_key
         self.replica = serve.get_replica_context().replica_id.unique_id
@@ -65,7 +75,19 @@ class Replica:
         directory holds it; else the health check counts the grace period down)."""
         self.wanted = config.get("kb_version") or None
         self.wanted_since = time.monotonic()
+        self._mirror()
         self.qa.follow_index()
+
+    def _mirror(self) -> None:
+        """The node's copy brought to the published index's version (where there is one); a copy
+        that fails is said in /health and leaves the version before."""
+        if self.published is None:
+            return
+        try:
+            mirror(self.published, self.source.index_dir, load_tokenizer(os.path.join(self.source.checkpoint, "tokenizer")))
+            self.problem = None
+        except KgqaError as error:
+            self.problem = str(error)
 
     def check_health(self) -> None:
         """Serve replaces a replica whose check raises: one answering from another KB version than
@@ -134,7 +156,8 @@ class Replica:
     def _health(self) -> Response:
         state = WorkerState.of(self.qa)
         current = not self.wanted or state.kb_version == self.wanted
-        body = {"status": "ok" if current else f"answering from another KB version than the configured {self.wanted}",
+        status = "ok" if current else f"answering from another KB version than the configured {self.wanted}"
+        body = {"status": status + (f" ({self.problem})" if self.problem else ""),
                 "engine": "ray", "uptime_s": round(time.time() - self.started, 1), "kb_triples": state.kb_triples,
                 "configured_kb_version": self.wanted, "pid": os.getpid(), **asdict(state), **self._served(state)}
         return Response(json.dumps(body, ensure_ascii=False), status_code=200 if current else 503,
@@ -146,22 +169,27 @@ def _error(refusal: BadRequest) -> Response:
                     media_type="application/json")
 
 
-def deployment(source: Source, replicas: int, api_key: str | None = None, kb_version: str | None = None
-               ) -> serve.Application:
+def deployment(source: Source, replicas: int, api_key: str | None = None, kb_version: str | None = None,
+               published: str | None = None) -> serve.Application:
     """`replicas` replicas answering from `source`, with `api_key` (None: none), each to answer
-    from `kb_version` (None: whatever its index holds)."""
-    return Replica.options(num_replicas=replicas, user_config={"kb_version": kb_version}).bind(source, api_key)
+    from `kb_version` (None: whatever its index holds); given `published` (an index directory),
+    `source.index_dir` is each node's copy of it."""
+    if published is not None and source.index_dir is None:
+        raise KgqaError("a published index needs index_dir: where each node keeps its copy")
+    return Replica.options(num_replicas=replicas, user_config={"kb_version": kb_version}).bind(source, api_key,
+                                                                                              published)
 
 
 def app(args: dict) -> serve.Application:
     """The application `serve run` builds from a config file's `args` (`deploy/ray-serve.yaml`):
-    `checkpoint`, `kb`, and optionally `index_dir`, `device` (cpu), `settings` (DecodeSettings'
-    fields by name), `skip_bad_lines`, `replicas` (1), `api_key` (else the environment's
-    KGQA_API_KEY, as `kgqa serve` reads it; neither: none) and `kb_version`."""
+    `checkpoint`, `kb`, and optionally `index_dir`, `published_index` (then `index_dir` is each
+    node's copy of it), `device` (cpu), `settings` (DecodeSettings' fields by name),
+    `skip_bad_lines`, `replicas` (1), `api_key` (else the environment's KGQA_API_KEY, as `kgqa
+    serve` reads it; neither: none) and `kb_version`."""
     source = Source(args["checkpoint"], args["kb"], args.get("index_dir"), args.get("device", "cpu"),
                     DecodeSettings(**args.get("settings", {})), bool(args.get("skip_bad_lines", False)))
     return deployment(source, int(args.get("replicas", 1)), args.get("api_key", os.environ.get("KGQA_API_KEY")),
-                      args.get("kb_version"))
+                      args.get("kb_version"), args.get("published_index"))
 
 
 def run(source: Source, replicas: int, host: str, port: int, api_key: str | None) -> None:
