@@ -3,7 +3,9 @@ questions one at a time for T seconds, `serve_load.py`'s client) against `kgqa s
 and then against the Ray Serve deployment with 2 replicas (`kgqa/serve/ray_app.py`, a local Ray),
 same checkpoint, KB and index, in one run: answers/s, p50, errors, and each answering process's
 memory under load (proportional: a page shared by several processes split between them, so the
-index's file pages, mapped by every replica, show as its share, not its whole).
+index's file pages, mapped by every replica, show as its share, not its whole). Then the first
+--same questions asked of the replicas in requests of 32 and one at a time, their top answers
+against `kgqa predict`'s (the library's, in this process), and the replica ids seen.
 
     python benchmarks/ray_serve_load.py --checkpoint CK [--kb KB] [--clients 8] [--seconds 30]
 """
@@ -42,10 +44,31 @@ def replica_pids(url: str, replicas: int = 2) -> list[int]:
     return sorted(pids)
 
 
+def same_answers(url: str, questions: list[str], checkpoint: str, kb: str) -> tuple[int, int]:
+    """How many of the replicas' top answers to `questions` (asked in requests of 32, then one at a
+    time) are `kgqa predict`'s, and how many replicas answered them."""
+    from kgqa.decode.settings import DecodeSettings
+    from kgqa.pipeline import KGQA
+
+    qa = KGQA.from_checkpoint(checkpoint, kb, settings=DecodeSettings(min_confidence=0.0))
+    expected = [top[0].answer() if top else "" for top in qa.ask(questions)]
+    served, replicas = [], set()
+    requests = [questions[i:i + 32] for i in range(0, len(questions), 32)] + [[q] for q in questions]
+    for asked in requests:
+        body = json.dumps({"questions": asked}).encode()
+        request = urllib.request.Request(url + "/ask", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            for answer in json.loads(response.read()):
+                served.append(answer["candidates"][0]["answer"] if answer["candidates"] else "")
+                replicas.add(answer["replica"])
+    return sum(a == b for a, b in zip(served, expected + expected)), len(replicas)
+
+
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--same", type=int, default=200, help="questions whose top answers are compared")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -88,6 +111,7 @@ def main() -> None:
         stop.set()
         watcher.join()
     rows["ray serve, 2 replicas"] = summary("Ray Serve, 2 replicas", latencies, errors, args.seconds)
+    same, replicas = same_answers(f"http://127.0.0.1:{port}", questions[:args.same], args.checkpoint, args.kb)
     serve.shutdown()
     ray.shutdown()
     peak = max(memory, key=lambda each: sum(m["pss_mb"] for m in each))
@@ -95,13 +119,16 @@ def main() -> None:
     ratio = rows["ray serve, 2 replicas"]["answers_per_s"] / rows["kgqa serve --workers 2"]["answers_per_s"]
     mine = rows["kgqa serve --workers 2"]["memory"]
     print(f"\nRay Serve / kgqa serve: {ratio:.2f}x the answers a second")
+    print(f"the same top answer as kgqa predict: {same} of {2 * len(questions[:args.same])} (in requests of 32, "
+          f"then one at a time); replicas seen: {replicas}")
     print(f"memory under load, kgqa serve --workers 2 (serving process, 2 workers, the lane): proportional "
           f"{mine['pss_mb']:.0f} MB, of it mapped files {mine['pss_file_mb']:.0f} MB; anonymous per process "
           f"{mine['anonymous_mb']} MB")
     for n, replica in enumerate(peak):
         print(f"Ray replica {n}: proportional {replica['pss_mb']:.0f} MB = anonymous {replica['anonymous_mb'][0]} MB "
               f"+ its share of mapped files {replica['pss_file_mb']:.0f} MB (resident {replica['rss_mb']:.0f} MB)")
-    record("ray_serve_load", {"clients": args.clients, "seconds": args.seconds, **rows, "ratio": ratio},
+    record("ray_serve_load", {"clients": args.clients, "seconds": args.seconds, **rows, "ratio": ratio,
+                              "same_answers": same, "asked": 2 * len(questions[:args.same]), "replicas_seen": replicas},
            f"Ray Serve, 2 replicas: {rows['ray serve, 2 replicas']['answers_per_s']:.1f} answers/s, p50 "
            f"{rows['ray serve, 2 replicas']['p50_ms']:.0f} ms beside kgqa serve --workers 2's "
            f"{rows['kgqa serve --workers 2']['answers_per_s']:.1f}, {rows['kgqa serve --workers 2']['p50_ms']:.0f} ms "

@@ -54,6 +54,11 @@ class Replica:
     """One replica: a pipeline and the HTTP contract over it."""
 
     def __init__(self, source: Source, api_key: str | None = None, published: str | None = None) -> None:
+        import torch
+
+        # torch's threads as the CPUs Ray gave the replica (as `kgqa serve` shares the cores out
+        # between its workers): by default each replica would start one per core of the node
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.source, self.published = source, published
         self.problem: str | None = None  # why the node's copy is not at the published version, if it is not
         self._mirror()
