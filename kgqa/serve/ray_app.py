@@ -200,7 +200,14 @@ def app(args: dict) -> serve.Application:
 def run(source: Source, replicas: int, host: str, port: int, api_key: str | None) -> None:
     """`kgqa serve --engine ray`: join the Ray cluster `RAY_ADDRESS` names (none: start one on this
     machine), deploy `replicas` replicas behind Serve's proxy on `host`:`port`, and serve until
-    interrupted."""
+    interrupted (Ctrl-C, SIGINT: Serve and a Ray started here shut down; at SIGTERM Ray's own
+    handler ends the process at once)."""
     ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(deployment(source, replicas, api_key), name="kgqa", route_prefix="/", blocking=True)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(deployment(source, replicas, api_key), name="kgqa", route_prefix="/", blocking=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
