@@ -319,11 +319,11 @@ class KGQA:
                 for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = self._likelihoods(questions, facts, encoded)
+        evidence = [self.learned_evidence(q, question_facts) for q, question_facts in zip(questions, facts)]
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
                              kinds, named, gains, beside, trust=1.0 if r.mentions else UNNAMED_TRUST)
-                for r, q, chosen, question_facts, scored, beam, gains
-                in zip(readings, questions, keys, facts, likelihoods, beams, self.channel_gains(questions, facts))
-                for kinds, named, beside in [self.learned_evidence(q, question_facts)]]
+                for r, q, chosen, question_facts, scored, beam, (kinds, named, beside), gains
+                in zip(readings, questions, keys, facts, likelihoods, beams, evidence, self.channel_gains(questions, facts))]
 
     def _likelihoods(self, questions: list[str], facts: list[list[Fact]], encoded: Encoded | None) -> list[np.ndarray]:
         """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
@@ -344,8 +344,10 @@ class KGQA:
         kinds, naming, wording = self.fitted.answer_kinds, self.fitted.naming, self.fitted.wording
         kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
-        beside = np.array([BOUNDED if wording is None else wording.beside(question, fact.surface) for fact in facts])
-        return kinds, named, beside
+        # per subject surface, not per key: a subject's keys share it
+        bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
+                   for surface in {fact.surface for fact in facts}}
+        return kinds, named, np.array([bounded[fact.surface] for fact in facts])
 
     def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
         """Per question, how much better each fact's predicate and object explain it than nothing

@@ -42,9 +42,7 @@ def mirror(published: str, local: str, tokenizer: Tokenizer) -> KBIndex:
                 collect_garbage(local, current)
             raise KgqaError(f"cannot take version {wanted.version or 'as built'} of the published index ({error}); "
                             f"answering from the version before", published) from None
-        with open(os.path.join(published, HEADER), "rb") as source, atomic_file(os.path.join(local, HEADER), "wb") as out:
-            shutil.copyfileobj(source, out)
-        collect_garbage(local, wanted)
+        write_manifest(local, wanted)  # the manifest checked, not the published file: it may have moved on since
     return KBIndex(local, tokenizer)
 
 

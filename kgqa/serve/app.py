@@ -23,8 +23,8 @@ import time
 from aiohttp import web
 
 from kgqa.errors import KgqaError
-from kgqa.serve.contract import (BUSY, MAX_BODY_BYTES, Asked, BadRequest, answer_json, asked, body_json, key_refusal,
-                                 reply_body)
+from kgqa.serve.contract import (BUSY, MAX_BODY_BYTES, Asked, BadRequest, answer_json, asked, body_json, error_body,
+                                 key_refusal, reply_body)
 from kgqa.serve.monitoring import Monitoring
 from kgqa.serve.scheduler import Busy, Scheduler
 from kgqa.serve.workers import Failure, Worker
@@ -36,7 +36,7 @@ log = logging.getLogger("kgqa.serve")
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers or None)
+    return web.Response(body=error_body(message), status=status, headers=headers or None, content_type="application/json")
 
 
 def _refused(refusal: BadRequest) -> web.Response:
@@ -45,7 +45,7 @@ def _refused(refusal: BadRequest) -> web.Response:
 
 async def _asked(request: web.Request) -> Asked:
     """The request's questions (`contract.asked`; BadRequest: why there are none)."""
-    return asked(body_json(request.content_type, request.charset, await request.read()))
+    return asked(body_json(request.headers.get("Content-Type", ""), await request.read()))
 
 
 def _host_guard(allowed_hosts: frozenset[str] | None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
+from email.message import Message
 
 from kgqa.candidate import Candidate, answer_record
 from kgqa.data import asked_question
@@ -39,12 +40,15 @@ class Asked:
     single: bool
 
 
-def body_json(content_type: str, charset: str | None, raw: bytes) -> object:
-    """The request's JSON body (BadRequest: 415 where it is not JSON in UTF-8, 400 where it does
-    not parse)."""
-    if content_type != "application/json":
+def body_json(content_type: str, raw: bytes) -> object:
+    """The request's JSON body, by its `Content-Type` header as sent (BadRequest: 415 where it is
+    not JSON in UTF-8, 400 where it does not parse)."""
+    header = Message()
+    header["Content-Type"] = content_type
+    if header.get_content_type() != "application/json":
         raise BadRequest(415, "expected Content-Type: application/json")
-    if (charset or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
+    charset = header.get_param("charset", "utf-8")  # an RFC 2231 one comes as a tuple: not UTF-8 as said
+    if not isinstance(charset, str) or charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
         raise BadRequest(415, "expected a UTF-8 body")
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(413, "Request Entity Too Large")

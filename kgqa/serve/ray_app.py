@@ -24,7 +24,6 @@ fails.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -41,7 +40,7 @@ from kgqa.errors import KgqaError
 from kgqa.kb.mirror import mirror
 from kgqa.model.tokenizer import load_tokenizer
 from kgqa.serve.contract import BadRequest, answer_json, asked, body_json, error_body, key_refusal, reply_body
-from kgqa.serve.workers import Answered, WorkerState, answer_batch
+from kgqa.serve.workers import Answered, ThreadWorker, WorkerState
 from kgqa.source import Source
 
 VERSION_GRACE_S = 30.0  # how long a replica may answer from another version than configured
@@ -62,7 +61,9 @@ class Replica:
         self.source, self.published = source, published
         self.problem: str | None = None  # why the node's copy is not at the published version, if it is not
         self._mirror()
-        self.qa = source.open()
+        # one decode at a time, on a thread of its own (`kgqa serve`'s worker): a health check's
+        # canary never decodes beside a batch, and the event loop keeps taking requests meanwhile
+        self.worker = ThreadWorker(source.open(), "replica")
         self.api_key = api_key
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.wanted: str | None = None  # the KB version configured (None: any)
@@ -75,13 +76,13 @@ class Replica:
         self.decode_seconds = metrics.Histogram("kgqa_decode_seconds", "Seconds of each batch's decode",
                                                 boundaries=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
 
-    def reconfigure(self, config: dict) -> None:
+    async def reconfigure(self, config: dict) -> None:
         """`{"kb_version": V}`: the index version to answer from (switched to now where the index
         directory holds it; else the health check counts the grace period down)."""
         self.wanted = config.get("kb_version") or None
         self.wanted_since = time.monotonic()
         self._mirror()
-        self.qa.follow_index()
+        await self.worker.decode([])  # a batch follows the index first: this one only that
 
     def _mirror(self) -> None:
         """The node's copy brought to the published index's version (where there is one); a copy
@@ -94,24 +95,23 @@ class Replica:
         except KgqaError as error:
             self.problem = str(error)
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         """Serve replaces a replica whose check raises: one answering from another KB version than
         configured past the grace period, or one whose decode of a canary question fails."""
-        self.qa.follow_index()
-        version = self.qa.index.version
+        decoded = await self.worker.decode([(CANARY, False)])
+        version = decoded.state.kb_version
         if self.wanted and version != self.wanted and time.monotonic() - self.wanted_since > VERSION_GRACE_S:
             raise RuntimeError(f"replica {self.replica} answers from KB version {version}, not the configured "
                                f"{self.wanted}")
-        result = answer_batch(self.qa, [(CANARY, False)]).results[0]
-        if not isinstance(result, Answered):
-            raise RuntimeError(f"replica {self.replica} cannot answer: {result.message}")
+        if not isinstance(decoded.results[0], Answered):
+            raise RuntimeError(f"replica {self.replica} cannot answer: {decoded.results[0].message}")
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _decode(self, requests: list[list[tuple[str, bool]]]) -> list[tuple[list, WorkerState]]:
-        """The questions of the requests Serve batched, in one decode on a thread; each request's
-        results, and the pipeline's state they were answered in."""
+        """The questions of the requests Serve batched, in one decode by the replica's worker; each
+        request's results, and the pipeline's state they were answered in."""
         flat = [question for request in requests for question in request]
-        decoded = await asyncio.to_thread(answer_batch, self.qa, flat)
+        decoded = await self.worker.decode(flat)
         self.decode_seconds.observe(decoded.seconds or 0.0)
         results, at = [], 0
         for request in requests:
@@ -121,26 +121,22 @@ class Replica:
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
+        method = {"/ask": "POST", "/health": "GET"}.get(path)
         refusal = key_refusal(path, request.headers.get("authorization", ""), self.api_key)
         if refusal is not None:
             response = _error(refusal)
-        elif path == "/ask" and request.method == "POST":
-            response = await self._ask(request)
-        elif path == "/health" and request.method == "GET":
-            response = self._health()
+        elif method is None:
+            response = _error(BadRequest(404, "Not Found"))
+        elif request.method != method:
+            response = _error(BadRequest(405, "Method Not Allowed"))
         else:
-            response = _error(BadRequest(404 if path not in ("/ask", "/health") else 405,
-                                         "Not Found" if path not in ("/ask", "/health") else "Method Not Allowed"))
-        self.requests.inc(tags={"path": path if path in ("/ask", "/health") else "other",
-                                "status": str(response.status_code)})
+            response = await self._ask(request) if path == "/ask" else self._health()
+        self.requests.inc(tags={"path": path if method else "other", "status": str(response.status_code)})
         return response
 
     async def _ask(self, request: Request) -> Response:
         try:
-            content_type, _, params = request.headers.get("content-type", "").partition(";")
-            charset = next((value.strip().strip('"') for key, _, value in
-                            (p.strip().partition("=") for p in params.split(";")) if key.lower() == "charset"), None)
-            wanted = asked(body_json(content_type.strip().lower(), charset, await request.body()))
+            wanted = asked(body_json(request.headers.get("content-type", ""), await request.body()))
         except BadRequest as refusal:
             return _error(refusal)
         results, state = await self._decode([(question, wanted.explain) for question in wanted.questions])
@@ -159,11 +155,11 @@ class Replica:
         return {"replica": self.replica, "kb_version": state.kb_version}
 
     def _health(self) -> Response:
-        state = WorkerState.of(self.qa)
+        state = self.worker.state  # as of its last batch (a health check decodes one every 10 s)
         current = not self.wanted or state.kb_version == self.wanted
         status = "ok" if current else f"answering from another KB version than the configured {self.wanted}"
         body = {"status": status + (f" ({self.problem})" if self.problem else ""),
-                "engine": "ray", "uptime_s": round(time.time() - self.started, 1), "kb_triples": state.kb_triples,
+                "engine": "ray", "uptime_s": round(time.time() - self.started, 1),
                 "configured_kb_version": self.wanted, "pid": os.getpid(), **asdict(state), **self._served(state)}
         return Response(json.dumps(body, ensure_ascii=False), status_code=200 if current else 503,
                         media_type="application/json; charset=utf-8")
