@@ -263,3 +263,48 @@ def test_a_damaged_new_version_is_refused_and_the_version_before_still_answers(r
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url + "/health", timeout=30)
     assert refused.value.code == 503 and "answering from the version before" in json.loads(refused.value.read())["status"]
+
+
+class _SlowWorker:
+    """A worker whose decode takes 50 ms and answers each question with itself; it records each
+    decode's questions, and fails a decode that holds "boom"."""
+
+    def __init__(self) -> None:
+        self.decodes: list[list[str]] = []
+
+    async def decode(self, asked):
+        import asyncio
+
+        from kgqa.serve.workers import Decoded, WorkerState
+
+        self.decodes.append([question for question, _ in asked])
+        await asyncio.sleep(0.05)
+        if any(question == "boom" for question, _ in asked):
+            raise RuntimeError("the decode broke")
+        return Decoded([question for question, _ in asked], WorkerState(10, "v1", True, 0.5, 32), False, 0.05)
+
+
+def test_batches_formed_while_a_replica_decodes_are_decoded_together_next():
+    import asyncio
+
+    from kgqa.serve.ray_app import Decodes
+
+    async def scenario():
+        worker, seconds = _SlowWorker(), []
+        decodes = Decodes(worker, seconds.append)
+        first = asyncio.create_task(decodes.decode([("a", False)]))
+        await asyncio.sleep(0.01)  # the first decode runs: three batches come meanwhile
+        later = [asyncio.create_task(decodes.decode([(q, False) for q in batch])) for batch in (["b", "c"], ["d"], ["e"])]
+        answered = await asyncio.gather(first, *later)
+        assert worker.decodes == [["a"], ["b", "c", "d", "e"]]
+        assert [results for results, _ in answered] == [["a"], ["b", "c"], ["d"], ["e"]]
+        assert {state.kb_version for _, state in answered} == {"v1"} and seconds == [0.05, 0.05]
+        # a decode that fails fails every batch it held, and the next decode still runs
+        held = asyncio.create_task(decodes.decode([("x", False)]))
+        await asyncio.sleep(0.01)
+        failing = [asyncio.create_task(decodes.decode([(q, False)])) for q in ("boom", "y")]
+        outcomes = await asyncio.gather(held, *failing, return_exceptions=True)
+        assert outcomes[0][0] == ["x"] and all(isinstance(o, RuntimeError) for o in outcomes[1:])
+        assert (await decodes.decode([("z", False)]))[0] == ["z"]
+
+    asyncio.run(scenario())

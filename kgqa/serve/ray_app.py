@@ -6,8 +6,8 @@ HTTP contract as `kgqa serve` (`kgqa.serve.contract`: `POST /ask` one question o
     serve run deploy/ray-serve.yaml              # or: kgqa serve --engine ray --replicas N
 
 Each replica opens the pipeline `kgqa serve` opens (one `Source`) and answers the questions of
-the requests Serve batches together (`@serve.batch`) in one decode, on a thread, so it keeps
-taking requests meanwhile. Every answer and `/health` say which replica answered and from which
+the requests Serve batches together (`@serve.batch`), with the batches formed while the decode
+before ran, in one decode (`Decodes`), on a thread, so it keeps taking requests meanwhile. Every answer and `/health` say which replica answered and from which
 KB version.
 
 One KB version everywhere: the deployment's `user_config` names the index version every replica
@@ -24,10 +24,12 @@ fails.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from dataclasses import asdict
+from typing import Callable
 
 import ray
 from ray import serve
@@ -40,15 +42,56 @@ from kgqa.errors import KgqaError
 from kgqa.kb.mirror import mirror
 from kgqa.model.tokenizer import load_tokenizer
 from kgqa.serve.contract import BadRequest, answer_json, asked, body_json, error_body, key_refusal, reply_body
-from kgqa.serve.workers import Answered, ThreadWorker, WorkerState
+from kgqa.serve.workers import Answered, ThreadWorker, Worker, WorkerState
 from kgqa.source import Source
 
 VERSION_GRACE_S = 30.0  # how long a replica may answer from another version than configured
 CANARY = "北京的人口有多少？"  # asked by each health check: its decode must still run
 
 
+MAX_ONGOING_REQUESTS = 64  # a replica's requests at once (Serve's router sends it no more)
+
+
+class Decodes:
+    """A replica's decodes, one at a time: the batches handed in while one decodes wait, and are
+    decoded together, as one, when it ends. Serve's batching hands each batch on as soon as it is
+    formed (its next batch is formed meanwhile, from what comes in its wait), so under load it
+    forms batches of about one request while a decode runs; this takes the place of its limit of
+    one batch at a time, so that a decode holds every question that came during the one before
+    (as `kgqa serve`'s scheduler hands a free worker its whole queue)."""
+
+    def __init__(self, worker: Worker, observe: Callable[[float], None]) -> None:
+        self.worker, self.observe = worker, observe  # observe: each decode's seconds
+        self.waiting: list[tuple[list[tuple[str, bool]], asyncio.Future]] = []
+        self.turn = asyncio.Lock()
+
+    async def decode(self, asked: list[tuple[str, bool]]) -> tuple[list, WorkerState]:
+        """`asked`'s results, in order, and the pipeline's state they were answered in."""
+        mine = asyncio.get_running_loop().create_future()
+        self.waiting.append((asked, mine))
+        async with self.turn:
+            if not mine.done():  # no decode before this one took it
+                taken, self.waiting = self.waiting, []
+                try:
+                    decoded = await self.worker.decode([question for batch, _ in taken for question in batch])
+                except asyncio.CancelledError:  # the others taken are not cancelled: they fail
+                    for _, future in taken:
+                        future.cancel() if future is mine else future.set_exception(RuntimeError("decode cancelled"))
+                    raise
+                except Exception as error:  # every batch taken hears it, not only this one
+                    for _, future in taken:
+                        future.set_exception(error)
+                else:
+                    self.observe(decoded.seconds or 0.0)
+                    at = 0
+                    for batch, future in taken:
+                        future.set_result((decoded.results[at:at + len(batch)], decoded.state))
+                        at += len(batch)
+        return await mine
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60,
-                  max_ongoing_requests=64)
+                  max_ongoing_requests=MAX_ONGOING_REQUESTS)
 class Replica:
     """One replica: a pipeline and the HTTP contract over it."""
 
@@ -73,8 +116,9 @@ class Replica:
         self.answers = metrics.Counter("kgqa_answers", "Questions answered (abstentions among them)")
         self.abstentions = metrics.Counter("kgqa_abstentions", "Questions given no answer (no KB key reachable, "
                                            "or a confidence below the minimum)")
-        self.decode_seconds = metrics.Histogram("kgqa_decode_seconds", "Seconds of each batch's decode",
-                                                boundaries=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+        seconds = metrics.Histogram("kgqa_decode_seconds", "Seconds of each batch's decode",
+                                    boundaries=[0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6])
+        self.decodes = Decodes(self.worker, seconds.observe)
 
     async def reconfigure(self, config: dict) -> None:
         """`{"kb_version": V}`: the index version to answer from (switched to now where the index
@@ -106,18 +150,17 @@ class Replica:
         if not isinstance(decoded.results[0], Answered):
             raise RuntimeError(f"replica {self.replica} cannot answer: {decoded.results[0].message}")
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, max_concurrent_batches=MAX_ONGOING_REQUESTS)
     async def _decode(self, requests: list[list[tuple[str, bool]]]) -> list[tuple[list, WorkerState]]:
-        """The questions of the requests Serve batched, in one decode by the replica's worker; each
-        request's results, and the pipeline's state they were answered in."""
-        flat = [question for request in requests for question in request]
-        decoded = await self.worker.decode(flat)
-        self.decode_seconds.observe(decoded.seconds or 0.0)
-        results, at = [], 0
+        """The questions of the requests Serve batched, decoded by the replica's worker with the
+        other batches waiting for it (`Decodes`); each request's results, and the pipeline's state
+        they were answered in."""
+        results, state = await self.decodes.decode([question for request in requests for question in request])
+        out, at = [], 0
         for request in requests:
-            results.append((decoded.results[at:at + len(request)], decoded.state))
+            out.append((results[at:at + len(request)], state))
             at += len(request)
-        return results
+        return out
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
