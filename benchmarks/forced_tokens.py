@@ -104,10 +104,10 @@ def main() -> None:
     stepper.Stepper.step, forced_runs.ForcedRuns.log_probs = counted_pass, counted_step
     forced_runs.ForcedRuns.forced = counted_jump
     try:
-        qa.beam(qa.read(questions[:1]), top_k=1)  # warm
+        qa.beam(qa.read(questions[:1]), 1)  # warm
         counts.clear()
         for start in range(0, len(questions), args.batch_size):
-            qa.beam(qa.read(questions[start:start + args.batch_size]), top_k=beams)
+            qa.beam(qa.read(questions[start:start + args.batch_size]), beams)
     finally:
         processors.TrieConstraint.__call__ = original
         stepper.Stepper.step, forced_runs.ForcedRuns.log_probs = step, log_probs

@@ -200,7 +200,7 @@ class KGQA:
                 results.extend([c for c, _ in self._ranked(candidate_set, s.top_k)[: s.top_k]]
                                for candidate_set in self.candidate_sets(batch))
             else:
-                results.extend(self.beam(self.read(batch), top_k=s.top_k))
+                results.extend(self.beam(self.read(batch), s.top_k))
         return results
 
     def explain(self, question: str) -> Explanation:
@@ -247,11 +247,11 @@ class KGQA:
         spelling however they were typed (`kgqa.reading`)."""
         return [read(self.index, question, self._ordinary) for question in questions]
 
-    def beam(self, readings: list[Reading], top_k: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
-        """The constrained beam's top-k KB keys per question, best first (`encoded`: the
+    def beam(self, readings: list[Reading], returned: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
+        """The constrained beam's first `returned` KB keys per question, best first (`encoded`: the
         questions already read by the encoder, from `encode`)."""
         return constrained_generate(self.model, self.tokenizer, self.index, [r.text for r in readings], self.settings,
-                                    top_k, encoded, [r.mentions for r in readings])
+                                    returned, encoded, [r.mentions for r in readings])
 
     def encode(self, questions: list[str]) -> Encoded | None:
         """The questions read once by the encoder, for the beam and the likelihoods both (None for

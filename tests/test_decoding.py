@@ -80,7 +80,7 @@ def test_the_processors_name_a_bad_argument(sample_kb):
 
     _, _, tokenizer, index = sample_kb
     walker = TrieWalker(index, tokenizer, [[]])
-    with pytest.raises(ValueError, match="`num_beams`"):
+    with pytest.raises(ValueError, match="`beams`"):
         TrieConstraint(walker, 0)
     with pytest.raises(ValueError, match="`lookahead`"):
         Lookahead(walker, ["问题"], 4, lookahead=-1.0)

@@ -30,13 +30,13 @@ PASS_COST = {"cpu": 64, "cuda": 4096}
 
 
 class ForcedRuns:
-    """Log-probabilities for the `num_beams` rows of each question the stepper holds, as
+    """Log-probabilities for the `beams` rows of each question the stepper holds, as
     `beam_search` asks for them a step at a time; rows move with `reorder` and `keep`."""
 
-    def __init__(self, stepper: Stepper, walker: TrieWalker, num_beams: int, vocabulary: int) -> None:
+    def __init__(self, stepper: Stepper, walker: TrieWalker, beams: int, vocabulary: int) -> None:
         self.stepper = stepper
         self.walker = walker
-        self.num_beams = num_beams
+        self.beams = beams
         self.vocabulary = vocabulary
         rows, length = stepper.source.shape[0], stepper.max_length
         self.device = device = stepper.source.device
@@ -98,7 +98,7 @@ class ForcedRuns:
         length = prefixes.shape[1]
         limit = min(MAX_RUN, self.stepper.max_length - length)
         ids = prefixes[torch.from_numpy(need).to(self.device)].tolist()
-        runs = [self.walker.forced_run(self.walker.question(int(row), self.num_beams), row_ids, limit)
+        runs = [self.walker.forced_run(self.walker.question(int(row), self.beams), row_ids, limit)
                 for row, row_ids in zip(need, ids)]
         # EOS ends a run: nothing is fed after it
         fed = [[row_ids[-1]] + (run[:-1] if run and run[-1] == self.walker.tokenizer.eos_id else run)

@@ -20,29 +20,29 @@ from kgqa.candidate import Candidate
 
 @torch.no_grad()
 def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex, questions: list[str],
-                         settings: DecodeSettings, top_k: int | None = None,
+                         settings: DecodeSettings, returned: int | None = None,
                          encoded: Encoded | None = None, mentions: list[list[int]] | None = None
                          ) -> list[list[Candidate]]:
-    """Top-k (default: `settings.top_k`) KB answers per question, best first, from one beam search
-    of `settings.beams`; a question with no reachable key gets []. `encoded`: the questions as the
+    """`returned` KB answers per question (default: `settings.top_k`; at most `settings.beams`: the
+    beam's hypotheses), best first, from one beam search of `settings.beams`; a question with no reachable key gets []. `encoded`: the questions as the
     encoder read them, where the caller has them (models the stepper runs; else they are encoded here).
     `mentions`: each question's KB subjects, longest first, where the caller read them
     (`kgqa.reading`); else those the question spells as the KB does."""
-    num_beams = settings.beams
-    top_k = min(settings.top_k if top_k is None else top_k, num_beams)
+    beams = settings.beams
+    returned = min(settings.top_k if returned is None else returned, beams)
     input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
     if mentions is None:
         mentions = [index.mentions(q) for q in questions]
     walker = TrieWalker(index, tokenizer, mentions if settings.restrict_mentions else [[] for _ in questions])
-    processors: list[LogitsProcessor] = [TrieConstraint(walker, num_beams)]
+    processors: list[LogitsProcessor] = [TrieConstraint(walker, beams)]
     if settings.lookahead or settings.mention_lookahead:
-        processors.append(Lookahead(walker, questions, num_beams, settings.lookahead, settings.mention_lookahead))
-    sequences, scores = _search(model, tokenizer, input_ids, attention, LogitsProcessorList(processors), num_beams, top_k,
+        processors.append(Lookahead(walker, questions, beams, settings.lookahead, settings.mention_lookahead))
+    sequences, scores = _search(model, tokenizer, input_ids, attention, LogitsProcessorList(processors), beams, returned,
                                 walker, encoded)
     results: list[list[Candidate]] = []
     for q in range(len(questions)):
         candidates: list[Candidate] = []
-        for k in range(q * top_k, (q + 1) * top_k):
+        for k in range(q * returned, (q + 1) * returned):
             ids = sequences[k][walker.skip:]
             if tokenizer.eos_id not in ids or not is_real(scores[k]):
                 continue
@@ -58,24 +58,24 @@ _MAX_NEW_TOKENS = 96
 
 
 def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tensor, attention: torch.Tensor,
-            processors: LogitsProcessorList, num_beams: int, top_k: int,
+            processors: LogitsProcessorList, beams: int, returned: int,
             walker: TrieWalker, encoded: Encoded | None) -> tuple[list[list[int]], list[float]]:
-    """(sequences, scores), `top_k` per question: models the stepper runs through it and our
+    """(sequences, scores), `returned` per question: models the stepper runs through it and our
     copy of HF's beam search (the same hypotheses, without `generate`'s per-step wrapping);
     others, and greedy search, through `generate`."""
-    if num_beams > 1 and Stepper.handles(model):
-        stepper = Stepper(model, encoded or Encoded(model, input_ids, attention), num_beams, 1 + _MAX_NEW_TOKENS)
-        decoder = ForcedRuns(stepper, walker, num_beams, model.config.vocab_size)
-        sequences, scores = beam_search(decoder, processors, len(input_ids), num_beams,
+    if beams > 1 and Stepper.handles(model):
+        stepper = Stepper(model, encoded or Encoded(model, input_ids, attention), beams, 1 + _MAX_NEW_TOKENS)
+        decoder = ForcedRuns(stepper, walker, beams, model.config.vocab_size)
+        sequences, scores = beam_search(decoder, processors, len(input_ids), beams,
                                         model.config.decoder_start_token_id, tokenizer.eos_id,
-                                        1 + _MAX_NEW_TOKENS, top_k, on_keep=walker.keep)
+                                        1 + _MAX_NEW_TOKENS, returned, on_keep=walker.keep)
         return sequences.tolist(), scores.tolist()
     output = model.generate(
         **extra_inputs(model, input_ids),
         input_ids=input_ids,
         attention_mask=attention,
-        num_beams=num_beams,
-        num_return_sequences=top_k,
+        num_beams=beams,
+        num_return_sequences=returned,
         max_new_tokens=_MAX_NEW_TOKENS,
         do_sample=False,
         logits_processor=processors,
@@ -85,4 +85,4 @@ def _search(model: PreTrainedModel, tokenizer: Tokenizer, input_ids: torch.Tenso
         eos_token_id=tokenizer.eos_id,
     )
     sequences = output.sequences.tolist()
-    return sequences, output.sequences_scores.tolist() if num_beams > 1 else [0.0] * len(sequences)
+    return sequences, output.sequences_scores.tolist() if beams > 1 else [0.0] * len(sequences)

@@ -1,5 +1,5 @@
 """The decoding rules, each a transformers `LogitsProcessor` with one `__call__(input_ids, scores)`
-contract: `input_ids` (rows, length) are the rows' prefixes, `num_beams` rows to a question in
+contract: `input_ids` (rows, length) are the rows' prefixes, `beams` rows to a question in
 order, and `scores` (rows, vocabulary) their next-token log-probabilities; each returns the scores
 with its rule applied. `TrieConstraint` lets the decoder write only `S [SEP] P [SEP] M [EOS]` keys
 of the KB, whatever the weights; `Lookahead` rewards tokens that lead to keys with more evidence in
@@ -52,7 +52,7 @@ class TrieWalker:
         self.runs: dict[tuple[Trie | None, int], list[int]] = {}  # the forced run from a trie node
 
     def keep(self, questions: list[int]) -> None:
-        """Only the rows of `questions` go on, `num_beams` each, in that order (beam search drops
+        """Only the rows of `questions` go on, `beams` each, in that order (beam search drops
         the questions it has finished, as `Stepper.keep` does their rows)."""
         self.alive = questions
 
@@ -80,15 +80,15 @@ class TrieWalker:
             return TrieState(self.index.tail_trie(value), ROOT, value, None)
         return TrieState(None, -1, state.sid, value)
 
-    def question(self, row: int, num_beams: int) -> int:
-        """The question beam row `row` belongs to, `num_beams` rows to a question."""
-        return row // num_beams if self.alive is None else self.alive[row // num_beams]
+    def question(self, row: int, beams: int) -> int:
+        """The question beam row `row` belongs to, `beams` rows to a question."""
+        return row // beams if self.alive is None else self.alive[row // beams]
 
-    def row_states(self, input_ids: torch.Tensor, num_beams: int) -> list[tuple[int, TrieState | None]]:
+    def row_states(self, input_ids: torch.Tensor, beams: int) -> list[tuple[int, TrieState | None]]:
         """(question, state) per row; state None while the forced label prefix is being written."""
         rows = []
         for row, ids in enumerate(input_ids.tolist()):
-            question = self.question(row, num_beams)
+            question = self.question(row, beams)
             if len(ids) < self.skip:
                 rows.append((question, None))
             else:
@@ -135,18 +135,18 @@ class TrieWalker:
 class TrieConstraint(LogitsProcessor):
     """Masks every token that would leave the KB's key set; finished rows may only repeat EOS."""
 
-    def __init__(self, walker: TrieWalker, num_beams: int) -> None:
-        if not isinstance(num_beams, int) or num_beams < 1:
-            raise ValueError(f"`num_beams` has to be a positive integer, not {num_beams!r}")
+    def __init__(self, walker: TrieWalker, beams: int) -> None:
+        if not isinstance(beams, int) or beams < 1:
+            raise ValueError(f"`beams` has to be a positive integer, not {beams!r}")
         self.walker = walker
-        self.num_beams = num_beams
+        self.beams = beams
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """`scores` with every token no KB key continues with set to -inf."""
         rows: list[int] = []
         allowed: list[int] = []
         for row, ids in enumerate(input_ids.tolist()):
-            tokens = self.walker.allowed(self.walker.question(row, self.num_beams), ids)
+            tokens = self.walker.allowed(self.walker.question(row, self.beams), ids)
             rows.extend([row] * len(tokens))
             allowed.extend(tokens)
         mask = torch.ones(scores.shape, dtype=torch.bool)  # built on the CPU from the trie: one transfer a step
@@ -180,16 +180,16 @@ class Lookahead(LogitsProcessor):
     The model decides wherever the evidence is tied, and always for the disambiguation.
     """
 
-    def __init__(self, walker: TrieWalker, questions: list[str], num_beams: int,
+    def __init__(self, walker: TrieWalker, questions: list[str], beams: int,
                  lookahead: float = 1.0, mention_lookahead: float = 0.0) -> None:
-        if not isinstance(num_beams, int) or num_beams < 1:
-            raise ValueError(f"`num_beams` has to be a positive integer, not {num_beams!r}")
+        if not isinstance(beams, int) or beams < 1:
+            raise ValueError(f"`beams` has to be a positive integer, not {beams!r}")
         for name, weight in (("lookahead", lookahead), ("mention_lookahead", mention_lookahead)):
             if not weight >= 0:
                 raise ValueError(f"`{name}` has to be a non-negative number, not {weight!r}")
         self.walker = walker
         self.questions = questions
-        self.num_beams = num_beams
+        self.beams = beams
         self.lookahead = lookahead
         self.mention_lookahead = mention_lookahead
         self.evidence: dict[tuple[int, int | None], dict[int, int]] = {}
@@ -211,7 +211,7 @@ class Lookahead(LogitsProcessor):
         rows: list[int] = []
         tokens: list[int] = []
         bonus: list[float] = []
-        for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.num_beams)):
+        for row, (question, state) in enumerate(self.walker.row_states(input_ids, self.beams)):
             if state is None or state.trie is None:
                 continue
             weight = self.mention_lookahead if state.sid is None else self.lookahead

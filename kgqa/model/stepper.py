@@ -40,33 +40,33 @@ class Encoded:
         self.cross = [(layers.split(keys).transpose(-1, -2).contiguous(), layers.split(values).contiguous())
                       for keys, values in layers.cross_projections(encoded)]
 
-    def rows(self, questions: torch.Tensor | None, rows_per_question: int
+    def rows(self, questions: torch.Tensor | None, beams: int
              ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """(source ids, cross mask, per-layer cross keys and values) for `rows_per_question` decoder
+        """(source ids, cross mask, per-layer cross keys and values) for `beams` decoder
         rows per question of `questions` (None: all), cut to the longest of them."""
         if questions is None:
             questions = torch.arange(len(self.source), device=self.source.device)
         width = int(self.lengths[questions].max())
-        rows = questions.repeat_interleave(rows_per_question)
+        rows = questions.repeat_interleave(beams)
         return (self.source[rows, :width], self.cross_mask[rows, :, :width],
                 [(keys[rows, :, :, :width], values[rows, :, :width]) for keys, values in self.cross])
 
 
 class Stepper:
-    """Decoder state for `rows` hypotheses, `rows_per_question` to each question of `encoded`
-    (or of the subset `questions`)."""
+    """Decoder state for `rows` hypotheses, `beams` to each question of `encoded` (or of the
+    subset `questions`; 1 for the likelihoods' prefix trees, whose rows are no beam)."""
 
     @staticmethod
     def handles(model: PreTrainedModel) -> bool:
         """Whether the stepper can run `model`: T5-family models (T5, mT5, CopyT5) and BART."""
         return _layers(model) is not None
 
-    def __init__(self, model: PreTrainedModel, encoded: Encoded, rows_per_question: int, max_length: int,
+    def __init__(self, model: PreTrainedModel, encoded: Encoded, beams: int, max_length: int,
                  questions: torch.Tensor | None = None) -> None:
         self.model = model
         self.layers = _layers(model)
         self.heads, self.head_dim = self.layers.heads, self.layers.head_dim
-        self.source, self.cross_mask, self.cross = encoded.rows(questions, rows_per_question)
+        self.source, self.cross_mask, self.cross = encoded.rows(questions, beams)
         rows = self.source.shape[0]
         dtype, device = self.cross_mask.dtype, self.source.device
         # per layer: the rows' self-attention keys and values, (rows, heads, capacity, head_dim);
@@ -122,7 +122,7 @@ class Stepper:
 
     def tree(self, tokens: torch.Tensor, depths: torch.Tensor, ancestors: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass over a prefix tree of decoder inputs per row (rows_per_question 1): `tokens`
+        """One pass over a prefix tree of decoder inputs per row (`beams` 1): `tokens`
         (rows, n) whose node j sits at `depths[:, j]` and sees the nodes `ancestors[:, j]` marks
         (itself and the nodes on its path from the root). (final hidden states, copy attention
         over the question): each node's as the forward gives them after its path; `head` turns
