@@ -45,6 +45,7 @@ _INDEX_COMMANDS = ("index", "update", "merge")  # no model: transformers (half a
 
 
 @click.group()
+@click.version_option(package_name="kgqa", message="kgqa %(version)s")
 @click.pass_context
 def main(context: click.Context) -> None:
     """Answer Chinese one-hop questions over a knowledge graph (KgCLUE)."""
@@ -139,56 +140,71 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
     click.echo(f"{index_dir}: {len(counts)} merges; {merged.triples} triples in {len(merged.segments)} segment(s)")
 
 
+def _field_options(settings_class: type) -> list:
+    """One option per field of the dataclass `settings_class` that has `help` metadata: named for
+    the field (or its `flag`), typed by its default (or its `type`: int, float, "path", "text"),
+    bounded by its `min`/`max` (`min_open`/`max_open`: bounds excluded), required where the field
+    has no default, its default shown from the field (or as `shown` says, for a default of None);
+    a flag pair for a boolean."""
+    from dataclasses import MISSING, fields
+
+    options = []
+    for setting in fields(settings_class):
+        meta = setting.metadata
+        if "help" not in meta:
+            continue
+        flag = meta.get("flag", setting.name.replace("_", "-"))
+        required = setting.default is MISSING
+        default = None if required else setting.default
+        kind = meta.get("type", type(default))
+        if kind is bool:
+            options.append(click.option(f"--{flag}/--no-{flag}", setting.name, default=default, show_default=True,
+                                        help=meta["help"]))
+            continue
+        if kind in ("path", "text"):
+            value = click.Path() if kind == "path" else str
+        elif "min" in meta or "max" in meta:
+            value = (click.IntRange if kind is int else click.FloatRange)(
+                min=meta.get("min"), max=meta.get("max"), min_open=meta.get("min_open", False),
+                max_open=meta.get("max_open", False))
+        else:
+            value = click.INT if kind is int else click.FLOAT
+        given = {"required": True} if required else {"default": default,
+                                                     "show_default": meta.get("shown", default is not None)}
+        options.append(click.option(f"--{flag}", setting.name, type=value, help=meta["help"], **given))
+    return options
+
+
+def _train_options(command):
+    """`kgqa train`'s options: one per `TrainConfig` field that has help, the width and depth of a
+    model trained from scratch, the device and --skip-bad-lines."""
+    from kgqa.train_settings import ScratchShape, TrainConfig
+
+    shape = ScratchShape()
+    options = _field_options(TrainConfig) + [
+        click.option("--d-model", type=click.IntRange(min=1), default=shape.d_model, show_default=True,
+                     help="Width of a model trained from scratch (its feed-forward layers four times as wide)."),
+        click.option("--layers", type=click.IntRange(min=1), default=shape.num_layers, show_default=True,
+                     help="Encoder and decoder layers of a model trained from scratch."),
+        _device_option, _skip_bad_lines_option]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option("--train", "train_file", required=True, type=click.Path(), help="KgCLUE train.json")
-@click.option("--dev", type=click.Path(), help="KgCLUE dev.json, reported each epoch (never used to choose the checkpoint).")
-@click.option("--kb", required=True, type=click.Path(), help="Knowledge base, S<TAB>P<TAB>O lines.")
-@click.option("--model", default="scratch", show_default=True,
-              help="'scratch' or a local/hub seq2seq checkpoint (T5, mT5, BART).")
-@click.option("--output", default="checkpoints/kgclue", show_default=True, type=click.Path())
-@click.option("--epochs", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--kb-questions", type=click.IntRange(min=0), default=None, help="KB-generated questions added per epoch.")
-@click.option("--object-tokens", type=click.IntRange(min=0), default=None,
-              help="Object tokens taught after each key's end, whose likelihood the reranker reads (default 0: none).")
-@click.option("--channel-epochs", type=click.IntRange(min=0), default=None,
-              help="Passes of the noisy channel over the training questions (default 24; 0: no channel).")
-@click.option("--d-model", type=click.IntRange(min=1), default=None, help="Scratch model width.")
-@click.option("--layers", type=click.IntRange(min=1), default=None, help="Scratch encoder and decoder layers.")
-@click.option("--dev-limit", type=click.IntRange(min=0), default=None, help="Dev questions scored per epoch (0: all).")
-@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Share of train predicates held out to choose the checkpoint and fit the reranker (0.08).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@_device_option
-@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Split each batch into this many micro-batches (less memory, same gradient).")
-@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.")
-@_skip_bad_lines_option
+@_train_options
 @_user_errors
-def train(train_file, dev, kb, model, output, epochs, batch_size, lr, kb_questions, object_tokens, channel_epochs,
-          d_model, layers, dev_limit, holdout, seed, device, grad_accum, resume, skip_bad_lines) -> None:
+def train(d_model: int, layers: int, **options) -> None:
     """Fine-tune (or train from scratch) question -> S [SEP] P [SEP] M [EOS] (then the object's first
-    --object-tokens)."""
-    from dataclasses import replace
+    --object-tokens); keep OUTPUT/best by the held-out predicates' score, then fit the reranker and
+    the confidence calibrator beside it."""
+    from kgqa.train import train as run
+    from kgqa.train_settings import ScratchShape, TrainConfig
 
-    from kgqa.model.seq2seq import ScratchShape
-    from kgqa.train import TrainConfig, train as run
-
-    config = TrainConfig(train=train_file, kb=kb, dev=dev, model=model, output=output, seed=seed, resume=resume,
-                         device=device, grad_accum=grad_accum, skip_bad_lines=skip_bad_lines)
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "kb_questions": kb_questions,
-                 "object_tokens": object_tokens, "channel_epochs": channel_epochs, "holdout": holdout}
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    if dev_limit is not None:
-        config.dev_limit = dev_limit or None
-    if d_model is not None or layers is not None:
-        shape = ScratchShape()
-        width = d_model or shape.d_model
-        depth = layers or shape.num_layers
-        config.shape = replace(shape, d_model=width, d_ff=4 * width, num_layers=depth, num_decoder_layers=depth)
+    config = TrainConfig(**options, shape=ScratchShape().sized(d_model, layers))
     best = run(config)
-    click.echo(f"best held-out: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {output}/best")
+    click.echo(f"best held-out: {json.dumps(best, ensure_ascii=False)}" if best else f"saved {config.output}/best")
 
 
 @main.command("fit-reranker")
@@ -239,8 +255,6 @@ def _paths_checked(command):
 def _decode_options(command):
     """The options of the commands that answer: the checkpoint, the KB, and one per
     `DecodeSettings` field that has help (a flag pair for a boolean)."""
-    from dataclasses import fields
-
     from kgqa.decode.settings import DecodeSettings
 
     options = [
@@ -248,18 +262,7 @@ def _decode_options(command):
         click.option("--kb", required=True, type=click.Path(), help="Knowledge base file."),
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
     ]
-    for setting in fields(DecodeSettings):
-        if "help" not in setting.metadata:
-            continue
-        flag = setting.metadata.get("flag", setting.name.replace("_", "-"))
-        if isinstance(setting.default, bool):
-            options.append(click.option(f"--{flag}/--no-{flag}", setting.name, default=setting.default,
-                                        show_default=True, help=setting.metadata["help"]))
-        else:
-            kind = click.IntRange if isinstance(setting.default, int) else click.FloatRange
-            bounds = kind(min=setting.metadata.get("min"), max=setting.metadata.get("max"))
-            options.append(click.option(f"--{flag}", setting.name, type=bounds,
-                                        default=setting.default, show_default=True, help=setting.metadata["help"]))
+    options += _field_options(DecodeSettings)
     command = _paths_checked(command)
     for option in reversed(options + [_device_option, _skip_bad_lines_option]):
         command = option(command)
@@ -315,7 +318,9 @@ def _every_question_answered(min_confidence: float | None) -> float:
 @click.argument("question", required=False)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates shown.")
 @click.option("--explain", is_flag=True, help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
-@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON line.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the answer as one JSON line, as the service's /ask gives it (with --explain: the whole "
+                   "explanation).")
 @_decode_options
 @_user_errors
 def ask(question, top_k, explain, as_json, **decode) -> None:

@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import Iterator
 
 import numpy as np
@@ -35,7 +35,7 @@ from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from kgqa.model.checkpoint_settings import is_checkpoint, read_settings
-from kgqa.model.seq2seq import (ScratchShape, count_parameters, encode_questions, pad_targets, pick_device,
+from kgqa.model.seq2seq import (count_parameters, encode_questions, pad_targets, pick_device,
                                 pretrained_start, scratch_model)
 from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
 from kgqa.reading import read
@@ -44,59 +44,7 @@ from kgqa.process_group import join, leave, shard
 from kgqa.candidate import best_answer
 from kgqa.rank.bundle import Fitted, fit
 from kgqa.rank.features import CandidateSet
-
-
-@dataclass
-class TrainConfig:
-    train: str
-    kb: str
-    dev: str | None = None
-    model: str = "scratch"
-    output: str = "checkpoints/kgclue"
-    epochs: int | None = None  # None: the model family's (RECIPES)
-    batch_size: int = 64
-    lr: float | None = None  # None: the model family's (RECIPES)
-    warmup_steps: int = 300
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.0
-    kb_questions: int = 6000  # KB-generated questions mixed into each epoch
-    # object tokens taught after each key's end (0: none): their likelihood is the reranker's reading
-    # of whether a candidate's object answers the question's wording. 0 by default: on the 7M
-    # scratch model the reading moves no held-out question's ranking, and costs a longer target
-    object_tokens: int = 0
-    # passes of the noisy channel over the training questions, trained before the reranker's fit
-    # (`rank/channel.py`; 0: none)
-    channel_epochs: int = 24
-    vocab_size: int = 6000
-    shape: ScratchShape = field(default_factory=ScratchShape)
-    dev_limit: int | None = 500  # dev questions reported per epoch (None: all); never used to choose
-    holdout: float = 0.08  # share of train predicates held out for checkpoint choice and reranking
-    holdout_limit: int | None = 400  # held-out questions scored per epoch (None: all)
-    beams: int = DecodeSettings.beams  # per-epoch scoring and the reranker fit decode as `kgqa predict` does
-    max_question_tokens: int = DecodeSettings.max_question_tokens
-    save_every: int = 200  # steps between resumable saves of `last/`
-    seed: int = 0
-    device: str = "auto"  # auto: a GPU where one is present
-    grad_accum: int = 1  # micro-batches per batch (same batch, same schedule, less memory)
-    resume: bool = False
-    index_dir: str | None = None
-    skip_bad_lines: bool = False  # KB lines that are no triple skipped, not refused (`read_kb`)
-    progress: bool = True
-
-
-# (peak learning rate, epochs) where --lr / --epochs are not given, by where the weights come from.
-# From scratch the 7M model needs a high rate and five passes (measured: docs/benchmarks.md);
-# pretrained weights are fine-tuned gently, at the AdamW rates commonly used for each family
-# (T5/mT5 3e-4, BART 3e-5), and converge in fewer passes. Warm-up, then cosine decay to 10%
-# of the peak (`_lr_factor`), for all.
-RECIPES = {"scratch": (3e-3, 5), "t5": (3e-4, 3), "mt5": (3e-4, 3), "bart": (3e-5, 3)}
-OTHER_PRETRAINED = (1e-4, 3)
-
-
-def recipe(config: TrainConfig, model_type: str) -> TrainConfig:
-    """`config` with its learning rate and epochs filled in from RECIPES where they are None."""
-    lr, epochs = RECIPES["scratch"] if config.model == "scratch" else RECIPES.get(model_type, OTHER_PRETRAINED)
-    return replace(config, lr=config.lr or lr, epochs=config.epochs or epochs)
+from kgqa.train_settings import TrainConfig, recipe
 
 
 def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:
@@ -155,7 +103,7 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, float]:
-    """The official metric of `qa`'s answers to the first `limit` questions (None: all)."""
+    """The official metric of `qa`'s answers to the first `limit` questions (0: all)."""
     subset = dev[:limit] if limit else dev
     answered = qa.ask([q.question for q in subset])
     return score([best_answer(candidates) for candidates in answered], [q.answer for q in subset])

@@ -489,3 +489,46 @@ def test_a_bad_kb_line_is_named_by_every_command_and_skipped_only_when_asked(ove
     # the index it built skipping them, cached, is refused the same way without the flag
     again = CliRunner().invoke(main, commands["ask"], env=env)
     assert again.exit_code == 1 and again.output.strip().splitlines()[-1].endswith(first), again.output
+
+
+def test_train_options_are_the_config_fields_each_with_help_and_reach_the_run(monkeypatch):
+    from dataclasses import fields
+
+    import kgqa.train
+    from kgqa.train_settings import ScratchShape, TrainConfig
+
+    class Ran(Exception):
+        pass
+
+    def ran(config):
+        raise Ran(config)
+
+    monkeypatch.setattr(kgqa.train, "train", ran)
+    helped = [f.name for f in fields(TrainConfig) if "help" in f.metadata]
+    shown = CliRunner().invoke(main, ["train", "--help"]).output
+    for name in helped + ["d_model", "layers", "device", "skip_bad_lines"]:
+        assert f"--{name.replace('_', '-')}" in shown
+    # every option explains itself: no option line without words after it
+    options = [line.split()[0] for line in shown.splitlines() if line.strip().startswith("--")]
+    assert all(len(line.split()) > 2 for line in shown.splitlines() if line.strip().startswith("--")), options
+    result = CliRunner().invoke(main, ["train", "--train", "t.json", "--kb", "kb.tsv", "--epochs", "2", "--lr", "0.01",
+                                       "--batch-size", "8", "--dev-limit", "0", "--holdout", "0.25", "--d-model", "64",
+                                       "--layers", "2", "--output", "out", "--resume"])
+    config = result.exception.args[0]
+    assert config == TrainConfig(train="t.json", kb="kb.tsv", epochs=2, lr=0.01, batch_size=8, dev_limit=0,
+                                 holdout=0.25, output="out", resume=True,
+                                 shape=ScratchShape(d_model=64, d_ff=256, num_layers=2, num_decoder_layers=2))
+    # not given: the config's own defaults, the recipe's epochs and rate left to the model's family
+    result = CliRunner().invoke(main, ["train", "--train", "t.json", "--kb", "kb.tsv"])
+    assert result.exception.args[0] == TrainConfig(train="t.json", kb="kb.tsv")
+    assert CliRunner().invoke(main, ["train", "--kb", "kb.tsv"]).exit_code == 2  # --train is required
+
+
+def test_version_and_evaluate_json_end_as_a_terminal_expects(tmp_path):
+    from importlib.metadata import version
+
+    assert CliRunner().invoke(main, ["--version"]).output == f"kgqa {version('kgqa')}\n"
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps({"id": 0, "question": "问", "answer": "甲 ||| 乙 ||| 丙"}, ensure_ascii=False) + "\n")
+    result = CliRunner().invoke(main, ["evaluate", str(gold), str(gold), "--json"])
+    assert result.output.endswith("}\n") and json.loads(result.output)["score"] == 100.0

@@ -9,7 +9,8 @@ from kgqa.model import stepper
 from kgqa.decode import forced_runs
 from kgqa.decode.generate import constrained_generate
 from kgqa.decode.processors import TrieWalker
-from kgqa.model.seq2seq import ScratchShape, encode_questions, extra_inputs, scratch_model
+from kgqa.model.seq2seq import encode_questions, extra_inputs, scratch_model
+from kgqa.train_settings import ScratchShape
 from kgqa.decode.settings import DecodeSettings
 
 SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4)

@@ -164,7 +164,7 @@ def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
 def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
     from dataclasses import replace
 
-    from kgqa.train import TrainConfig, recipe
+    from kgqa.train_settings import TrainConfig, recipe
 
     scratch = TrainConfig(train="train.json", kb="kb.tsv")
     pretrained = replace(scratch, model="/models/some-checkpoint")

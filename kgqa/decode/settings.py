@@ -42,4 +42,5 @@ class DecodeSettings:
         "help": "Give no answer where the best candidate's confidence (the probability its object is right) is "
                 "below this (0: answer every question). Default for ask and serve: the checkpoint's refusal "
                 "threshold, the lowest confidence at which its held-out answers were surely 95% right, chosen when it was "
-                "fitted (shown by /health and `ask --explain`); for predict and submit: 0.", "min": 0, "max": 1})
+                "fitted (shown by /health and `ask --explain`); for predict and submit: 0.", "type": float, "min": 0,
+        "max": 1})

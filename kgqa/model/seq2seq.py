@@ -3,7 +3,7 @@ hub checkpoint transformers can open (T5, mT5, BART), resized to its tokenizer."
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Iterable, Iterator
 
 import torch
@@ -14,18 +14,7 @@ from transformers import (AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig, P
 
 from kgqa.errors import KgqaError, first_line
 from kgqa.model.tokenizer import HFTokenizer, Tokenizer
-
-
-@dataclass
-class ScratchShape:
-    """Size of the from-scratch T5; defaults fit a 60-minute training budget on 2 CPU cores."""
-
-    d_model: int = 256
-    d_ff: int = 1024
-    num_layers: int = 3
-    num_decoder_layers: int = 3
-    num_heads: int = 4
-    dropout_rate: float = 0.1
+from kgqa.train_settings import ScratchShape
 
 
 class CopyT5(T5ForConditionalGeneration):

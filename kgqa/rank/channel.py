@@ -22,6 +22,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from kgqa.data import Pairs
 from kgqa.kb.triples import Fact
@@ -184,9 +185,12 @@ def fit_channel(pairs: Pairs, epochs: int, seed: int, device: torch.device | str
     optimizer = torch.optim.AdamW(channel.model.parameters(), lr=1e-3, weight_decay=0.01)
     channel.model.train()
     empty = channel.source(None)
+    # a bar where stderr is a terminal (tqdm's None), as training draws one: this fit takes minutes
+    steps = tqdm(total=epochs * -(-len(examples) // BATCH), desc="noisy channel", unit=" steps", disable=None)
     for _ in range(epochs):
         rng.shuffle(examples)
         for start in range(0, len(examples), BATCH):
+            steps.update()
             batch = examples[start:start + BATCH]
             sources = _padded([empty if rng.random() < NULL_SHARE else source for source, _ in batch], device)
             targets = _padded([target for _, target in batch], device)
@@ -195,5 +199,6 @@ def fit_channel(pairs: Pairs, epochs: int, seed: int, device: torch.device | str
             loss.backward()
             torch.nn.utils.clip_grad_norm_(channel.model.parameters(), 1.0)
             optimizer.step()
+    steps.close()
     channel.model.eval()
     return channel
