@@ -37,7 +37,7 @@ from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.rank.synonyms import synonym_covered  # noqa: E402
-from kgqa.rank.confidence import SIGNAL_NAMES, ranking, signal_rows  # noqa: E402
+from kgqa.rank.confidence import SIGNAL_NAMES  # noqa: E402
 from kgqa.spelling import Homophones  # noqa: E402
 
 SIGNALS = ("confidence", "reranker", "beam")
@@ -90,13 +90,11 @@ def readings(qa: KGQA, questions: list[str], golds: list[tuple[str, str, str]]) 
                 for name in SIGNALS:
                     found[name].append(-np.inf)
                 continue
-            scores = qa.fitted.reranker.scores(candidates.features)
-            best = ranking(scores)[:1]
-            signals = signal_rows(candidates, scores, best)
-            top = candidates.facts[best[0]]
+            ranked = qa.fitted.rank(candidates, confident=1)  # as `kgqa ask` ranks them
+            top = candidates.facts[ranked.order[0]]
             right.append(normalize(top.objects[0]) == normalize(gold[2]))
-            found["confidence"].append(float(qa.fitted.calibrator.probabilities(signals)[0]) * candidates.trust)
-            found["reranker"].append(float(np.exp(signals[0, share])))
+            found["confidence"].append(float(ranked.confidence[0]))
+            found["reranker"].append(float(np.exp(ranked.signals[0, share])))
             found["beam"].append(float(np.exp(candidates.beam[0].score)) if candidates.beam else 0.0)
     return {"right": np.array(right), "read": np.array(texts),
             **{name: np.array(values) for name, values in found.items()}}

@@ -33,7 +33,7 @@ from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model import likelihood  # noqa: E402
-from kgqa.rank import confidence, features, reranker  # noqa: E402
+from kgqa.rank import bundle, confidence, features, reranker  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 
@@ -48,13 +48,13 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (stepper.Stepper, "reorder", "beam cache reorder"),
     (pipeline, "constrained_generate", "beam search (the rest)"),
     (pipeline, "candidate_keys", "candidate keys"),
-    (KBIndex, "answer", "KB answers"),
+    (KBIndex, "fact", "KB answers"),
     (KGQA, "learned_evidence", "answer kinds + naming weights"),
     (KGQA, "channel_gains", "noisy channel"),
-    (pipeline, "log_likelihoods", "model log-likelihoods"),
+    (pipeline, "token_log_probs", "model log-likelihoods"),
     (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),
-    (pipeline, "signal_rows", "confidence signals"),
+    (bundle, "signal_rows", "confidence signals"),
     (confidence.Calibrator, "probabilities", "confidence"),
 ]
 

@@ -25,7 +25,7 @@ from kgqa.candidate import Candidate, abstains, reply_json
 from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
-from kgqa.rank.confidence import alternatives, ranking, signal_rows
+from kgqa.rank.confidence import alternatives
 from kgqa.rank.wording import BOUNDED
 from kgqa.reading import Reading, read
 
@@ -357,23 +357,14 @@ class KGQA:
         return [np.zeros(len(row)) for row in facts] if channel is None else channel.gains(questions, facts)
 
     def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
-        """A question's candidate keys with their feature rows, best first by the reranker's score
-        (ties, and every key where the reranker is off, keep the candidates' order: the beam's
-        first); the first `confident` (None: all) with their confidence, where there is a calibrator
-        (each at most the one before's)."""
+        """A question's candidate keys with their feature rows, in `Fitted.rank`'s order (the
+        reranker's; the candidates' own where it is off), the first `confident` (None: all) with
+        their confidence where there is a calibrator."""
+        ranked = self.fitted.rank(candidate_set, self.reranking, confident)
         keys = candidate_set.keys
-        scores = self.fitted.reranker.scores(candidate_set.features) if self.reranking and keys else np.zeros(len(keys))
-        order = ranking(scores)
-        confidence: list[float | None] = [None] * len(order)
-        calibrator = self.fitted.calibrator
-        if self.reranking and calibrator is not None and keys:
-            signals = signal_rows(candidate_set, scores, order[:confident])
-            # a candidate is never said to be surer than one ranked before it: the calibrator reads
-            # each candidate alone, and would otherwise contradict the order shown
-            probabilities = np.minimum.accumulate(calibrator.probabilities(signals) * candidate_set.trust)
-            confidence[: len(signals)] = probabilities.tolist()
-        ranked = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(scores[k]), confidence[rank]),
-                   candidate_set.features[k]) for rank, k in enumerate(order)]
-        if ranked:
-            ranked[0][0].alternatives = alternatives(candidate_set, int(order[0]))
-        return ranked
+        confidence = ranked.confidence.tolist() + [None] * (len(keys) - len(ranked.confidence))
+        candidates = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(ranked.scores[k]), confidence[rank]),
+                       candidate_set.features[k]) for rank, k in enumerate(ranked.order)]
+        if candidates:
+            candidates[0][0].alternatives = alternatives(candidate_set, int(ranked.order[0]))
+        return candidates

@@ -8,19 +8,33 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
+import numpy as np
 import torch
 
 from kgqa.data import Pairs, Question
 from kgqa.kb.index import KBIndex
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
 from kgqa.rank.channel import Channel, fit_channel
-from kgqa.rank.confidence import Calibrator, fit_calibrator
+from kgqa.rank.confidence import Calibrator, fit_calibrator, ranking, signal_rows
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
 from kgqa.rank.unanswerable import unanswerable_views
 from kgqa.rank.wording import Wording, fit_wording
+
+@dataclass
+class Ranking:
+    """A question's candidates as the fitted models rank them: `order` (their indices, best first),
+    each one's reranker `score` (0 without the reranker: the candidates' own order stands), and for
+    the first `len(confidence)` in that order their confidence (each at most the one before's) and
+    the calibrator's signal rows it was read from (none without a calibrator)."""
+
+    order: np.ndarray
+    scores: np.ndarray
+    confidence: np.ndarray
+    signals: np.ndarray
+
 
 @dataclass
 class Fitted:
@@ -38,6 +52,21 @@ class Fitted:
     def load(cls, checkpoint: str) -> Fitted:
         return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
                    Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
+
+    def rank(self, candidate_set: CandidateSet, rerank: bool = True, confident: int | None = None) -> Ranking:
+        """`candidate_set` ranked by the reranker (where `rerank` and there is one; ties keep the
+        candidates' order, the beam's first) with the confidence of its first `confident` (None:
+        all), where there is a calibrator: the calibrator reads each candidate alone, so a candidate
+        is never said to be surer than one ranked before it, and the reading's `trust` scales each."""
+        keys = candidate_set.keys
+        reranking = rerank and self.reranker is not None and bool(keys)
+        scores = self.reranker.scores(candidate_set.features) if reranking else np.zeros(len(keys))
+        order = ranking(scores)
+        if not (reranking and self.calibrator is not None):
+            return Ranking(order, scores, np.zeros(0), np.zeros((0, 0)))
+        signals = signal_rows(candidate_set, scores, order[:confident])
+        confidence = np.minimum.accumulate(self.calibrator.probabilities(signals) * candidate_set.trust)
+        return Ranking(order, scores, confidence, signals)
 
     def save(self, checkpoint: str) -> None:
         """Each model beside the checkpoint's weights; one this set lacks is removed there (it
