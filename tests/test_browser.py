@@ -1,5 +1,5 @@
 """The page at `/` in headless Chromium: a person types a question and sees the answer, the
-candidates and how it was reached. The screenshot goes to a temporary file; the README's is
+candidates and how it was reached. The screenshot goes to a temporary file; docs/guide.md's is
 refreshed by a separate command: `KGQA_SCREENSHOT=docs/serve.png python -m pytest tests/test_browser.py`."""
 import os
 import re
