@@ -14,7 +14,7 @@ import click
 from kgqa.errors import KgqaError
 
 if TYPE_CHECKING:  # imported inside the commands: `kgqa --help` loads no torch
-    from kgqa.pipeline import Explanation
+    from kgqa.explanation import Explanation
 
 
 def _user_errors(command):
@@ -317,17 +317,19 @@ def _every_question_answered(min_confidence: float | None) -> float:
 @main.command()
 @click.argument("question", required=False)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Candidates shown.")
-@click.option("--explain", is_flag=True, help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
+@click.option("--explain", "evidence", is_flag=True,
+              help="Also show the mentions, the beam, each candidate's evidence, the homonyms.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the answer as one JSON line, as the service's /ask gives it (with --explain: the whole "
                    "explanation).")
 @_decode_options
 @_user_errors
-def ask(question, top_k, explain, as_json, **decode) -> None:
+def ask(question, top_k, evidence, as_json, **decode) -> None:
     """Answer QUESTION, or with none, each question typed at the prompt (model and index stay loaded)."""
     from kgqa.data import asked_question
 
     from kgqa.candidate import answer_record
+    from kgqa.explanation import explain
 
     qa = _open(top_k=top_k, **decode)
 
@@ -336,12 +338,12 @@ def ask(question, top_k, explain, as_json, **decode) -> None:
             text = asked_question(text)
         except ValueError as problem:
             raise KgqaError(str(problem)) from None
-        explanation = qa.explain(text)
+        explanation = explain(qa, text)
         if as_json:  # the service's record; with --explain, the service's explanation
-            record = explanation.as_json() if explain else answer_record(text, explanation.top, qa.settings.min_confidence)
+            record = explanation.as_json() if evidence else answer_record(text, explanation.top, qa.settings.min_confidence)
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            _print_explanation(explanation, top_k, explain)
+            _print_explanation(explanation, top_k, evidence)
 
     if question is not None:  # given, even empty (bad input, said as such); none: the prompt
         show(question)

@@ -1,9 +1,10 @@
-"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).ask(questions)`, and
-`KGQA.explain(question)` for an answer with the evidence behind it."""
+"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).ask(questions)`: questions in,
+each one's ranked KB candidates out (`kgqa.explanation.explain(qa, question)`: one answer with the
+evidence behind it)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from tqdm import tqdm
@@ -21,88 +22,13 @@ from kgqa.model.int8 import quantized_int8
 from kgqa.model.seq2seq import encode_questions, pick_device
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
-from kgqa.candidate import Candidate, abstains, reply_json
+from kgqa.candidate import Candidate
 from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
-from kgqa.rank.features import FEATURE_NAMES, CandidateSet
+from kgqa.rank.features import CandidateSet
 from kgqa.rank.confidence import alternatives
 from kgqa.rank.wording import BOUNDED
 from kgqa.reading import Reading, read
-
-
-@dataclass
-class Edge:
-    """One key of the chosen subject, as the page draws it."""
-
-    key: int
-    predicate: str
-    object: str
-    chosen: bool  # the answer's own key
-
-
-@dataclass
-class Homonym:
-    """An entity sharing the chosen subject's surface."""
-
-    disambiguation: str
-    keys: int  # how many KB keys it has: its prominence in the KB
-    object: str | None  # its object for the chosen predicate, where it has that predicate
-    has_predicate: bool
-    chosen: bool
-
-
-@dataclass
-class Ranked:
-    """A candidate key with the reranker's evidence about it (feature name -> value)."""
-
-    candidate: Candidate
-    features: dict[str, float]
-
-
-@dataclass
-class Explanation:
-    """An answer and how it was reached, from one decode: what `kgqa ask --explain`, the
-    service's `"explain": true` and the page show."""
-
-    question: str
-    reading: Reading  # the question as the model read it: its KB names in the KB's spelling
-    top: list[Candidate]  # what `KGQA.ask` gives, best first
-    mentions: list[str]  # the KB subjects the question mentions, longest first
-    beam: list[Candidate]  # the beam's keys (model + look-ahead)
-    candidates: list[Ranked]  # every candidate key, in the reranker's order
-    reranked: bool  # whether the reranker ordered them (else the beam's order stands)
-    min_confidence: float = 0.0  # below it the question gets no answer
-    neighbourhood: list[Edge] = field(default_factory=list)  # the chosen subject's keys
-    homonyms: list[Homonym] = field(default_factory=list)  # entities of the chosen subject's surface
-
-    @property
-    def chosen(self) -> Candidate | None:
-        return self.top[0] if self.top else None
-
-    @property
-    def answered(self) -> bool:
-        """False where the question gets no answer: no key reachable, or too little confidence."""
-        return not abstains(self.top, self.min_confidence)
-
-    def as_json(self) -> dict:
-        """JSON-ready, the answer's parts first (as the service and `kgqa ask --json` print it)."""
-        chosen = self.chosen
-        return {
-            "question": self.question,
-            **reply_json(self.top, self.min_confidence),
-            "object": chosen.obj if chosen else "",
-            "subject": chosen.subject if chosen else "",
-            "predicate": chosen.predicate if chosen else "",
-            "top": [c.as_json() for c in self.top],
-            **self.reading.as_json(),
-            "mentions": self.mentions,
-            "beam": [c.as_json() for c in self.beam],
-            "candidates": [{**r.candidate.as_json(), "key": r.candidate.key, "features": r.features}
-                           for r in self.candidates],
-            "neighbourhood": [asdict(edge) for edge in self.neighbourhood],
-            "homonyms": [asdict(homonym) for homonym in self.homonyms],
-            "reranked": self.reranked,
-        }
 
 
 log = logging.getLogger("kgqa.pipeline")
@@ -197,50 +123,11 @@ class KGQA:
                           disable=not progress or None):
             batch = questions[start:start + s.batch_size]
             if rerank:
-                results.extend([c for c, _ in self._ranked(candidate_set, s.top_k)[: s.top_k]]
+                results.extend([c for c, _ in self.ranked(candidate_set, s.top_k)[: s.top_k]]
                                for candidate_set in self.candidate_sets(batch))
             else:
                 results.extend(self.beam(self.read(batch), s.top_k))
         return results
-
-    def explain(self, question: str) -> Explanation:
-        """The answer `ask` gives and how it was reached, from one decode: the KB mentions in
-        the question, the beam's keys, every candidate key with its reranker features and score,
-        the chosen subject's neighbourhood in the KB and its homonyms."""
-        s = self.settings
-        (reading,), (candidate_set,) = self._read_and_chosen(self.read([question]))
-        beam = candidate_set.beam
-        ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
-                  for c, row in self._ranked(candidate_set)]
-        top = [r.candidate for r in ranked][: s.top_k] if self.reranking else beam[: s.top_k]
-        explanation = Explanation(question, reading, top, [self.index.surface(sid) for sid in reading.mentions],
-                                  beam, ranked, self.reranking, s.min_confidence)
-        if explanation.chosen:
-            explanation.neighbourhood = self.neighbourhood(explanation.chosen.key)
-            explanation.homonyms = self.homonyms(explanation.chosen)
-        return explanation
-
-    def neighbourhood(self, key: int, limit: int = 40) -> list[Edge]:
-        """The subject of KB key `key` as the page draws it: each of its keys (the first `limit`,
-        `key` always among them) with predicate, first object and whether it is `key`."""
-        keys = list(self.index.subject_keys(key))
-        if len(keys) > limit:
-            keys = keys[:limit] if key in keys[:limit] else keys[: limit - 1] + [key]
-        return [Edge(k, fact.predicate, fact.objects[0], k == key) for k, fact in
-                zip(keys, map(self.index.fact, keys))]
-
-    def homonyms(self, chosen: Candidate) -> list[Homonym]:
-        """The entities sharing the chosen subject's surface: their disambiguation, how many keys
-        each has (its prominence in the KB), and its object for the chosen predicate, if any."""
-        entities: dict[str, Homonym] = {}
-        for key, predicate, disambiguation in self.index.keys(self.index.surface_id(chosen.surface)):
-            entry = entities.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
-                                                             disambiguation == chosen.disambiguation))
-            entry.keys += 1
-            if predicate == chosen.predicate:
-                entry.has_predicate = True
-                entry.object = self.index.fact(key).objects[0]
-        return list(entities.values())
 
     def read(self, questions: list[str]) -> list[Reading]:
         """Each question read against the KB: the text the model reads, its KB names in the KB's
@@ -263,11 +150,11 @@ class KGQA:
 
     def candidate_sets(self, questions: list[str] | list[Reading]) -> list[CandidateSet]:
         """Each question's candidate keys (its beam's keys and their subjects' others) with their
-        evidence and reranking features, from the reading `_read_and_chosen` chooses."""
+        evidence and reranking features, from the reading `read_and_chosen` chooses."""
         readings = [q if isinstance(q, Reading) else self.read([q])[0] for q in questions]
-        return self._read_and_chosen(readings)[1]
+        return self.read_and_chosen(readings)[1]
 
-    def _read_and_chosen(self, readings: list[Reading]) -> tuple[list[Reading], list[CandidateSet]]:
+    def read_and_chosen(self, readings: list[Reading]) -> tuple[list[Reading], list[CandidateSet]]:
         """Each question's reading and its candidate set: the reading as gated, or one of its `near`
         readings (a name typed with a sound-alike character or short, read as the KB's) where the
         best answer that gives is about the near name and surer by `near_margin` than the gated
@@ -295,7 +182,7 @@ class KGQA:
     def _surest(self, candidate_set: CandidateSet) -> tuple[str, float]:
         """The subject surface of a candidate set's best candidate and its confidence (nothing and 0
         where it has none)."""
-        ranked = self._ranked(candidate_set, 1)
+        ranked = self.ranked(candidate_set, 1)
         return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
 
     def _ordinary(self, typed: str) -> bool:
@@ -356,7 +243,7 @@ class KGQA:
         channel = self.fitted.channel
         return [np.zeros(len(row)) for row in facts] if channel is None else channel.gains(questions, facts)
 
-    def _ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
+    def ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, in `Fitted.rank`'s order (the
         reranker's; the candidates' own where it is off), the first `confident` (None: all) with
         their confidence where there is a calibrator."""

@@ -30,7 +30,7 @@ some real typos (半坡存 for 半坡村 beside the question's longer 平均气�
 水塘村 the KB knows more of), and never read a two-character sound-alike (流华 for 刘华: the KB's
 words have too many homophones). And a typo may spell another KB name (里昂 for 利昂). So the
 reading carries `near` readings, one near name each on top of the gated reading, for the pipeline
-to weigh (`KGQA._read_and_chosen` takes one only where its best answer is about that name and surer
+to weigh (`KGQA.read_and_chosen` takes one only where its best answer is about that name and surer
 by a margin: the model and the calibrator weigh the evidence the gates cannot):
 - each near name the gates held back, read as the KB's (never inside a Latin word nor inside a
   longer name the question spells, within the near limits; of the two-character ones only the one

@@ -23,6 +23,7 @@ from kgqa.rank.unanswerable import unanswerable_views
 from kgqa.rank.wording import BOUNDED
 from kgqa.data import read_questions
 from kgqa.kb.triples import split_subject
+from kgqa.explanation import explain
 
 from conftest import SAMPLE, TINY_SHAPE
 
@@ -163,7 +164,7 @@ def test_a_minimum_confidence_turns_a_doubtful_answer_into_no_answer(sample_kb):
     assert reply_json(found, 0.6) == {"answer": None, "confidence": 0.5}
     assert reply_json(found, 0.4)["answer"] == found[0].answer()
     assert reply_json([], 0.6)["answer"] == ""  # nothing reachable is not the same as not sure
-    explained = doubtful.explain(question[0])
+    explained = explain(doubtful, question[0])
     assert not explained.answered and explained.as_json()["answer"] is None
     assert explained.as_json()["confidence"] == 0.5
 
@@ -174,7 +175,7 @@ def test_a_candidate_is_never_said_to_be_surer_than_one_ranked_before_it(sample_
     qa = _calibrated(sample_kb, DecodeSettings(top_k=3), [-4.0 if name == "top" else 0.0 for name in SIGNAL_NAMES])
     question = "胡洋英是哪个学校毕业的？"
     for confidences in ([c.confidence for c in qa.ask([question])[0]],
-                        [r.candidate.confidence for r in qa.explain(question).candidates[:3]]):
+                        [r.candidate.confidence for r in explain(qa, question).candidates[:3]]):
         assert confidences == pytest.approx([1 / (1 + np.exp(4.0))] * 3)  # the first's, not the others' 0.5
 
 
@@ -184,7 +185,7 @@ def test_a_question_naming_nothing_the_kb_holds_gets_no_confidence(sample_kb):
     # one: 0.98) gives its guess no confidence, while a question naming a KB subject keeps its own
     qa = _calibrated(sample_kb, DecodeSettings(min_confidence=0.5), bias=4.0)
     for question in ("刘晓华主要讲什么课啊？", "这个东西是什么？"):
-        explained = qa.explain(question)
+        explained = explain(qa, question)
         assert explained.mentions == [] and explained.chosen is not None  # a best guess, shown as such
         assert explained.chosen.confidence == 0.0 and not explained.answered
         assert qa.ask([question])[0][0].confidence == 0.0
@@ -221,9 +222,9 @@ def test_where_a_person_asks_the_checkpoints_threshold_refuses_and_a_file_answer
     qa = _calibrated(sample_kb, DecodeSettings(top_k=3))  # a coin: 0.5 for every candidate
     qa.fitted.calibrator.refuse_below = 0.6
     asked = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3), qa.fitted)  # min_confidence None
-    assert asked.settings.min_confidence == 0.6 and not asked.explain(question[0]).answered
+    assert asked.settings.min_confidence == 0.6 and not explain(asked, question[0]).answered
     filed = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3, min_confidence=0.0), qa.fitted)
-    assert filed.settings.min_confidence == 0.0 and filed.explain(question[0]).answered
+    assert filed.settings.min_confidence == 0.0 and explain(filed, question[0]).answered
     unranked = KGQA(qa.model, qa.tokenizer, qa.index, DecodeSettings(top_k=3, rerank=False), qa.fitted)
     assert unranked.settings.min_confidence == 0.0  # no reranker at work: no confidence to refuse by
 

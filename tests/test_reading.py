@@ -17,6 +17,7 @@ from kgqa.rank.reranker import Reranker
 from kgqa.rank.wording import ORDINARY, Wording
 from kgqa.reading import read
 from kgqa.spelling import fold, folded, how_spelled, model_text, sound
+from kgqa.explanation import explain
 
 # Names written as a KB writes them, each with enough facts to be the KB's main entity of its
 # name, beside dictionary-like words with one fact each.
@@ -223,7 +224,7 @@ def test_a_near_reading_is_taken_only_where_its_answer_is_about_the_near_name_an
     def chosen(typed: str, sure: dict[str, tuple[str, float]], wording: Wording | None = Wording({}), **settings) -> str:
         qa = _Sure(model, tokenizer, index, DecodeSettings(**settings), Fitted(reranker, calibrator, wording=wording),
                    sure=sure)
-        explanation = qa.explain(typed)
+        explanation = explain(qa, typed)
         assert [c.subject for c in qa.ask([typed, "刘晓华主要讲什么课啊？"])[0]] == [explanation.chosen.subject]
         return explanation.reading.text
 
@@ -260,7 +261,7 @@ def test_an_answer_from_a_near_reading_is_as_sure_as_the_near_name_is_trusted(in
     for sure, confidence in [(0.9, 0.5 * 0.6), (0.3, 0.5)]:  # the calibrator says 0.5 of everything
         qa = _Sure(model, tokenizer, index, DecodeSettings(), Fitted(reranker, calibrator),
                    sure={typed: ("墨尔本", 0.3), near: ("墨尔本市", sure)})
-        assert qa.explain(typed).chosen.confidence == pytest.approx(confidence)
+        assert explain(qa, typed).chosen.confidence == pytest.approx(confidence)
         assert qa.ask([typed])[0][0].confidence == pytest.approx(confidence)
     without = KGQA(model, tokenizer, index, DecodeSettings(), Fitted(reranker))  # no calibrator to weigh it: as gated
-    assert without.explain(typed).reading.text == typed
+    assert explain(without, typed).reading.text == typed

@@ -202,7 +202,7 @@ class CandidateSet:
     beside: np.ndarray
     features: np.ndarray = field(init=False)
     trust: float = 1.0  # how far the reading it comes from is to be trusted: its confidences are scaled
-    # by it (below 1 for a near reading: the name read may not be the one meant, `KGQA._read_and_chosen`;
+    # by it (below 1 for a near reading: the name read may not be the one meant, `KGQA.read_and_chosen`;
     # 0 for a reading that names no KB subject: `pipeline.UNNAMED_TRUST`)
 
     def __post_init__(self) -> None:

@@ -83,22 +83,24 @@ def answer_batch(qa: KGQA, asked: list[tuple[str, bool]]) -> Decoded:
     """One decode for the batch's plain questions (if it fails, one per question, so a question
     that breaks the decode fails alone); an explained question is decoded once, by `explain`,
     which gives its answer too. The index is followed first: a batch is answered from one index."""
+    from kgqa.explanation import explain  # in the worker, which has the pipeline (and torch) already
+
     started = time.perf_counter()
     switched = qa.follow_index()
-    plain = [question for question, explain in asked if not explain]
+    plain = [question for question, explained in asked if not explained]
     try:
         ranked: list = qa.ask(plain) if plain else []
     except Exception:
         ranked = [_alone(qa, question) for question in plain]
     answered = iter(ranked)
     results: list[Answered | Failure] = []
-    for question, explain in asked:
-        if not explain:
+    for question, explained in asked:
+        if not explained:
             candidates = next(answered)
             results.append(candidates if isinstance(candidates, Failure) else Answered(candidates))
             continue
         try:
-            explanation = qa.explain(question)
+            explanation = explain(qa, question)
         except Exception as error:
             log.exception("kgqa serve: cannot explain %r", question[:80])
             results.append(Failure(f"{type(error).__name__}: {error}"))
