@@ -3,7 +3,6 @@ each one's ranked KB candidates out (`kgqa.explanation.explain(qa, question)`: o
 evidence behind it)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 
 import numpy as np
@@ -15,9 +14,8 @@ from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
-from kgqa.kb.triples import Fact
 from kgqa.model.checkpoint import load_checkpoint
-from kgqa.model.likelihood import token_log_probs
+from kgqa.model.likelihood import key_and_object_log_probs
 from kgqa.model.int8 import quantized_int8
 from kgqa.model.seq2seq import encode_questions, pick_device
 from kgqa.model.stepper import Encoded, Stepper
@@ -27,11 +25,9 @@ from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.confidence import alternatives
-from kgqa.rank.wording import BOUNDED
 from kgqa.reading import Reading, read
 
 
-log = logging.getLogger("kgqa.pipeline")
 # a question's near readings are decoded only where its answer as gated is less sure than this, by
 # the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one (never
 # where the two characters are ordinary question wording: `Wording`); a name the question spells,
@@ -91,21 +87,9 @@ class KGQA:
 
     def follow_index(self) -> bool:
         """Switch to the index now in this one's directory where an update or a rebuild was swapped
-        in since it was opened (`kgqa update CHANGES --index DIR`, `kgqa index NEW_KB -o DIR`, DIR
-        the one in use): True where it
-        switched. One that cannot be opened, or was built with another tokenizer, is not taken:
-        the one in use stays, and the next call tries again."""
-        if not self.index.replaced():
-            return False
-        try:
-            opened = KBIndex(self.index.directory, self.tokenizer)
-        except KgqaError as error:
-            log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
-                        self.index.directory, error)
-            return False
-        if opened.manifest.tokenizer_sha256 != self.tokenizer.sha256:
-            log.warning("kgqa: the index in %s changed to one of another tokenizer; answering from the one before",
-                        self.index.directory)
+        in since it was opened (`KBIndex.followed`): True where it switched."""
+        opened = self.index.followed(self.tokenizer)
+        if opened is None:
             return False
         self.index = opened
         if self.fitted.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
@@ -205,43 +189,13 @@ class KGQA:
                 if not r.near_name or any(c.surface == r.near_name for c in beam) else []
                 for r, beam in zip(readings, beams)]
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
-        likelihoods = self._likelihoods(questions, facts, encoded)
-        evidence = [self.learned_evidence(q, question_facts) for q, question_facts in zip(questions, facts)]
+        likelihoods = key_and_object_log_probs(self.model, self.tokenizer, questions, facts, self.object_tokens,
+                                               self.settings.max_question_tokens, encoded)
+        evidence = [self.fitted.evidence(self.index, q, question_facts) for q, question_facts in zip(questions, facts)]
         return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
                              kinds, named, gains, beside, trust=1.0 if r.mentions else UNNAMED_TRUST)
                 for r, q, chosen, question_facts, scored, beam, (kinds, named, beside), gains
-                in zip(readings, questions, keys, facts, likelihoods, beams, evidence, self.channel_gains(questions, facts))]
-
-    def _likelihoods(self, questions: list[str], facts: list[list[Fact]], encoded: Encoded | None) -> list[np.ndarray]:
-        """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
-        first tokens after it (none where the model was not taught them), read in one pass."""
-        keys = [[self.tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in row] for row in facts]
-        tails = [[self.tokenizer.encode_object(f.objects[0], self.object_tokens) for f in row] for row in facts]
-        found = token_log_probs(self.model, self.tokenizer, questions,
-                                [[k + t for k, t in zip(*row)] for row in zip(keys, tails)],
-                                self.settings.max_question_tokens, encoded=encoded)
-        return [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*row)]).reshape(-1, 4)
-                for row in zip(found, keys, tails)]
-
-    def learned_evidence(self, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
-        how much of the question names it (`Naming.scores`) and how plainly the question bounds
-        its subject's mention (`Wording.beside`); zeros (and bounded) for what the checkpoint
-        lacks (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
-        kinds, naming, wording = self.fitted.answer_kinds, self.fitted.naming, self.fitted.wording
-        kinds = np.zeros(len(facts)) if kinds is None else kinds.scores(self.index, question, facts)
-        named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
-        # per subject surface, not per key: a subject's keys share it
-        bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
-                   for surface in {fact.surface for fact in facts}}
-        return kinds, named, np.array([bounded[fact.surface] for fact in facts])
-
-    def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
-        """Per question, how much better each fact's predicate and object explain it than nothing
-        does (`Channel.gains`, all the questions' facts in a few passes); zeros where the checkpoint
-        has no channel (its reranker, fitted without it, weighs them 0)."""
-        channel = self.fitted.channel
-        return [np.zeros(len(row)) for row in facts] if channel is None else channel.gains(questions, facts)
+                in zip(readings, questions, keys, facts, likelihoods, beams, evidence, self.fitted.channel_gains(questions, facts))]
 
     def ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidate keys with their feature rows, in `Fitted.rank`'s order (the

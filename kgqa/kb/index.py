@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import os
 from typing import Iterator
 
@@ -31,6 +32,8 @@ from kgqa.kb.trie import Trie, TokenTrie
 from kgqa.kb.trie_union import TrieUnion
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.spelling import FINGERPRINT
+
+log = logging.getLogger("kgqa.kb.index")
 
 __all__ = ["DamagedIndex", "KBIndex", "PREDICATE_SAMPLE"]
 
@@ -106,6 +109,25 @@ class KBIndex:
             return _identity(os.path.join(self.directory, HEADER)) != self.identity
         except FileNotFoundError:
             return False
+
+    def followed(self, tokenizer: Tokenizer) -> KBIndex | None:
+        """The index now in this one's directory where an update or a rebuild was swapped in since
+        it was opened (`kgqa update CHANGES --index DIR`, `kgqa index NEW_KB -o DIR`); None where
+        none was, and where the new one cannot be opened or was built with another tokenizer (said
+        in a warning: the one in use stays, and the next call tries again)."""
+        if not self.replaced():
+            return None
+        try:
+            opened = KBIndex(self.directory, tokenizer)
+        except KgqaError as error:
+            log.warning("kgqa: the index in %s changed but cannot be opened (%s); answering from the one before",
+                        self.directory, error)
+            return None
+        if opened.manifest.tokenizer_sha256 != tokenizer.sha256:
+            log.warning("kgqa: the index in %s changed to one of another tokenizer; answering from the one before",
+                        self.directory)
+            return None
+        return opened
 
     def matches(self, kb_sha256: str, tokenizer: Tokenizer) -> bool:
         """Whether this index holds the KB file of hash `kb_sha256` (with any updates applied to

@@ -13,6 +13,7 @@ import torch
 
 from kgqa.data import Pairs, Question
 from kgqa.kb.index import KBIndex
+from kgqa.kb.triples import Fact
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
 from kgqa.rank.channel import Channel, fit_channel
 from kgqa.rank.confidence import Calibrator, fit_calibrator, ranking, signal_rows
@@ -21,7 +22,7 @@ from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
 from kgqa.rank.unanswerable import unanswerable_views
-from kgqa.rank.wording import Wording, fit_wording
+from kgqa.rank.wording import BOUNDED, Wording, fit_wording
 
 @dataclass
 class Ranking:
@@ -52,6 +53,27 @@ class Fitted:
     def load(cls, checkpoint: str) -> Fitted:
         return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
                    Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
+
+    def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
+        how much of the question names it (`Naming.scores`) and how plainly the question bounds
+        its subject's mention (`Wording.beside`); zeros (and bounded) for what this set lacks
+        (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
+        kinds, naming, wording = self.answer_kinds, self.naming, self.wording
+        fits = np.zeros(len(facts)) if kinds is None else kinds.scores(index, question, facts)
+        named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
+        # per subject surface, not per key: a subject's keys share it
+        bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
+                   for surface in {fact.surface for fact in facts}}
+        return fits, named, np.array([bounded[fact.surface] for fact in facts])
+
+    def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
+        """Per question, how much better each fact's predicate and object explain it than nothing
+        does (`Channel.gains`, all the questions' facts in a few passes); zeros without a channel
+        (a reranker fitted without it weighs them 0)."""
+        if self.channel is None:
+            return [np.zeros(len(row)) for row in facts]
+        return self.channel.gains(questions, facts)
 
     def rank(self, candidate_set: CandidateSet, rerank: bool = True, confident: int | None = None) -> Ranking:
         """`candidate_set` ranked by the reranker (where `rerank` and there is one; ties keep the
