@@ -25,18 +25,9 @@ from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.confidence import alternatives
-from kgqa.reading import Reading, read
+from kgqa.reading import NEAR_TRUST, Reading, near_chosen, read
 
 
-# a question's near readings are decoded only where its answer as gated is less sure than this, by
-# the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one (never
-# where the two characters are ordinary question wording: `Wording`); a name the question spells,
-# read as one that sounds alike
-NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.8, "alike": 0.5}
-# an answer from a near reading is as sure as the calibrator says only where the near name is the one
-# meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
-# missing entity typed like a KB name is refused as often as were no near reading tried
-NEAR_TRUST = 0.75
 # a question naming no KB subject (no name found in it, exactly or near) asks about something the KB
 # lacks, or names it past recognition: its best candidate is about a subject it does not name, a guess
 UNNAMED_TRUST = 0.0
@@ -139,28 +130,15 @@ class KGQA:
         return self.read_and_chosen(readings)[1]
 
     def read_and_chosen(self, readings: list[Reading]) -> tuple[list[Reading], list[CandidateSet]]:
-        """Each question's reading and its candidate set: the reading as gated, or one of its `near`
-        readings (a name typed with a sound-alike character or short, read as the KB's) where the
-        best answer that gives is about the near name and surer by `near_margin` than the gated
-        reading's (of several, the surest), so a near name is evidence the model and the calibrator
-        weigh, not a rewrite taken on trust. Near readings are decoded only where the gated
-        reading's best answer is less sure than `NEAR_TRIED_BELOW` says, and only with a calibrator
-        to weigh them (else the gated reading); the reading offers no two-character near name typed
-        as ordinary question wording (`_ordinary`)."""
-        readings = list(readings)
+        """Each question's reading and its candidate set: the reading as gated, or a near one where
+        its answer is about the near name and surer by `near_margin` (`reading.near_chosen`), then
+        trusted `NEAR_TRUST`; near readings only with a calibrator to weigh them (else as gated)."""
         sets = self._read_once(readings)
         if not (self.reranking and self.fitted.calibrator is not None):
-            return readings, sets
-        sure = {i: self._surest(sets[i])[1] for i, r in enumerate(readings) if r.near}
-        # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
-        tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
-                 if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - self.settings.near_margin)]
-        best = {i: sure[i] + self.settings.near_margin for i in sure}
-        for (i, near), other in zip(tried, self._read_once([near for _, near in tried])):
-            surface, confidence = self._surest(other)
-            if surface == near.near_name and confidence > best[i]:
-                readings[i], sets[i], best[i] = near, other, confidence
-                other.trust = NEAR_TRUST
+            return list(readings), sets
+        readings, sets, taken = near_chosen(readings, sets, self._surest, self._read_once, self.settings.near_margin)
+        for i in taken:
+            sets[i].trust = NEAR_TRUST
         return readings, sets
 
     def _surest(self, candidate_set: CandidateSet) -> tuple[str, float]:

@@ -45,7 +45,7 @@ the service's explanation.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Callable, TypeVar
 
 from rapidfuzz.distance import Levenshtein
 
@@ -374,3 +374,41 @@ def _outside(piece: str, before: list[str]) -> str:
 
 def _latin(char: str) -> bool:
     return bool(char) and char.isascii() and char.isalnum()
+
+
+# a question's near readings are decoded only where its answer as gated is less sure than this, by
+# the near reading's kind (`Reading.near_kind`): a name the gates held back; a two-character one (never
+# where the two characters are ordinary question wording: `Wording`); a name the question spells,
+# read as one that sounds alike
+NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.8, "alike": 0.5}
+# an answer from a near reading is as sure as the calibrator says only where the near name is the one
+# meant, not where the name typed is one the KB lacks: its confidence is scaled down, so that a
+# missing entity typed like a KB name is refused as often as were no near reading tried
+NEAR_TRUST = 0.75
+
+Answers = TypeVar("Answers")  # what a reading's decode gives: a candidate set
+
+
+def near_chosen(readings: list[Reading], answers: list[Answers], surest: Callable[[Answers], tuple[str, float]],
+                decode: Callable[[list[Reading]], list[Answers]], margin: float
+                ) -> tuple[list[Reading], list[Answers], list[int]]:
+    """Each question's reading and its `answers` (the gated readings' decodes): the reading as
+    gated, or one of its `near` readings (a name typed with a sound-alike character or short, read
+    as the KB's) where the best answer that gives (`surest`: its subject's surface and confidence)
+    is about the near name and surer by `margin` than the gated reading's (of several, the surest),
+    so a near name is evidence the model and the calibrator weigh, not a rewrite taken on trust.
+    Near readings are decoded (`decode`) only where the gated reading's best answer is less sure
+    than `NEAR_TRIED_BELOW` says. Also which questions took a near reading."""
+    readings, answers = list(readings), list(answers)
+    sure = {i: surest(answers[i])[1] for i, r in enumerate(readings) if r.near}
+    # a near reading cannot be surer than 1: none is tried where the margin leaves it no room
+    tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
+             if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - margin)]
+    best = {i: sure[i] + margin for i in sure}
+    taken: dict[int, None] = {}
+    for (i, near), other in zip(tried, decode([near for _, near in tried])):
+        surface, confidence = surest(other)
+        if surface == near.near_name and confidence > best[i]:
+            readings[i], answers[i], best[i] = near, other, confidence
+            taken[i] = None
+    return readings, answers, list(taken)
