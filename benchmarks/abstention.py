@@ -36,6 +36,7 @@ from harness import arguments, missing, record
 from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
 from kgqa.text import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.source import Source  # noqa: E402
 from kgqa.rank.synonyms import synonym_covered  # noqa: E402
 from kgqa.rank.confidence import SIGNAL_NAMES  # noqa: E402
 from kgqa.spelling import Homophones  # noqa: E402
@@ -175,11 +176,11 @@ def main() -> None:
           f"{any_fact.sum()} missing fact "
           f"({(kinds == 'fact with a synonym').sum()} whose subject keeps a near synonym of it), "
           f"{(kinds == 'entity').sum()} missing entity")
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, progress=True)
+    qa = Source(args.checkpoint, args.kb).open(progress=True)
     if qa.fitted.reranker is None or qa.fitted.calibrator is None:
         raise SystemExit(f"{args.checkpoint} has no reranker or no confidence calibrator: run kgqa fit-reranker")
     full = readings(qa, questions, golds)
-    qa_copy = KGQA.from_checkpoint(args.checkpoint, copy, progress=True)
+    qa_copy = Source(args.checkpoint, copy).open(progress=True)
     cut = readings(qa_copy, questions, golds)
     answerable = kinds == "answerable"
     right_cut = cut["right"] & answerable

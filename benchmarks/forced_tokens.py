@@ -30,7 +30,7 @@ from kgqa.decode import forced_runs, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402
 from kgqa.model.seq2seq import encode_questions  # noqa: E402
-from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.source import Source  # noqa: E402
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def main() -> None:
     if missing(args.questions, args.kb):
         return
     questions = [q.question for q in harness.questions(args)]
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device="cpu")
+    qa = Source(args.checkpoint, args.kb, device="cpu").open()
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     beams = qa.settings.beams
     counts: collections.Counter = collections.Counter()

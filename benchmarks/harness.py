@@ -66,13 +66,13 @@ def questions(args: argparse.Namespace, need_answers: bool = False) -> list:
 
 
 def pipeline(args: argparse.Namespace, **settings):
-    """`KGQA.from_checkpoint` over `--checkpoint` and `--kb` (and `--device`, where the benchmark has
+    """The pipeline (`Source.open`) over `--checkpoint` and `--kb` (and `--device`, where the benchmark has
     one), with `settings` over the decoding defaults."""
     from kgqa.decode.settings import DecodeSettings
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
-    return KGQA.from_checkpoint(args.checkpoint, args.kb, settings=DecodeSettings(**settings),
-                                device=getattr(args, "device", "auto"))
+    return Source(args.checkpoint, args.kb, device=getattr(args, "device", "auto"),
+                  settings=DecodeSettings(**settings)).open()
 
 
 SPENT: collections.Counter = collections.Counter()  # seconds per label, filled by `timing`

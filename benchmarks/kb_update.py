@@ -34,7 +34,7 @@ from kgqa.kb.contents import contents  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.kb.triples import join_subject, split_subject  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
-from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
+from kgqa.source import Source, DecodeSettings  # noqa: E402
 
 
 def timed(command: list[str]) -> tuple[float, float, str]:
@@ -111,7 +111,7 @@ def write_changed_kb(kb: str, changes: list[str], path: str) -> None:
 
 
 def answers(checkpoint: str, kb: str, index: str, questions: list[str]) -> list:
-    qa = KGQA.from_checkpoint(checkpoint, kb, index, DecodeSettings(top_k=5))
+    qa = Source(checkpoint, kb, index, settings=DecodeSettings(top_k=5)).open()
     return [[c.as_json() for c in found] for found in qa.ask(questions)]
 
 

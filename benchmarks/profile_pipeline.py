@@ -36,6 +36,7 @@ from kgqa.model import likelihood  # noqa: E402
 from kgqa.rank import bundle, confidence, features, reranker  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.source import Source  # noqa: E402
 
 STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtracted from outer ones
     (KGQA, "read", "reading (the KB's names however typed)"),
@@ -136,7 +137,7 @@ def main() -> None:
     if missing(args.questions, args.kb):
         return
     questions = [q.question for q in harness.questions(args)]
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device=args.device)
+    qa = Source(args.checkpoint, args.kb, device=args.device).open()
     qa.settings = replace(qa.settings, batch_size=args.batch_size)
     constant = ConstantForward(qa.model) if args.constant_forward else contextlib.nullcontext()
     constant.__enter__()

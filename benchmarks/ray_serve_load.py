@@ -48,9 +48,9 @@ def same_answers(url: str, questions: list[str], checkpoint: str, kb: str) -> tu
     """How many of the replicas' top answers to `questions` (asked in requests of 32, then one at a
     time) are `kgqa predict`'s, and how many replicas answered them."""
     from kgqa.decode.settings import DecodeSettings
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
-    qa = KGQA.from_checkpoint(checkpoint, kb, settings=DecodeSettings(min_confidence=0.0))
+    qa = Source(checkpoint, kb, settings=DecodeSettings(min_confidence=0.0)).open()
     expected = [top[0].answer() if top else "" for top in qa.ask(questions)]
     served, replicas = [], set()
     requests = [questions[i:i + 32] for i in range(0, len(questions), 32)] + [[q] for q in questions]

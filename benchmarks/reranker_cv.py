@@ -22,7 +22,7 @@ from harness import arguments, DATA, missing  # first: it puts kgqa on sys.path
 
 from kgqa.data import hold_out_predicates, read_questions  # noqa: E402
 from kgqa.model.checkpoint_settings import read_settings  # noqa: E402
-from kgqa.pipeline import KGQA  # noqa: E402
+from kgqa.source import Source  # noqa: E402
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet  # noqa: E402
 from kgqa.rank.reranker import L2_GRID, Reranker, cross_validated  # noqa: E402
 from kgqa.train import held_out_candidates  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> None:
     saved = read_settings(args.checkpoint).get("train", {})
     _, held = hold_out_predicates(read_questions(args.train, need_answers=True), saved["holdout"], saved["seed"])
     dev = read_questions(args.questions, need_answers=True)
-    qa = KGQA.from_checkpoint(args.checkpoint, args.kb, device="cpu")
+    qa = Source(args.checkpoint, args.kb, device="cpu").open()
     found, dev_found = held_out_candidates(qa, [q.question for q in held]), held_out_candidates(qa, [q.question for q in dev])
     golds, dev_golds = [q.gold() for q in held], [q.gold() for q in dev]
     print(f"{len(held)} held-out questions, {len(dev)} dev; S+P ranked first:\n")

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from kgqa.pipeline import KGQA
+from kgqa.source import Source
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     size = int(batch_size)
     with open(questions_file, encoding="utf-8") as handle:
         questions = json.load(handle)
-    qa = KGQA.from_checkpoint(checkpoint, kb, index or None, device="cpu")
+    qa = Source(checkpoint, kb, index or None, device="cpu").open()
     qa.settings = replace(qa.settings, batch_size=size)
     ask = getattr(qa, "ask", None) or qa.answer  # `KGQA.answer` before the name `ask`
     ask(questions[:size])  # warm: tail tries, allocator

@@ -1,4 +1,4 @@
-"""The library API the CLI calls: `KGQA.from_checkpoint(ckpt, kb).ask(questions)`: questions in,
+"""The library API the CLI calls: `Source(checkpoint, kb).open().ask(questions)`: questions in,
 each one's ranked KB candidates out (`kgqa.explanation.explain(qa, question)`: one answer with the
 evidence behind it)."""
 from __future__ import annotations
@@ -12,12 +12,10 @@ from transformers import PreTrainedModel
 from kgqa.decode.generate import constrained_generate
 from kgqa.decode.settings import DecodeSettings
 from kgqa.errors import KgqaError
-from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
-from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.likelihood import key_and_object_log_probs
 from kgqa.model.int8 import quantized_int8
-from kgqa.model.seq2seq import encode_questions, pick_device
+from kgqa.model.seq2seq import encode_questions
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.candidate import Candidate
@@ -61,20 +59,6 @@ class KGQA:
     @property
     def reranking(self) -> bool:
         return self.fitted.reranker is not None and self.settings.rerank
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str, kb: str, index_dir: str | None = None,
-                        settings: DecodeSettings | None = None, progress: bool = False,
-                        device: str = "auto", skip_bad_lines: bool = False) -> "KGQA":
-        """`device`: where the model runs (auto: a GPU where one is present); the KB index and the
-        trie stay in host memory, and each decoding step sends its allowed tokens over once. A KB
-        line that is no triple is refused, file and line named, unless `skip_bad_lines`."""
-        model, tokenizer, _ = load_checkpoint(checkpoint)
-        model.to(pick_device(device))
-        qa = cls(model, tokenizer, ensure_index(kb, tokenizer, index_dir, skip_bad_lines, progress), settings,
-                 Fitted.load(checkpoint))
-        qa.checkpoint = checkpoint
-        return qa
 
     def follow_index(self) -> bool:
         """Switch to the index now in this one's directory where an update or a rebuild was swapped

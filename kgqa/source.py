@@ -22,8 +22,19 @@ class Source:
     skip_bad_lines: bool = False  # KB lines that are no triple skipped, not refused (`kb.triples.read_kb`)
 
     def open(self, progress: bool = False) -> KGQA:
-        """The pipeline (`KGQA.from_checkpoint`), its index built first where none matches."""
+        """The pipeline: the checkpoint's model on `device` (the KB index and the trie stay in host
+        memory, and each decoding step sends its allowed tokens over once), its tokenizer and fitted
+        models, and the KB's index, built first where none matches (a KB line that is no triple is
+        refused, file and line named, unless `skip_bad_lines`)."""
+        from kgqa.kb.build import ensure_index
+        from kgqa.model.checkpoint import load_checkpoint
+        from kgqa.model.seq2seq import pick_device
         from kgqa.pipeline import KGQA
+        from kgqa.rank.bundle import Fitted
 
-        return KGQA.from_checkpoint(self.checkpoint, self.kb, self.index_dir, self.settings, progress, self.device,
-                                    self.skip_bad_lines)
+        model, tokenizer, _ = load_checkpoint(self.checkpoint)
+        model.to(pick_device(self.device))
+        index = ensure_index(self.kb, tokenizer, self.index_dir, self.skip_bad_lines, progress)
+        qa = KGQA(model, tokenizer, index, self.settings, Fitted.load(self.checkpoint))
+        qa.checkpoint = self.checkpoint
+        return qa

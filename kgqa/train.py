@@ -144,7 +144,7 @@ def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "aut
 
 def _fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                 pairs: Pairs, held: list[Question], seed: int, channel_epochs: int) -> tuple[Fitted, float]:
-    """`rank.bundle.fit` for the checkpoint's model (opened without KGQA.from_checkpoint: its
+    """`rank.bundle.fit` for the checkpoint's model (opened without `Source.open`: its
     fitted models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)

@@ -391,15 +391,15 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
     from dataclasses import fields
 
     from kgqa.decode.settings import DecodeSettings
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
     class Opened(Exception):
         pass
 
-    def opened(checkpoint, kb, index_dir, settings, progress, device, skip_bad_lines):
-        raise Opened(settings)
+    def opened(source, progress=False):
+        raise Opened(source.settings)
 
-    monkeypatch.setattr(KGQA, "from_checkpoint", staticmethod(opened))
+    monkeypatch.setattr(Source, "open", opened)
     given = ["--beams", "7", "--no-mention-restriction", "--lookahead", "0.5", "--mention-lookahead", "0",
              "--batch-size", "3", "--no-rerank", "--max-question-tokens", "64", "--int8", "--near-margin", "0.5",
              "--min-confidence", "0.25"]

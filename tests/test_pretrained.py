@@ -18,7 +18,7 @@ from kgqa.kb.build import ensure_index
 from kgqa.kb.triples import read_kb
 from kgqa.model.tokenizer import HFTokenizer
 from kgqa.kb.trie import ROOT, value_of
-from kgqa.pipeline import KGQA
+from kgqa.source import Source
 from kgqa.serve.app import make_app
 from kgqa.serve.workers import ThreadWorker
 
@@ -214,7 +214,7 @@ def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_tripl
     result = CliRunner().invoke(main, ["ask", question, "--explain", "--checkpoint", checkpoint, "--kb",
                                        f"{SAMPLE}/kb.tsv", "--device", "cpu"], env=env)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
-    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")
+    qa = Source(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu").open()
 
     async def serve():
         async with TestClient(TestServer(make_app([ThreadWorker(qa)]))) as client:

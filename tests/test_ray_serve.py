@@ -77,11 +77,11 @@ def test_two_replicas_answer_as_the_library_does_and_say_which_replica_and_kb_ve
     url, checkpoint = ray_service
     _, _, lines, _ = overfit
     from kgqa.decode.settings import DecodeSettings
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
     questions = [line["question"] for line in lines]
-    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", str(overfit[0] / "ray-index"),
-                              settings=DecodeSettings(min_confidence=0.0))
+    qa = Source(checkpoint, f"{SAMPLE}/kb.tsv", str(overfit[0] / "ray-index"),
+                settings=DecodeSettings(min_confidence=0.0)).open()
     expected = [top[0].answer() if top else "" for top in qa.ask(questions)]
     status, batched = _post(url, json.dumps({"questions": questions}).encode())
     assert status == 200 and [r["answer"] for r in batched] == expected

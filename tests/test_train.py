@@ -149,14 +149,14 @@ def test_devices_are_chosen_or_refused_in_one_line(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
     with open(f"{SAMPLE}/train.json", encoding="utf-8") as handle:
         train_file = write(tmp_path / "train.json", "".join(handle.readlines()[:40]))
     env = dict(os.environ, KGQA_CACHE=str(tmp_path / "cache"))
     subprocess.run(_train_command(train_file, tmp_path / "ck", "--device", "cuda"), env=env, check=True)
-    on_gpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cuda")
-    on_cpu = KGQA.from_checkpoint(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cpu")
+    on_gpu = Source(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cuda").open()
+    on_cpu = Source(str(tmp_path / "ck/best"), f"{SAMPLE}/kb.tsv", device="cpu").open()
     questions = ["马磊静的配偶是谁？", "高军英是在哪里出生的？"]
     assert [c[0].answer() for c in on_gpu.ask(questions)] == [c[0].answer() for c in on_cpu.ask(questions)]
 
@@ -182,7 +182,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     from kgqa.rank.features import FEATURE_NAMES
     from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker
-    from kgqa.pipeline import KGQA
+    from kgqa.source import Source
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
     train = f"{SAMPLE}/train.json"
@@ -212,7 +212,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     assert refitted["features"].tolist() == list(FEATURE_NAMES)
     assert refitted["weights"] == pytest.approx(fitted["weights"])  # the same held-out split, the same fit
     monkeypatch.setenv("KGQA_CACHE", env["KGQA_CACHE"])
-    qa = KGQA.from_checkpoint(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu")  # it reads what training taught
+    qa = Source(checkpoint, f"{SAMPLE}/kb.tsv", device="cpu").open()  # it reads what training taught
     assert qa.object_tokens == 3
     found = qa.candidate_sets(["马磊静的配偶是谁？"])[0]
     tails = [len(qa.tokenizer.encode_object(fact.objects[0], qa.object_tokens)) for fact in found.facts]
