@@ -15,14 +15,12 @@ from kgqa.errors import KgqaError
 from kgqa.kb.index import KBIndex
 from kgqa.model.likelihood import key_and_object_log_probs
 from kgqa.model.int8 import quantized_int8
-from kgqa.model.seq2seq import encode_questions
-from kgqa.model.stepper import Encoded, Stepper
+from kgqa.model.stepper import Encoded
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.candidate import Candidate
 from kgqa.rank.bundle import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import CandidateSet
-from kgqa.rank.confidence import alternatives
 from kgqa.reading import NEAR_TRUST, Reading, near_chosen, read
 
 
@@ -32,56 +30,57 @@ UNNAMED_TRUST = 0.0
 
 
 class KGQA:
+    """Questions in, each one's KB candidates out, ranked, with their confidence."""
+
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, fitted: Fitted | None = None) -> None:
         """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
         confidence). `settings.min_confidence` None is the calibrator's refusal threshold."""
-        self.settings = settings or DecodeSettings()
-        self.fitted = fitted or Fitted()
+        self.settings, self.fitted = settings or DecodeSettings(), fitted or Fitted()
         if self.settings.min_confidence is None:  # the checkpoint's refusal threshold, where it has a calibrator
-            calibrated = self.reranking and self.fitted.calibrator is not None
-            self.settings = replace(self.settings,
-                                    min_confidence=self.fitted.calibrator.refuse_below if calibrated else 0.0)
+            refuse_below = self.fitted.calibrator.refuse_below if self.calibrated else 0.0
+            self.settings = replace(self.settings, min_confidence=refuse_below)
+        if self.settings.min_confidence > 0 and not self.calibrated:
+            raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
+                            "(`kgqa fit-reranker` fits both)")
         on_cpu = model.device.type == "cpu"
         self.model = quantized_int8(model.eval()) if self.settings.int8 and on_cpu else model.eval()
         self.tokenizer = tokenizer
         self.index = index
         if self.fitted.channel is not None:  # it reads every candidate, beside the model
             self.fitted.channel.to(model.device)
-        if self.settings.min_confidence > 0 and not (self.reranking and self.fitted.calibrator is not None):
-            raise KgqaError("a minimum confidence needs a checkpoint with a reranker and a confidence calibrator "
-                            "(`kgqa fit-reranker` fits both)")
         self.checkpoint: str | None = None  # the directory it was loaded from, if any
-        # object tokens the model was taught to write after a key (`TrainConfig.object_tokens`; 0:
-        # none): each candidate's are scored with its key, as the reranker's object likelihood
+        # object tokens the model was taught after a key (0: none), scored with each candidate's key
         self.object_tokens: int = getattr(model.config, "kgqa_object_tokens", 0)
 
     @property
     def reranking(self) -> bool:
         return self.fitted.reranker is not None and self.settings.rerank
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether its answers carry a confidence: a reranker ranks them and a calibrator reads it."""
+        return self.reranking and self.fitted.calibrator is not None
+
     def follow_index(self) -> bool:
-        """Switch to the index now in this one's directory where an update or a rebuild was swapped
-        in since it was opened (`KBIndex.followed`): True where it switched."""
+        """Switch to the index swapped into this one's directory since it was opened (an update, a
+        rebuild), if one was and can be taken (`KBIndex.followed`): True where it switched."""
         opened = self.index.followed(self.tokenizer)
-        if opened is None:
-            return False
-        self.index = opened
-        if self.fitted.answer_kinds is not None:  # its cached profiles hold the old index (and its maps) alive
-            self.fitted.answer_kinds.profile.cache_clear()
-        return True
+        if opened is not None:
+            self.index = opened
+            self.fitted.forget_index()
+        return opened is not None
 
     def ask(self, questions: list[str], progress: bool = False) -> list[list[Candidate]]:
         """Top-k KB candidates per question, best first, in input order; [] where no KB key is
         reachable. The first one's `answer()` is the question's answer (`candidate.best_answer`)."""
         s = self.settings
-        rerank = self.reranking
         results: list[list[Candidate]] = []
         # `or None`: tqdm draws no bar where stderr is no terminal (a log)
         for start in tqdm(range(0, len(questions), s.batch_size), desc="answering", unit=" batches",
                           disable=not progress or None):
             batch = questions[start:start + s.batch_size]
-            if rerank:
+            if self.reranking:
                 results.extend([c for c, _ in self.ranked(candidate_set, s.top_k)[: s.top_k]]
                                for candidate_set in self.candidate_sets(batch))
             else:
@@ -91,21 +90,13 @@ class KGQA:
     def read(self, questions: list[str]) -> list[Reading]:
         """Each question read against the KB: the text the model reads, its KB names in the KB's
         spelling however they were typed (`kgqa.reading`)."""
-        return [read(self.index, question, self._ordinary) for question in questions]
+        return [read(self.index, question, self.fitted.ordinary) for question in questions]
 
     def beam(self, readings: list[Reading], returned: int, encoded: Encoded | None = None) -> list[list[Candidate]]:
         """The constrained beam's first `returned` KB keys per question, best first (`encoded`: the
-        questions already read by the encoder, from `encode`)."""
+        questions already read by the encoder, `Encoded.of`)."""
         return constrained_generate(self.model, self.tokenizer, self.index, [r.text for r in readings], self.settings,
                                     returned, encoded, [r.mentions for r in readings])
-
-    def encode(self, questions: list[str]) -> Encoded | None:
-        """The questions read once by the encoder, for the beam and the likelihoods both (None for
-        models the stepper does not run: they encode as they decode)."""
-        if not Stepper.handles(self.model):
-            return None
-        return Encoded(self.model, *encode_questions(self.tokenizer, questions, self.settings.max_question_tokens,
-                                                     self.model.device))
 
     def candidate_sets(self, questions: list[str] | list[Reading]) -> list[CandidateSet]:
         """Each question's candidate keys (its beam's keys and their subjects' others) with their
@@ -118,7 +109,7 @@ class KGQA:
         its answer is about the near name and surer by `near_margin` (`reading.near_chosen`), then
         trusted `NEAR_TRUST`; near readings only with a calibrator to weigh them (else as gated)."""
         sets = self._read_once(readings)
-        if not (self.reranking and self.fitted.calibrator is not None):
+        if not self.calibrated:
             return list(readings), sets
         readings, sets, taken = near_chosen(readings, sets, self._surest, self._read_once, self.settings.near_margin)
         for i in taken:
@@ -131,11 +122,6 @@ class KGQA:
         ranked = self.ranked(candidate_set, 1)
         return (ranked[0][0].surface, ranked[0][0].confidence) if ranked else ("", 0.0)
 
-    def _ordinary(self, typed: str) -> bool:
-        """Whether two typed characters are ordinary question wording (so never read as a near
-        name); all are, without the checkpoint's wording counts to tell."""
-        return self.fitted.wording is None or self.fitted.wording.ordinary(typed)
-
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
         (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). A near
@@ -145,7 +131,7 @@ class KGQA:
         if not readings:
             return []
         questions = [r.text for r in readings]
-        encoded = self.encode(questions)
+        encoded = Encoded.of(self.model, self.tokenizer, questions, self.settings.max_question_tokens)
         beams = self.beam(readings, self.settings.beams, encoded)
         keys = [candidate_keys(self.index, r.text, beam, r.mentions)
                 if not r.near_name or any(c.surface == r.near_name for c in beam) else []
@@ -160,14 +146,6 @@ class KGQA:
                 in zip(readings, questions, keys, facts, likelihoods, beams, evidence, self.fitted.channel_gains(questions, facts))]
 
     def ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
-        """A question's candidate keys with their feature rows, in `Fitted.rank`'s order (the
-        reranker's; the candidates' own where it is off), the first `confident` (None: all) with
-        their confidence where there is a calibrator."""
-        ranked = self.fitted.rank(candidate_set, self.reranking, confident)
-        keys = candidate_set.keys
-        confidence = ranked.confidence.tolist() + [None] * (len(keys) - len(ranked.confidence))
-        candidates = [(Candidate.from_fact(self.index.fact(keys[k]), keys[k], float(ranked.scores[k]), confidence[rank]),
-                       candidate_set.features[k]) for rank, k in enumerate(ranked.order)]
-        if candidates:
-            candidates[0][0].alternatives = alternatives(candidate_set, int(ranked.order[0]))
-        return candidates
+        """A question's candidates with their feature rows, in `Fitted.rank`'s order, the first
+        `confident` (None: all) with their confidence where there is a calibrator."""
+        return self.fitted.rank(candidate_set, self.reranking, confident).candidates(candidate_set)

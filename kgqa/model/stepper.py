@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.model.seq2seq import CopyT5
+from kgqa.model.seq2seq import CopyT5, encode_questions
+from kgqa.model.tokenizer import Tokenizer
 
 
 class Encoded:
@@ -39,6 +40,15 @@ class Encoded:
         # (questions, heads, source, head_dim)
         self.cross = [(layers.split(keys).transpose(-1, -2).contiguous(), layers.split(values).contiguous())
                       for keys, values in layers.cross_projections(encoded)]
+
+    @classmethod
+    def of(cls, model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str], max_question_tokens: int
+           ) -> Encoded | None:
+        """`questions` read by `model`'s encoder, for the beam and the likelihoods both (None for
+        models the stepper does not run: they encode as they decode)."""
+        if not Stepper.handles(model):
+            return None
+        return cls(model, *encode_questions(tokenizer, questions, max_question_tokens, model.device))
 
     def rows(self, questions: torch.Tensor | None, beams: int
              ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:

@@ -16,7 +16,8 @@ from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
 from kgqa.rank.channel import Channel, fit_channel
-from kgqa.rank.confidence import Calibrator, fit_calibrator, ranking, signal_rows
+from kgqa.candidate import Candidate
+from kgqa.rank.confidence import Calibrator, alternatives, fit_calibrator, ranking, signal_rows
 from kgqa.rank.features import CandidateSet
 from kgqa.rank.fitted import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
@@ -35,6 +36,16 @@ class Ranking:
     scores: np.ndarray
     confidence: np.ndarray
     signals: np.ndarray
+
+    def candidates(self, candidate_set: CandidateSet) -> list[tuple[Candidate, np.ndarray]]:
+        """The ranked candidates with their feature rows, best first; the best one with the homonyms
+        the question cannot tell from it (`alternatives`)."""
+        confidence = self.confidence.tolist() + [None] * (len(self.order) - len(self.confidence))
+        ranked = [(Candidate.from_fact(candidate_set.facts[k], candidate_set.keys[k], float(self.scores[k]),
+                                       confidence[rank]), candidate_set.features[k]) for rank, k in enumerate(self.order)]
+        if ranked:
+            ranked[0][0].alternatives = alternatives(candidate_set, int(self.order[0]))
+        return ranked
 
 
 @dataclass
@@ -89,6 +100,17 @@ class Fitted:
         signals = signal_rows(candidate_set, scores, order[:confident])
         confidence = np.minimum.accumulate(self.calibrator.probabilities(signals) * candidate_set.trust)
         return Ranking(order, scores, confidence, signals)
+
+    def ordinary(self, typed: str) -> bool:
+        """Whether two typed characters are ordinary question wording (so never read as a near
+        name); all are, without wording counts to tell."""
+        return self.wording is None or self.wording.ordinary(typed)
+
+    def forget_index(self) -> None:
+        """Drop what was cached of the index answered from before (the pipeline switched to another):
+        the answer kinds' profiles of its predicates hold it, and its maps, alive."""
+        if self.answer_kinds is not None:
+            self.answer_kinds.profile.cache_clear()
 
     def save(self, checkpoint: str) -> None:
         """Each model beside the checkpoint's weights; one this set lacks is removed there (it

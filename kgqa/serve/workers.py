@@ -54,7 +54,7 @@ class WorkerState:
 
     @classmethod
     def of(cls, qa: KGQA) -> "WorkerState":
-        return cls(qa.index.triples, qa.index.version, qa.reranking and qa.fitted.calibrator is not None,
+        return cls(qa.index.triples, qa.index.version, qa.calibrated,
                    qa.settings.min_confidence, qa.settings.batch_size)
 
 
