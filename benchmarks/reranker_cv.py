@@ -25,7 +25,7 @@ from kgqa.model.checkpoint_settings import read_settings  # noqa: E402
 from kgqa.source import Source  # noqa: E402
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet  # noqa: E402
 from kgqa.rank.reranker import L2_GRID, Reranker, cross_validated  # noqa: E402
-from kgqa.train import held_out_candidates  # noqa: E402
+from kgqa.refit import held_out_candidates  # noqa: E402
 
 
 def examples(found: list[CandidateSet], golds: list[tuple[str, str, str]], columns: list[int]

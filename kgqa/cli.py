@@ -223,10 +223,11 @@ def fit_reranker(checkpoint, train_file, kb, index_dir, channel_epochs, device, 
     questions it trained on), reranker and confidence calibrator (on the predicates its training
     held out) again: for a checkpoint an older kgqa fitted (other features, no calibrator, no
     answer kinds, no wording to try two-character near names by, no channel)."""
-    from kgqa.train import refit_reranker
+    from kgqa.refit import refit
+    from kgqa.source import Source
 
-    fitted, reach, held = refit_reranker(checkpoint, train_file, kb, device, index_dir, channel_epochs,
-                                           skip_bad_lines)
+    fitted, reach, held = refit(Source(checkpoint, kb, index_dir, device, skip_bad_lines=skip_bad_lines), train_file,
+                                channel_epochs)
     if fitted.reranker is None:
         raise KgqaError(f"too few of the {held} held-out questions have their gold key among the candidates")
     said = ("answer kinds, naming weights, question wording, " + ("noisy channel, " if fitted.channel else "")

@@ -387,6 +387,7 @@ NEAR_TRIED_BELOW = {"held": 0.8, "short": 0.8, "alike": 0.5}
 NEAR_TRUST = 0.75
 
 Answers = TypeVar("Answers")  # what a reading's decode gives: a candidate set
+T = TypeVar("T")  # a training pair's target
 
 
 def near_chosen(readings: list[Reading], answers: list[Answers], surest: Callable[[Answers], tuple[str, float]],
@@ -412,3 +413,9 @@ def near_chosen(readings: list[Reading], answers: list[Answers], surest: Callabl
             readings[i], answers[i], best[i] = near, other, confidence
             taken[i] = None
     return readings, answers, list(taken)
+
+
+def read_pairs(index: KBIndex, pairs: list[tuple[str, T]]) -> list[tuple[str, T]]:
+    """(question, target) pairs with each question as the model reads it when answering
+    (`kgqa.reading`: the KB's names in the KB's spelling), so it learns from what it will see."""
+    return [(read(index, question).text, target) for question, target in pairs]

@@ -34,16 +34,15 @@ from kgqa.kb.triples import read_kb
 from kgqa.kbquestions import kb_questions
 from kgqa.metrics import score
 from kgqa.model.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
-from kgqa.model.checkpoint_settings import is_checkpoint, read_settings
+from kgqa.model.checkpoint_settings import is_checkpoint
 from kgqa.model.seq2seq import (count_parameters, encode_questions, pad_targets, pick_device,
                                 pretrained_start, scratch_model)
-from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer, load_tokenizer
-from kgqa.reading import read
+from kgqa.model.tokenizer import SentencePieceTokenizer, Tokenizer
+from kgqa.reading import read_pairs
 from kgqa.pipeline import KGQA
 from kgqa.process_group import join, leave, shard
 from kgqa.candidate import best_answer
-from kgqa.rank.bundle import Fitted, fit
-from kgqa.rank.features import CandidateSet
+from kgqa.refit import fit_beside
 from kgqa.train_settings import TrainConfig, recipe
 
 
@@ -56,12 +55,6 @@ def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:
         yield triple.predicate
         if triple.disambiguation:
             yield triple.disambiguation
-
-
-def read_pairs(index: KBIndex, pairs: Pairs) -> Pairs:
-    """(question, target) pairs with each question as the model reads it when answering
-    (`kgqa.reading`: the KB's names in the KB's spelling), so it learns from what it will see."""
-    return [(read(index, question).text, target) for question, target in pairs]
 
 
 def teacher_forced_batch(tokenizer: Tokenizer, pairs: Pairs, max_question_tokens: int,
@@ -107,51 +100,6 @@ def evaluate(qa: KGQA, dev: list[Question], limit: int | None) -> dict[str, floa
     subset = dev[:limit] if limit else dev
     answered = qa.ask([q.question for q in subset])
     return score([best_answer(candidates) for candidates in answered], [q.answer for q in subset])
-
-
-def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
-    """Each question's candidates (held-out ones, for a fit), from the beam of the model being fitted for."""
-    candidate_sets: list[CandidateSet] = []
-    size = qa.settings.batch_size
-    for start in range(0, len(questions), size):
-        candidate_sets.extend(qa.candidate_sets(questions[start:start + size]))
-    return candidate_sets
-
-
-def refit_reranker(checkpoint: str, train_file: str, kb: str, device: str = "auto",
-                   index_dir: str | None = None, channel_epochs: int | None = None,
-                   skip_bad_lines: bool = False) -> tuple[Fitted, float, int]:
-    """Fit a checkpoint's models (`rank.bundle.fit`) again, the reranker and calibrator on the same
-    held-out predicates its training held out (the split is re-drawn from its saved share and
-    seed), the channel trained `channel_epochs` passes (None: as its training says, else
-    TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted, gold reach,
-    held-out questions); each model is saved beside the weights."""
-    saved = read_settings(checkpoint).get("train", {})
-    holdout, seed = saved.get("holdout"), saved.get("seed")
-    if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
-        raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", checkpoint)
-    kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
-    index = ensure_index(kb, load_tokenizer(os.path.join(checkpoint, "tokenizer")), index_dir, skip_bad_lines)
-    decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
-                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
-                              int8=False)
-    if channel_epochs is None:
-        channel_epochs = saved.get("channel_epochs", TrainConfig.channel_epochs)
-    fitted, reach = _fit_beside(checkpoint, index, pick_device(device), decoding,
-                                read_pairs(index, training_pairs(kept)), held, seed, channel_epochs)
-    return fitted, reach, len(held)
-
-
-def _fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                pairs: Pairs, held: list[Question], seed: int, channel_epochs: int) -> tuple[Fitted, float]:
-    """`rank.bundle.fit` for the checkpoint's model (opened without `Source.open`: its
-    fitted models are the ones being replaced), saved beside it; and the gold reach."""
-    model, _, _ = load_checkpoint(checkpoint)
-    model.to(device)
-    fitted, reach = fit(index, pairs, held, seed, lambda evidence, over, questions: held_out_candidates(
-        KGQA(model, over.tokenizer, over, decoding, evidence), questions), channel_epochs, device)
-    fitted.save(checkpoint)
-    return fitted, reach
 
 
 def _model_and_tokenizer(config: TrainConfig, pairs: list, state: dict | None, rank: int
@@ -239,7 +187,7 @@ def _seeded(seed: int) -> None:
 def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                     pairs: Pairs, held: list[Question], config: TrainConfig) -> None:
     """Training's last step: the best checkpoint's channel, reranker and calibrator, said in one line."""
-    fitted, reach = _fit_beside(best_dir, index, device, decoding, pairs, held, config.seed, config.channel_epochs)
+    fitted, reach = fit_beside(best_dir, index, device, decoding, pairs, held, config.seed, config.channel_epochs)
     if fitted.reranker is None:
         tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
     else:

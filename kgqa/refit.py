@@ -1,0 +1,67 @@
+"""Fitting a checkpoint's models again (`kgqa fit-reranker`), and the fit training closes with:
+the answer kinds, naming weights, question wording and noisy channel on the questions the model
+trained on, then the reranker and the confidence calibrator on the held-out predicates'
+questions, read through the model being fitted for (`rank.bundle.fit`), saved beside it.
+"""
+from __future__ import annotations
+
+import torch
+
+from kgqa.data import Pairs, Question, hold_out_predicates, read_questions, training_pairs
+from kgqa.decode.settings import DecodeSettings
+from kgqa.errors import KgqaError
+from kgqa.kb.build import ensure_index
+from kgqa.kb.index import KBIndex
+from kgqa.model.checkpoint import load_checkpoint
+from kgqa.model.checkpoint_settings import checkpoint_tokenizer
+from kgqa.model.seq2seq import pick_device
+from kgqa.pipeline import KGQA
+from kgqa.rank.bundle import Fitted, fit
+from kgqa.rank.features import CandidateSet
+from kgqa.reading import read_pairs
+from kgqa.source import Source
+from kgqa.train_settings import TrainConfig
+
+
+def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
+    """Each question's candidates (held-out ones, for a fit), from the beam of the model being fitted for."""
+    candidate_sets: list[CandidateSet] = []
+    size = qa.settings.batch_size
+    for start in range(0, len(questions), size):
+        candidate_sets.extend(qa.candidate_sets(questions[start:start + size]))
+    return candidate_sets
+
+
+def refit(source: Source, train_file: str, channel_epochs: int | None = None) -> tuple[Fitted, float, int]:
+    """Fit `source`'s checkpoint's models (`rank.bundle.fit`) again over its KB, the reranker and
+    calibrator on the same held-out predicates its training held out (the split re-drawn from its
+    saved share and seed), the channel trained `channel_epochs` passes (None: as its training
+    says, else TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted,
+    gold reach, held-out questions); each model is saved beside the weights."""
+    tokenizer, settings = checkpoint_tokenizer(source.checkpoint)
+    saved = settings.get("train", {})
+    holdout, seed = saved.get("holdout"), saved.get("seed")
+    if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
+        raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", source.checkpoint)
+    kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
+    index = ensure_index(source.kb, tokenizer, source.index_dir, source.skip_bad_lines)
+    decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
+                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
+                              int8=False)
+    if channel_epochs is None:
+        channel_epochs = saved.get("channel_epochs", TrainConfig.channel_epochs)
+    fitted, reach = fit_beside(source.checkpoint, index, pick_device(source.device), decoding,
+                               read_pairs(index, training_pairs(kept)), held, seed, channel_epochs)
+    return fitted, reach, len(held)
+
+
+def fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
+               pairs: Pairs, held: list[Question], seed: int, channel_epochs: int) -> tuple[Fitted, float]:
+    """`rank.bundle.fit` for the checkpoint's model (opened without `Source.open`: its fitted
+    models are the ones being replaced), saved beside it; and the gold reach."""
+    model, _, _ = load_checkpoint(checkpoint)
+    model.to(device)
+    fitted, reach = fit(index, pairs, held, seed, lambda evidence, over, questions: held_out_candidates(
+        KGQA(model, over.tokenizer, over, decoding, evidence), questions), channel_epochs, device)
+    fitted.save(checkpoint)
+    return fitted, reach
