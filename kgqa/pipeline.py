@@ -76,9 +76,8 @@ class KGQA:
         reachable. The first one's `answer()` is the question's answer (`candidate.best_answer`)."""
         s = self.settings
         results: list[list[Candidate]] = []
-        # `or None`: tqdm draws no bar where stderr is no terminal (a log)
         for start in tqdm(range(0, len(questions), s.batch_size), desc="answering", unit=" batches",
-                          disable=not progress or None):
+                          disable=not progress or None):  # None: no bar where stderr is no terminal (a log)
             batch = questions[start:start + s.batch_size]
             if self.reranking:
                 results.extend([c for c, _ in self.ranked(candidate_set, s.top_k)[: s.top_k]]
@@ -124,10 +123,9 @@ class KGQA:
 
     def _read_once(self, readings: list[Reading]) -> list[CandidateSet]:
         """The readings' candidate sets, their texts encoded once for the beam and the likelihoods
-        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). A near
-        reading is asked only whether its answer is about its near name, so one whose beam writes
-        no key of it gets no candidates (the model reads the question as about another name;
-        nothing of it is scored)."""
+        (trusted not at all where the reading names no KB subject: `UNNAMED_TRUST`). A near reading
+        is asked only whether its answer is about its near name: one whose beam writes no key of it
+        gets no candidates (the model reads the question as about another name)."""
         if not readings:
             return []
         questions = [r.text for r in readings]
@@ -139,11 +137,13 @@ class KGQA:
         facts = [[self.index.fact(key) for key in chosen] for chosen in keys]
         likelihoods = key_and_object_log_probs(self.model, self.tokenizer, questions, facts, self.object_tokens,
                                                self.settings.max_question_tokens, encoded)
-        evidence = [self.fitted.evidence(self.index, q, question_facts) for q, question_facts in zip(questions, facts)]
-        return [CandidateSet(q, chosen, question_facts, scored, beam, [self.index.prominence(key) for key in chosen],
-                             kinds, named, gains, beside, trust=1.0 if r.mentions else UNNAMED_TRUST)
-                for r, q, chosen, question_facts, scored, beam, (kinds, named, beside), gains
-                in zip(readings, questions, keys, facts, likelihoods, beams, evidence, self.fitted.channel_gains(questions, facts))]
+        gains = self.fitted.channel_gains(questions, facts)
+        return [CandidateSet(q, chosen, question_facts, beam, {
+                    "likelihoods": scored, "channel": gain, **self.fitted.evidence(self.index, q, question_facts),
+                    "prominence": np.array([self.index.prominence(key) for key in chosen]).reshape(-1, 3)},
+                    trust=1.0 if r.mentions else UNNAMED_TRUST)
+                for r, q, chosen, question_facts, scored, beam, gain in zip(readings, questions, keys, facts, likelihoods,
+                                                                            beams, gains)]
 
     def ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
         """A question's candidates with their feature rows, in `Fitted.rank`'s order, the first

@@ -55,9 +55,10 @@ def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
     sid = index.surface_id(surface)
     keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
-    return CandidateSet(question, keys, [index.fact(k) for k in keys], np.zeros((len(keys), 4)), [],
-                        [index.prominence(k) for k in keys], np.zeros(len(keys)),
-                        np.zeros((len(keys), 2)), np.zeros(len(keys)), np.full(len(keys), BOUNDED))
+    return CandidateSet(question, keys, [index.fact(k) for k in keys], [], {
+        "likelihoods": np.zeros((len(keys), 4)), "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
+        "kinds": np.zeros(len(keys)), "named": np.zeros((len(keys), 2)), "channel": np.zeros(len(keys)),
+        "beside": np.full(len(keys), BOUNDED)})
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

@@ -8,7 +8,7 @@ from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import token_log_probs
 from kgqa.rank.bundle import Fitted
-from kgqa.rank.features import FEATURE_NAMES, candidate_features
+from kgqa.rank.features import EVIDENCE, FEATURE_NAMES, candidate_features
 from kgqa.rank.naming import Naming
 from kgqa.rank.fitted import read_fitted, write_fitted
 from kgqa.rank.reranker import Reranker
@@ -95,18 +95,24 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
                                                                           abs=1e-4)
 
 
+def _features(question, keys, facts, likelihoods, beam, prominence, kinds, named, channel):
+    """`candidate_features` with each evidence column given in EVIDENCE's order."""
+    columns = dict(zip(EVIDENCE, (likelihoods, np.array(prominence).reshape(-1, 3), kinds, named, channel)))
+    return candidate_features(question, keys, facts, beam, columns)
+
+
 def test_object_features_tell_a_number_asked_for_from_a_name_already_given():
     question = "刘晓华多少岁了？"
     answers = [Fact("刘晓华", "年龄", "", ["45"]), Fact("刘晓华", "姓名", "", ["刘晓华"]),
                Fact("刘晓华", "职业", "", ["教授"])]
-    rows = candidate_features(question, [0, 1, 2], answers, np.zeros((3, 4)), [], [(0, 1, 1)] * 3, np.zeros(3),
+    rows = _features(question, [0, 1, 2], answers, np.zeros((3, 4)), [], [(0, 1, 1)] * 3, np.zeros(3),
                               np.zeros((3, 2)), np.zeros(3))
     column = {name: rows[:, i].tolist() for i, name in enumerate(FEATURE_NAMES)}
     assert column["number_asked"] == [1.0, 0.0, 0.0]
     assert column["number"] == [1.0, 0.0, 0.0]
     assert column["object_in_question"] == [0.0, 1.0, 0.0]
     assert column["object_covered"] == [0.0, 1.0, 0.0]
-    asked_name = candidate_features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 4)), [], [(0, 1, 1)],
+    asked_name = _features("刘晓华的职业是什么？", [0], answers[:1], np.zeros((1, 4)), [], [(0, 1, 1)],
                                     np.zeros(1), np.zeros((1, 2)), np.zeros(1))
     assert asked_name[0, FEATURE_NAMES.index("number_asked")] == 0.0  # a digit the question does not ask for
 
@@ -115,7 +121,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
     answers = [Fact("唐平", "现任", "广东工业大学自动化学院教授", ["广东工业大学自动化学院教授"]),
                Fact("唐平", "现名", "广东工业大学自动化学院教授", ["深圳华强方特"]),
                Fact("滕州二中", "校址", "", ["滕州市善南路266号"]), Fact("滕州二中", "地址", "", [""])]
-    rows = candidate_features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], [(0, 1, 1)] * 4,
+    rows = _features("唐平现在职位是什么？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], [(0, 1, 1)] * 4,
                               np.zeros(4), np.zeros((4, 2)), np.zeros(4))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["object_in_subject"] == pytest.approx([1.0, 0.0, 2 / 10, 0.0])  # 滕州 of 10 characters; "": none
@@ -125,7 +131,7 @@ def test_an_object_repeating_its_subjects_name_is_told_from_one_borrowed_from_an
 def test_feature_rows_are_in_the_order_of_their_names():
     answers = [Fact("刘晓华", "主讲课程", "广东工业大学教授", ["《固体物理》"]), Fact("刘晓", "别名", "", ["小刘"])]
     likelihoods = np.array([[-2.0, 4.0, -3.0, 6.0], [-9.0, 3.0, -1.0, 2.0]])  # the key's, then its object's
-    rows = candidate_features("刘晓华主要讲什么课程？", [7, 8], answers, likelihoods, [], [(0, 5, 20), (1, 9, 3)],
+    rows = _features("刘晓华主要讲什么课程？", [7, 8], answers, likelihoods, [], [(0, 5, 20), (1, 9, 3)],
                               np.array([1.0, -3.0]), np.array([[2.0, 4.0], [0.0, 4.0]]), np.array([1.5, -2.5]))
     assert rows.shape == (2, len(FEATURE_NAMES))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
@@ -143,7 +149,7 @@ def test_a_subjects_length_is_its_spelling_keys():
     # BLING BLING and blingbling name the same thing spelt two ways: neither is the longer mention
     answers = [Fact("BLING BLING", "启用时间", "", ["968年"]), Fact("blingbling", "创立于", "甜品品牌", ["2011年"]),
                Fact("bling", "别名", "", ["闪"])]
-    rows = candidate_features("BLINGBLING是什么时候建立的？", [1, 2, 3], answers, np.zeros((3, 4)), [],
+    rows = _features("BLINGBLING是什么时候建立的？", [1, 2, 3], answers, np.zeros((3, 4)), [],
                               [(0, 5, 20), (1, 9, 3), (2, 1, 1)], np.zeros(3), np.zeros((3, 2)), np.zeros(3))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     assert column["mention_chars"] == [10.0, 10.0, 5.0] and column["longest_mention"] == [1.0, 1.0, 0.0]
@@ -154,7 +160,7 @@ def test_a_predicate_is_weighed_by_how_common_it_is_and_its_kind_fit_among_its_s
     prominence = [(0, 10, 3), (0, 300, 3), (0, 300, 3), (1, 2, 1)]  # (subject entity, KB keys with the
     # predicate, KB keys of the subject)
     kinds = np.array([2.0, 0.0, 0.0, 5.0])  # how well each fits what the question asks for
-    rows = candidate_features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], prominence, kinds,
+    rows = _features("刘晓华讲什么课？", [0, 1, 2, 3], answers, np.zeros((4, 4)), [], prominence, kinds,
                               np.zeros((4, 2)), np.zeros(4))
     column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
     e = np.exp(2.0)

@@ -216,8 +216,9 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     assert qa.object_tokens == 3
     found = qa.candidate_sets(["马磊静的配偶是谁？"])[0]
     tails = [len(qa.tokenizer.encode_object(fact.objects[0], qa.object_tokens)) for fact in found.facts]
-    assert found.keys and found.likelihoods[:, 3].tolist() == tails and (found.likelihoods[:, 2] < 0).all()
+    likelihoods = found.evidence["likelihoods"]
+    assert found.keys and likelihoods[:, 3].tolist() == tails and (likelihoods[:, 2] < 0).all()
     # the noisy channel, trained by default, read as a feature: each candidate's own gain
-    assert qa.fitted.channel is not None and found.channel.shape == (len(found.keys),)
+    assert qa.fitted.channel is not None and found.evidence["channel"].shape == (len(found.keys),)
     gains = found.features[:, FEATURE_NAMES.index("channel_gain")]
-    assert np.array_equal(gains, found.channel) and len(set(gains.tolist())) > 1
+    assert np.array_equal(gains, found.evidence["channel"]) and len(set(gains.tolist())) > 1

@@ -65,8 +65,8 @@ class Fitted:
         return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
                    Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
 
-    def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """How well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
+    def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> dict[str, np.ndarray]:
+        """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
         how much of the question names it (`Naming.scores`) and how plainly the question bounds
         its subject's mention (`Wording.beside`); zeros (and bounded) for what this set lacks
         (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
@@ -76,7 +76,7 @@ class Fitted:
         # per subject surface, not per key: a subject's keys share it
         bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
                    for surface in {fact.surface for fact in facts}}
-        return fits, named, np.array([bounded[fact.surface] for fact in facts])
+        return {"kinds": fits, "named": named, "beside": np.array([bounded[fact.surface] for fact in facts])}
 
     def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
         """Per question, how much better each fact's predicate and object explain it than nothing

@@ -110,7 +110,7 @@ def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndar
         rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
                           if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, kind_gap, float(candidate_set.beside[k]), candidate_set.features[k],
+                        rival_share, kind_gap, float(candidate_set.evidence["beside"][k]), candidate_set.features[k],
                         len(candidate_set.question), len(fact.surface),
                         len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])

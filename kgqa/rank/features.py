@@ -147,21 +147,27 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
 FEATURE_NAMES = tuple(FEATURES)
 
 
-def candidate_features(question: str, keys: list[int], facts: list[Fact], likelihoods: np.ndarray,
-                       beam: list[Candidate], prominence: list[tuple[int, int, int]], kinds: np.ndarray,
-                       named: np.ndarray, channel: np.ndarray) -> np.ndarray:
-    """One row per key (`keys`, their `facts`, `likelihoods` as (log p, tokens) of the key and of
-    its object's first tokens, `prominence` as `KBIndex.prominence` gives it,
-    `kinds` as `AnswerKinds.scores` does, `named` as `Naming.scores` does, `channel` as
-    `Channel.gains` does, in that order), one column per FEATURES name."""
+# What each evidence model gives a question's candidates, one row per key, by name (a candidate
+# set's `evidence`): the model's (log p, tokens) of the key and of its object's first tokens
+# (`likelihood.key_and_object_log_probs`), `KBIndex.prominence` (entity, predicate's keys,
+# subject's keys), `AnswerKinds.scores`, `Naming.scores`, `Channel.gains`, and `Wording.beside`
+# (how plainly the question bounds the subject's mention: evidence of the confidence only).
+EVIDENCE = ("likelihoods", "prominence", "kinds", "named", "channel", "beside")
+
+
+def candidate_features(question: str, keys: list[int], facts: list[Fact], beam: list[Candidate],
+                       evidence: dict[str, np.ndarray]) -> np.ndarray:
+    """One row per key (`keys`, their `facts`, the `evidence` columns named in EVIDENCE), one
+    column per FEATURES name."""
+    likelihoods, prominence, kinds, named, channel = (evidence[name] for name in EVIDENCE[:5])
     rests = [without_mention(question, fact.surface) for fact in facts]
     lengths = [len(fold(fact.surface)) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
               "longest_surface": max(lengths),
               "asks_number": bool(ASKS_NUMBER.search(question))}
-    entities = np.array([entity for entity, _, _ in prominence])
+    entities = prominence[:, 0]
     siblings: dict[int, list[int]] = {}
-    for entity, count, _ in prominence:
+    for entity, count, _ in prominence.tolist():
         siblings.setdefault(entity, []).append(count)
     kind_shares = np.zeros(len(kinds))  # softmax of the kind fits within each subject entity
     for entity in siblings:
@@ -170,7 +176,7 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
         kind_shares[mine] = fits / fits.sum()
     rows = []
     for fact, key, (ll, length, object_ll, object_length), rest, chars, (said, sayable), (entity, count, size), fit, share, \
-            gain in zip(facts, keys, likelihoods, rests, lengths, named, prominence, kinds, kind_shares, channel):
+            gain in zip(facts, keys, likelihoods, rests, lengths, named, prominence.tolist(), kinds, kind_shares, channel):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=int(length),
@@ -184,31 +190,26 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], likeli
 
 @dataclass
 class CandidateSet:
-    """One question's candidate keys and what their features come from: the keys' KB facts,
-    the model's (log-likelihood, tokens) of each key and of its object's first tokens, the beam, each key's prominence, answer
-    kind fit, naming weights and channel gain; and the feature rows (one per key, one column per FEATURES name).
-    `beside` (per key, how plainly the question bounds its subject's mention: `Wording.beside`) is
-    evidence of the confidence only, not of the ranking."""
+    """One question's candidate keys and what their features come from: the keys' KB facts, the
+    beam, and each evidence model's columns by name (`evidence`, one row per key: EVIDENCE); and the
+    feature rows (one per key, one column per FEATURES name)."""
 
     question: str
     keys: list[int]
     facts: list[Fact]
-    likelihoods: np.ndarray
     beam: list[Candidate]
-    prominence: list[tuple[int, int, int]]
-    kinds: np.ndarray
-    named: np.ndarray
-    channel: np.ndarray
-    beside: np.ndarray
+    evidence: dict[str, np.ndarray]
     features: np.ndarray = field(init=False)
     trust: float = 1.0  # how far the reading it comes from is to be trusted: its confidences are scaled
     # by it (below 1 for a near reading: the name read may not be the one meant, `KGQA.read_and_chosen`;
     # 0 for a reading that names no KB subject: `pipeline.UNNAMED_TRUST`)
 
     def __post_init__(self) -> None:
-        self.features = candidate_features(self.question, self.keys, self.facts, self.likelihoods, self.beam,
-                                           self.prominence, self.kinds, self.named, self.channel) if self.keys \
-            else np.zeros((0, len(FEATURE_NAMES)))
+        missing = set(EVIDENCE) - set(self.evidence)
+        if missing:
+            raise ValueError(f"a candidate set needs every evidence column; it lacks {sorted(missing)}")
+        self.features = candidate_features(self.question, self.keys, self.facts, self.beam, self.evidence) \
+            if self.keys else np.zeros((0, len(FEATURE_NAMES)))
 
     def position(self, subject: str, predicate: str) -> int | None:
         """Where the key of `subject` (with its disambiguation) and `predicate` is among the
@@ -225,6 +226,5 @@ class CandidateSet:
         kept = [i for i, fact in enumerate(self.facts) if not dropped(fact)]
         gone = {self.keys[i] for i in range(len(self.keys))} - {self.keys[i] for i in kept}
         return CandidateSet(self.question, [self.keys[i] for i in kept], [self.facts[i] for i in kept],
-                            self.likelihoods[kept], [c for c in self.beam if c.key not in gone],
-                            [self.prominence[i] for i in kept], self.kinds[kept], self.named[kept],
-                            self.channel[kept], self.beside[kept])
+                            [c for c in self.beam if c.key not in gone],
+                            {name: column[kept] for name, column in self.evidence.items()})
