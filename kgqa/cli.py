@@ -130,12 +130,12 @@ def merge(index_dir: str, checkpoint: str | None, segments: int | None) -> None:
     """Merge an index's segments in place (`kgqa update` runs the policy itself unless --no-merge)."""
     from kgqa.kb.build import is_index
     from kgqa.kb.index import KBIndex
-    from kgqa.kb.merge import merge_index
+    from kgqa.kb.merge import MergeDownTo, TieredMergePolicy, merge_index
 
     if not is_index(index_dir):
         raise KgqaError("not a kgqa index (build one with `kgqa index`)", index_dir)
     tokenizer = _tokenizer_of(checkpoint)
-    counts = merge_index(index_dir, tokenizer, segments)
+    counts = merge_index(index_dir, tokenizer, TieredMergePolicy() if segments is None else MergeDownTo(segments))
     merged = KBIndex(index_dir, tokenizer)
     click.echo(f"{index_dir}: {len(counts)} merges; {merged.triples} triples in {len(merged.segments)} segment(s)")
 

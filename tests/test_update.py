@@ -13,7 +13,7 @@ from kgqa.kb.build import build_index, ensure_index
 from kgqa.kb.contents import contents
 from kgqa.kb.index import KBIndex
 from kgqa.kb.manifest import SegmentEntry
-from kgqa.kb.merge import TieredMergePolicy, merge_index
+from kgqa.kb.merge import MergeDownTo, TieredMergePolicy, merge_index
 from kgqa.kb.update import update_index, updated_copy
 
 from conftest import SAMPLE, fact_of, write
@@ -81,7 +81,7 @@ def test_updates_and_merges_answer_exactly_as_a_rebuild_of_the_changed_kb(sample
                                            tokenizer, merge=round != 5)
             assert report.removed and report.added
         else:
-            merge_index(directory, tokenizer, segments=1)
+            merge_index(directory, tokenizer, MergeDownTo(1))
             updated = KBIndex(directory, tokenizer)
         segment_counts.append(len(updated.segments))
         rebuilt = build_index(write(tmp_path / "changed.tsv", "\n".join(lines) + "\n"), tokenizer, str(tmp_path / "rebuilt"))
@@ -121,6 +121,18 @@ def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap(
     assert len(sizes) > capped.max_segments and len(capped.plan(sizes)) == len(sizes) - capped.max_segments + 1
     # its own settings: a tier of three merges three
     assert TieredMergePolicy(factor=3).plan([entry(1_000_000), entry(2_000), entry(3_000), entry(900)]) == [1, 2, 3]
+
+
+def test_merging_down_to_n_segments_is_a_policy_of_its_own():
+    def entry(triples, hidden=0):
+        return SegmentEntry("s", triples, hidden_triples=hidden)
+    sizes = [entry(500), entry(90), entry(7_000), entry(40)]
+    assert MergeDownTo(2).plan(sizes) == [0, 1, 3]  # the three smallest: two left
+    assert MergeDownTo(4).plan(sizes) == [] and MergeDownTo(1).plan(sizes) == [0, 1, 2, 3]
+    assert MergeDownTo(1).plan([entry(500, hidden=100)]) == [0]  # a lone segment rewritten without what it hides
+    assert MergeDownTo(1).plan([entry(500)]) == []
+    with pytest.raises(ValueError, match="MergeDownTo.segments has to be an integer of at least 1"):
+        MergeDownTo(0)
 
 
 @pytest.mark.parametrize("setting", [{"factor": 1}, {"floor": 0}, {"max_segments": 0}, {"segment_triples": -5},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
 from kgqa.kb.build import SEGMENT_TRIPLES, TripleArrays, add_segment, index_lock
 from kgqa.kb.index import KBIndex
@@ -57,7 +58,34 @@ class TieredMergePolicy:
         return smallest if len(entries) > self.max_segments and len(smallest) >= 2 else []
 
 
-def merge_policy(directory: str, tokenizer: Tokenizer, policy: TieredMergePolicy = TieredMergePolicy()) -> list[int]:
+@dataclass(frozen=True)
+class MergeDownTo:
+    """`kgqa merge --segments N`: the smallest segments merged until at most `segments` are left
+    (1: the whole index as one segment, as a build writes it: a lone segment that hides triples is
+    rewritten without them)."""
+
+    segments: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.segments, int) or self.segments < 1:
+            raise ValueError(f"MergeDownTo.segments has to be an integer of at least 1, not {self.segments!r}")
+
+    def plan(self, entries: list[SegmentEntry]) -> list[int]:
+        """The segments (places in the manifest's list) to merge next; [] for none."""
+        if len(entries) > self.segments:
+            by_size = sorted(range(len(entries)), key=lambda i: entries[i].live_triples)
+            return sorted(by_size[:len(entries) - self.segments + 1])
+        lone = entries[0] if len(entries) == 1 else None
+        return [0] if lone is not None and lone.hidden_triples and lone.live_triples else []
+
+
+class MergePolicy(Protocol):
+    """Which segments to merge next, from the manifest's segment entries alone ([] for none)."""
+
+    def plan(self, entries: list[SegmentEntry]) -> list[int]: ...
+
+
+def merge_policy(directory: str, tokenizer: Tokenizer, policy: MergePolicy = TieredMergePolicy()) -> list[int]:
     """Run `policy`'s merges on the index in `directory` (its lock held by the caller) until it
     plans none; returns the segment count after each."""
     counts = []
@@ -68,21 +96,10 @@ def merge_policy(directory: str, tokenizer: Tokenizer, policy: TieredMergePolicy
         counts.append(merge_segments(directory, tokenizer, picks))
 
 
-def merge_index(directory: str, tokenizer: Tokenizer, segments: int | None = None) -> list[int]:
-    """`kgqa merge`: the policy's merges, or with `segments` the smallest segments merged until at
-    most that many are left (1: the whole index as one segment, as a build writes it)."""
-    directory = os.path.abspath(directory)
-    with index_lock(directory):
-        if segments is None:
-            return merge_policy(directory, tokenizer)
-        counts = []
-        entries = read_manifest(directory).segments
-        while len(entries) > max(1, segments) or (len(entries) == 1 and entries[0].hidden_triples
-                                                  and entries[0].live_triples):  # the last segment is kept
-            by_size = sorted(range(len(entries)), key=lambda i: entries[i].live_triples)
-            counts.append(merge_segments(directory, tokenizer, sorted(by_size[:len(entries) - max(1, segments) + 1])))
-            entries = read_manifest(directory).segments
-        return counts
+def merge_index(directory: str, tokenizer: Tokenizer, policy: MergePolicy = TieredMergePolicy()) -> list[int]:
+    """`kgqa merge`: `policy`'s merges (`MergeDownTo(N)` for `--segments N`), under the index's lock."""
+    with index_lock(os.path.abspath(directory)):
+        return merge_policy(os.path.abspath(directory), tokenizer, policy)
 
 
 def merge_segments(directory: str, tokenizer: Tokenizer, picks: list[int]) -> int:
