@@ -77,12 +77,12 @@ class KBIndex:
                 raise DamagedIndex(f"segment {entry.name}: {error.problem}", directory) from None
             except KgqaError:
                 raise DamagedIndex(f"segment {entry.name} is missing", directory) from None
-            deletes = entry.deletes
+            files = entry.deletes_files()
             try:
-                hidden, cut = ((np.load(os.path.join(directory, f"{deletes}.{part}.npy")) for part in ("hidden", "pruned"))
-                               if deletes else (np.zeros(0, np.int64), np.zeros((0, 2), np.int64)))
+                hidden, cut = ((np.load(os.path.join(directory, files[part])) for part in ("hidden", "pruned"))
+                               if files else (np.zeros(0, np.int64), np.zeros((0, 2), np.int64)))
             except Exception as error:  # numpy and the OS each raise their own kind for a damaged file
-                raise DamagedIndex(f"{deletes}: {type(error).__name__}: {error}", directory) from None
+                raise DamagedIndex(f"{entry.deletes}: {type(error).__name__}: {error}", directory) from None
             if segment.header.get("spelling") != FINGERPRINT:
                 raise KgqaError(f"segment {entry.name} was built with other spelling tables "
                                 f"({segment.header.get('spelling')}; this kgqa has {FINGERPRINT}): rebuild this "

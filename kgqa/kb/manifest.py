@@ -37,6 +37,11 @@ class SegmentEntry:
         """The triples of the segment no later one hides."""
         return self.triples - self.hidden_triples
 
+    def deletes_files(self) -> dict[str, str]:
+        """Its deletes files by part ("hidden": the surfaces hidden, "pruned": the trie edges cut),
+        the one place their names are spelled; {} for none."""
+        return {part: f"{self.deletes}.{part}.npy" for part in ("hidden", "pruned")} if self.deletes else {}
+
 
 @dataclass
 class Manifest:
@@ -128,8 +133,7 @@ def named_files(manifest: Manifest) -> set[str]:
     names = {HEADER}
     for entry in manifest.segments:
         names.add(entry.name)
-        if entry.deletes:
-            names.update(f"{entry.deletes}.{part}.npy" for part in ("hidden", "pruned"))
+        names.update(entry.deletes_files().values())
     return names
 
 

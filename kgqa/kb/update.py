@@ -167,13 +167,13 @@ def _hide(index: KBIndex, manifest: Manifest, surfaces: list[str], tokenizer: To
         segment, entry = index.segments[i], manifest.segments[i]
         hidden = np.union1d(index.hidden[i], np.array(sids, np.int64)).astype(np.int64)
         pruned = _pruned(segment, index.pruned[i], sids, tokenizer)
-        deletes = f"{entry.name}.d{manifest.generation}"
+        entry.deletes = f"{entry.name}.d{manifest.generation}"
         for part, values in (("hidden", hidden), ("pruned", pruned)):
-            with atomic_file(os.path.join(directory, f"{deletes}.{part}.npy"), "wb") as handle:
+            with atomic_file(os.path.join(directory, entry.deletes_files()[part]), "wb") as handle:
                 np.save(handle, values)
         keys = [segment.surface_keys(sid) for sid in sids]
         objects = sum(int(segment.obj_start[k.stop] - segment.obj_start[k.start]) for k in keys)
-        entry.deletes, entry.hidden_surfaces = deletes, len(hidden)
+        entry.hidden_surfaces = len(hidden)
         entry.hidden_triples += objects
 
 
