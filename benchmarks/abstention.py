@@ -34,7 +34,7 @@ import harness  # first: it puts kgqa on sys.path
 from harness import arguments, missing, record
 
 from kgqa.kb.triples import join_subject, read_kb, split_subject  # noqa: E402
-from kgqa.text import normalize  # noqa: E402
+from kgqa.spelling import normalize  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.source import Source  # noqa: E402
 from kgqa.rank.synonyms import synonym_covered  # noqa: E402

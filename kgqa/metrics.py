@@ -13,7 +13,8 @@ import json
 
 from kgqa.data import read_predictions, read_questions
 from kgqa.candidate import parse_answer
-from kgqa.text import common_subsequence, normalize
+from kgqa.spelling import normalize
+from kgqa.text import common_subsequence
 
 FIELDS = tuple(f"{kind}_{part}" for kind in ("EM", "F1") for part in ("All", "S", "P", "O"))
 

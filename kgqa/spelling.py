@@ -15,6 +15,10 @@ written that way; the KB's names in a question are given the KB's own spelling, 
 
 The tables come from OpenCC (traditional to simplified) and pypinyin (each character's first
 reading); `FINGERPRINT` names their versions, so an index built with other tables is rebuilt.
+
+`normalize` is the other rule, KgCLUE's scorer's: an answer is compared lower-cased, its whitespace
+folded (`fold_whitespace`, also how the KB reader stores an object, so a stored object compares
+equal to a gold answer); the metric and the calibrator's right-or-wrong read it.
 """
 from __future__ import annotations
 
@@ -191,3 +195,14 @@ def how_spelled(typed: str, kb: str) -> str:
         ways.append(f"{'one character' if wrong == 1 else f'{wrong} characters'} "
                     f"({'sounds alike' if sound(typed) == sound(kb) else 'a typo'})")
     return ", ".join(ways) or "as written"
+
+
+def fold_whitespace(text: str) -> str:
+    """Runs of whitespace as one space, none at the ends: how KgCLUE's scorer reads a string, so
+    an object stored this way compares equal to a gold answer."""
+    return " ".join(text.split())
+
+
+def normalize(text: str) -> str:
+    """A string as KgCLUE's scorer compares it: lower case, whitespace folded."""
+    return fold_whitespace(text.lower())

@@ -1,6 +1,6 @@
-"""Text helpers every step shares: how much of a question a KB string covers (the look-ahead,
-the reranker, the peer and the metric), and the whitespace folding of KgCLUE's scorer (the KB
-reader, the metric, the calibrator's right-or-wrong), in one place so they cannot drift apart.
+"""String similarity every step shares: how much of a question a KB string covers (the look-ahead,
+the reranker, the peer and the metric), in one place so they cannot drift apart. (When two strings
+are the same is `kgqa.spelling`'s: the reading's rule and the scorer's.)
 
 The longest common subsequence comes from rapidfuzz (C++, the same integer the textbook dynamic
 programme gives): it runs for every predicate of every candidate subject of every question.
@@ -35,14 +35,3 @@ def without_mention(question: str, surface: str) -> str:
     """The question with its first mention of the subject taken out: what is left to match the
     predicate against (the subject's own characters would otherwise count as cover)."""
     return question.replace(surface, "", 1)
-
-
-def fold_whitespace(text: str) -> str:
-    """Runs of whitespace as one space, none at the ends: how KgCLUE's scorer reads a string, so
-    an object stored this way compares equal to a gold answer."""
-    return " ".join(text.split())
-
-
-def normalize(text: str) -> str:
-    """A string as KgCLUE's scorer compares it: lower case, whitespace folded."""
-    return fold_whitespace(text.lower())

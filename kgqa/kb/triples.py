@@ -12,7 +12,7 @@ from typing import IO, Iterator, NamedTuple
 
 from kgqa.errors import KgqaError
 from kgqa.files import readable_file
-from kgqa.text import fold_whitespace
+from kgqa.spelling import fold_whitespace
 
 # A disambiguation is a trailing full-width bracket group: 刘晓华（广东工业大学教授）.
 _DISAMBIGUATION = re.compile(r"^(.+?)（([^（）]*)）$")

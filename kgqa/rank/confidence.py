@@ -26,7 +26,7 @@ import torch
 
 from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
-from kgqa.text import normalize
+from kgqa.spelling import normalize
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.fitted import per_feature, write_fitted
 from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds
