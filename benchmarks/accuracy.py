@@ -25,7 +25,7 @@ from kgqa.metrics import score  # noqa: E402
 from kgqa.model.seq2seq import pick_device  # noqa: E402
 from kgqa.peer import peer_answer  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.bundle import Fitted  # noqa: E402
+from kgqa.rank.fitted import Fitted  # noqa: E402
 
 COLUMNS = ("EM_S", "EM_P", "EM_O", "F1_S", "F1_P", "F1_O", "score")
 

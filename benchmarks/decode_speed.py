@@ -24,7 +24,7 @@ from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import encode_questions, extra_inputs  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.bundle import Fitted  # noqa: E402
+from kgqa.rank.fitted import Fitted  # noqa: E402
 
 def main() -> None:
     parser = arguments(__doc__, limit=512)

@@ -29,7 +29,7 @@ from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import count_parameters, pick_device, scratch_model  # noqa: E402
 from kgqa.train_settings import ScratchShape  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
-from kgqa.rank.bundle import Fitted  # noqa: E402
+from kgqa.rank.fitted import Fitted  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402
 from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 

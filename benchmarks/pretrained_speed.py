@@ -45,7 +45,7 @@ from kgqa.model.seq2seq import count_parameters, pretrained_start  # noqa: E402
 from kgqa.model.stepper import Stepper  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.candidate import best_answer  # noqa: E402
-from kgqa.rank.bundle import Fitted  # noqa: E402
+from kgqa.rank.fitted import Fitted  # noqa: E402
 from kgqa.train import teacher_forced_batch, forward_backward  # noqa: E402
 
 # NAME-generate: the same model answered through `generate` (the stepper off), its speed before the stepper ran BART

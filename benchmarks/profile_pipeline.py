@@ -33,7 +33,7 @@ from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model import likelihood  # noqa: E402
-from kgqa.rank import bundle, confidence, features, reranker  # noqa: E402
+from kgqa.rank import fitted, confidence, features, reranker  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.source import Source  # noqa: E402
@@ -50,12 +50,12 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (pipeline, "constrained_generate", "beam search (the rest)"),
     (pipeline, "candidate_keys", "candidate keys"),
     (KBIndex, "fact", "KB answers"),
-    (bundle.Fitted, "evidence", "answer kinds + naming weights"),
-    (bundle.Fitted, "channel_gains", "noisy channel"),
+    (fitted.Fitted, "evidence", "answer kinds + naming weights"),
+    (fitted.Fitted, "channel_gains", "noisy channel"),
     (likelihood, "token_log_probs", "model log-likelihoods"),
     (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),
-    (bundle, "signal_rows", "confidence signals"),
+    (fitted, "signal_rows", "confidence signals"),
     (confidence.Calibrator, "probabilities", "confidence"),
 ]
 

@@ -18,7 +18,7 @@ from kgqa.model.int8 import quantized_int8
 from kgqa.model.stepper import Encoded
 from kgqa.model.tokenizer import Tokenizer
 from kgqa.candidate import Candidate
-from kgqa.rank.bundle import Fitted
+from kgqa.rank.fitted import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import CandidateSet
 from kgqa.reading import NEAR_TRUST, Reading, near_chosen, read

@@ -1,7 +1,7 @@
 """Fitting a checkpoint's models again (`kgqa fit-reranker`), and the fit training closes with:
 the answer kinds, naming weights, question wording and noisy channel on the questions the model
 trained on, then the reranker and the confidence calibrator on the held-out predicates'
-questions, read through the model being fitted for (`rank.bundle.fit`), saved beside it.
+questions, read through the model being fitted for (`rank.fitted.fit`), saved beside it.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from kgqa.model.checkpoint import load_checkpoint
 from kgqa.model.checkpoint_settings import checkpoint_tokenizer
 from kgqa.model.seq2seq import pick_device
 from kgqa.pipeline import KGQA
-from kgqa.rank.bundle import Fitted, fit
+from kgqa.rank.fitted import Fitted, fit
 from kgqa.rank.features import CandidateSet
 from kgqa.reading import read_pairs
 from kgqa.source import Source
@@ -33,7 +33,7 @@ def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
 
 
 def refit(source: Source, train_file: str, channel_epochs: int | None = None) -> tuple[Fitted, float, int]:
-    """Fit `source`'s checkpoint's models (`rank.bundle.fit`) again over its KB, the reranker and
+    """Fit `source`'s checkpoint's models (`rank.fitted.fit`) again over its KB, the reranker and
     calibrator on the same held-out predicates its training held out (the split re-drawn from its
     saved share and seed), the channel trained `channel_epochs` passes (None: as its training
     says, else TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted,
@@ -57,7 +57,7 @@ def refit(source: Source, train_file: str, channel_epochs: int | None = None) ->
 
 def fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
                pairs: Pairs, held: list[Question], seed: int, channel_epochs: int) -> tuple[Fitted, float]:
-    """`rank.bundle.fit` for the checkpoint's model (opened without `Source.open`: its fitted
+    """`rank.fitted.fit` for the checkpoint's model (opened without `Source.open`: its fitted
     models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)

@@ -30,7 +30,7 @@ class Source:
         from kgqa.model.checkpoint import load_checkpoint
         from kgqa.model.seq2seq import pick_device
         from kgqa.pipeline import KGQA
-        from kgqa.rank.bundle import Fitted
+        from kgqa.rank.fitted import Fitted
 
         model, tokenizer, _ = load_checkpoint(self.checkpoint)
         model.to(pick_device(self.device))

@@ -13,8 +13,8 @@ from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
 from kgqa.candidate import Candidate, reply_json
-from kgqa.rank.bundle import Fitted
-from kgqa.rank.fitted import read_fitted, write_fitted
+from kgqa.rank.fitted import Fitted
+from kgqa.rank.storage import read_fitted, write_fitted
 from kgqa.rank.confidence import (SIGNAL_NAMES, TOP, UNANSWERABLE_WEIGHT, Calibrator, alternatives, calibration_rows,
                                   fit_calibrator, ranking, signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet

@@ -11,7 +11,7 @@ from kgqa.rank.answer_kinds import AnswerKinds
 from kgqa.rank.channel import SPECIAL, Channel, ChannelModel, ChannelShape
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
-from kgqa.rank.fitted import MANIFEST, read_fitted, remove_fitted, write_fitted
+from kgqa.rank.storage import MANIFEST, read_fitted, remove_fitted, write_fitted
 from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
 from kgqa.rank.wording import Wording
@@ -93,7 +93,7 @@ def test_a_file_missing_an_array_is_named(tmp_path):
 
 def test_files_of_a_kgqa_before_the_manifest_are_warned_about_and_replaced_by_a_fit(tmp_path, caplog):
     (tmp_path / "reranker.json").write_text('{"features": []}', encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="kgqa.rank.fitted"):
+    with caplog.at_level(logging.WARNING, logger="kgqa.rank.storage"):
         assert Reranker.load(str(tmp_path)) is None
     assert "reranker.json: reranker saved by a kgqa before fitted.json" in caplog.text
     assert "kgqa fit-reranker" in caplog.text
@@ -102,7 +102,7 @@ def test_files_of_a_kgqa_before_the_manifest_are_warned_about_and_replaced_by_a_
 
 
 def test_a_checkpoints_fitted_models_are_loaded_and_saved_as_one_set(tmp_path):
-    from kgqa.rank.bundle import Fitted
+    from kgqa.rank.fitted import Fitted
 
     assert Fitted.load(str(tmp_path)) == Fitted()  # none fitted
     full = Fitted(**{name: MODELS[name][1] for name in ("reranker", "calibrator", "naming", "wording")})

@@ -10,7 +10,7 @@ from kgqa.decode.settings import DecodeSettings
 from kgqa.model.int8 import Int8Linear, quantized_int8
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA
-from kgqa.rank.bundle import Fitted
+from kgqa.rank.fitted import Fitted
 from kgqa.rank.confidence import SIGNAL_NAMES, Calibrator
 from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.reranker import Reranker

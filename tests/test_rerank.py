@@ -7,10 +7,10 @@ from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
 from kgqa.model.likelihood import token_log_probs
-from kgqa.rank.bundle import Fitted
+from kgqa.rank.fitted import Fitted
 from kgqa.rank.features import EVIDENCE, FEATURE_NAMES, candidate_features
 from kgqa.rank.naming import Naming
-from kgqa.rank.fitted import read_fitted, write_fitted
+from kgqa.rank.storage import read_fitted, write_fitted
 from kgqa.rank.reranker import Reranker
 
 from conftest import TINY_SHAPE

@@ -6,7 +6,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA, DecodeSettings
-from kgqa.rank.bundle import Fitted
+from kgqa.rank.fitted import Fitted
 from kgqa.serve.app import make_app
 from kgqa.serve.workers import ThreadWorker
 

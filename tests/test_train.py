@@ -180,7 +180,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
 
     from kgqa.cli import main
     from kgqa.rank.features import FEATURE_NAMES
-    from kgqa.rank.fitted import read_fitted, remove_fitted, write_fitted
+    from kgqa.rank.storage import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker
     from kgqa.source import Source
 

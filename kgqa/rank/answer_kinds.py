@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from kgqa.data import Pairs
-from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
+from kgqa.rank.storage import read_fitted, unreadable, write_fitted
 from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
 from kgqa.text import without_mention

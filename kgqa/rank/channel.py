@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from kgqa.data import Pairs
 from kgqa.kb.triples import Fact
-from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
+from kgqa.rank.storage import read_fitted, unreadable, write_fitted
 
 PAD, BOS, EOS, SEP, UNKNOWN, MENTION = range(6)
 SPECIAL = 6

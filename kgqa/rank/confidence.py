@@ -28,7 +28,7 @@ from kgqa.kb.triples import Fact
 from kgqa.kb.triples import join_subject
 from kgqa.spelling import normalize
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
-from kgqa.rank.fitted import per_feature, write_fitted
+from kgqa.rank.storage import per_feature, write_fitted
 from kgqa.rank.reranker import MIN_EXAMPLES, Reranker, predicate_folds
 
 TOP = 3  # ranked candidates per question the calibrator learns from

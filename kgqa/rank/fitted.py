@@ -1,149 +1,148 @@
-"""The models fitted beside a checkpoint's weights (reranker, confidence calibrator, answer kinds,
-naming weights, question wording, noisy channel), saved one way and read by one reader.
-
-Each is an `.npz` of named arrays (numbers, and strings as unicode arrays: no pickles), and
-`fitted.json` names them: per model its file, the file's sha256 and the kgqa version that fitted
-it. A model is written first, then the manifest (each atomically), so a reader sees the old entry
-or the new one whole. A file whose hash is not the manifest's (cut short, replaced by hand) or an
-unreadable manifest is one `KgqaError` naming the file, whichever model it holds; a model the
-manifest does not name is absent (None), and the files of a kgqa before this format are named in a
-warning with the command that fits them again.
+"""What a checkpoint fitted beside its model, as one object: the reranker, the confidence calibrator
+and the evidence they read (answer kinds, naming weights, the noisy channel), and the question wording the near
+readings are tried by; loaded, saved and fitted together, so a pipeline, training's closing fit,
+`kgqa fit-reranker` and every benchmark see the same set (`Fitted()`: none fitted).
 """
 from __future__ import annotations
 
-import json
-import logging
-import os
-import zipfile
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
+import torch
 
-from kgqa.errors import KgqaError
-from kgqa.files import atomic_file, file_sha256
+from kgqa.data import Pairs, Question
+from kgqa.kb.index import KBIndex
+from kgqa.kb.triples import Fact
+from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds
+from kgqa.rank.channel import Channel, fit_channel
+from kgqa.candidate import Candidate
+from kgqa.rank.confidence import Calibrator, alternatives, fit_calibrator, ranking, signal_rows
+from kgqa.rank.features import CandidateSet
+from kgqa.rank.storage import remove_fitted
+from kgqa.rank.naming import Naming, fit_naming
+from kgqa.rank.reranker import Reranker, fit_reranker
+from kgqa.rank.unanswerable import unanswerable_views
+from kgqa.rank.wording import BOUNDED, Wording, fit_wording
 
-MANIFEST = "fitted.json"
-FORMAT = 1
-# what a kgqa before fitted.json saved each model as: warned about, not read
-EARLIER_FILES = {"reranker": "reranker.json", "calibrator": "confidence.json", "answer_kinds": "answer_kinds.npz",
-                 "naming": "naming.json"}
-log = logging.getLogger("kgqa.rank.fitted")
+@dataclass
+class Ranking:
+    """A question's candidates as the fitted models rank them: `order` (their indices, best first),
+    each one's reranker `score` (0 without the reranker: the candidates' own order stands), and for
+    the first `len(confidence)` in that order their confidence (each at most the one before's) and
+    the calibrator's signal rows it was read from (none without a calibrator)."""
 
+    order: np.ndarray
+    scores: np.ndarray
+    confidence: np.ndarray
+    signals: np.ndarray
 
-def _kgqa_version() -> str:
-    try:
-        return version("kgqa")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
-def _manifest(checkpoint: str) -> dict:
-    """The checkpoint's manifest ({"format", "models"}), an empty one where it has none."""
-    path = os.path.join(checkpoint, MANIFEST)
-    if not os.path.isfile(path):
-        return {"format": FORMAT, "models": {}}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-        if manifest.get("format") != FORMAT or not isinstance(manifest.get("models"), dict):
-            raise ValueError(f"expected format {FORMAT} with a models table")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        raise KgqaError(f"unreadable manifest of fitted models ({type(error).__name__}: {error})", path) from None
-    return manifest
-
-
-def _write_manifest(checkpoint: str, manifest: dict) -> None:
-    with atomic_file(os.path.join(checkpoint, MANIFEST)) as out:
-        json.dump(manifest, out, indent=1, sort_keys=True)
-
-
-def _path(checkpoint: str, name: str) -> str:
-    """Where model `name` lives: always `name.npz` (the manifest's "file" is for the reader of the
-    manifest, never a path kgqa opens or removes)."""
-    return os.path.join(checkpoint, f"{name}.npz")
+    def candidates(self, candidate_set: CandidateSet) -> list[tuple[Candidate, np.ndarray]]:
+        """The ranked candidates with their feature rows, best first; the best one with the homonyms
+        the question cannot tell from it (`alternatives`)."""
+        confidence = self.confidence.tolist() + [None] * (len(self.order) - len(self.confidence))
+        ranked = [(Candidate.from_fact(candidate_set.facts[k], candidate_set.keys[k], float(self.scores[k]),
+                                       confidence[rank]), candidate_set.features[k]) for rank, k in enumerate(self.order)]
+        if ranked:
+            ranked[0][0].alternatives = alternatives(candidate_set, int(self.order[0]))
+        return ranked
 
 
-def unreadable(checkpoint: str, name: str, what: str, why: str) -> KgqaError:
-    """The one error for a fitted model's file that cannot be used, whichever model it holds."""
-    return KgqaError(f"unreadable {what} ({why})", _path(checkpoint, name))
+@dataclass
+class Fitted:
+    """The fitted models of one checkpoint, each None where it has none (an older kgqa fitted it, or
+    too few held-out questions to fit it)."""
+
+    reranker: Reranker | None = None
+    calibrator: Calibrator | None = None  # each candidate's confidence, where the reranker ranks them
+    answer_kinds: AnswerKinds | None = None  # what kind of answer a question wants
+    naming: Naming | None = None  # which of a question's characters name its predicate
+    wording: Wording | None = None  # which two-character spans are question wording, not a name
+    channel: Channel | None = None  # how well a candidate's predicate and object explain the question
+
+    @classmethod
+    def load(cls, checkpoint: str) -> Fitted:
+        return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
+                   Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
+
+    def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> dict[str, np.ndarray]:
+        """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
+        how much of the question names it (`Naming.scores`) and how plainly the question bounds
+        its subject's mention (`Wording.beside`); zeros (and bounded) for what this set lacks
+        (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
+        kinds, naming, wording = self.answer_kinds, self.naming, self.wording
+        fits = np.zeros(len(facts)) if kinds is None else kinds.scores(index, question, facts)
+        named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
+        # per subject surface, not per key: a subject's keys share it
+        bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
+                   for surface in {fact.surface for fact in facts}}
+        return {"kinds": fits, "named": named, "beside": np.array([bounded[fact.surface] for fact in facts])}
+
+    def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
+        """Per question, how much better each fact's predicate and object explain it than nothing
+        does (`Channel.gains`, all the questions' facts in a few passes); zeros without a channel
+        (a reranker fitted without it weighs them 0)."""
+        if self.channel is None:
+            return [np.zeros(len(row)) for row in facts]
+        return self.channel.gains(questions, facts)
+
+    def rank(self, candidate_set: CandidateSet, rerank: bool = True, confident: int | None = None) -> Ranking:
+        """`candidate_set` ranked by the reranker (where `rerank` and there is one; ties keep the
+        candidates' order, the beam's first) with the confidence of its first `confident` (None:
+        all), where there is a calibrator: the calibrator reads each candidate alone, so a candidate
+        is never said to be surer than one ranked before it, and the reading's `trust` scales each."""
+        keys = candidate_set.keys
+        reranking = rerank and self.reranker is not None and bool(keys)
+        scores = self.reranker.scores(candidate_set.features) if reranking else np.zeros(len(keys))
+        order = ranking(scores)
+        if not (reranking and self.calibrator is not None):
+            return Ranking(order, scores, np.zeros(0), np.zeros((0, 0)))
+        signals = signal_rows(candidate_set, scores, order[:confident])
+        confidence = np.minimum.accumulate(self.calibrator.probabilities(signals) * candidate_set.trust)
+        return Ranking(order, scores, confidence, signals)
+
+    def ordinary(self, typed: str) -> bool:
+        """Whether two typed characters are ordinary question wording (so never read as a near
+        name); all are, without wording counts to tell."""
+        return self.wording is None or self.wording.ordinary(typed)
+
+    def forget_index(self) -> None:
+        """Drop what was cached of the index answered from before (the pipeline switched to another):
+        the answer kinds' profiles of its predicates hold it, and its maps, alive."""
+        if self.answer_kinds is not None:
+            self.answer_kinds.profile.cache_clear()
+
+    def save(self, checkpoint: str) -> None:
+        """Each model beside the checkpoint's weights; one this set lacks is removed there (it
+        belonged to an earlier fit, of what is gone)."""
+        for model in fields(self):
+            fitted = getattr(self, model.name)
+            if fitted is None:
+                remove_fitted(checkpoint, model.name)
+            else:
+                fitted.save(checkpoint)
 
 
-def _drop_earlier(checkpoint: str, name: str) -> None:
-    """Remove model `name`'s file from before the manifest, where it is not today's file."""
-    earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, f"{name}.npz"))
-    if earlier != _path(checkpoint, name) and os.path.isfile(earlier):
-        os.unlink(earlier)
-
-
-def write_fitted(checkpoint: str, name: str, arrays: dict) -> None:
-    """Save model `name` as `name.npz` of `arrays` (each value as `np.asarray` reads it: numbers,
-    lists, a tuple of names) and name it in the manifest."""
-    with atomic_file(_path(checkpoint, name), "wb") as out:
-        np.savez_compressed(out, **{field: np.asarray(value) for field, value in arrays.items()})
-    manifest = _manifest(checkpoint)
-    manifest["models"][name] = {"file": f"{name}.npz", "sha256": file_sha256(_path(checkpoint, name)),
-                                "fitted_by": f"kgqa {_kgqa_version()}"}
-    _write_manifest(checkpoint, manifest)
-    _drop_earlier(checkpoint, name)  # superseded
-
-
-def remove_fitted(checkpoint: str, name: str) -> None:
-    """Drop model `name` (one a new fit could not make: it belonged to what is gone), and its file
-    from before the manifest."""
-    manifest = _manifest(checkpoint)
-    if manifest["models"].pop(name, None) is not None:
-        _write_manifest(checkpoint, manifest)
-    if os.path.isfile(_path(checkpoint, name)):
-        os.unlink(_path(checkpoint, name))
-    _drop_earlier(checkpoint, name)
-
-
-def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays `fields` of model `name` (`what` names it in messages); None where the manifest
-    names none."""
-    entry = _manifest(checkpoint)["models"].get(name)
-    if entry is None:
-        earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, ""))
-        if name in EARLIER_FILES and os.path.isfile(earlier):
-            log.warning("%s: %s saved by a kgqa before fitted.json: answering without it; "
-                        "`kgqa fit-reranker` fits it again", earlier, what)
-        return None
-    path = _path(checkpoint, name)
-    try:
-        if file_sha256(path) != entry.get("sha256"):
-            raise ValueError(f"its sha256 is not the one {MANIFEST} names: damaged or replaced")
-        with np.load(path, allow_pickle=False) as saved:
-            missing = [field for field in fields if field not in saved.files]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}: fitted by an earlier kgqa; `kgqa fit-reranker` fits it again")
-            return {field: saved[field] for field in fields}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise unreadable(checkpoint, name, what, f"{type(error).__name__}: {error}") from None
-
-
-# What a feature the saved model was not fitted over gets: standardised to 0 and weighed 0, so the
-# model scores exactly as it was fitted to (a checkpoint an older kgqa fitted, before the feature)
-UNFITTED = {"mean": 0.0, "std": 1.0, "weights": 0.0}
-
-
-def per_feature(checkpoint: str, name: str, what: str, names: tuple[str, ...], fields: tuple[str, ...],
-                scalars: tuple[str, ...] = ()) -> tuple[list[np.ndarray], list[float]] | None:
-    """The per-feature `fields` of model `name`, a linear model over the features its `features`
-    array names, each reordered to `names` (a name it lacks given its `UNFITTED` value), and its
-    `scalars`; None where it has none, or one fitted over a feature `names` lacks (another kgqa
-    version: warned, and `kgqa fit-reranker` fits it again)."""
-    arrays = read_fitted(checkpoint, name, what, ("features",) + fields + scalars)
-    if arrays is None:
-        return None
-    saved_names = [str(feature) for feature in arrays["features"]]
-    if not set(saved_names) <= set(names) or len(set(saved_names)) != len(saved_names):
-        log.warning("%s of %s was fitted over other features (another kgqa version): answering without it; "
-                    "`kgqa fit-reranker` fits it again", what, checkpoint)
-        return None
-    values = [np.asarray(arrays[field], dtype=float) for field in fields]
-    if any(value.shape != (len(saved_names),) for value in values) or any(arrays[s].shape != () for s in scalars):
-        raise unreadable(checkpoint, name, what, f"expected {len(saved_names)} numbers in each of {', '.join(fields)}"
-                         + (f" and one in {', '.join(scalars)}" if scalars else ""))
-    at = {feature: i for i, feature in enumerate(saved_names)}
-    return [np.array([value[at[feature]] if feature in at else UNFITTED[field] for feature in names])
-            for field, value in zip(fields, values)], [float(arrays[s]) for s in scalars]
+def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
+        candidate_sets: Callable[[Fitted, KBIndex, list[str]], list[CandidateSet]], channel_epochs: int,
+        device: torch.device | str = "cpu") -> tuple[Fitted, float]:
+    """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
+    trained on) and train the noisy channel `channel_epochs` passes over them (on `device`), then
+    the reranker on `held` (questions of predicates training held out) and the calibrator over it
+    and over the same questions made unanswerable (`unanswerable_views`);
+    `candidate_sets(evidence, index, questions)` gives questions' candidates over an index from
+    the model being fitted for, read with `evidence` (the kinds, naming weights and channel just
+    fitted). Also returns the share of `held` whose gold key is among the candidates (the
+    reranker's ceiling)."""
+    evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
+                      wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device))
+    sets = candidate_sets(evidence, index, [q.question for q in held])
+    golds = [q.gold() for q in held]
+    positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]
+    reranker, l2 = fit_reranker([(s.features, k) for s, k in zip(sets, positions) if k is not None],
+                                [gold[1] for gold, k in zip(golds, positions) if k is not None])
+    if reranker is not None:  # read as `sets` were, before the reranker joins the evidence
+        unanswerable = unanswerable_views(index, held, seed, lambda copy, questions: candidate_sets(evidence, copy, questions))
+        evidence.calibrator = fit_calibrator(sets, golds, l2, unanswerable)
+    evidence.reranker = reranker
+    return evidence, sum(k is not None for k in positions) / len(held)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kgqa.data import Pairs
-from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
+from kgqa.rank.storage import read_fitted, unreadable, write_fitted
 from kgqa.kb.triples import Fact
 from kgqa.text import without_mention
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from kgqa.rank.features import FEATURE_NAMES
-from kgqa.rank.fitted import per_feature, write_fitted
+from kgqa.rank.storage import per_feature, write_fitted
 
 MIN_EXAMPLES = 20  # fewer held-out questions than this fit noise, not weights
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the weight penalties tried, weakest first

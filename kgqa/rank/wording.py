@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kgqa.data import Pairs
-from kgqa.rank.fitted import read_fitted, unreadable, write_fitted
+from kgqa.rank.storage import read_fitted, unreadable, write_fitted
 from kgqa.spelling import fold, is_han
 
 ORDINARY = 5  # train's questions holding a bigram outside their subject for it to be wording
