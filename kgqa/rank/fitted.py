@@ -66,10 +66,10 @@ class Fitted:
                    Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
 
     def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> dict[str, np.ndarray]:
-        """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks for (`AnswerKinds.scores`),
-        how much of the question names it (`Naming.scores`) and how plainly the question bounds
-        its subject's mention (`Wording.beside`); zeros (and bounded) for what this set lacks
-        (one an older kgqa fitted: its reranker, fitted before those features, weighs them 0)."""
+        """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks
+        for (`AnswerKinds.scores`), how much of the question names it (`Naming.scores`) and how
+        plainly the question bounds its subject's mention (`Wording.beside`); zeros (and bounded)
+        for a model this set lacks (a checkpoint never fitted: the beam's order stands)."""
         kinds, naming, wording = self.answer_kinds, self.naming, self.wording
         fits = np.zeros(len(facts)) if kinds is None else kinds.scores(index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)

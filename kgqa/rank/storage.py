@@ -121,22 +121,17 @@ def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) 
         raise unreadable(checkpoint, name, what, f"{type(error).__name__}: {error}") from None
 
 
-# What a feature the saved model was not fitted over gets: standardised to 0 and weighed 0, so the
-# model scores exactly as it was fitted to (a checkpoint an older kgqa fitted, before the feature)
-UNFITTED = {"mean": 0.0, "std": 1.0, "weights": 0.0}
-
-
 def per_feature(checkpoint: str, name: str, what: str, names: tuple[str, ...], fields: tuple[str, ...],
                 scalars: tuple[str, ...] = ()) -> tuple[list[np.ndarray], list[float]] | None:
     """The per-feature `fields` of model `name`, a linear model over the features its `features`
-    array names, each reordered to `names` (a name it lacks given its `UNFITTED` value), and its
-    `scalars`; None where it has none, or one fitted over a feature `names` lacks (another kgqa
-    version: warned, and `kgqa fit-reranker` fits it again)."""
+    array names, each reordered to `names`, and its `scalars`; None where it has none, or one
+    fitted over other features than `names` (by another kgqa version: said in one warning naming
+    `kgqa fit-reranker`, which fits it again)."""
     arrays = read_fitted(checkpoint, name, what, ("features",) + fields + scalars)
     if arrays is None:
         return None
     saved_names = [str(feature) for feature in arrays["features"]]
-    if not set(saved_names) <= set(names) or len(set(saved_names)) != len(saved_names):
+    if set(saved_names) != set(names) or len(saved_names) != len(names):
         log.warning("%s of %s was fitted over other features (another kgqa version): answering without it; "
                     "`kgqa fit-reranker` fits it again", what, checkpoint)
         return None
@@ -145,5 +140,4 @@ def per_feature(checkpoint: str, name: str, what: str, names: tuple[str, ...], f
         raise unreadable(checkpoint, name, what, f"expected {len(saved_names)} numbers in each of {', '.join(fields)}"
                          + (f" and one in {', '.join(scalars)}" if scalars else ""))
     at = {feature: i for i, feature in enumerate(saved_names)}
-    return [np.array([value[at[feature]] if feature in at else UNFITTED[field] for feature in names])
-            for field, value in zip(fields, values)], [float(arrays[s]) for s in scalars]
+    return [np.array([value[at[feature]] for feature in names]) for value in values], [float(arrays[s]) for s in scalars]
