@@ -13,14 +13,13 @@ from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex
 from kgqa.model.checkpoint import load_checkpoint
-from kgqa.model.checkpoint_settings import checkpoint_tokenizer
+from kgqa.model.checkpoint_settings import checkpoint_tokenizer, trained_with
 from kgqa.model.seq2seq import pick_device
 from kgqa.pipeline import KGQA
 from kgqa.rank.fitted import Fitted, fit
 from kgqa.rank.features import CandidateSet
 from kgqa.reading import read_pairs
 from kgqa.source import Source
-from kgqa.train_settings import TrainConfig
 
 
 def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
@@ -38,20 +37,16 @@ def refit(source: Source, train_file: str, channel_epochs: int | None = None) ->
     saved share and seed), the channel trained `channel_epochs` passes (None: as its training
     says, else TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted,
     gold reach, held-out questions); each model is saved beside the weights."""
-    tokenizer, settings = checkpoint_tokenizer(source.checkpoint)
-    saved = settings.get("train", {})
-    holdout, seed = saved.get("holdout"), saved.get("seed")
-    if not isinstance(holdout, float) or not isinstance(seed, int) or not holdout:
+    tokenizer, _ = checkpoint_tokenizer(source.checkpoint)
+    trained = trained_with(source.checkpoint)
+    if trained is None or not trained.holdout:
         raise KgqaError("the checkpoint records no held-out split (trained with --holdout 0?)", source.checkpoint)
-    kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), holdout, seed)
+    kept, held = hold_out_predicates(read_questions(train_file, need_answers=True), trained.holdout, trained.seed)
     index = ensure_index(source.kb, tokenizer, source.index_dir, source.skip_bad_lines)
-    decoding = DecodeSettings(beams=saved.get("beams", DecodeSettings.beams),
-                              max_question_tokens=saved.get("max_question_tokens", DecodeSettings.max_question_tokens),
-                              int8=False)
-    if channel_epochs is None:
-        channel_epochs = saved.get("channel_epochs", TrainConfig.channel_epochs)
+    decoding = DecodeSettings(beams=trained.beams, max_question_tokens=trained.max_question_tokens, int8=False)
     fitted, reach = fit_beside(source.checkpoint, index, pick_device(source.device), decoding,
-                               read_pairs(index, training_pairs(kept)), held, seed, channel_epochs)
+                               read_pairs(index, training_pairs(kept)), held, trained.seed,
+                               trained.channel_epochs if channel_epochs is None else channel_epochs)
     return fitted, reach, len(held)
 
 

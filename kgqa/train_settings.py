@@ -5,7 +5,7 @@ never repeated in the help) without importing torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from kgqa.decode.settings import DecodeSettings
 
@@ -89,6 +89,16 @@ class TrainConfig:
     index_dir: str | None = None
     skip_bad_lines: bool = False  # KB lines that are no triple skipped, not refused (`read_kb`)
     progress: bool = True
+
+    @classmethod
+    def saved(cls, record: dict) -> TrainConfig:
+        """The config a checkpoint records (its `kgqa.json`'s "train": `asdict` of one), typed again;
+        a field it lacks takes today's default."""
+        known = {f.name for f in fields(cls)}
+        given = {name: value for name, value in record.items() if name in known and name != "shape"}
+        shape = ScratchShape(**{name: value for name, value in record.get("shape", {}).items()
+                                if name in {f.name for f in fields(ScratchShape)}})
+        return cls(**{"train": "", "kb": "", **given, "shape": shape})
 
 
 def recipe(config: TrainConfig, model_type: str) -> TrainConfig:

@@ -9,6 +9,7 @@ from typing import Any
 from kgqa.errors import KgqaError
 from kgqa.files import recover_directory
 from kgqa.model.tokenizer import Tokenizer, load_tokenizer
+from kgqa.train_settings import TrainConfig
 
 SETTINGS = "kgqa.json"
 
@@ -31,6 +32,12 @@ def read_settings(directory: str) -> dict[str, Any]:
         raise KgqaError(f"not a kgqa checkpoint (no {SETTINGS})", directory) from None
     except ValueError as error:
         raise KgqaError(f"unreadable ({error})", path) from None
+
+
+def trained_with(directory: str) -> TrainConfig | None:
+    """How the checkpoint was trained (`kgqa.json`'s "train", typed); None for one kgqa did not train."""
+    record = read_settings(directory).get("train")
+    return TrainConfig.saved(record) if isinstance(record, dict) else None
 
 
 def checkpoint_tokenizer(directory: str) -> tuple[Tokenizer, dict[str, Any]]:
