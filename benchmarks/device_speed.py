@@ -27,7 +27,7 @@ from kgqa.decode import processors  # noqa: E402
 from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.model.seq2seq import count_parameters, pick_device, scratch_model  # noqa: E402
-from kgqa.train_settings import ScratchShape  # noqa: E402
+from kgqa.settings import ScratchShape  # noqa: E402
 from kgqa.pipeline import KGQA, DecodeSettings  # noqa: E402
 from kgqa.rank.fitted import Fitted  # noqa: E402
 from kgqa.model.tokenizer import load_tokenizer  # noqa: E402

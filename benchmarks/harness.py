@@ -68,7 +68,7 @@ def questions(args: argparse.Namespace, need_answers: bool = False) -> list:
 def pipeline(args: argparse.Namespace, **settings):
     """The pipeline (`Source.open`) over `--checkpoint` and `--kb` (and `--device`, where the benchmark has
     one), with `settings` over the decoding defaults."""
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
     from kgqa.source import Source
 
     return Source(args.checkpoint, args.kb, device=getattr(args, "device", "auto"),

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 import lookalikes  # noqa: E402
 from kgqa.data import read_questions, training_pairs  # noqa: E402
-from kgqa.decode.settings import DecodeSettings  # noqa: E402
+from kgqa.settings import DecodeSettings  # noqa: E402
 from kgqa.kb.build import ensure_index  # noqa: E402
 from kgqa.kb.triples import read_kb  # noqa: E402
 from kgqa.model.checkpoint import load_checkpoint  # noqa: E402

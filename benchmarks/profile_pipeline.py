@@ -33,7 +33,7 @@ from kgqa import pipeline  # noqa: E402
 from kgqa.decode import generate, processors  # noqa: E402
 from kgqa.model import stepper  # noqa: E402
 from kgqa.model import likelihood  # noqa: E402
-from kgqa.rank import fitted, confidence, features, reranker  # noqa: E402
+from kgqa.rank import fitted, confidence, features, likelihoods, reranker  # noqa: E402
 from kgqa.kb.index import KBIndex  # noqa: E402
 from kgqa.pipeline import KGQA  # noqa: E402
 from kgqa.source import Source  # noqa: E402
@@ -52,7 +52,7 @@ STAGES = [  # (owner, attribute, label), outermost first: inner stages are subtr
     (KBIndex, "fact", "KB answers"),
     (fitted.Fitted, "evidence", "answer kinds + naming weights"),
     (fitted.Fitted, "channel_gains", "noisy channel"),
-    (likelihood, "token_log_probs", "model log-likelihoods"),
+    (likelihoods, "token_log_probs", "model log-likelihoods"),
     (features, "candidate_features", "features"),
     (reranker.Reranker, "scores", "reranker score"),
     (fitted, "signal_rows", "confidence signals"),

@@ -47,7 +47,7 @@ def replica_pids(url: str, replicas: int = 2) -> list[int]:
 def same_answers(url: str, questions: list[str], checkpoint: str, kb: str) -> tuple[int, int]:
     """How many of the replicas' top answers to `questions` (asked in requests of 32, then one at a
     time) are `kgqa predict`'s, and how many replicas answered them."""
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
     from kgqa.source import Source
 
     qa = Source(checkpoint, kb, settings=DecodeSettings(min_confidence=0.0)).open()

@@ -27,7 +27,7 @@ from kgqa.data import read_questions, training_pairs  # noqa: E402
 from kgqa.model.seq2seq import count_parameters, scratch_model  # noqa: E402
 from kgqa.model.tokenizer import SentencePieceTokenizer  # noqa: E402
 from kgqa.train import teacher_forced_batch  # noqa: E402
-from kgqa.train_settings import ScratchShape, TrainConfig  # noqa: E402
+from kgqa.settings import ScratchShape, TrainConfig  # noqa: E402
 
 
 def throughput(pairs: list, steps: int, batch_size: int) -> None:

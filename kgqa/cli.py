@@ -178,7 +178,7 @@ def _field_options(settings_class: type) -> list:
 def _train_options(command):
     """`kgqa train`'s options: one per `TrainConfig` field that has help, the width and depth of a
     model trained from scratch, the device and --skip-bad-lines."""
-    from kgqa.train_settings import ScratchShape, TrainConfig
+    from kgqa.settings import ScratchShape, TrainConfig
 
     shape = ScratchShape()
     options = _field_options(TrainConfig) + [
@@ -200,7 +200,7 @@ def train(d_model: int, layers: int, **options) -> None:
     --object-tokens); keep OUTPUT/best by the held-out predicates' score, then fit the reranker and
     the confidence calibrator beside it."""
     from kgqa.train import train as run
-    from kgqa.train_settings import ScratchShape, TrainConfig
+    from kgqa.settings import ScratchShape, TrainConfig
 
     config = TrainConfig(**options, shape=ScratchShape().sized(d_model, layers))
     best = run(config)
@@ -256,7 +256,7 @@ def _paths_checked(command):
 def _decode_options(command):
     """The options of the commands that answer: the checkpoint, the KB, and one per
     `DecodeSettings` field that has help (a flag pair for a boolean)."""
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
 
     options = [
         click.option("--checkpoint", required=True, type=click.Path(), help="A kgqa checkpoint directory."),
@@ -273,7 +273,7 @@ def _decode_options(command):
 def _source(checkpoint: str, kb: str, index_dir: str | None, device: str, skip_bad_lines: bool, top_k: int = 1,
             **settings):
     """Where the answering commands' pipeline comes from: `settings` are `DecodeSettings` fields, by name."""
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
     from kgqa.source import Source
 
     return Source(checkpoint, kb, index_dir, device, DecodeSettings(top_k=top_k, **settings), skip_bad_lines)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from kgqa.candidate import Candidate, best_answer, confidence_json
 from kgqa.data import Question, read_questions
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import file_sha256
 from kgqa.process_group import join, leave, shard

@@ -10,10 +10,9 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from kgqa.decode.generate import constrained_generate
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.index import KBIndex
-from kgqa.model.likelihood import key_and_object_log_probs
 from kgqa.model.int8 import quantized_int8
 from kgqa.model.stepper import Encoded
 from kgqa.model.tokenizer import Tokenizer
@@ -21,6 +20,7 @@ from kgqa.candidate import Candidate
 from kgqa.rank.fitted import Fitted
 from kgqa.rank.candidate_keys import candidate_keys
 from kgqa.rank.features import CandidateSet
+from kgqa.rank.likelihoods import key_and_object_log_probs
 from kgqa.reading import NEAR_TRUST, Reading, near_chosen, read
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from kgqa.data import Pairs, Question, hold_out_predicates, read_questions, training_pairs
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
 from kgqa.kb.index import KBIndex

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 
 if TYPE_CHECKING:
     from kgqa.pipeline import KGQA

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from transformers import PreTrainedModel
 
 from kgqa.data import Pairs, Question, hold_out_predicates, read_questions, training_pairs
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
 from kgqa.kb.build import ensure_index
@@ -43,7 +43,7 @@ from kgqa.pipeline import KGQA
 from kgqa.process_group import join, leave, shard
 from kgqa.candidate import best_answer
 from kgqa.refit import fit_beside
-from kgqa.train_settings import TrainConfig, recipe
+from kgqa.settings import TrainConfig, recipe
 
 
 def _target_texts(config: TrainConfig, pairs: Pairs) -> Iterator[str]:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from kgqa.cli import main
 from kgqa.kb.build import ensure_index
 from kgqa.kb.triples import read_kb
-from kgqa.train_settings import ScratchShape
+from kgqa.settings import ScratchShape
 from kgqa.model.tokenizer import SentencePieceTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

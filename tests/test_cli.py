@@ -390,7 +390,7 @@ def test_every_decode_setting_is_an_option_that_reaches_the_pipeline(command, mo
     settings the pipeline is opened with, under its own name (booleans as --x/--no-x pairs)."""
     from dataclasses import fields
 
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
     from kgqa.source import Source
 
     class Opened(Exception):
@@ -495,7 +495,7 @@ def test_train_options_are_the_config_fields_each_with_help_and_reach_the_run(mo
     from dataclasses import fields
 
     import kgqa.train
-    from kgqa.train_settings import ScratchShape, TrainConfig
+    from kgqa.settings import ScratchShape, TrainConfig
 
     class Ran(Exception):
         pass

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.journal import prediction_record, leaderboard_record
 from kgqa.model.seq2seq import scratch_model

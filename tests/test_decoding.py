@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kgqa.decode.generate import constrained_generate
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.kb.build import ensure_index
 from kgqa.model.seq2seq import scratch_model
 from conftest import TINY_SHAPE, fact_of

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.model.int8 import Int8Linear, quantized_int8
 from kgqa.model.seq2seq import scratch_model
 from kgqa.pipeline import KGQA

@@ -76,7 +76,7 @@ def _post(url: str, body: bytes, key: str | None = KEY, content_type: str = "app
 def test_two_replicas_answer_as_the_library_does_and_say_which_replica_and_kb_version(ray_service, overfit):
     url, checkpoint = ray_service
     _, _, lines, _ = overfit
-    from kgqa.decode.settings import DecodeSettings
+    from kgqa.settings import DecodeSettings
     from kgqa.source import Source
 
     questions = [line["question"] for line in lines]

@@ -4,7 +4,7 @@ the model is given (`kgqa.reading`), and the pipeline's choice between it and it
 import pytest
 
 from conftest import TINY_SHAPE, write
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.kb.build import build_index
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import scratch_model

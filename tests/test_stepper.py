@@ -10,8 +10,8 @@ from kgqa.decode import forced_runs
 from kgqa.decode.generate import constrained_generate
 from kgqa.decode.processors import TrieWalker
 from kgqa.model.seq2seq import encode_questions, extra_inputs, scratch_model
-from kgqa.train_settings import ScratchShape
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import ScratchShape
+from kgqa.settings import DecodeSettings
 
 SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4)
 QUESTIONS = ["高军英是在哪里出生的？", "马磊静的配偶是谁？", "完全无关的问题，长一些的一句话"]

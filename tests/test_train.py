@@ -164,7 +164,7 @@ def test_a_checkpoint_trained_on_the_gpu_predicts_on_the_cpu(tmp_path):
 def test_learning_rate_and_epochs_default_by_where_the_weights_come_from():
     from dataclasses import replace
 
-    from kgqa.train_settings import TrainConfig, recipe
+    from kgqa.settings import TrainConfig, recipe
 
     scratch = TrainConfig(train="train.json", kb="kb.tsv")
     pretrained = replace(scratch, model="/models/some-checkpoint")
@@ -227,7 +227,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
 def test_a_checkpoints_training_config_reads_back_typed():
     from dataclasses import asdict
 
-    from kgqa.train_settings import ScratchShape, TrainConfig
+    from kgqa.settings import ScratchShape, TrainConfig
 
     config = TrainConfig(train="t.json", kb="kb.tsv", holdout=0.25, seed=7, beams=6, shape=ScratchShape().sized(64, 2))
     record = asdict(config) | {"shape": asdict(config.shape)}

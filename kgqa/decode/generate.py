@@ -10,7 +10,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from kgqa.decode.beam_search import beam_search, is_real
 from kgqa.decode.forced_runs import ForcedRuns
 from kgqa.decode.processors import Lookahead, TrieConstraint, TrieWalker
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.kb.index import KBIndex
 from kgqa.model.seq2seq import encode_questions, extra_inputs
 from kgqa.model.stepper import Encoded, Stepper

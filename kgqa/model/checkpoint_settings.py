@@ -9,7 +9,7 @@ from typing import Any
 from kgqa.errors import KgqaError
 from kgqa.files import recover_directory
 from kgqa.model.tokenizer import Tokenizer, load_tokenizer
-from kgqa.train_settings import TrainConfig
+from kgqa.settings import TrainConfig
 
 SETTINGS = "kgqa.json"
 

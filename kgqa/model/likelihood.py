@@ -9,7 +9,6 @@ import torch
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from kgqa.kb.triples import Fact
 from kgqa.model.seq2seq import encode_questions, pad_targets, padded_batches, target_log_probs
 from kgqa.model.stepper import Encoded, Stepper
 from kgqa.model.target_tree import tree_token_log_probs
@@ -49,16 +48,3 @@ def token_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: lis
         at += len(keys)
     return out
 
-
-def key_and_object_log_probs(model: PreTrainedModel, tokenizer: Tokenizer, questions: list[str],
-                             facts: list[list[Fact]], object_tokens: int, max_question_tokens: int,
-                             encoded: Encoded | None = None) -> list[np.ndarray]:
-    """Per question, one row per fact: the model's (log p, tokens) of its key and of its object's
-    first `object_tokens` tokens after it (none where the model was not taught them: 0), read in
-    one pass (`token_log_probs`)."""
-    keys = [[tokenizer.encode_target(f.surface, f.predicate, f.disambiguation) for f in row] for row in facts]
-    tails = [[tokenizer.encode_object(f.objects[0], object_tokens) for f in row] for row in facts]
-    found = token_log_probs(model, tokenizer, questions, [[k + t for k, t in zip(*row)] for row in zip(keys, tails)],
-                            max_question_tokens, encoded=encoded)
-    return [np.array([[p[:len(k)].sum(), len(k), p[len(k):].sum(), len(t)] for p, k, t in zip(*row)]).reshape(-1, 4)
-            for row in zip(found, keys, tails)]

@@ -14,7 +14,7 @@ from transformers import (AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig, P
 
 from kgqa.errors import KgqaError, first_line
 from kgqa.model.tokenizer import HFTokenizer, Tokenizer
-from kgqa.train_settings import ScratchShape
+from kgqa.settings import ScratchShape
 
 
 class CopyT5(T5ForConditionalGeneration):

@@ -37,7 +37,7 @@ from ray.serve import metrics
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kgqa.decode.settings import DecodeSettings
+from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.kb.mirror import mirror
 from kgqa.model.tokenizer import load_tokenizer
