@@ -175,6 +175,13 @@ def _field_options(settings_class: type) -> list:
     return options
 
 
+def _with_options(command, options: list):
+    """`command` with `options`, in the order given (as decorators listed top to bottom)."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _train_options(command):
     """`kgqa train`'s options: one per `TrainConfig` field that has help, the width and depth of a
     model trained from scratch, the device and --skip-bad-lines."""
@@ -187,9 +194,7 @@ def _train_options(command):
         click.option("--layers", type=click.IntRange(min=1), default=shape.num_layers, show_default=True,
                      help="Encoder and decoder layers of a model trained from scratch."),
         _device_option, _skip_bad_lines_option]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(command, options)
 
 
 @main.command()
@@ -264,10 +269,7 @@ def _decode_options(command):
         click.option("--index", "index_dir", type=click.Path(), help="Index directory (default: cache)."),
     ]
     options += _field_options(DecodeSettings)
-    command = _paths_checked(command)
-    for option in reversed(options + [_device_option, _skip_bad_lines_option]):
-        command = option(command)
-    return command
+    return _with_options(_paths_checked(command), options + [_device_option, _skip_bad_lines_option])
 
 
 def _source(checkpoint: str, kb: str, index_dir: str | None, device: str, skip_bad_lines: bool, top_k: int = 1,

@@ -80,7 +80,7 @@ class KGQA:
                           disable=not progress or None):  # None: no bar where stderr is no terminal (a log)
             batch = questions[start:start + s.batch_size]
             if self.reranking:
-                results.extend([c for c, _ in self.ranked(candidate_set, s.top_k)[: s.top_k]]
+                results.extend([c for c, _ in self.ranked(candidate_set, s.top_k)]
                                for candidate_set in self.candidate_sets(batch))
             else:
                 results.extend(self.beam(self.read(batch), s.top_k))
@@ -145,7 +145,7 @@ class KGQA:
                 for r, q, chosen, question_facts, scored, beam, gain in zip(readings, questions, keys, facts, likelihoods,
                                                                             beams, gains)]
 
-    def ranked(self, candidate_set: CandidateSet, confident: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
-        """A question's candidates with their feature rows, in `Fitted.rank`'s order, the first
-        `confident` (None: all) with their confidence where there is a calibrator."""
-        return self.fitted.rank(candidate_set, self.reranking, confident).candidates(candidate_set)
+    def ranked(self, candidate_set: CandidateSet, first: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
+        """A question's first `first` (None: all) candidates with their feature rows, in
+        `Fitted.rank`'s order, with their confidence where there is a calibrator."""
+        return self.fitted.rank(candidate_set, self.reranking, first).candidates(candidate_set, first)

@@ -406,13 +406,13 @@ def near_chosen(readings: list[Reading], answers: list[Answers], surest: Callabl
     tried = [(i, near) for i, confidence in sure.items() for near in readings[i].near
              if confidence < min(NEAR_TRIED_BELOW[near.near_kind], 1.0 - margin)]
     best = {i: sure[i] + margin for i in sure}
-    taken: dict[int, None] = {}
+    taken: set[int] = set()
     for (i, near), other in zip(tried, decode([near for _, near in tried])):
         surface, confidence = surest(other)
         if surface == near.near_name and confidence > best[i]:
             readings[i], answers[i], best[i] = near, other, confidence
-            taken[i] = None
-    return readings, answers, list(taken)
+            taken.add(i)
+    return readings, answers, sorted(taken)
 
 
 def read_pairs(index: KBIndex, pairs: list[tuple[str, T]]) -> list[tuple[str, T]]:

@@ -98,8 +98,9 @@ def merge_policy(directory: str, tokenizer: Tokenizer, policy: MergePolicy = Tie
 
 def merge_index(directory: str, tokenizer: Tokenizer, policy: MergePolicy = TieredMergePolicy()) -> list[int]:
     """`kgqa merge`: `policy`'s merges (`MergeDownTo(N)` for `--segments N`), under the index's lock."""
-    with index_lock(os.path.abspath(directory)):
-        return merge_policy(os.path.abspath(directory), tokenizer, policy)
+    directory = os.path.abspath(directory)
+    with index_lock(directory):
+        return merge_policy(directory, tokenizer, policy)
 
 
 def merge_segments(directory: str, tokenizer: Tokenizer, picks: list[int]) -> int:

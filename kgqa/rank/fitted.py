@@ -37,12 +37,13 @@ class Ranking:
     confidence: np.ndarray
     signals: np.ndarray
 
-    def candidates(self, candidate_set: CandidateSet) -> list[tuple[Candidate, np.ndarray]]:
-        """The ranked candidates with their feature rows, best first; the best one with the homonyms
-        the question cannot tell from it (`alternatives`)."""
-        confidence = self.confidence.tolist() + [None] * (len(self.order) - len(self.confidence))
+    def candidates(self, candidate_set: CandidateSet, first: int | None = None) -> list[tuple[Candidate, np.ndarray]]:
+        """The first `first` (None: all) ranked candidates with their feature rows, best first; the
+        best one with the homonyms the question cannot tell from it (`alternatives`)."""
+        order = self.order[:first]
+        confidence = self.confidence.tolist() + [None] * (len(order) - len(self.confidence))
         ranked = [(Candidate.from_fact(candidate_set.facts[k], candidate_set.keys[k], float(self.scores[k]),
-                                       confidence[rank]), candidate_set.features[k]) for rank, k in enumerate(self.order)]
+                                       confidence[rank]), candidate_set.features[k]) for rank, k in enumerate(order)]
         if ranked:
             ranked[0][0].alternatives = alternatives(candidate_set, int(self.order[0]))
         return ranked

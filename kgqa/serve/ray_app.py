@@ -25,6 +25,7 @@ fails.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -50,6 +51,12 @@ CANARY = "北京的人口有多少？"  # asked by each health check: its decode
 
 
 MAX_ONGOING_REQUESTS = 64  # a replica's requests at once (Serve's router sends it no more)
+
+
+def _split(flat: list, parts: list[list]) -> list[list]:
+    """`flat` cut back into pieces as long as each of `parts`, in order."""
+    cuts = list(itertools.accumulate((len(part) for part in parts), initial=0))
+    return [flat[start:stop] for start, stop in zip(cuts, cuts[1:])]
 
 
 class Decodes:
@@ -83,10 +90,8 @@ class Decodes:
                         future.set_exception(error)
                 else:
                     self.observe(decoded.seconds or 0.0)
-                    at = 0
-                    for batch, future in taken:
-                        future.set_result((decoded.results[at:at + len(batch)], decoded.state))
-                        at += len(batch)
+                    for (_, future), results in zip(taken, _split(decoded.results, [batch for batch, _ in taken])):
+                        future.set_result((results, decoded.state))
         return await mine
 
 
@@ -156,11 +161,7 @@ class Replica:
         other batches waiting for it (`Decodes`); each request's results, and the pipeline's state
         they were answered in."""
         results, state = await self.decodes.decode([question for request in requests for question in request])
-        out, at = [], 0
-        for request in requests:
-            out.append((results[at:at + len(request)], state))
-            at += len(request)
-        return out
+        return [(part, state) for part in _split(results, requests)]
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
