@@ -37,7 +37,7 @@ def error_kind(index, question: str, predicted: str, gold: str) -> str:
     if p_o == g_o:
         return "correct"
     g_surface, g_m = split_subject(g_s)
-    if g_surface not in {index.surface(sid) for sid in index.mentions(question)}:
+    if g_surface not in {index.names.surface(sid) for sid in index.names.mentions(question)}:
         return "unreachable: gold subject not in the question"
     if not predicted:
         return "no answer"
@@ -47,7 +47,7 @@ def error_kind(index, question: str, predicted: str, gold: str) -> str:
     if p_p != g_p:
         return "wrong predicate"
     if p_s != g_s:
-        shares = (g_p, split_subject(p_s)[1]) in {(p, m) for _, p, m in index.keys(index.surface_id(p_surface))}
+        shares = (g_p, split_subject(p_s)[1]) in {(p, m) for _, p, m in index.keys(index.names.surface_id(p_surface))}
         return "wrong homonym (shares the gold predicate)" if shares else "wrong homonym"
     return "same key, another object"
 

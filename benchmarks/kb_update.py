@@ -179,13 +179,13 @@ def run(args: argparse.Namespace, work: str) -> None:
     others = set()
     for _ in range(args.surfaces):
         sid = rng.randrange(len(b.segments[0].surfaces))  # a rebuild is one segment
-        others.add(b.surface(sid))
+        others.add(b.names.surface(sid))
     golds = {split_subject(q.gold()[0])[0] for q in questions if q.gold() is not None}
     surfaces = sorted(touched | others | golds)
     predicates = {change.split("\t")[2].strip() for change in changes}
     for index in (a, b):
         for surface in touched:
-            sid = index.surface_id(surface)
+            sid = index.names.surface_id(surface)
             predicates |= {p for _, p, _ in index.keys(sid)} if sid is not None else set()
     predicates = sorted(predicates)
     texts = [q.question for q in questions]

@@ -94,7 +94,7 @@ def index(kb: str, output: str, checkpoint: str | None, skip_bad_lines: bool, se
     bad_lines_checked(built, kb, skip_bad_lines, progress=True)
     m = built.manifest
     click.echo(f"{output}: {m.triples} triples in {len(m.segments)} segment(s), "
-               f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicate_names())} predicates"
+               f"{sum(len(s.surfaces) for s in built.segments)} surfaces, {len(built.predicates.names())} predicates"
                + (f"; left out: {', '.join(f'{n} {why}' for why, n in sorted(m.skipped.items()))}" if m.skipped else ""))
 
 

@@ -100,7 +100,7 @@ def explain(qa: KGQA, question: str) -> Explanation:
     ranked = [Ranked(c, {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, row)})
               for c, row in qa.ranked(candidate_set)]
     top = [r.candidate for r in ranked][: s.top_k] if qa.reranking else beam[: s.top_k]
-    explanation = Explanation(question, reading, top, [qa.index.surface(sid) for sid in reading.mentions],
+    explanation = Explanation(question, reading, top, [qa.index.names.surface(sid) for sid in reading.mentions],
                               beam, ranked, qa.reranking, s.min_confidence)
     if explanation.chosen:
         explanation.neighbourhood = neighbourhood(qa.index, explanation.chosen.key)
@@ -121,7 +121,7 @@ def homonyms(index: KBIndex, chosen: Candidate) -> list[Homonym]:
     """The entities sharing the chosen subject's surface: their disambiguation, how many keys
     each has (its prominence in the KB), and its object for the chosen predicate, if any."""
     entities: dict[str, Homonym] = {}
-    for key, predicate, disambiguation in index.keys(index.surface_id(chosen.surface)):
+    for key, predicate, disambiguation in index.keys(index.names.surface_id(chosen.surface)):
         entry = entities.setdefault(disambiguation, Homonym(disambiguation, 0, None, False,
                                                          disambiguation == chosen.disambiguation))
         entry.keys += 1

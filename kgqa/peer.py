@@ -14,11 +14,11 @@ from kgqa.text import common_subsequence, without_mention
 
 
 def peer_answer(index: KBIndex, question: str) -> Candidate | None:
-    mentions = index.mentions(question)
+    mentions = index.names.mentions(question)
     if not mentions:
         return None
     sid = mentions[0]
-    rest = without_mention(question, index.surface(sid))
+    rest = without_mention(question, index.names.surface(sid))
 
     def rank(item: tuple[int, str, str]) -> tuple:
         _, predicate, disambiguation = item

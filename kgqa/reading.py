@@ -129,14 +129,14 @@ def read(index: KBIndex, question: str, ordinary: Callable[[str], bool] = lambda
 def _spans(index: KBIndex, question: str, text: str, origin: list[int]) -> list[_Span]:
     """Every span of the folded question that spells, sounds like or shortens a KB name."""
     spans: dict[tuple[int, int], _Span] = {}
-    for start, stop, sid in index.spelled(text):
+    for start, stop, sid in index.names.spelled(text):
         span = spans.setdefault((start, stop), _Span(start, stop, _SPELLING, []))
         span.sids.append(sid)
-        typed = _typed(question, origin, start, stop, index.surface(sid))
+        typed = _typed(question, origin, start, stop, index.names.surface(sid))
         if typed is not None:
             span.how, span.typed = _EXACT, min(typed, span.typed or typed)
     if len(text) >= NEAR_CHARS:
-        for start, stop, sid in index.sounded(sound(text)):
+        for start, stop, sid in index.names.sounded(sound(text)):
             if (start, stop) not in spans or spans[start, stop].how == _SOUND:
                 spans.setdefault((start, stop), _Span(start, stop, _SOUND, [])).sids.append(sid)
             elif spans[start, stop].how == _EXACT:
@@ -145,10 +145,10 @@ def _spans(index: KBIndex, question: str, text: str, origin: list[int]) -> list[
         if span.alike:
             size = max(map(index.surface_size, span.sids))
             span.alike = [sid for sid in span.alike if index.surface_size(sid) > size and
-                          _near_enough(text, replace(span, how=_SOUND), index.surface(sid))]
+                          _near_enough(text, replace(span, how=_SOUND), index.names.surface(sid))]
     for start in range(len(text) - SHORT_PREFIX):
-        for sid in index.completed(text[start:start + SHORT_PREFIX]):
-            stop = _short_form(text, start, fold(index.surface(sid)))
+        for sid in index.names.completed(text[start:start + SHORT_PREFIX]):
+            stop = _short_form(text, start, fold(index.names.surface(sid)))
             if stop and ((start, stop) not in spans or spans[start, stop].how == _SHORT):
                 spans.setdefault((start, stop), _Span(start, stop, _SHORT, [])).sids.append(sid)
     return list(spans.values())
@@ -168,8 +168,8 @@ def _chosen(index: KBIndex, question: str, text: str, origin: list[int], spans: 
             if span.stop - span.start < longest + (span.how != _SPELLING) or _short(span) or \
                     _cuts_a_word(question, origin, span):
                 continue  # the question's longest name spelt as the KB does stands
-            sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid)) and
-                    _read_as(index, text, span, exact, chosen, index.surface(sid))]
+            sids = [sid for sid in span.sids if _near_enough(text, span, index.names.surface(sid)) and
+                    _read_as(index, text, span, exact, chosen, index.names.surface(sid))]
             if not sids:
                 continue
             span = replace(span, sids=sids)
@@ -191,7 +191,7 @@ def _held(index: KBIndex, question: str, text: str, origin: list[int], spans: li
                     for other in spans) or \
                 _short(span) and ordinary(_as_typed(question, origin, span)):
             continue
-        sids = [sid for sid in span.sids if _near_enough(text, span, index.surface(sid))]
+        sids = [sid for sid in span.sids if _near_enough(text, span, index.names.surface(sid))]
         if sids:
             held.append(replace(span, sids=sids))
     short = [span for span in held if _short(span)]
@@ -264,7 +264,7 @@ def _read_as(index: KBIndex, text: str, span: _Span, exact: list[_Span], chosen:
     inside it away from what differs (not 十几号 for the 是几号 of 「巴彻的球衣号是几号」, not
     墨尔本市 for 「墨尔本是…」). A name of about its length: one character shorter or more, all of
     them for a short form."""
-    typed, name, size = text[span.start:span.stop], fold(surface), index.surface_size(index.surface_id(surface))
+    typed, name, size = text[span.start:span.stop], fold(surface), index.surface_size(index.names.surface_id(surface))
     if span.how == _SPELLING:
         outside = [sid for other in exact if not _inside(other, span) for sid in other.sids]
         return same_script(typed, surface) or size >= max(map(index.surface_size, outside), default=0)
@@ -332,12 +332,12 @@ def _rewritten(index: KBIndex, question: str, text: str, origin: list[int], chos
         parts.extend((_outside(question[at:first], parts), best))
         at = last
         matches.append(Match(typed, best, how_spelled(typed, best), _differing(text[span.start:span.stop], best, span.how)))
-        extra.extend(sid for sid in span.sids if index.surface(sid) != best)
+        extra.extend(sid for sid in span.sids if index.names.surface(sid) != best)
     parts.append(_outside(question[at:], parts))
     text = "".join(parts)
-    mentions = index.mentions(text)
+    mentions = index.names.mentions(text)
     if extra:
-        mentions = sorted(set(mentions) | set(extra), key=lambda sid: (-len(index.surface(sid)), index.surface(sid)))
+        mentions = sorted(set(mentions) | set(extra), key=lambda sid: (-len(index.names.surface(sid)), index.names.surface(sid)))
     return Reading(question, text, matches, mentions)
 
 
@@ -350,11 +350,11 @@ def _closest(index: KBIndex, typed: str, sids: list[int]) -> str:
     one_case = typed in (typed.lower(), typed.upper())
 
     def distance(sid: int) -> tuple[int, int, int, str]:
-        surface = index.surface(sid)
+        surface = index.names.surface(sid)
         blind = Levenshtein.distance(typed.casefold(), surface.casefold()) if one_case else 0
         return blind, Levenshtein.distance(typed, surface), -index.surface_size(sid), surface
 
-    return index.surface(min(sids, key=distance))
+    return index.names.surface(min(sids, key=distance))
 
 
 def _outside(piece: str, before: list[str]) -> str:

@@ -44,7 +44,7 @@ TINY_SHAPE = ScratchShape(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=
 
 def fact_of(index, surface: str, predicate: str, disambiguation: str):
     """The index's fact of the key (S, P, M), None where it has none: the tests' lookup by strings."""
-    sid = index.surface_id(surface)
+    sid = index.names.surface_id(surface)
     keys = [] if sid is None else [key for key, p, m in index.keys(sid) if (p, m) == (predicate, disambiguation)]
     return index.fact(keys[0]) if keys else None
 

@@ -7,7 +7,7 @@ import pytest
 from kgqa.data import Target, read_questions, training_pairs
 from kgqa.errors import KgqaError
 from kgqa.kb.build import ensure_index
-from kgqa.kb.index import PREDICATE_SAMPLE
+from kgqa.kb.predicates import PREDICATE_SAMPLE
 from kgqa.model.tokenizer import SentencePieceTokenizer
 from kgqa.rank.answer_kinds import AnswerKinds, fit_answer_kinds, object_forms
 
@@ -55,15 +55,15 @@ def test_a_predicates_objects_are_a_sample_across_the_whole_kb(tmp_path):
     lines = [f"{chr(0x4e00 + i)}山\t海拔\t{i}米" for i in range(200)] + ["甲山\t别名\t甲峰", "乙山\t别名\t乙峰"]
     kb = write(tmp_path / "kb.tsv", "\n".join(random.Random(1).sample(lines, len(lines))) + "\n")
     index = ensure_index(kb, SentencePieceTokenizer.train(["".join(lines)], 100), str(tmp_path / "index"))
-    heights = index.predicate_objects("海拔")
+    heights = index.predicates.objects("海拔")
     assert len(heights) == PREDICATE_SAMPLE and len(set(heights)) == PREDICATE_SAMPLE
     assert set(heights) <= {f"{i}米" for i in range(200)}
     # drawn across the KB, not the first subjects in the index's (sorted) order
     assert max(int(h[:-1]) for h in heights) > 2 * PREDICATE_SAMPLE
-    assert sorted(index.predicate_objects("别名")) == ["乙峰", "甲峰"]
-    assert index.predicate_objects("身高") == []
+    assert sorted(index.predicates.objects("别名")) == ["乙峰", "甲峰"]
+    assert index.predicates.objects("身高") == []
     again = ensure_index(kb, index.tokenizer, str(tmp_path / "index2"))
-    assert again.predicate_objects("海拔") == heights  # seeded: the same sample each build
+    assert again.predicates.objects("海拔") == heights  # seeded: the same sample each build
 
 
 def test_object_forms_read_numbers_units_and_endings():

@@ -53,7 +53,7 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
 
 def _candidates(index, question, surface):
     """Every key of `surface` as one question's candidates (likelihoods all alike)."""
-    sid = index.surface_id(surface)
+    sid = index.names.surface_id(surface)
     keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
     return CandidateSet(question, keys, [index.fact(k) for k in keys], [], {
         "likelihoods": np.zeros((len(keys), 4)), "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
@@ -111,7 +111,7 @@ def test_held_out_questions_are_read_again_over_a_copy_of_the_kb_without_their_e
         assert not [f for f in left if f.predicate == predicate]  # the gold key is gone either way
         kinds.add("fact" if left else "entity")
         assert len(typed) <= 1 and (not typed or (not left and typed[0].question != q.question))
-        assert index.surface_id(surface) is not None  # the index itself keeps it all
+        assert index.names.surface_id(surface) is not None  # the index itself keeps it all
     assert kinds == {"fact", "entity"} and sum(len(v) == 2 for v in views) > 0
 
 

@@ -27,7 +27,7 @@ def test_an_untrained_model_only_yields_kb_triples(sample_kb, seed, restrict):
     results = constrained_generate(model, tokenizer, index, questions, plain)
     assert len(results) == len(questions)
     for question, found in zip(questions, results):
-        sids = index.mentions(question) if restrict else []
+        sids = index.names.mentions(question) if restrict else []
         reachable = sum(1 for sid in sids for _ in index.keys(sid)) if sids else index.key_count
         assert len(found) == min(4, reachable), "a finished beam was dropped"  # four distinct KB keys back
         assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)

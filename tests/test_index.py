@@ -22,23 +22,23 @@ def test_lookup_keeps_every_object_and_answers_the_first(tmp_path, tokenizer):
 def test_prominence_counts_the_predicates_keys_and_the_subject_entitys_keys(tmp_path, tokenizer):
     kb = KB + "刘晓华（演员）\t出生地\t上海\n北京\t别名\t京\n"
     index = ensure_index(write(tmp_path / "kb.tsv", kb), tokenizer)
-    keys = {(p, m): key for key, p, m in index.keys(index.surface_id("刘晓华"))}
+    keys = {(p, m): key for key, p, m in index.keys(index.names.surface_id("刘晓华"))}
     teacher, actor = index.prominence(keys["主讲课程", "广东工业大学教授"]), index.prominence(keys["代表作品", "演员"])
     assert teacher[0] != actor[0]  # two entities of one surface
     assert teacher[1:] == (1, 1) and actor[1:] == (1, 2)  # a key of two objects is one key
-    beijing = {p: key for key, p, _ in index.keys(index.surface_id("北京"))}
+    beijing = {p: key for key, p, _ in index.keys(index.names.surface_id("北京"))}
     assert index.prominence(beijing["别名"])[1:] == (2, 2)  # 别名 of 刘晓 too
 
 
 def test_mentions_are_kb_surfaces_in_the_question_longest_first(tmp_path, tokenizer):
     index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
-    assert [index.surface(s) for s in index.mentions("刘晓华主要讲什么课啊？")] == ["刘晓华", "刘晓"]
-    assert index.mentions("没有实体") == []
+    assert [index.names.surface(s) for s in index.names.mentions("刘晓华主要讲什么课啊？")] == ["刘晓华", "刘晓"]
+    assert index.names.mentions("没有实体") == []
 
 
 def test_tail_trie_holds_each_predicate_and_disambiguation(tmp_path, tokenizer):
     index = ensure_index(write(tmp_path / "kb.tsv", KB), tokenizer)
-    sid = index.surface_id("刘晓华")
+    sid = index.names.surface_id("刘晓华")
     keys = {(p, m) for _, p, m in index.keys(sid)}
     assert keys == {("主讲课程", "广东工业大学教授"), ("代表作品", "演员")}
     trie = index.tail_trie(sid)

@@ -150,7 +150,7 @@ def test_characters_a_vocabulary_lacks_become_tokens_so_no_kb_key_is_unreachable
     assert tokenizer.add_lost_characters(["张三", "毕业院校", "毕业院系"]) == {"校": [2], "系": [2]}  # were <unk>
     assert tokenizer.add_lost_characters(["毕业院校"]) == {}  # idempotent
     index = ensure_index(kb, tokenizer, str(tmp_path / "index"))
-    sid = index.surface_id("张三")
+    sid = index.names.surface_id("张三")
     trie = index.tail_trie(sid)
     for key, predicate, disambiguation in index.keys(sid):
         target = tokenizer.encode(predicate) + [tokenizer.sep_id] + tokenizer.encode(disambiguation) + [tokenizer.eos_id]
@@ -248,7 +248,7 @@ def test_kb_keys_that_a_checkpoints_tokenizer_would_merge_each_stay_answerable(n
     reached = set()
     for triple in triples:
         sid = _reached(index.surface_trie, tokenizer.encode(triple.surface) + [tokenizer.sep_id])
-        assert sid is not None and index.surface(sid) == triple.surface
+        assert sid is not None and index.names.surface(sid) == triple.surface
         key = _reached(index.tail_trie(sid), tokenizer.encode(triple.predicate) + [tokenizer.sep_id]
                        + tokenizer.encode(triple.disambiguation) + [tokenizer.eos_id])
         fact = index.fact(key)

@@ -89,7 +89,7 @@ def test_a_name_typed_otherwise_is_read_as_the_kb_spells_it(index, typed, text):
     reading = read(index, typed)
     assert reading.text == text
     assert reading.matches and all(m.surface in text for m in reading.matches)
-    assert index.surface_id(reading.matches[0].surface) in reading.mentions
+    assert index.names.surface_id(reading.matches[0].surface) in reading.mentions
 
 
 def test_a_question_that_spells_its_names_as_the_kb_does_is_read_as_typed(index):
@@ -104,7 +104,7 @@ def test_names_one_spelling_key_apart_both_stay_answerable(index):
     # typed otherwise is read as the closer, the other kept as a mention
     reading = read(index, "iphone 4的屏幕尺寸？")
     assert reading.text == "iPhone 4的屏幕尺寸？"
-    assert {index.surface(sid) for sid in reading.mentions} >= {"iPhone 4", "IPHONE4"}
+    assert {index.names.surface(sid) for sid in reading.mentions} >= {"iPhone 4", "IPHONE4"}
     assert read(index, "IPHONE 4的产地？").text == "iPhone 4的产地？"  # typed in one case: its space decides
     assert read(index, "iPhone4的产地？").text == "iPhone 4的产地？"  # in mixed case: its case too
 
@@ -117,7 +117,7 @@ def test_a_name_typed_in_another_case_is_read_as_the_kb_name_of_the_same_letters
     index = KBIndex(directory, tokenizer)
     reading = read(index, "你知道BLINGBLING是什么时候建立吗？")
     assert reading.text == "你知道blingbling是什么时候建立吗？"
-    assert {index.surface(sid) for sid in reading.mentions} >= {"blingbling", "BLING BLING"}
+    assert {index.names.surface(sid) for sid in reading.mentions} >= {"blingbling", "BLING BLING"}
     assert read(index, "bling bling的启用时间？").text == "BLING BLING的启用时间？"
 
 
@@ -135,7 +135,7 @@ def test_a_near_name_the_gates_hold_back_is_offered_as_a_near_reading(index):
     (near,) = reading.near
     assert near.text == "墨尔本市什么？" and near.near == [] and near.near_name == "墨尔本市"
     assert [str(m) for m in near.matches] == ["the question's 墨尔本是 ≈ the KB's 墨尔本市 (one character (sounds alike))"]
-    assert index.surface_id("墨尔本市") in near.mentions
+    assert index.names.surface_id("墨尔本市") in near.mentions
     # a two-character name is never read by the gates, only offered (沉华 for 陈华)
     reading = read(index, "沉华的籍贯是哪里？")
     assert reading.text == "沉华的籍贯是哪里？" and [n.text for n in reading.near] == ["陈华的籍贯是哪里？"]

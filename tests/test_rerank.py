@@ -42,7 +42,7 @@ def test_token_log_probs_agree_with_the_model_loss(sample):
     _, tokenizer, index = sample
     model = scratch_model(tokenizer, TINY_SHAPE, 0).eval()
     question = "马磊静的配偶是谁？"
-    groups = [group for sid in index.mentions(question) for group, _, _ in index.keys(sid)][:5]
+    groups = [group for sid in index.names.mentions(question) for group, _, _ in index.keys(sid)][:5]
     targets = [tokenizer.encode_target(a.surface, a.predicate, a.disambiguation) for a in map(index.fact, groups)]
     found = token_log_probs(model, tokenizer, [question], [targets], 128)[0]
     for target, log_probs in zip(targets, found):
@@ -192,7 +192,7 @@ def test_candidate_keys_lead_with_the_beam_then_the_best_covered_and_stop_at_the
 
     _, _, index = sample
     question = "马磊静的配偶是谁？"
-    mentions = index.mentions(question)
+    mentions = index.names.mentions(question)
     keys = [key for key, _, _ in index.keys(mentions[0])]
     beam = [Candidate.from_fact(index.fact(keys[-1]), keys[-1], -1.0), Candidate.from_fact(index.fact(keys[0]), keys[0], -2.0)]
     found = candidate_keys(index, question, beam, mentions)

@@ -113,10 +113,10 @@ def test_a_pass_is_as_wide_as_its_rows_runs_where_passes_cost_more_than_position
 
 def test_the_walker_names_the_forced_run_up_to_a_choice_or_through_eos(sample_kb):
     _, _, tokenizer, index = sample_kb
-    mentions = index.mentions("马磊静的配偶是谁？")
+    mentions = index.names.mentions("马磊静的配偶是谁？")
     walker = TrieWalker(index, tokenizer, [mentions])
     _, predicate, disambiguation = next(index.keys(mentions[0]))
-    ids = [tokenizer.pad_id] + tokenizer.encode_target(index.surface(mentions[0]), predicate, disambiguation)
+    ids = [tokenizer.pad_id] + tokenizer.encode_target(index.names.surface(mentions[0]), predicate, disambiguation)
     for cut in range(1, len(ids)):
         prefix = ids[:cut]
         run = walker.forced_run(0, prefix, 100)

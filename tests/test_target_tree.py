@@ -29,7 +29,7 @@ def test_the_tree_gives_each_targets_log_likelihood_as_padded_rows_do(sample_kb,
     model = _model(tokenizer, kind)
     targets = []
     for question in QUESTIONS:  # each question's mentions' keys: a subject's predicates share its prefix
-        keys = [key for sid in index.mentions(question) for key, _, _ in index.keys(sid)][:30] or [0, 1, 2]
+        keys = [key for sid in index.names.mentions(question) for key, _, _ in index.keys(sid)][:30] or [0, 1, 2]
         targets.append([tokenizer.encode_target(a.surface, a.predicate, a.disambiguation)
                         for a in map(index.fact, keys)])
     assert sum(len(t) for t in targets) > 20

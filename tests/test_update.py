@@ -101,9 +101,9 @@ def test_an_index_built_in_parts_answers_as_one_built_whole(sample_kb, tmp_path)
     assert len(whole.segments) == 1 and len(parts.segments) >= 8
     assert sorted(os.listdir(tmp_path / "parts")) == ["header.json"] + [e.name for e in parts.manifest.segments]
     assert contents(parts) == contents(whole) and parts.triples == whole.triples
-    for predicate in whole.predicate_names():  # the sample's objects, kept beside it, are the keys' first
-        keys, places = parts._sample(predicate)
-        assert (places >= 0).all() and parts.predicate_objects(predicate) == list(map(parts.first_object, keys.tolist()))
+    for predicate in whole.predicates.names():  # the sample's objects, kept beside it, are the keys' first
+        keys, places = parts.predicates.sample(predicate)
+        assert (places >= 0).all() and parts.predicates.objects(predicate) == list(map(parts.first_object, keys.tolist()))
 
 
 def test_the_merge_policy_merges_a_full_tier_the_mostly_hidden_and_past_the_cap():
@@ -157,11 +157,11 @@ def test_each_kind_of_change(tmp_path, tokenizer):
     index, report = update_index(directory, changes, tokenizer)
     assert (report.added, report.removed, report.not_in_kb, report.already_in_kb) == (3, 2, [3], [6])
     assert fact_of(index, "刘晓华", "代表作品", "演员").objects == ["《远山》"]
-    assert fact_of(index, "北京", "人口", "") is None and index.surface_id("北京") is None
-    assert [index.surface(sid) for sid in index.mentions("北京和上海的人口")] == ["上海"]
+    assert fact_of(index, "北京", "人口", "") is None and index.names.surface_id("北京") is None
+    assert [index.names.surface(sid) for sid in index.names.mentions("北京和上海的人口")] == ["上海"]
     assert fact_of(index, "刘晓", "身高", "").objects == ["170cm"]
-    assert index.predicate_objects("身高") == ["170cm"]
-    assert sorted(m for _, _, m in index.keys(index.surface_id("刘晓华"))) == ["广东工业大学教授", "教师", "演员"]
+    assert index.predicates.objects("身高") == ["170cm"]
+    assert sorted(m for _, _, m in index.keys(index.names.surface_id("刘晓华"))) == ["广东工业大学教授", "教师", "演员"]
     assert index.triples == 6
     assert any("not in the KB (lines 3)" in warning for warning in report.warnings(changes))
 
@@ -175,7 +175,7 @@ def test_a_copy_takes_an_update_of_its_own_sharing_the_files_and_leaving_the_ori
     assert fact_of(copy, "北京", "人口", "") is None and fact_of(copy, "上海", "人口", "").objects == ["2487万"]
     reopened = KBIndex(directory, tokenizer)
     assert contents(reopened) == before and reopened.version == original.version
-    assert fact_of(reopened, "北京", "人口", "").objects == ["2189万"] and reopened.surface_id("上海") is None
+    assert fact_of(reopened, "北京", "人口", "").objects == ["2189万"] and reopened.names.surface_id("上海") is None
     segment = original.manifest.segments[0].name
     shared = [name for name in os.listdir(os.path.join(directory, segment))]
     assert shared and all(os.path.samefile(os.path.join(directory, segment, name),
@@ -284,8 +284,8 @@ def test_a_common_predicates_sample_is_a_rebuilds_after_many_of_its_keys_go(tmp_
                           str(tmp_path / "rebuilt"))
     assert len(updated.segments) == 2
     for predicate, keys in (("类型", 300 - removed + 1), ("编号", 100)):
-        assert updated.predicate_objects(predicate) == rebuilt.predicate_objects(predicate)
-        assert len(updated.predicate_objects(predicate)) == min(64, keys)
+        assert updated.predicates.objects(predicate) == rebuilt.predicates.objects(predicate)
+        assert len(updated.predicates.objects(predicate)) == min(64, keys)
 
 
 def test_change_lines_bad_as_kb_lines_stop_the_read_or_are_skipped_and_counted(tmp_path):

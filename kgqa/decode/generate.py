@@ -32,7 +32,7 @@ def constrained_generate(model: PreTrainedModel, tokenizer: Tokenizer, index: KB
     returned = min(settings.top_k if returned is None else returned, beams)
     input_ids, attention = encode_questions(tokenizer, questions, settings.max_question_tokens, model.device)
     if mentions is None:
-        mentions = [index.mentions(q) for q in questions]
+        mentions = [index.names.mentions(q) for q in questions]
     walker = TrieWalker(index, tokenizer, mentions if settings.restrict_mentions else [[] for _ in questions])
     processors: list[LogitsProcessor] = [TrieConstraint(walker, beams)]
     if settings.lookahead or settings.mention_lookahead:

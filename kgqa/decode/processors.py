@@ -43,7 +43,7 @@ class TrieWalker:
         self.tokenizer = tokenizer
         # (tokens of `S [SEP]`, surface id) per question: the subject trie's keys, which the
         # mention look-ahead reads too
-        self.mention_keys = [[(tokenizer.encode(index.surface(sid)) + [tokenizer.sep_id], sid) for sid in sids]
+        self.mention_keys = [[(tokenizer.encode(index.names.surface(sid)) + [tokenizer.sep_id], sid) for sid in sids]
                              for sids in mentions]
         self.subject_tries = [TokenTrie.build(keys) if keys else index.surface_trie for keys in self.mention_keys]
         self.skip = 1 + len(tokenizer.target_prefix)  # decoder start + forced label prefix
@@ -198,9 +198,9 @@ class Lookahead(LogitsProcessor):
         if (question, state.sid) not in self.evidence:
             index, tokenizer = self.walker.index, self.walker.tokenizer
             if state.sid is None:  # unrestricted subjects have no mention keys: no length evidence
-                keys = [(tokens, len(index.surface(sid))) for tokens, sid in self.walker.mention_keys[question]]
+                keys = [(tokens, len(index.names.surface(sid))) for tokens, sid in self.walker.mention_keys[question]]
             else:
-                rest = without_mention(self.questions[question], index.surface(state.sid))
+                rest = without_mention(self.questions[question], index.names.surface(state.sid))
                 keys = [(tokenizer.encode(p) + [tokenizer.sep_id], common_subsequence(rest, p))
                         for p in {p for _, p, _ in index.keys(state.sid)}]
             self.evidence[question, state.sid] = best_below(state.trie, keys)

@@ -36,10 +36,10 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
     trie's keys, the surface the surface trie reaches by its tokens; for each predicate (every one, or `predicates`) its sampled objects; each
     question's mentions; and where `whole_trie`, every key of the unrestricted surface trie."""
     if surfaces is None:
-        surfaces = sorted(index.surface(value) for value in trie_keys(index.surface_trie).values())
+        surfaces = sorted(index.names.surface(value) for value in trie_keys(index.surface_trie).values())
     values: dict = {"surfaces": {}, "predicates": {}, "mentions": {}}
     for surface in surfaces:
-        sid = index.surface_id(surface)
+        sid = index.names.surface_id(surface)
         if sid is None:
             values["surfaces"][surface] = _reached(index, surface)  # not in the KB: None
             continue
@@ -51,12 +51,12 @@ def contents(index: KBIndex, surfaces: Iterable[str] | None = None, predicates: 
         assert [(p, m, objects) for _, p, m, objects in index.subject_triples(sid)] == [key[:3] for key in keys]
         values["surfaces"][surface] = (keys, trie_keys(index.tail_trie(sid), lambda k: index.fact(k)[1:3]),
                                       _reached(index, surface))
-    for predicate in sorted(index.predicate_names()) if predicates is None else predicates:
-        values["predicates"][predicate] = index.predicate_objects(predicate)
+    for predicate in sorted(index.predicates.names()) if predicates is None else predicates:
+        values["predicates"][predicate] = index.predicates.objects(predicate)
     for question in questions:
-        values["mentions"][question] = [index.surface(sid) for sid in index.mentions(question)]
+        values["mentions"][question] = [index.names.surface(sid) for sid in index.names.mentions(question)]
     if whole_trie:
-        values["trie"] = trie_keys(index.surface_trie, index.surface)
+        values["trie"] = trie_keys(index.surface_trie, index.names.surface)
     return values
 
 
@@ -68,5 +68,5 @@ def _reached(index: KBIndex, surface: str) -> str | None:
         if node is None:
             return None
         if node < 0:
-            return index.surface(value_of(node))
+            return index.names.surface(value_of(node))
     return None

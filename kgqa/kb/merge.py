@@ -112,7 +112,7 @@ def merge_segments(directory: str, tokenizer: Tokenizer, picks: list[int]) -> in
     for i in picks:
         segment = index.segments[i]
         for sid in range(len(segment.surfaces)):
-            if index.live_in(i, sid):
+            if index.names.live_in(i, sid):
                 surface = segment.surface(sid)
                 for _, predicate, disambiguation, objects in segment.subject_triples(sid):
                     for obj in objects:

@@ -82,7 +82,7 @@ class Segment:
                 random_access(np.memmap(file, dtype=np.uint8, mode="r")) if os.path.getsize(file) else np.zeros(0, np.uint8)
                 for file in (path(directory, STRINGS), path(directory, SAMPLES)))
             self.surface_trie = TokenTrie.open(directory, SURFACE_TRIE, load)
-            self.spellings = Spellings(directory)
+            self.spellings = Spellings(directory, self.surfaces)
         except Exception as error:  # numpy, marisa and the OS each raise their own kind for a damaged file
             raise DamagedIndex(f"{type(error).__name__}: {error}", directory) from None
         problem = self._inconsistency()
@@ -135,22 +135,6 @@ class Segment:
 
     def predicate(self, pid: int) -> str:
         return self.predicates.restore_key(pid)
-
-    def mentioned(self, question: str) -> set[str]:
-        """The surfaces of this segment occurring in the question."""
-        return {surface for start in range(len(question)) for surface in self.surfaces.prefixes(question[start:])}
-
-    def spelled(self, folded_text: str) -> Iterator[tuple[int, int, str]]:
-        """(start, stop, surface) of each surface of this segment whose fold is folded_text[start:stop]."""
-        return self.spellings.spelled(folded_text, self.surfaces)
-
-    def completed(self, folded_prefix: str, limit: int) -> list[str]:
-        """Up to `limit` surfaces of this segment whose fold begins with `folded_prefix`."""
-        return self.spellings.completed(folded_prefix, self.surfaces, limit)
-
-    def sounded(self, sound_text: str) -> Iterator[tuple[int, int, str]]:
-        """(start, stop, surface) of each surface of this segment sounding like sound_text[start:stop]."""
-        return self.spellings.sounded(sound_text)
 
     # -- keys --------------------------------------------------------------------------------
     def keys(self, sid: int) -> Iterator[tuple[int, str, str]]:

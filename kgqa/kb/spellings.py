@@ -37,26 +37,31 @@ def write_spellings(surfaces: Iterable[str], directory: str) -> None:
 
 
 class Spellings:
-    """A segment's surfaces by spelling key and by sound, opened by memory map."""
+    """A segment's surfaces as a question may write them: as the KB spells them (`surfaces`, the
+    segment's trie of them), by spelling key and by sound (its two tries, opened by memory map)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, surfaces: marisa_trie.Trie) -> None:
+        self.surfaces = surfaces
         self.folded, self.sounds = marisa_trie.BytesTrie(), marisa_trie.BytesTrie()
         for trie, name in zip((self.folded, self.sounds), FILES):
             trie.mmap(os.path.join(directory, name))
 
-    def spelled(self, folded_text: str, surfaces: marisa_trie.Trie) -> Iterator[tuple[int, int, str]]:
-        """(start, stop, surface) of every surface of this segment (`surfaces`, its surface trie)
-        whose fold is `folded_text[start:stop]`."""
+    def mentioned(self, question: str) -> set[str]:
+        """The surfaces of this segment occurring in the question as the KB spells them."""
+        return {surface for start in range(len(question)) for surface in self.surfaces.prefixes(question[start:])}
+
+    def spelled(self, folded_text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, stop, surface) of every surface of this segment whose fold is `folded_text[start:stop]`."""
         for start in range(len(folded_text)):
             rest = folded_text[start:]
-            for surface in surfaces.prefixes(rest):
+            for surface in self.surfaces.prefixes(rest):
                 yield start, start + len(surface), surface
             yield from _items(self.folded, rest, start)
 
-    def completed(self, folded_prefix: str, surfaces: marisa_trie.Trie, limit: int) -> list[str]:
+    def completed(self, folded_prefix: str, limit: int) -> list[str]:
         """Up to `limit` surfaces of this segment whose fold begins with `folded_prefix`."""
         found = []
-        for surface in surfaces.iterkeys(folded_prefix):
+        for surface in self.surfaces.iterkeys(folded_prefix):
             if fold(surface).startswith(folded_prefix):
                 found.append(surface)
             if len(found) == limit:

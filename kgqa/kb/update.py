@@ -126,7 +126,7 @@ def _changed_subjects(index: KBIndex, changes: list[Change], report: UpdateRepor
     for change in changes:
         surface = change.triple.surface
         if surface not in subjects:
-            sid = index.surface_id(surface)
+            sid = index.names.surface_id(surface)
             subjects[surface] = {} if sid is None else {
                 (m, p): objects for _, p, m, objects in index.subject_triples(sid)}
         t = change.triple
@@ -160,7 +160,7 @@ def _hide(index: KBIndex, manifest: Manifest, surfaces: list[str], tokenizer: To
     its manifest entry."""
     by_segment: dict[int, list[int]] = {}
     for surface in surfaces:
-        found = index.locate_surface(surface)
+        found = index.names.located(surface)
         if found is not None:
             by_segment.setdefault(found[0], []).append(found[1])
     for i, sids in by_segment.items():

@@ -80,7 +80,7 @@ class AnswerKinds:
     def _profile(self, index: KBIndex, predicate: str) -> tuple[np.ndarray, np.ndarray]:
         """(form ids, share of the predicate's sampled objects showing each) over the whole KB;
         read through `profile`, which keeps the last PROFILE_CACHE."""
-        objects = index.predicate_objects(predicate)
+        objects = index.predicates.objects(predicate)
         counts = Counter(self._form_ids[f] for obj in objects for f in object_forms(obj) if f in self._form_ids)
         ids = np.array(sorted(counts), dtype=np.int16 if len(self.forms) < 2 ** 15 else np.int64)
         return ids, np.array([counts[i] for i in ids], dtype=np.float32) / max(len(objects), 1)
@@ -117,14 +117,14 @@ class AnswerKinds:
 def kb_forms(index: KBIndex, limit: int = FORMS) -> list[str]:
     """The `limit` forms that the most predicates' sampled objects show (ties by name)."""
     counts: Counter[str] = Counter()
-    for predicate in index.predicate_names():
-        counts.update(set().union(*map(object_forms, index.predicate_objects(predicate))))
+    for predicate in index.predicates.names():
+        counts.update(set().union(*map(object_forms, index.predicates.objects(predicate))))
     return [form for form, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
 
 
 def _subject_predicates(index: KBIndex, surface: str, disambiguation: str) -> list[str]:
     """Every predicate of a subject (surface and disambiguation), in the index's order."""
-    sid = index.surface_id(surface)
+    sid = index.names.surface_id(surface)
     if sid is None:
         return []
     return [p for _, p, m in index.keys(sid) if m == disambiguation]

@@ -57,7 +57,7 @@ def _removed(index: KBIndex, golds: list[tuple[str, str, str]], gone: set[str]) 
     removed: set[tuple[str, str, str]] = set()
     for subject, gold_predicate, _ in golds:
         surface, disambiguation = split_subject(subject)
-        sid = index.surface_id(surface)
+        sid = index.names.surface_id(surface)
         for _, predicate, said, objects in index.subject_triples(sid) if sid is not None else []:
             if said == disambiguation and (subject in gone or predicate == gold_predicate):
                 removed.update((subject, predicate, obj) for obj in objects)
