@@ -33,9 +33,11 @@ class KGQA:
     """Questions in, each one's KB candidates out, ranked, with their confidence."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
-                 settings: DecodeSettings | None = None, fitted: Fitted | None = None) -> None:
+                 settings: DecodeSettings | None = None, fitted: Fitted | None = None, object_tokens: int = 0) -> None:
         """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
-        confidence). `settings.min_confidence` None is the calibrator's refusal threshold."""
+        confidence). `settings.min_confidence` None is the calibrator's refusal threshold.
+        `object_tokens`: the object tokens the model was taught to write after a key, scored with
+        each candidate's key (`TrainConfig.object_tokens`, as the checkpoint was trained; 0: none)."""
         self.settings, self.fitted = settings or DecodeSettings(), fitted or Fitted()
         if self.settings.min_confidence is None:  # the checkpoint's refusal threshold, where it has a calibrator
             refuse_below = self.fitted.calibrator.refuse_below if self.calibrated else 0.0
@@ -50,8 +52,7 @@ class KGQA:
         if self.fitted.channel is not None:  # it reads every candidate, beside the model
             self.fitted.channel.to(model.device)
         self.checkpoint: str | None = None  # the directory it was loaded from, if any
-        # object tokens the model was taught after a key (0: none), scored with each candidate's key
-        self.object_tokens: int = getattr(model.config, "kgqa_object_tokens", 0)
+        self.object_tokens = object_tokens
 
     @property
     def reranking(self) -> bool:

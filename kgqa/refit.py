@@ -56,7 +56,9 @@ def fit_beside(checkpoint: str, index: KBIndex, device: torch.device, decoding: 
     models are the ones being replaced), saved beside it; and the gold reach."""
     model, _, _ = load_checkpoint(checkpoint)
     model.to(device)
+    trained = trained_with(checkpoint)
+    object_tokens = trained.object_tokens if trained else 0
     fitted, reach = fit(index, pairs, held, seed, lambda evidence, over, questions: held_out_candidates(
-        KGQA(model, over.tokenizer, over, decoding, evidence), questions), channel_epochs, device)
+        KGQA(model, over.tokenizer, over, decoding, evidence, object_tokens), questions), channel_epochs, device)
     fitted.save(checkpoint)
     return fitted, reach

@@ -28,6 +28,7 @@ class Source:
         refused, file and line named, unless `skip_bad_lines`)."""
         from kgqa.kb.build import ensure_index
         from kgqa.model.checkpoint import load_checkpoint
+        from kgqa.model.checkpoint_settings import trained_with
         from kgqa.model.seq2seq import pick_device
         from kgqa.pipeline import KGQA
         from kgqa.rank.fitted import Fitted
@@ -35,6 +36,8 @@ class Source:
         model, tokenizer, _ = load_checkpoint(self.checkpoint)
         model.to(pick_device(self.device))
         index = ensure_index(self.kb, tokenizer, self.index_dir, self.skip_bad_lines, progress)
-        qa = KGQA(model, tokenizer, index, self.settings, Fitted.load(self.checkpoint))
+        trained = trained_with(self.checkpoint)
+        qa = KGQA(model, tokenizer, index, self.settings, Fitted.load(self.checkpoint),
+                  trained.object_tokens if trained else 0)
         qa.checkpoint = self.checkpoint
         return qa

@@ -212,7 +212,6 @@ def train(config: TrainConfig) -> dict[str, float]:
     if config.resume and state is None:
         raise KgqaError("nothing to resume (no last/trainer_state.pt)", config.output)
     model, tokenizer = _model_and_tokenizer(config, pairs, state, rank)
-    model.config.kgqa_object_tokens = config.object_tokens  # saved with the weights: what the pipeline reads back
     config = recipe(config, getattr(model.config, "model_type", ""))
     index = ensure_index(config.kb, tokenizer, config.index_dir, config.skip_bad_lines,
                          progress=config.progress and rank == 0)
@@ -262,7 +261,7 @@ def train(config: TrainConfig) -> dict[str, float]:
         record = {"epoch": epoch + 1, "step": step, "loss": _mean_loss(losses, world),
                   "minutes": round((time.time() - started) / 60, 2)}
         if rank == 0:
-            if _judge_epoch(KGQA(model, tokenizer, index, decoding), record, dev, held, best, config):
+            if _judge_epoch(KGQA(model, tokenizer, index, decoding, object_tokens=config.object_tokens), record, dev, held, best, config):
                 best = record.get("held_out", {})
                 save_checkpoint(best_dir, model, tokenizer, settings | {"step": step, "held_out": best})
             save_last()
