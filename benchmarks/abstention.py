@@ -8,7 +8,8 @@ entities taken out.
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
 are "missing entity"), then half of the remaining questions' gold keys (S, P) removed with all
 their objects ("missing fact"; counted also apart where the subject keeps no near synonym of the
-removed predicate, `near_synonym`: a reader would answer the others with it); every other
+removed predicate, `near_synonym`, and no other entity of its name keeps the predicate itself:
+a reader would answer the others with it, as the question names the name alone); every other
 question is answerable. Printed, for each signal:
 expected calibration error on answerable dev questions (15 bins; the reranker's reading is its
 softmax share of the top object, the beam's the exp of its mean token log-probability), accuracy at
@@ -56,14 +57,16 @@ def near_synonym(removed: str, gold_object: str, predicate: str, obj: str) -> bo
 
 def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) -> list[str]:
     """Write the copy of `kb` without the chosen entities and facts; each question's kind, a
-    missing fact's "fact" where its subject keeps no near synonym of it (`near_synonym`), else
-    "fact with a synonym"."""
+    missing fact's "fact by a homonym" where another entity of its subject's name (the question
+    names the name alone) keeps the predicate itself, else "fact with a synonym" where its subject
+    keeps a near synonym of it (`near_synonym`), else "fact"."""
     rng = random.Random(seed)
     subjects = sorted({s for s, _, _ in golds})
     gone_entities = set(rng.sample(subjects, round(len(subjects) / 10)))
     rest = sorted({(s, p) for s, p, _ in golds if s not in gone_entities})
     gone_facts = set(rng.sample(rest, len(rest) // 2))
     kept: dict[str, list[tuple[str, str]]] = {s: [] for s, _ in gone_facts}  # what each such subject keeps
+    named: dict[str, set[tuple[str, str]]] = {split_subject(s)[0]: set() for s, _ in gone_facts}  # and its name's entities
     with open(path, "w", encoding="utf-8") as out:
         for t in read_kb(kb):
             subject = join_subject(t.surface, t.disambiguation)
@@ -71,7 +74,10 @@ def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) ->
                 out.write(f"{subject}\t{t.predicate}\t{t.obj}\n")
                 if subject in kept:
                     kept[subject].append((t.predicate, t.obj))
+                if t.surface in named:
+                    named[t.surface].add((t.predicate, subject))
     return ["entity" if s in gone_entities else "answerable" if (s, p) not in gone_facts
+            else "fact by a homonym" if any(q == p and other != s for q, other in named[split_subject(s)[0]])
             else "fact with a synonym" if any(near_synonym(p, o, *fact) for fact in kept[s]) else "fact"
             for s, p, o in golds]
 
@@ -171,10 +177,11 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     copy = os.path.join(args.out, f"kb-missing-seed{args.seed}.tsv")
     kinds = np.array(kb_copy(args.kb, golds, args.seed, copy))
-    any_fact = np.isin(kinds, ("fact", "fact with a synonym"))  # every missing fact, synonym kept or not
+    any_fact = np.isin(kinds, ("fact", "fact with a synonym", "fact by a homonym"))  # every missing fact
     print(f"{len(dev)} dev questions; over the copy: {(kinds == 'answerable').sum()} answerable, "
           f"{any_fact.sum()} missing fact "
-          f"({(kinds == 'fact with a synonym').sum()} whose subject keeps a near synonym of it), "
+          f"({(kinds == 'fact by a homonym').sum()} whose name another entity of it holds, "
+          f"{(kinds == 'fact with a synonym').sum()} of the rest whose subject keeps a near synonym of it), "
           f"{(kinds == 'entity').sum()} missing entity")
     qa = Source(args.checkpoint, args.kb).open(progress=True)
     if qa.fitted.reranker is None or qa.fitted.calibrator is None:

@@ -34,10 +34,9 @@ class KGQA:
 
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, index: KBIndex,
                  settings: DecodeSettings | None = None, fitted: Fitted | None = None, object_tokens: int = 0) -> None:
-        """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no
-        confidence). `settings.min_confidence` None is the calibrator's refusal threshold.
-        `object_tokens`: the object tokens the model was taught to write after a key, scored with
-        each candidate's key (`TrainConfig.object_tokens`, as the checkpoint was trained; 0: none)."""
+        """`fitted`: the checkpoint's fitted models (`Fitted.load`; none: the beam's order, no confidence);
+        `settings.min_confidence` None: the calibrator's refusal threshold; `object_tokens`: the object
+        tokens it was trained to write after a key (`TrainConfig.object_tokens`), scored with each key."""
         self.settings, self.fitted = settings or DecodeSettings(), fitted or Fitted()
         if self.settings.min_confidence is None:  # the checkpoint's refusal threshold, where it has a calibrator
             refuse_below = self.fitted.calibrator.refuse_below if self.calibrated else 0.0
