@@ -151,6 +151,24 @@ def hold_out_predicates(questions: list[Question], fraction: float, seed: int) -
     return kept, [q for q in questions if q.gold() is not None and q.gold()[1] in held]
 
 
+def hold_out_questions(questions: list[Question], fraction: float, seed: int) -> tuple[list[Question], list[Question]]:
+    """Split off a seeded `fraction` of the questions themselves (their predicates stay in the rest):
+    what the reranker learns of questions about predicates the model trained on."""
+    held = set(random.Random(seed).sample(range(len(questions)), round(len(questions) * fraction)))
+    return ([q for i, q in enumerate(questions) if i not in held],
+            [q for i, q in enumerate(questions) if i in held])
+
+
+def training_split(questions: list[Question], predicates: float, asked: float, seed: int
+                   ) -> tuple[list[Question], list[Question], list[Question]]:
+    """(trained on, held out by predicate, held out by question): a seeded share `predicates` of the
+    predicates held out (`hold_out_predicates`), then a share `asked` of the rest's questions
+    (`hold_out_questions`); training and refitting split alike from the checkpoint's settings."""
+    kept, held = hold_out_predicates(questions, predicates, seed)
+    kept, by_question = hold_out_questions(kept, asked, seed)
+    return kept, held, by_question
+
+
 def write_answers(path: str, records: Iterable[dict]) -> int:
     """JSON lines, written whole or not at all."""
     count = 0

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import PreTrainedModel
 
-from kgqa.data import Pairs, Question, hold_out_predicates, read_questions, training_pairs
+from kgqa.data import Pairs, Question, read_questions, training_pairs, training_split
 from kgqa.settings import DecodeSettings
 from kgqa.errors import KgqaError
 from kgqa.files import check_replaceable
@@ -185,13 +185,15 @@ def _seeded(seed: int) -> None:
 
 
 def _fit_and_report(best_dir: str, index: KBIndex, device: torch.device, decoding: DecodeSettings,
-                    pairs: Pairs, held: list[Question], config: TrainConfig) -> None:
+                    pairs: Pairs, held: list[Question], asked: list[Question], config: TrainConfig) -> None:
     """Training's last step: the best checkpoint's channel, reranker and calibrator, said in one line."""
-    fitted, reach = fit_beside(best_dir, index, device, decoding, pairs, held, config.seed, config.channel_epochs)
+    fitted, reach = fit_beside(best_dir, index, device, decoding, pairs, held, config.seed, config.channel_epochs,
+                               asked)
+    count = len(held) + len(asked)
     if fitted.reranker is None:
-        tqdm.write(f"no reranker: too few held-out questions ({len(held)}) to fit one")
+        tqdm.write(f"no reranker: too few held-out questions ({count}) to fit one")
     else:
-        tqdm.write(f"reranker {'and confidence calibrator ' if fitted.calibrator else ''}fitted on {len(held)} held-out "
+        tqdm.write(f"reranker {'and confidence calibrator ' if fitted.calibrator else ''}fitted on {count} held-out "
                    f"questions (gold among candidates: {100 * reach:.1f}%)")
 
 
@@ -202,7 +204,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     if world > 1:
         join("nccl" if device.type == "cuda" else "gloo")
     _seeded(config.seed)
-    kept, held = hold_out_predicates(read_questions(config.train, need_answers=True), config.holdout, config.seed)
+    kept, held, asked = training_split(read_questions(config.train, need_answers=True), config.holdout,
+                                       config.holdout_questions, config.seed)
     pairs = training_pairs(kept)
     dev = read_questions(config.dev, need_answers=True) if config.dev else []
     last_dir, best_dir = os.path.join(config.output, "last"), os.path.join(config.output, "best")
@@ -267,7 +270,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             save_last()
             _append_metrics(config.output, record)
     if rank == 0 and held:
-        _fit_and_report(best_dir, index, device, decoding, pairs, held, config)
+        _fit_and_report(best_dir, index, device, decoding, pairs, held, asked, config)
     if world > 1:
         leave()
     return best

@@ -58,7 +58,7 @@ def _candidates(index, question, surface):
     return CandidateSet(question, keys, [index.fact(k) for k in keys], [], {
         "likelihoods": np.zeros((len(keys), 4)), "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
         "kinds": np.zeros(len(keys)), "named": np.zeros((len(keys), 2)), "channel": np.zeros(len(keys)),
-        "beside": np.full(len(keys), BOUNDED)})
+        "trained": np.zeros(len(keys)), "beside": np.full(len(keys), BOUNDED)})
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

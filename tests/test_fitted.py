@@ -14,6 +14,7 @@ from kgqa.rank.features import FEATURE_NAMES
 from kgqa.rank.storage import MANIFEST, read_fitted, remove_fitted, write_fitted
 from kgqa.rank.naming import Naming
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.trained import TrainedPredicates
 from kgqa.rank.wording import Wording
 
 MODELS = {  # each model class, one of its instances, its manifest name and how messages name it
@@ -27,6 +28,7 @@ MODELS = {  # each model class, one of its instances, its manifest name and how 
     "wording": (Wording, Wording({"什么": 9, "哪里": 5}), "question wording"),
     "channel": (Channel, Channel(["址", "在"], ChannelModel(SPECIAL + 2, ChannelShape(8, 1, 2, 16))),
                 "noisy channel"),
+    "trained_predicates": (TrainedPredicates, TrainedPredicates(frozenset({"出生日期", "毕业院校"})), "trained predicates"),
 }
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from kgqa.candidate import Candidate
 from kgqa.kb.triples import Fact
 from kgqa.model import stepper
 from kgqa.model.seq2seq import scratch_model
@@ -95,9 +96,11 @@ def test_a_batch_is_encoded_once_for_the_beam_and_the_likelihoods_and_keeps_top_
                                                                           abs=1e-4)
 
 
-def _features(question, keys, facts, likelihoods, beam, prominence, kinds, named, channel):
-    """`candidate_features` with each evidence column given in EVIDENCE's order."""
-    columns = dict(zip(EVIDENCE, (likelihoods, np.array(prominence).reshape(-1, 3), kinds, named, channel)))
+def _features(question, keys, facts, likelihoods, beam, prominence, kinds, named, channel, trained=None):
+    """`candidate_features` with each evidence column given in EVIDENCE's order (no predicate
+    trained on, unless `trained` says)."""
+    trained = np.zeros(len(keys)) if trained is None else np.asarray(trained, dtype=float)
+    columns = dict(zip(EVIDENCE, (likelihoods, np.array(prominence).reshape(-1, 3), kinds, named, channel, trained)))
     return candidate_features(question, keys, facts, beam, columns)
 
 
@@ -143,6 +146,19 @@ def test_feature_rows_are_in_the_order_of_their_names():
     assert column["has_disambiguation"] == [1.0, 0.0]
     assert column["kind_fit"] == [1.0, -3.0] and column["kind_share"] == [1.0, 1.0]  # each its subject's only one
     assert column["channel_gain"] == [1.5, -2.5]
+    assert column["predicate_trained"] == [0.0, 0.0] and column["trained_mean_log_likelihood"] == [0.0, 0.0]
+
+
+def test_a_predicate_trained_on_is_read_apart_with_the_models_likelihood_and_the_beams_first_place():
+    answers = [Fact("刘晓华", "主讲课程", "", ["《固体物理》"]), Fact("刘晓华", "职业", "", ["教授"])]
+    beam = [Candidate("刘晓华", "职业", "", "教授", score=-9.0, key=8)]
+    likelihoods = np.array([[-2.0, 4.0, 0.0, 0.0], [-9.0, 3.0, 0.0, 0.0]])
+    rows = _features("刘晓华主要讲什么课程？", [7, 8], answers, likelihoods, beam, [(0, 5, 20), (0, 9, 20)],
+                     np.zeros(2), np.zeros((2, 2)), np.zeros(2), trained=[0.0, 1.0])
+    column = dict(zip(FEATURE_NAMES, rows.T.tolist()))
+    assert column["predicate_trained"] == [0.0, 1.0]
+    assert column["trained_log_likelihood"] == [0.0, -9.0] and column["trained_mean_log_likelihood"] == [0.0, -3.0]
+    assert column["trained_beam_first"] == [0.0, 1.0] and column["beam_first"] == [0.0, 1.0]
 
 
 def test_a_subjects_length_is_its_spelling_keys():

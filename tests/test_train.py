@@ -86,6 +86,20 @@ def test_held_out_predicates_never_occur_among_the_kept_questions():
     assert [q.id for q in again] == [q.id for q in kept]  # seeded
 
 
+def test_questions_held_out_by_question_keep_their_predicates_in_training_and_leave_it():
+    from kgqa.data import hold_out_predicates, read_questions, training_split
+
+    questions = read_questions(f"{SAMPLE}/train.json", need_answers=True)
+    trained, held, asked = training_split(questions, 0.25, 0.15, seed=0)
+    assert len(trained) + len(held) + len(asked) == len(questions)
+    assert (held, len(trained) + len(asked)) == (hold_out_predicates(questions, 0.25, seed=0)[1], len(questions) - len(held))
+    assert len(asked) == round(0.15 * (len(trained) + len(asked)))
+    assert not {q.id for q in asked} & {q.id for q in trained}  # never trained on
+    assert {q.gold()[1] for q in asked} <= {q.gold()[1] for q in trained}  # but their predicates are
+    assert training_split(questions, 0.25, 0.15, seed=0)[2] == asked  # seeded
+    assert training_split(questions, 0.25, 0.0, seed=0)[2] == []
+
+
 def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
     """Micro-batches, each weighted by its share of the target tokens, give the whole batch's
     gradient (dropout off, so only float noise differs)."""
@@ -182,6 +196,7 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     from kgqa.rank.features import FEATURE_NAMES
     from kgqa.rank.storage import read_fitted, remove_fitted, write_fitted
     from kgqa.rank.reranker import Reranker
+    from kgqa.rank.trained import TrainedPredicates
     from kgqa.source import Source
 
     env = {"KGQA_CACHE": str(tmp_path / "cache")}
@@ -189,10 +204,13 @@ def test_fit_reranker_refits_a_checkpoints_reranker_on_its_own_held_out_predicat
     args = ["--train", train, "--kb", f"{SAMPLE}/kb.tsv"]
     result = CliRunner().invoke(main, ["train", *args, "--output", str(tmp_path / "ck"), "--epochs", "1",
                                        "--batch-size", "16", "--kb-questions", "0", "--holdout", "0.25",
-                                       "--d-model", "32", "--layers", "1", "--device", "cpu", "--object-tokens", "3"],
-                           env=env)
+                                       "--d-model", "32", "--layers", "1", "--device", "cpu", "--object-tokens", "3",
+                                       "--holdout-questions", "0.15"], env=env)
     assert result.exit_code == 0, result.output
     checkpoint = str(tmp_path / "ck/best")
+    trained_on = TrainedPredicates.load(checkpoint).predicates  # the fit saw questions held out of them: kept
+    assert "出生日期" in trained_on and not trained_on & {"职业", "身高"}  # the held-out predicates are not
+    assert f"fitted on {108 + 51} held-out questions" in result.output
     linear = ("features", "mean", "std", "weights")
     fitted = read_fitted(checkpoint, "reranker", "reranker", linear)
     write_fitted(checkpoint, "reranker", {**fitted, "features": np.array(["an_older_feature", *fitted["features"][1:]])})

@@ -62,6 +62,7 @@ class Evidence:
     kind_fit: float  # how well the predicate's profile fits what the question asks for (`answer_kinds.py`)
     kind_share: float  # softmax share of `kind_fit` among the subject's candidate predicates
     channel_gain: float  # how much better the predicate and object explain the question than nothing (`channel.py`)
+    trained: float  # 1 where the model trained on the predicate and the fit saw such questions asked (`trained.py`)
 
     @property
     def obj(self) -> str:
@@ -75,6 +76,10 @@ class Evidence:
     def object_subject_common(self) -> int:
         """Characters the object shares, in order, with the subject's surface and disambiguation."""
         return common_subsequence(self.subject_name, self.obj)
+
+
+def _beam_first(e: Evidence) -> float:
+    return float(bool(e.beam_keys) and e.key == e.beam_keys[0])
 
 
 def _share(part: int, whole: int) -> float:
@@ -115,7 +120,7 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     # 1 for the longest of the candidate subjects
     "longest_mention": lambda e: float(e.surface_chars == e.longest_surface),
     "in_beam": lambda e: float(e.key in e.beam_keys),
-    "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
+    "beam_first": lambda e: _beam_first(e),
     # the object holds a digit and the question asks how many, how long, when
     "number_asked": lambda e: float(bool(DIGIT.search(e.obj))) * float(e.asks_number),
     # the object holds a digit
@@ -143,6 +148,13 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "kind_share": lambda e: e.kind_share,
     # log P(question | P, O) - log P(question): the question's wording generated from the candidate
     "channel_gain": lambda e: e.channel_gain,
+    # a predicate the model trained on, and the model's reading of it apart: on such a predicate the
+    # beam was taught the question's wording, on another it guesses (0 where the fit saw no question
+    # held out of the trained predicates: `trained.py`)
+    "predicate_trained": lambda e: e.trained,
+    "trained_log_likelihood": lambda e: e.trained * e.log_likelihood,
+    "trained_mean_log_likelihood": lambda e: e.trained * e.log_likelihood / max(e.target_tokens, 1),
+    "trained_beam_first": lambda e: e.trained * _beam_first(e),
 }
 FEATURE_NAMES = tuple(FEATURES)
 
@@ -150,16 +162,17 @@ FEATURE_NAMES = tuple(FEATURES)
 # What each evidence model gives a question's candidates, one row per key, by name (a candidate
 # set's `evidence`): the model's (log p, tokens) of the key and of its object's first tokens
 # (`likelihood.key_and_object_log_probs`), `KBIndex.prominence` (entity, predicate's keys,
-# subject's keys), `AnswerKinds.scores`, `Naming.scores`, `Channel.gains`, and `Wording.beside`
-# (how plainly the question bounds the subject's mention: evidence of the confidence only).
-EVIDENCE = ("likelihoods", "prominence", "kinds", "named", "channel", "beside")
+# subject's keys), `AnswerKinds.scores`, `Naming.scores`, `Channel.gains`, `TrainedPredicates.flags`
+# and `Wording.beside` (how plainly the question bounds the subject's mention: evidence of the
+# confidence only).
+EVIDENCE = ("likelihoods", "prominence", "kinds", "named", "channel", "trained", "beside")
 
 
 def candidate_features(question: str, keys: list[int], facts: list[Fact], beam: list[Candidate],
                        evidence: dict[str, np.ndarray]) -> np.ndarray:
     """One row per key (`keys`, their `facts`, the `evidence` columns named in EVIDENCE), one
     column per FEATURES name."""
-    likelihoods, prominence, kinds, named, channel = (evidence[name] for name in EVIDENCE[:5])
+    likelihoods, prominence, kinds, named, channel, trained = (evidence[name] for name in EVIDENCE[:6])
     rests = [without_mention(question, fact.surface) for fact in facts]
     lengths = [len(fold(fact.surface)) for fact in facts]
     shared = {"question": question, "best_named": float(named[:, 0].max()), "beam_keys": [c.key for c in beam],
@@ -176,14 +189,15 @@ def candidate_features(question: str, keys: list[int], facts: list[Fact], beam: 
         kind_shares[mine] = fits / fits.sum()
     rows = []
     for fact, key, (ll, length, object_ll, object_length), rest, chars, (said, sayable), (entity, count, size), fit, share, \
-            gain in zip(facts, keys, likelihoods, rests, lengths, named, prominence.tolist(), kinds, kind_shares, channel):
+            gain, flag in zip(facts, keys, likelihoods, rests, lengths, named, prominence.tolist(), kinds, kind_shares, channel,
+                              trained):
         others = siblings[entity]
         commoner = sum(other > count for other in others) / max(len(others) - 1, 1)
         evidence = Evidence(fact=fact, key=key, log_likelihood=ll, target_tokens=int(length),
                             object_log_likelihood=object_ll, object_tokens=int(object_length), rest=rest, surface_chars=chars,
                             named=float(said), nameable=float(sayable), predicate_keys=count, subject_keys=size,
                             commoner_siblings=commoner, kind_fit=float(fit), kind_share=float(share),
-                            channel_gain=float(gain), **shared)
+                            channel_gain=float(gain), trained=float(flag), **shared)
         rows.append([feature(evidence) for feature in FEATURES.values()])
     return np.array(rows, dtype=np.float64)
 

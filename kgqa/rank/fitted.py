@@ -22,6 +22,7 @@ from kgqa.rank.features import CandidateSet
 from kgqa.rank.storage import remove_fitted
 from kgqa.rank.naming import Naming, fit_naming
 from kgqa.rank.reranker import Reranker, fit_reranker
+from kgqa.rank.trained import TrainedPredicates, fit_trained_predicates
 from kgqa.rank.unanswerable import unanswerable_views
 from kgqa.rank.wording import BOUNDED, Wording, fit_wording
 
@@ -60,24 +61,28 @@ class Fitted:
     naming: Naming | None = None  # which of a question's characters name its predicate
     wording: Wording | None = None  # which two-character spans are question wording, not a name
     channel: Channel | None = None  # how well a candidate's predicate and object explain the question
+    trained_predicates: TrainedPredicates | None = None  # the predicates the model trained on, where the fit saw them asked
 
     @classmethod
     def load(cls, checkpoint: str) -> Fitted:
         return cls(Reranker.load(checkpoint), Calibrator.load(checkpoint), AnswerKinds.load(checkpoint),
-                   Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint))
+                   Naming.load(checkpoint), Wording.load(checkpoint), Channel.load(checkpoint),
+                   TrainedPredicates.load(checkpoint))
 
     def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> dict[str, np.ndarray]:
         """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks
-        for (`AnswerKinds.scores`), how much of the question names it (`Naming.scores`) and how
-        plainly the question bounds its subject's mention (`Wording.beside`); zeros (and bounded)
-        for a model this set lacks (a checkpoint never fitted: the beam's order stands)."""
-        kinds, naming, wording = self.answer_kinds, self.naming, self.wording
+        for (`AnswerKinds.scores`), how much of the question names it (`Naming.scores`), how
+        plainly the question bounds its subject's mention (`Wording.beside`) and whether the model
+        trained on its predicate (`TrainedPredicates.flags`); zeros (and bounded) for a model this
+        set lacks (a checkpoint never fitted: the beam's order stands)."""
+        kinds, naming, wording, trained = self.answer_kinds, self.naming, self.wording, self.trained_predicates
         fits = np.zeros(len(facts)) if kinds is None else kinds.scores(index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
         # per subject surface, not per key: a subject's keys share it
         bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
                    for surface in {fact.surface for fact in facts}}
-        return {"kinds": fits, "named": named, "beside": np.array([bounded[fact.surface] for fact in facts])}
+        return {"kinds": fits, "named": named, "beside": np.array([bounded[fact.surface] for fact in facts]),
+                "trained": np.zeros(len(facts)) if trained is None else trained.flags(facts)}
 
     def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
         """Per question, how much better each fact's predicate and object explain it than nothing
@@ -126,24 +131,29 @@ class Fitted:
 
 def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
         candidate_sets: Callable[[Fitted, KBIndex, list[str]], list[CandidateSet]], channel_epochs: int,
-        device: torch.device | str = "cpu") -> tuple[Fitted, float]:
+        device: torch.device | str = "cpu", asked: list[Question] | None = None) -> tuple[Fitted, float]:
     """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
     trained on) and train the noisy channel `channel_epochs` passes over them (on `device`), then
-    the reranker on `held` (questions of predicates training held out) and the calibrator over it
-    and over the same questions made unanswerable (`unanswerable_views`);
+    the reranker on `held` (questions of predicates training held out) and `asked` (questions held
+    out of the predicates it kept: where there are any, the trained predicates are kept too, and
+    read as features) and the calibrator over them and over the same questions made unanswerable
+    (`unanswerable_views`);
     `candidate_sets(evidence, index, questions)` gives questions' candidates over an index from
     the model being fitted for, read with `evidence` (the kinds, naming weights and channel just
-    fitted). Also returns the share of `held` whose gold key is among the candidates (the
-    reranker's ceiling)."""
+    fitted). Also returns the share of those questions whose gold key is among the candidates
+    (the reranker's ceiling)."""
     evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
-                      wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device))
-    sets = candidate_sets(evidence, index, [q.question for q in held])
-    golds = [q.gold() for q in held]
+                      wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device),
+                      trained_predicates=fit_trained_predicates(pairs) if asked else None)
+    questions = held + (asked or [])
+    sets = candidate_sets(evidence, index, [q.question for q in questions])
+    golds = [q.gold() for q in questions]
     positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]
     reranker, l2 = fit_reranker([(s.features, k) for s, k in zip(sets, positions) if k is not None],
                                 [gold[1] for gold, k in zip(golds, positions) if k is not None])
     if reranker is not None:  # read as `sets` were, before the reranker joins the evidence
-        unanswerable = unanswerable_views(index, held, seed, lambda copy, questions: candidate_sets(evidence, copy, questions))
+        unanswerable = unanswerable_views(index, questions, seed, lambda copy, asked_over: candidate_sets(
+            evidence, copy, asked_over))
         evidence.calibrator = fit_calibrator(sets, golds, l2, unanswerable)
     evidence.reranker = reranker
-    return evidence, sum(k is not None for k in positions) / len(held)
+    return evidence, sum(k is not None for k in positions) / len(questions)
