@@ -225,8 +225,8 @@ def train(d_model: int, layers: int, **options) -> None:
 @_user_errors
 def fit_reranker(checkpoint, train_file, kb, index_dir, channel_epochs, device, skip_bad_lines) -> None:
     """Fit the checkpoint's answer kinds, naming weights, question wording and noisy channel (on the
-    questions it trained on), reranker and confidence calibrator (on the predicates its training
-    held out) again: for a checkpoint an older kgqa fitted (other features, no calibrator, no
+    questions it trained on), reranker and confidence calibrator (on the predicates and questions its
+    training held out) again: for a checkpoint an older kgqa fitted (other features, no calibrator, no
     answer kinds, no wording to try two-character near names by, no channel)."""
     from kgqa.refit import refit
     from kgqa.source import Source

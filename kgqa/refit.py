@@ -1,7 +1,8 @@
 """Fitting a checkpoint's models again (`kgqa fit-reranker`), and the fit training closes with:
 the answer kinds, naming weights, question wording and noisy channel on the questions the model
-trained on, then the reranker and the confidence calibrator on the held-out predicates'
-questions, read through the model being fitted for (`rank.fitted.fit`), saved beside it.
+trained on, then the reranker and the confidence calibrator on the questions training held out
+(by predicate, and by question where it did), read through the model being fitted for
+(`rank.fitted.fit`), saved beside it.
 """
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ def held_out_candidates(qa: KGQA, questions: list[str]) -> list[CandidateSet]:
 
 def refit(source: Source, train_file: str, channel_epochs: int | None = None) -> tuple[Fitted, float, int]:
     """Fit `source`'s checkpoint's models (`rank.fitted.fit`) again over its KB, the reranker and
-    calibrator on the same held-out predicates and questions its training held out (the split
-    re-drawn from its saved shares and seed), the channel trained `channel_epochs` passes (None: as its training
-    says, else TrainConfig's): for a checkpoint an older kgqa fitted. Returns (what was fitted,
-    gold reach, held-out questions); each model is saved beside the weights."""
+    calibrator on the same predicates and questions its training held out (the split re-drawn
+    from its saved shares and seed), the channel trained `channel_epochs` passes (None: as its
+    training says): for a checkpoint an older kgqa fitted. Returns (what was fitted, gold reach,
+    held-out questions); each model is saved beside the weights."""
     tokenizer, _ = checkpoint_tokenizer(source.checkpoint)
     trained = trained_with(source.checkpoint)
     if trained is None or not trained.holdout:

@@ -78,10 +78,6 @@ class Evidence:
         return common_subsequence(self.subject_name, self.obj)
 
 
-def _beam_first(e: Evidence) -> float:
-    return float(bool(e.beam_keys) and e.key == e.beam_keys[0])
-
-
 def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
@@ -120,7 +116,7 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     # 1 for the longest of the candidate subjects
     "longest_mention": lambda e: float(e.surface_chars == e.longest_surface),
     "in_beam": lambda e: float(e.key in e.beam_keys),
-    "beam_first": lambda e: _beam_first(e),
+    "beam_first": lambda e: float(bool(e.beam_keys) and e.key == e.beam_keys[0]),
     # the object holds a digit and the question asks how many, how long, when
     "number_asked": lambda e: float(bool(DIGIT.search(e.obj))) * float(e.asks_number),
     # the object holds a digit
@@ -148,14 +144,14 @@ FEATURES: dict[str, Callable[[Evidence], float]] = {
     "kind_share": lambda e: e.kind_share,
     # log P(question | P, O) - log P(question): the question's wording generated from the candidate
     "channel_gain": lambda e: e.channel_gain,
-    # a predicate the model trained on, and the model's reading of it apart: on such a predicate the
-    # beam was taught the question's wording, on another it guesses (0 where the fit saw no question
-    # held out of the trained predicates: `trained.py`)
+    # a predicate the model trained on (0 where the fit saw no question held out of the trained
+    # predicates: `trained.py`)
     "predicate_trained": lambda e: e.trained,
-    "trained_log_likelihood": lambda e: e.trained * e.log_likelihood,
-    "trained_mean_log_likelihood": lambda e: e.trained * e.log_likelihood / max(e.target_tokens, 1),
-    "trained_beam_first": lambda e: e.trained * _beam_first(e),
 }
+# the model's reading of a key, apart where it trained on the key's predicate: there the beam was
+# taught the question's wording, elsewhere it guesses (`trained_log_likelihood`, ...)
+FEATURES.update({f"trained_{name}": (lambda read: lambda e: e.trained * read(e))(FEATURES[name])
+                 for name in ("log_likelihood", "mean_log_likelihood", "beam_first")})
 FEATURE_NAMES = tuple(FEATURES)
 
 

@@ -6,7 +6,7 @@ readings are tried by; loaded, saved and fitted together, so a pipeline, trainin
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -131,7 +131,7 @@ class Fitted:
 
 def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
         candidate_sets: Callable[[Fitted, KBIndex, list[str]], list[CandidateSet]], channel_epochs: int,
-        device: torch.device | str = "cpu", asked: list[Question] | None = None) -> tuple[Fitted, float]:
+        device: torch.device | str = "cpu", asked: Sequence[Question] = ()) -> tuple[Fitted, float]:
     """Fit the answer kinds, naming weights and question wording on `pairs` (the questions the model
     trained on) and train the noisy channel `channel_epochs` passes over them (on `device`), then
     the reranker on `held` (questions of predicates training held out) and `asked` (questions held
@@ -145,7 +145,7 @@ def fit(index: KBIndex, pairs: Pairs, held: list[Question], seed: int,
     evidence = Fitted(answer_kinds=fit_answer_kinds(index, pairs, seed), naming=fit_naming(pairs),
                       wording=fit_wording(pairs), channel=fit_channel(pairs, channel_epochs, seed, device),
                       trained_predicates=fit_trained_predicates(pairs) if asked else None)
-    questions = held + (asked or [])
+    questions = [*held, *asked]
     sets = candidate_sets(evidence, index, [q.question for q in questions])
     golds = [q.gold() for q in questions]
     positions = [s.position(subject, predicate) for s, (subject, predicate, _) in zip(sets, golds)]
