@@ -51,14 +51,39 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
     assert rescaled.probabilities(rows[6000:]).mean() == pytest.approx(often.mean(), abs=1e-3)
 
 
-def _candidates(index, question, surface):
-    """Every key of `surface` as one question's candidates (likelihoods all alike)."""
+def _candidates(index, question, surface, trained=frozenset(), likelihood=0.0):
+    """Every key of `surface` as one question's candidates (likelihoods all `likelihood`), those of
+    a predicate in `trained` flagged as the model's training predicates."""
     sid = index.names.surface_id(surface)
     keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
-    return CandidateSet(question, keys, [index.fact(k) for k in keys], [], {
-        "likelihoods": np.zeros((len(keys), 4)), "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
+    facts = [index.fact(k) for k in keys]
+    return CandidateSet(question, keys, facts, [], {
+        "likelihoods": np.full((len(keys), 4), likelihood),
+        "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
         "kinds": np.zeros(len(keys)), "named": np.zeros((len(keys), 2)), "channel": np.zeros(len(keys)),
-        "trained": np.zeros(len(keys)), "beside": np.full(len(keys), BOUNDED)})
+        "trained": np.array([float(f.predicate in trained) for f in facts]), "beside": np.full(len(keys), BOUNDED)})
+
+
+def test_the_confidence_reads_a_candidate_of_a_trained_predicate_apart_and_a_fit_without_any_ignores_it(sample_kb):
+    _, _, _, index = sample_kb
+    found = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英", trained={"毕业院校"}, likelihood=-2.0)
+    school = found.position("胡洋英（杭州作家）", "毕业院校")
+    born = found.position("胡洋英（杭州作家）", "出生日期")
+    rows = signal_rows(found, np.zeros(len(found.keys)), np.array([school, born]))
+    column = {name: SIGNAL_NAMES.index(name) for name in
+              ("predicate_trained", "trained_log_likelihood", "log_likelihood", "trained_beam_first")}
+    assert rows[0, column["predicate_trained"]] == 1.0 and rows[1, column["predicate_trained"]] == 0.0
+    assert rows[0, column["trained_log_likelihood"]] == rows[0, column["log_likelihood"]] != 0.0
+    assert rows[1, column["trained_log_likelihood"]] == 0.0
+    # a calibrator fitted where no candidate was of a trained predicate (no question held out of
+    # them) gives those signals no weight: its confidences are what they were without them
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(2000, len(SIGNAL_NAMES)))
+    apart = [SIGNAL_NAMES.index(name) for name in SIGNAL_NAMES if name.startswith(("predicate_trained", "trained_"))]
+    noise[:, apart] = 0.0
+    right = (rng.random(2000) < 1 / (1 + np.exp(-noise[:, 0]))).astype(float)
+    fitted = Calibrator.fit(noise, right, np.ones(2000))
+    assert len(apart) == 4 and all(fitted.weights[i] == 0.0 for i in apart)
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

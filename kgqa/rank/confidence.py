@@ -75,13 +75,18 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     "wording_beside": lambda s: s.beside,
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
+    # (the last four: a candidate of a predicate the model trained on, and the model's reading of it
+    # apart, 0 where the fit saw no question held out of the trained predicates, `trained.py`: a
+    # question about something the KB lacks falls back on a trained predicate of its subject, which
+    # the model reads otherwise than one a person asks about)
     **{name: (lambda column: lambda s: float(s.features[column]))(_COLUMN[name])
        for name in ("log_likelihood", "mean_log_likelihood", "object_log_likelihood", "mean_object_log_likelihood",
                     "named_per_character", "named_share", "literal",
                     "synonym_covered", "in_beam", "beam_first", "disambiguation_covered", "object_in_question",
                     "number_asked", "object_in_subject", "subject_in_object", "kind_fit", "kind_share",
                     "predicate_prominence", "named", "best_named", "longest_mention", "mention_chars",
-                    "has_disambiguation", "channel_gain")},
+                    "has_disambiguation", "channel_gain", "predicate_trained", "trained_log_likelihood",
+                    "trained_mean_log_likelihood", "trained_beam_first")},
 }
 SIGNAL_NAMES = tuple(SIGNALS)
 
