@@ -6,7 +6,8 @@ entities taken out.
         [--svg docs/abstention.svg]
 
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
-are "missing entity"), then half of the remaining questions' gold keys (S, P) removed with all
+are "missing entity"; apart, as "entity by a homonym", where another entity of its name keeps the
+asked predicate: the question names the name alone, so the KB still answers it), then half of the remaining questions' gold keys (S, P) removed with all
 their objects ("missing fact"; counted also apart where the subject keeps no near synonym of the
 removed predicate, `near_synonym`, and no other entity of its name keeps the predicate itself:
 a reader would answer the others with it, as the question names the name alone); every other
@@ -56,17 +57,19 @@ def near_synonym(removed: str, gold_object: str, predicate: str, obj: str) -> bo
 
 
 def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) -> list[str]:
-    """Write the copy of `kb` without the chosen entities and facts; each question's kind, a
-    missing fact's "fact by a homonym" where another entity of its subject's name (the question
-    names the name alone) keeps the predicate itself, else "fact with a synonym" where its subject
-    keeps a near synonym of it (`near_synonym`), else "fact"."""
+    """Write the copy of `kb` without the chosen entities and facts; each question's kind: a missing
+    entity's or fact's "... by a homonym" where another entity of its subject's name (the question
+    names the name alone) keeps the asked predicate, else "entity", else a missing fact's "fact
+    with a synonym" where its subject keeps a near synonym of it (`near_synonym`), else "fact"."""
     rng = random.Random(seed)
     subjects = sorted({s for s, _, _ in golds})
     gone_entities = set(rng.sample(subjects, round(len(subjects) / 10)))
     rest = sorted({(s, p) for s, p, _ in golds if s not in gone_entities})
     gone_facts = set(rng.sample(rest, len(rest) // 2))
     kept: dict[str, list[tuple[str, str]]] = {s: [] for s, _ in gone_facts}  # what each such subject keeps
-    named: dict[str, set[tuple[str, str]]] = {split_subject(s)[0]: set() for s, _ in gone_facts}  # and its name's entities
+    # the (predicate, entity) pairs kept under each removed entity's or fact's subject's name
+    named: dict[str, set[tuple[str, str]]] = {split_subject(s)[0]: set() for s in
+                                              [*gone_entities, *(s for s, _ in gone_facts)]}
     with open(path, "w", encoding="utf-8") as out:
         for t in read_kb(kb):
             subject = join_subject(t.surface, t.disambiguation)
@@ -76,8 +79,13 @@ def kb_copy(kb: str, golds: list[tuple[str, str, str]], seed: int, path: str) ->
                     kept[subject].append((t.predicate, t.obj))
                 if t.surface in named:
                     named[t.surface].add((t.predicate, subject))
-    return ["entity" if s in gone_entities else "answerable" if (s, p) not in gone_facts
-            else "fact by a homonym" if any(q == p and other != s for q, other in named[split_subject(s)[0]])
+
+    def by_homonym(subject: str, predicate: str) -> bool:
+        return any(q == predicate and other != subject for q, other in named[split_subject(subject)[0]])
+
+    return [("entity by a homonym" if by_homonym(s, p) else "entity") if s in gone_entities
+            else "answerable" if (s, p) not in gone_facts
+            else "fact by a homonym" if by_homonym(s, p)
             else "fact with a synonym" if any(near_synonym(p, o, *fact) for fact in kept[s]) else "fact"
             for s, p, o in golds]
 
@@ -178,11 +186,13 @@ def main() -> None:
     copy = os.path.join(args.out, f"kb-missing-seed{args.seed}.tsv")
     kinds = np.array(kb_copy(args.kb, golds, args.seed, copy))
     any_fact = np.isin(kinds, ("fact", "fact with a synonym", "fact by a homonym"))  # every missing fact
+    any_entity = np.isin(kinds, ("entity", "entity by a homonym"))  # every missing entity
     print(f"{len(dev)} dev questions; over the copy: {(kinds == 'answerable').sum()} answerable, "
           f"{any_fact.sum()} missing fact "
           f"({(kinds == 'fact by a homonym').sum()} whose name another entity of it holds, "
           f"{(kinds == 'fact with a synonym').sum()} of the rest whose subject keeps a near synonym of it), "
-          f"{(kinds == 'entity').sum()} missing entity")
+          f"{any_entity.sum()} missing entity "
+          f"({(kinds == 'entity by a homonym').sum()} whose name another entity holds with the predicate asked)")
     qa = Source(args.checkpoint, args.kb).open(progress=True)
     if qa.fitted.reranker is None or qa.fitted.calibrator is None:
         raise SystemExit(f"{args.checkpoint} has no reranker or no confidence calibrator: run kgqa fit-reranker")
@@ -192,20 +202,22 @@ def main() -> None:
     answerable = kinds == "answerable"
     right_cut = cut["right"] & answerable
     homophones, rng = Homophones(questions), random.Random(args.seed)
-    typos = [(typed, gold) for q, gold, kind in zip(questions, golds, kinds) if kind == "entity"
+    # a homophone typed in the name: no entity of the KB is named so, homonyms of the name or not
+    typos = [(typed, gold) for q, gold, kind in zip(questions, golds, kinds) if kind.startswith("entity")
              and (typed := homophones.typo(q, split_subject(gold[0])[0], rng))]
     typed = readings(qa_copy, [q for q, _ in typos], [gold for _, gold in typos])
     respelled = sum(any(m.differing for m in next(n for n in [r, *r.near] if n.text == text).matches)
                     for r, text in zip(qa_copy.read([q for q, _ in typos]), typed["read"]))
     print(f"{len(typos)} missing-entity questions typed with a homophone; {respelled} of them read as another "
           "KB name that sounds alike (as gated or from a near reading)")
-    missing_entity = [i for i, kind in enumerate(kinds) if kind == "entity"]
+    missing_entity = np.flatnonzero(any_entity).tolist()
     near_read = sum(r.text != cut["read"][i] for i, r in zip(missing_entity, qa_copy.read([questions[i] for i in missing_entity])))
     print(f"{len(missing_entity)} missing-entity questions as written; {near_read} of them answered from a near reading")
     print(f"\ndev over kb.tsv: {100 * full['right'].mean():.1f}% of answers right\n")
     print("| signal | ECE (answerable dev) | accuracy at 80% / 90% coverage | AUROC right vs wrong (dev) | "
           "AUROC answerable vs not (copy) | AURC (copy) | below the 90%-of-answerable threshold: missing fact "
-          "(its subject keeping no near synonym) / missing entity / missing entity typed with a homophone |")
+          "(its subject keeping no near synonym) / missing entity (its name held by no other entity with the "
+          "predicate asked) / missing entity typed with a homophone |")
     print("|---|---|---|---|---|---|---|")
     curves, figures = {}, {}
     for name in SIGNALS:
@@ -214,18 +226,19 @@ def main() -> None:
         below = {kind: float((cut[name][kinds == kind] < threshold).mean())
                  for kind in ("fact", "fact with a synonym", "entity")}
         below["any fact"] = float((cut[name][any_fact] < threshold).mean())
+        below["any entity"] = float((cut[name][any_entity] < threshold).mean())
         below["entity typo"] = float((typed[name] < threshold).mean()) if typos else float("nan")
         curves[name] = risk_coverage(cut[name], right_cut)
         figures[name] = {"ece": error, "accuracy_at_80": accuracy_at(full[name], full["right"], 0.8),
                          "auroc_right": auroc(full[name], full["right"]), "aurc_copy": float(curves[name][1].mean()),
                          "missing_fact_refused": below["any fact"], "missing_fact_no_synonym_refused": below["fact"],
-                         "missing_entity_refused": below["entity"],
+                         "missing_entity_refused": below["any entity"], "missing_entity_no_homonym_refused": below["entity"],
                          "missing_entity_typo_refused": below["entity typo"]}
         print(f"| {name} | {error:.3f} | {100 * accuracy_at(full[name], full['right'], 0.8):.1f}% / "
               f"{100 * accuracy_at(full[name], full['right'], 0.9):.1f}% | {auroc(full[name], full['right']):.3f} | "
               f"{auroc(cut[name], answerable):.3f} | "
               f"{curves[name][1].mean():.3f} | {100 * below['any fact']:.1f}% ({100 * below['fact']:.1f}%) / "
-              f"{100 * below['entity']:.1f}% / "
+              f"{100 * below['any entity']:.1f}% ({100 * below['entity']:.1f}%) / "
               f"{100 * below['entity typo']:.1f}% |")
     refuse = qa.fitted.calibrator.refuse_below  # what `kgqa ask` and `kgqa serve` refuse below by default
     answered = full["confidence"] >= refuse
@@ -236,7 +249,8 @@ def main() -> None:
     print(f"\nat the checkpoint's refusal threshold ({refuse:.3f}, the default of ask and serve): dev over kb.tsv "
           f"{100 * at_default['dev_answered']:.1f}% answered, {100 * at_default['dev_answered_right']:.1f}% of them right; "
           f"over the copy {100 * at_default['fact_refused_at_default']:.1f}% of missing facts (subject keeping no near "
-          f"synonym) and {100 * at_default['entity_refused_at_default']:.1f}% of missing entities refused")
+          f"synonym) and {100 * at_default['entity_refused_at_default']:.1f}% of missing entities (name held by no "
+          "other entity with the predicate) refused")
     print("\nreliability of the confidence on dev over kb.tsv (bin from, mean confidence, accuracy, questions):")
     for low, mean, accuracy, n in ece(full["confidence"], full["right"])[1]:
         print(f"| {low:.2f} | {mean:.3f} | {accuracy:.3f} | {n} |")
@@ -249,7 +263,9 @@ def main() -> None:
            f"confidence: ECE {mine['ece']:.3f}, {100 * mine['accuracy_at_80']:.1f}% right at 80% coverage, "
            f"{100 * mine['missing_fact_refused']:.1f}% of missing facts ({100 * mine['missing_fact_no_synonym_refused']:.1f}% "
            f"of those whose subject keeps no near synonym) and {100 * mine['missing_entity_refused']:.1f}% "
-           f"of missing entities refused ({100 * mine['missing_entity_typo_refused']:.1f}% typed with a homophone; "
+           f"of missing entities ({100 * mine['missing_entity_no_homonym_refused']:.1f}% of those whose name no other "
+           f"entity holds with the predicate asked) refused ({100 * mine['missing_entity_typo_refused']:.1f}% typed "
+           f"with a homophone; "
            f"threshold answering 90% of the answerable)")
 
 

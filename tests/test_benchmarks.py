@@ -69,3 +69,28 @@ def test_a_record_names_its_commit_machine_and_command_and_the_table_shows_the_l
     assert "dev score 86.90 (a second record of the same run)" in made  # a run's records shown together
     assert "dev score 80.00" not in made  # an earlier run's replaced
     assert "(no record yet: `benchmarks/abstention.py`)" in made
+
+
+def test_the_abstention_copy_counts_a_question_whose_name_a_homonym_still_answers_apart(tmp_path):
+    from abstention import kb_copy
+
+    # 40 names, each held by two entities; one of each pair also answers the other's first predicate
+    kb, golds = [], []
+    for n in range(40):
+        mine, other = f"名{n}（甲）", f"名{n}（乙）"
+        kb += [(mine, "职业", f"医生{n}"), (mine, "籍贯", f"北京{n}"), (other, "配偶", f"某人{n}")]
+        kb += [(other, "职业", f"教师{n}")] if n % 2 else []
+        golds.append((mine, "职业", f"医生{n}"))
+    (tmp_path / "kb.tsv").write_text("".join(f"{s}\t{p}\t{o}\n" for s, p, o in kb), encoding="utf-8")
+    kinds = kb_copy(str(tmp_path / "kb.tsv"), golds, 0, str(tmp_path / "copy.tsv"))
+    kept = {tuple(line.split("\t")[:2]) for line in (tmp_path / "copy.tsv").read_text(encoding="utf-8").splitlines()}
+    for (subject, predicate, _), kind in zip(golds, kinds):
+        homonym = (subject.replace("甲", "乙"), predicate) in kept
+        gone = not any(s == subject for s, _ in kept)
+        if gone:
+            assert kind == ("entity by a homonym" if homonym else "entity")
+        elif (subject, predicate) not in kept:
+            assert kind == ("fact by a homonym" if homonym else "fact")
+        else:
+            assert kind == "answerable"
+    assert {"entity", "entity by a homonym", "fact", "fact by a homonym", "answerable"} <= set(kinds)
