@@ -163,9 +163,11 @@ def training_split(questions: list[Question], predicates: float, asked: float, s
                    ) -> tuple[list[Question], list[Question], list[Question]]:
     """(trained on, held out by predicate, held out by question): a seeded share `predicates` of the
     predicates held out (`hold_out_predicates`), then a share `asked` of the rest's questions
-    (`hold_out_questions`); training and refitting split alike from the checkpoint's settings."""
+    (`hold_out_questions`), only where some predicates are (without them nothing is fitted, and a
+    question held out would be lost to training); training and refitting split alike from the
+    checkpoint's settings."""
     kept, held = hold_out_predicates(questions, predicates, seed)
-    kept, by_question = hold_out_questions(kept, asked, seed)
+    kept, by_question = hold_out_questions(kept, asked if held else 0.0, seed)
     return kept, held, by_question
 
 

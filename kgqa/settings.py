@@ -117,8 +117,9 @@ class TrainConfig:
         "max": 1, "max_open": True})
     # the reranker fitted on held-out predicates alone learns that a predicate the model trained on is
     # the wrong answer (it always is, there) and overrules the beam where a person asks about one;
-    # questions held out of the kept predicates show it the other case (`rank/trained.py`)
-    holdout_questions: float = field(default=0.0, metadata={
+    # questions held out of the kept predicates show it the other case (`rank/trained.py`), and with
+    # both it learns how far to trust the beam on a trained predicate against one it never saw
+    holdout_questions: float = field(default=0.05, metadata={
         "help": "Share of the kept predicates' questions also held out of training, to fit the reranker on "
                 "questions about predicates the model trained on too (0: none).", "min": 0, "max": 1,
         "max_open": True})

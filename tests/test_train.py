@@ -98,6 +98,8 @@ def test_questions_held_out_by_question_keep_their_predicates_in_training_and_le
     assert {q.gold()[1] for q in asked} <= {q.gold()[1] for q in trained}  # but their predicates are
     assert training_split(questions, 0.25, 0.15, seed=0)[2] == asked  # seeded
     assert training_split(questions, 0.25, 0.0, seed=0)[2] == []
+    # nothing held out by predicate, nothing fitted: no question is taken from training either
+    assert training_split(questions, 0.0, 0.15, seed=0) == (questions, [], [])
 
 
 def test_grad_accum_splits_the_batch_without_changing_the_gradient(sample_kb):
