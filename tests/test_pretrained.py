@@ -223,7 +223,11 @@ def test_each_family_trains_an_epoch_and_answers_dev_ask_and_serve_with_kb_tripl
             return response.status, await response.json()
 
     status, body = asyncio.run(serve())
-    assert status == 200 and all(tuple(a["answer"].split(" ||| ")) in triples for a in body)
+    assert status == 200
+    for reply in body:  # answered, or refused below the checkpoint's threshold: its guesses are KB triples all the same
+        guesses = [c["answer"] for c in reply["candidates"]]
+        assert guesses and all(tuple(g.split(" ||| ")) in triples for g in guesses)
+        assert reply["answer"] in (None, guesses[0])
 
 
 # keys that differ only in case, spaces, or full/half width; a BERT vocabulary lowercases and drops
