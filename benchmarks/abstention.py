@@ -7,7 +7,8 @@ entities taken out.
 
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
 are "missing entity"; apart, as "entity by a homonym", where another entity of its name keeps the
-asked predicate: the question names the name alone, so the KB still answers it), then half of the remaining questions' gold keys (S, P) removed with all
+asked predicate: the question names the name alone, so the KB still answers it), then half of the
+remaining questions' gold keys (S, P) removed with all
 their objects ("missing fact"; counted also apart where the subject keeps no near synonym of the
 removed predicate, `near_synonym`, and no other entity of its name keeps the predicate itself:
 a reader would answer the others with it, as the question names the name alone); every other
