@@ -3,6 +3,7 @@ the index; `kgqa predict` peak RSS with it, beside the same run with a 1k-triple
 
     python benchmarks/make_kb.py -o /tmp/kb20m.tsv
     python benchmarks/scale.py --kb /tmp/kb20m.tsv --checkpoint checkpoints/kgclue/best [--questions DEV] [--limit 1000]
+        [--segment-triples N --jobs J]  (the big build's `kgqa index` options; default: the command's)
 
 Every step runs as its own process (`kgqa ...` as a user runs it), so peak RSS is that process's
 own (`wait4`'s ru_maxrss).
@@ -37,6 +38,8 @@ def size_of(directory: str) -> int:
 def main() -> None:
     parser = arguments(__doc__, limit=1000)  # --kb: the big KB (benchmarks/make_kb.py writes one)
     parser.add_argument("--work", default=None, help="where indexes go (default: a temp dir, removed)")
+    parser.add_argument("--segment-triples", type=int, default=None, help="the big build's segment size")
+    parser.add_argument("--jobs", type=int, default=None, help="segments the big build makes at once")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -44,7 +47,9 @@ def main() -> None:
     try:
         big = os.path.join(work, "index-big")
         shutil.rmtree(big, ignore_errors=True)
-        wall, rss, out = run(CLI + ["index", args.kb, "--checkpoint", args.checkpoint, "-o", big])
+        options = [*(["--segment-triples", str(args.segment_triples)] if args.segment_triples else []),
+                   *(["--jobs", str(args.jobs)] if args.jobs else [])]
+        wall, rss, out = run(CLI + ["index", args.kb, "--checkpoint", args.checkpoint, "-o", big, *options])
         tsv, index_bytes = os.path.getsize(args.kb), size_of(big)
         print(f"kgqa index: {out}")
         print(f"| `kgqa index` | wall {wall / 60:.1f} min | peak RSS {rss:.2f} GiB | index {index_bytes / 2**30:.2f} GiB "
