@@ -51,7 +51,7 @@ class Strings:
             ends = np.cumsum(lengths)
             for start, end in zip(ends - lengths, ends):
                 text = "".join(chars[start:end])
-                if text not in avoid:
+                if text.strip() == text and text not in avoid:  # a name of spaces, or padded, is no KB name
                     avoid.add(text)
                     out.append(text)
         return out

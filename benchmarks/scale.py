@@ -4,6 +4,7 @@ the index; `kgqa predict` peak RSS with it, beside the same run with a 1k-triple
     python benchmarks/make_kb.py -o /tmp/kb20m.tsv
     python benchmarks/scale.py --kb /tmp/kb20m.tsv --checkpoint checkpoints/kgclue/best [--questions DEV] [--limit 1000]
         [--segment-triples N --jobs J]  (the big build's `kgqa index` options; default: the command's)
+        [--skip-bad-lines]  (a KB an older make_kb.py wrote holds a few lines of a subject of spaces)
 
 Every step runs as its own process (`kgqa ...` as a user runs it), so peak RSS is that process's
 own (`wait4`'s ru_maxrss).
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="where indexes go (default: a temp dir, removed)")
     parser.add_argument("--segment-triples", type=int, default=None, help="the big build's segment size")
     parser.add_argument("--jobs", type=int, default=None, help="segments the big build makes at once")
+    parser.add_argument("--skip-bad-lines", action="store_true", help="skip the KB's lines that are no triple")
     args = parser.parse_args()
     if missing(args.kb, args.questions):
         return
@@ -47,7 +49,8 @@ def main() -> None:
     try:
         big = os.path.join(work, "index-big")
         shutil.rmtree(big, ignore_errors=True)
-        options = [*(["--segment-triples", str(args.segment_triples)] if args.segment_triples else []),
+        skip = ["--skip-bad-lines"] if args.skip_bad_lines else []
+        options = [*skip, *(["--segment-triples", str(args.segment_triples)] if args.segment_triples else []),
                    *(["--jobs", str(args.jobs)] if args.jobs else [])]
         wall, rss, out = run(CLI + ["index", args.kb, "--checkpoint", args.checkpoint, "-o", big, *options])
         tsv, index_bytes = os.path.getsize(args.kb), size_of(big)
@@ -69,11 +72,11 @@ def main() -> None:
             for _, line in zip(range(args.limit), source):
                 out_file.write(line)
         small = os.path.join(work, "index-small")
-        run(CLI + ["index", small_kb, "--checkpoint", args.checkpoint, "-o", small])
+        run(CLI + ["index", small_kb, "--checkpoint", args.checkpoint, "-o", small, *skip])
         rows = {}
         for name, kb, index in (("1k-triple KB", small_kb, small), ("big KB", args.kb, big)):
             rows[name] = run(CLI + ["predict", questions, "--checkpoint", args.checkpoint, "--kb", kb,
-                                    "--index", index, "-o", os.path.join(work, f"pred-{len(name)}.json")])
+                                    "--index", index, "-o", os.path.join(work, f"pred-{len(name)}.json"), *skip])
             print(f"| `kgqa predict` {args.limit} questions, {name} | wall {rows[name][0]:.0f} s | "
                   f"peak RSS {rows[name][1]:.2f} GiB |")
         print(f"| predict RSS, big KB minus 1k KB | {rows['big KB'][1] - rows['1k-triple KB'][1]:.2f} GiB |")
