@@ -94,3 +94,15 @@ def test_the_abstention_copy_counts_a_question_whose_name_a_homonym_still_answer
         else:
             assert kind == "answerable"
     assert {"entity", "entity by a homonym", "fact", "fact by a homonym", "answerable"} <= set(kinds)
+
+
+def test_a_synthetic_kb_draws_no_name_a_kb_reader_refuses():
+    """make_kb.py draws names from a reference's characters, spaces among them: a name of spaces
+    alone, or padded with them, is a line `kgqa index` refuses (or a name read as another)."""
+    import numpy as np
+    from make_kb import Strings
+
+    strings = Strings([" ", "  ", "甲 ", " 乙", "丙 丁", "戊己庚 ", "辛壬癸"])  # a third spaces
+    names = strings.draw(np.random.default_rng(0), 40, set())
+    assert len(names) == len(set(names)) == 40
+    assert all(name and name == name.strip() for name in names)
