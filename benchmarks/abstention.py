@@ -8,11 +8,10 @@ entities taken out.
 The copy (seeded): a tenth of dev's gold subjects removed with all their triples (their questions
 are "missing entity"; apart, as "entity by a homonym", where another entity of its name keeps the
 asked predicate: the question names the name alone, so the KB still answers it), then half of the
-remaining questions' gold keys (S, P) removed with all
-their objects ("missing fact"; counted also apart where the subject keeps no near synonym of the
-removed predicate, `near_synonym`, and no other entity of its name keeps the predicate itself:
-a reader would answer the others with it, as the question names the name alone); every other
-question is answerable. Printed, for each signal:
+remaining questions' gold keys (S, P) removed with all their objects ("missing fact"; counted also
+apart where the subject keeps no near synonym of the removed predicate, `near_synonym`, and no other
+entity of its name keeps the predicate itself: a reader would answer the others with it, as the
+question names the name alone); every other question is answerable. Printed, for each signal:
 expected calibration error on answerable dev questions (15 bins; the reranker's reading is its
 softmax share of the top object, the beam's the exp of its mean token log-probability), accuracy at
 80% and 90% coverage of dev over kb.tsv, AUROC of its right vs wrong answers, AUROC of answerable
