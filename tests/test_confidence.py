@@ -19,6 +19,7 @@ from kgqa.rank.confidence import (SIGNAL_NAMES, TOP, UNANSWERABLE_WEIGHT, Calibr
                                   fit_calibrator, ranking, signal_rows)
 from kgqa.rank.features import FEATURE_NAMES, CandidateSet
 from kgqa.rank.reranker import Reranker
+from kgqa.rank.trained import TrainedPredicates
 from kgqa.rank.unanswerable import unanswerable_views
 from kgqa.rank.wording import BOUNDED
 from kgqa.data import read_questions
@@ -51,28 +52,34 @@ def test_the_calibrators_probabilities_match_how_often_it_is_right(tmp_path):
     assert rescaled.probabilities(rows[6000:]).mean() == pytest.approx(often.mean(), abs=1e-3)
 
 
-def _candidates(index, question, surface, trained=frozenset(), likelihood=0.0):
+def _candidates(index, question, surface, trained=frozenset(), likelihood=0.0, asked=None):
     """Every key of `surface` as one question's candidates (likelihoods all `likelihood`), those of
-    a predicate in `trained` flagged as the model's training predicates."""
+    a predicate in `trained` flagged as the model's training predicates (`asked`: how training's
+    questions worded each, `TrainedPredicates.wordings`)."""
     sid = index.names.surface_id(surface)
     keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
     facts = [index.fact(k) for k in keys]
+    taught = TrainedPredicates(frozenset(trained), asked or {})
     return CandidateSet(question, keys, facts, [], {
         "likelihoods": np.full((len(keys), 4), likelihood),
         "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),
         "kinds": np.zeros(len(keys)), "named": np.zeros((len(keys), 2)), "channel": np.zeros(len(keys)),
-        "trained": np.array([float(f.predicate in trained) for f in facts]), "beside": np.full(len(keys), BOUNDED)})
+        "trained": taught.flags(facts), "beside": np.full(len(keys), BOUNDED),
+        "resemblance": taught.resemblance(question, facts)})
 
 
 def test_the_confidence_reads_a_candidate_of_a_trained_predicate_apart_and_a_fit_without_any_ignores_it(sample_kb):
     _, _, _, index = sample_kb
-    found = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英", trained={"毕业院校"}, likelihood=-2.0)
+    found = _candidates(index, "胡洋英是哪个学校毕业的？", "胡洋英", trained={"毕业院校"}, likelihood=-2.0,
+                        asked={"毕业院校": ("是哪个学校毕业的?", "毕业于哪所大学?")})
     school = found.position("胡洋英（杭州作家）", "毕业院校")
     born = found.position("胡洋英（杭州作家）", "出生日期")
     rows = signal_rows(found, np.zeros(len(found.keys)), np.array([school, born]))
     column = {name: SIGNAL_NAMES.index(name) for name in
-              ("predicate_trained", "trained_log_likelihood", "log_likelihood", "trained_beam_first")}
+              ("predicate_trained", "trained_log_likelihood", "log_likelihood", "trained_beam_first",
+               "trained_resemblance")}
     assert rows[0, column["predicate_trained"]] == 1.0 and rows[1, column["predicate_trained"]] == 0.0
+    assert rows[0, column["trained_resemblance"]] == 1.0 and rows[1, column["trained_resemblance"]] == 0.0
     assert rows[0, column["trained_log_likelihood"]] == rows[0, column["log_likelihood"]] != 0.0
     assert rows[1, column["trained_log_likelihood"]] == 0.0
     # a calibrator fitted where no candidate was of a trained predicate (no question held out of
@@ -83,7 +90,7 @@ def test_the_confidence_reads_a_candidate_of_a_trained_predicate_apart_and_a_fit
     noise[:, apart] = 0.0
     right = (rng.random(2000) < 1 / (1 + np.exp(-noise[:, 0]))).astype(float)
     fitted = Calibrator.fit(noise, right, np.ones(2000))
-    assert len(apart) == 4 and all(fitted.weights[i] == 0.0 for i in apart)
+    assert len(apart) == 5 and all(fitted.weights[i] == 0.0 for i in apart)
 
 
 def test_a_question_without_its_gold_key_or_entity_has_no_right_candidate(sample_kb):

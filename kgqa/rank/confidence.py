@@ -54,6 +54,7 @@ class Signal:
     rival_share: float  # the probability of keys of a homonym, same predicate, another object
     kind_gap: float  # how much better another object's predicate fits the kind of answer asked for
     beside: float  # how plainly the question bounds its subject's mention (`Wording.beside`)
+    resemblance: float  # how it is worded as training's questions of its trained predicate (`TrainedPredicates.resemblance`)
     features: np.ndarray  # its reranker features, FEATURE_NAMES' order
     question_chars: int
     surface_chars: int
@@ -75,6 +76,11 @@ SIGNALS: dict[str, Callable[[Signal], float]] = {
     "wording_beside": lambda s: s.beside,
     # the share of the question its subject's mention takes up
     "subject_share": lambda s: s.surface_chars / max(s.question_chars, 1),
+    # how the question is worded as training's questions of the candidate's predicate were (0 for a
+    # predicate not trained on, and where the fit saw no question held out of the trained predicates,
+    # `trained.py`): a question about something the KB lacks that falls back on a trained predicate
+    # is worded otherwise
+    "trained_resemblance": lambda s: s.resemblance,
     # (the last four: a candidate of a predicate the model trained on, and the model's reading of it
     # apart, 0 where the fit saw no question held out of the trained predicates, `trained.py`: a
     # question about something the KB lacks falls back on a trained predicate of its subject, which
@@ -115,7 +121,8 @@ def signal_rows(candidate_set: CandidateSet, scores: np.ndarray, ranked: np.ndar
         rival_share = sum(float(share[i]) for i, other in enumerate(candidate_set.facts)
                           if objects[i] != objects[k] and _homonym_rival(other, fact))
         signal = Signal(rank, float(scores[k]), by_object[objects[k]], float(min(scores[k] - best_rival, MARGIN_CAP)),
-                        rival_share, kind_gap, float(candidate_set.evidence["beside"][k]), candidate_set.features[k],
+                        rival_share, kind_gap, float(candidate_set.evidence["beside"][k]),
+                        float(candidate_set.evidence["resemblance"][k]), candidate_set.features[k],
                         len(candidate_set.question), len(fact.surface),
                         len(candidate_set.keys))
         rows.append([value(signal) for value in SIGNALS.values()])

@@ -158,10 +158,11 @@ FEATURE_NAMES = tuple(FEATURES)
 # What each evidence model gives a question's candidates, one row per key, by name (a candidate
 # set's `evidence`): the model's (log p, tokens) of the key and of its object's first tokens
 # (`likelihood.key_and_object_log_probs`), `KBIndex.prominence` (entity, predicate's keys,
-# subject's keys), `AnswerKinds.scores`, `Naming.scores`, `Channel.gains`, `TrainedPredicates.flags`
-# and `Wording.beside` (how plainly the question bounds the subject's mention: evidence of the
-# confidence only).
-EVIDENCE = ("likelihoods", "prominence", "kinds", "named", "channel", "trained", "beside")
+# subject's keys), `AnswerKinds.scores`, `Naming.scores`, `Channel.gains`, `TrainedPredicates.flags`;
+# and, evidence of the confidence only, `Wording.beside` (how plainly the question bounds the
+# subject's mention) and `TrainedPredicates.resemblance` (how the question is worded as training's
+# questions of a trained predicate were).
+EVIDENCE = ("likelihoods", "prominence", "kinds", "named", "channel", "trained", "beside", "resemblance")
 
 
 def candidate_features(question: str, keys: list[int], facts: list[Fact], beam: list[Candidate],

@@ -72,9 +72,10 @@ class Fitted:
     def evidence(self, index: KBIndex, question: str, facts: list[Fact]) -> dict[str, np.ndarray]:
         """By name (`features.EVIDENCE`): how well each fact's predicate fits what the question asks
         for (`AnswerKinds.scores`), how much of the question names it (`Naming.scores`), how
-        plainly the question bounds its subject's mention (`Wording.beside`) and whether the model
-        trained on its predicate (`TrainedPredicates.flags`); zeros (and bounded) for a model this
-        set lacks (a checkpoint never fitted: the beam's order stands)."""
+        plainly the question bounds its subject's mention (`Wording.beside`), whether the model
+        trained on its predicate (`TrainedPredicates.flags`) and how the question is worded as
+        training's questions of it (`TrainedPredicates.resemblance`); zeros (and bounded) for a
+        model this set lacks (a checkpoint never fitted: the beam's order stands)."""
         kinds, naming, wording, trained = self.answer_kinds, self.naming, self.wording, self.trained_predicates
         fits = np.zeros(len(facts)) if kinds is None else kinds.scores(index, question, facts)
         named = np.zeros((len(facts), 2)) if naming is None else naming.scores(question, facts)
@@ -82,7 +83,8 @@ class Fitted:
         bounded = {surface: BOUNDED if wording is None else wording.beside(question, surface)
                    for surface in {fact.surface for fact in facts}}
         return {"kinds": fits, "named": named, "beside": np.array([bounded[fact.surface] for fact in facts]),
-                "trained": np.zeros(len(facts)) if trained is None else trained.flags(facts)}
+                "trained": np.zeros(len(facts)) if trained is None else trained.flags(facts),
+                "resemblance": np.zeros(len(facts)) if trained is None else trained.resemblance(question, facts)}
 
     def channel_gains(self, questions: list[str], facts: list[list[Fact]]) -> list[np.ndarray]:
         """Per question, how much better each fact's predicate and object explain it than nothing

@@ -1,5 +1,5 @@
-"""The predicates the model was trained on, kept where the reranker's fit also saw questions held
-out of them (`TrainConfig.holdout_questions`).
+"""The predicates the model was trained on, and how its training questions asked each, kept where
+the reranker's fit also saw questions held out of them (`TrainConfig.holdout_questions`).
 
 Why: the reranker is fitted on held-out questions. Where those are only the questions of held-out
 predicates (as dev's predicates are unseen), a predicate the model trained on is never a right
@@ -9,38 +9,84 @@ other case, and with "this candidate's predicate was trained on" among the featu
 model's likelihood and the beam's first place read apart for such a predicate), it learns where the
 beam is to be trusted. A fit that saw no such questions keeps none: the features are 0 and weigh
 nothing.
+
+How the training questions asked a predicate tells the confidence the two cases apart: a question
+about a fact the KB lacks falls back on another predicate of its subject, often a trained one, and
+is worded unlike the questions that asked it (「北岭是哪个省的」 is not asked as 所在地区's questions
+were); a person asking about the trained predicate words it much as they did
+(`TrainedPredicates.resemblance`, a signal of the confidence only).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from kgqa.data import Pairs
 from kgqa.kb.triples import Fact
 from kgqa.rank.storage import read_fitted, write_fitted
+from kgqa.spelling import fold
+from kgqa.text import without_mention
+
+
+def _pieces(rest: str) -> frozenset[str]:
+    """A question's wording (its subject's mention out) as its characters and character pairs."""
+    return frozenset(rest) | frozenset(rest[i:i + 2] for i in range(len(rest) - 1))
 
 
 @dataclass
 class TrainedPredicates:
-    """The gold predicates of the questions the model trained on."""
+    """The gold predicates of the questions the model trained on, and per predicate the wording of
+    those questions (spelling keys, `spelling.fold`, their subject's mention taken out)."""
 
     predicates: frozenset[str]
+    wordings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @cached_property
+    def _pieces(self) -> dict[str, list[frozenset[str]]]:
+        return {predicate: [_pieces(rest) for rest in rests] for predicate, rests in self.wordings.items()}
 
     def flags(self, facts: list[Fact]) -> np.ndarray:
         """1 for each fact whose predicate the model trained on, else 0."""
         return np.array([float(fact.predicate in self.predicates) for fact in facts])
 
+    def resemblance(self, question: str, facts: list[Fact]) -> np.ndarray:
+        """For each fact of a trained predicate, how much `question` (its mention of the fact's
+        subject taken out) is worded as a training question that asked the predicate: the most
+        pieces shared with one of them over the pieces of both (Jaccard); 0 for other facts."""
+        key, asked, out = fold(question), self._pieces, np.zeros(len(facts))
+        for k, fact in enumerate(facts):
+            if fact.predicate in asked:
+                mine = _pieces(without_mention(key, fold(fact.surface)))
+                out[k] = max((len(mine & theirs) / max(len(mine | theirs), 1) for theirs in asked[fact.predicate]),
+                             default=0.0)
+        return out
+
     def save(self, checkpoint: str) -> None:
-        write_fitted(checkpoint, "trained_predicates", {"predicates": np.array(sorted(self.predicates), dtype=str)})
+        asked = [(predicate, rest) for predicate in sorted(self.wordings) for rest in self.wordings[predicate]]
+        write_fitted(checkpoint, "trained_predicates", {
+            "predicates": np.array(sorted(self.predicates), dtype=str),
+            "asked_predicates": np.array([predicate for predicate, _ in asked], dtype=str),
+            "asked_wordings": np.array([rest for _, rest in asked], dtype=str)})
 
     @classmethod
     def load(cls, checkpoint: str) -> TrainedPredicates | None:
         """The checkpoint's trained predicates; None where its fit kept none."""
-        saved = read_fitted(checkpoint, "trained_predicates", "trained predicates", ("predicates",))
-        return None if saved is None else cls(frozenset(str(p) for p in saved["predicates"]))
+        saved = read_fitted(checkpoint, "trained_predicates", "trained predicates",
+                            ("predicates", "asked_predicates", "asked_wordings"))
+        if saved is None:
+            return None
+        wordings: dict[str, list[str]] = {}
+        for predicate, rest in zip(saved["asked_predicates"].tolist(), saved["asked_wordings"].tolist()):
+            wordings.setdefault(predicate, []).append(rest)
+        return cls(frozenset(str(p) for p in saved["predicates"]), {p: tuple(r) for p, r in wordings.items()})
 
 
 def fit_trained_predicates(pairs: Pairs) -> TrainedPredicates:
-    """The gold predicates of (question, gold target) pairs (the model's training questions)."""
-    return TrainedPredicates(frozenset(gold.predicate for _, gold in pairs))
+    """The gold predicates of (question, gold target) pairs (the model's training questions), and
+    how each question asked its own."""
+    wordings: dict[str, list[str]] = {}
+    for question, gold in pairs:
+        wordings.setdefault(gold.predicate, []).append(without_mention(fold(question), fold(gold.surface)))
+    return TrainedPredicates(frozenset(wordings), {p: tuple(rests) for p, rests in wordings.items()})
