@@ -6,6 +6,7 @@ import pytest
 
 from kgqa.data import Target
 from kgqa.kb.triples import Fact
+from kgqa.rank.storage import write_fitted
 from kgqa.rank.trained import TrainedPredicates, fit_trained_predicates
 
 PAIRS = [("胡洋英是哪个学校毕业的？", Target("胡洋英", "毕业院校", "杭州作家", "武汉大学")),
@@ -42,3 +43,12 @@ def test_without_training_wordings_nothing_resembles():
     assert TrainedPredicates(frozenset({"毕业院校"})).resemblance("张三是哪个学校毕业的？", _facts("张三")).tolist() == \
         [0.0, 0.0, 0.0]
     assert np.array_equal(TrainedPredicates(frozenset()).flags(_facts("张三")), np.zeros(3))
+
+
+def test_trained_predicates_an_earlier_kgqa_saved_are_read_without_wordings(tmp_path):
+    write_fitted(str(tmp_path), "trained_predicates", {"predicates": np.array(["毕业院校"], dtype=str)})
+    earlier = TrainedPredicates.load(str(tmp_path))
+    assert earlier.predicates == {"毕业院校"} and earlier.wordings == {}  # the reranker reads them as before
+    assert earlier.resemblance("张三是哪个学校毕业的？", _facts("张三")).tolist() == [0.0, 0.0, 0.0]
+    fit_trained_predicates(PAIRS).save(str(tmp_path))
+    assert TrainedPredicates.load(str(tmp_path)) == fit_trained_predicates(PAIRS)

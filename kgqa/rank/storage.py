@@ -98,9 +98,11 @@ def remove_fitted(checkpoint: str, name: str) -> None:
     _drop_earlier(checkpoint, name)
 
 
-def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays `fields` of model `name` (`what` names it in messages); None where the manifest
-    names none."""
+def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...],
+                optional: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """The arrays `fields` of model `name` (`what` names it in messages), and those of `optional`
+    its file holds (arrays a later kgqa added, which an earlier one's fit lacks); None where the
+    manifest names none."""
     entry = _manifest(checkpoint)["models"].get(name)
     if entry is None:
         earlier = os.path.join(checkpoint, EARLIER_FILES.get(name, ""))
@@ -116,7 +118,7 @@ def read_fitted(checkpoint: str, name: str, what: str, fields: tuple[str, ...]) 
             missing = [field for field in fields if field not in saved.files]
             if missing:
                 raise ValueError(f"no {', '.join(missing)}: fitted by an earlier kgqa; `kgqa fit-reranker` fits it again")
-            return {field: saved[field] for field in fields}
+            return {field: saved[field] for field in (*fields, *optional) if field in saved.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise unreadable(checkpoint, name, what, f"{type(error).__name__}: {error}") from None
 

@@ -72,13 +72,16 @@ class TrainedPredicates:
 
     @classmethod
     def load(cls, checkpoint: str) -> TrainedPredicates | None:
-        """The checkpoint's trained predicates; None where its fit kept none."""
-        saved = read_fitted(checkpoint, "trained_predicates", "trained predicates",
-                            ("predicates", "asked_predicates", "asked_wordings"))
+        """The checkpoint's trained predicates; None where its fit kept none. One an earlier kgqa
+        fitted keeps no wordings: nothing resembles them (the reranker reads its predicates as
+        before; its calibrator, over other signals, is not read)."""
+        saved = read_fitted(checkpoint, "trained_predicates", "trained predicates", ("predicates",),
+                            ("asked_predicates", "asked_wordings"))
         if saved is None:
             return None
         wordings: dict[str, list[str]] = {}
-        for predicate, rest in zip(saved["asked_predicates"].tolist(), saved["asked_wordings"].tolist()):
+        for predicate, rest in zip(saved.get("asked_predicates", np.zeros(0, str)).tolist(),
+                                   saved.get("asked_wordings", np.zeros(0, str)).tolist()):
             wordings.setdefault(predicate, []).append(rest)
         return cls(frozenset(str(p) for p in saved["predicates"]), {p: tuple(r) for p, r in wordings.items()})
 
