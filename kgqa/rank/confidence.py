@@ -54,7 +54,7 @@ class Signal:
     rival_share: float  # the probability of keys of a homonym, same predicate, another object
     kind_gap: float  # how much better another object's predicate fits the kind of answer asked for
     beside: float  # how plainly the question bounds its subject's mention (`Wording.beside`)
-    resemblance: float  # how it is worded as training's questions of its trained predicate (`TrainedPredicates.resemblance`)
+    resemblance: float  # its wording against training's questions of its predicate (`TrainedPredicates.resemblance`)
     features: np.ndarray  # its reranker features, FEATURE_NAMES' order
     question_chars: int
     surface_chars: int

@@ -35,6 +35,11 @@ def _pieces(rest: str) -> frozenset[str]:
     return frozenset(rest) | frozenset(rest[i:i + 2] for i in range(len(rest) - 1))
 
 
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    shared = len(a & b)
+    return shared / max(len(a) + len(b) - shared, 1)
+
+
 @dataclass
 class TrainedPredicates:
     """The gold predicates of the questions the model trained on, and per predicate the wording of
@@ -44,7 +49,8 @@ class TrainedPredicates:
     wordings: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
-    def _pieces(self) -> dict[str, list[frozenset[str]]]:
+    def _asked(self) -> dict[str, list[frozenset[str]]]:
+        """Per trained predicate, the pieces of each training question's wording."""
         return {predicate: [_pieces(rest) for rest in rests] for predicate, rests in self.wordings.items()}
 
     def flags(self, facts: list[Fact]) -> np.ndarray:
@@ -55,12 +61,14 @@ class TrainedPredicates:
         """For each fact of a trained predicate, how much `question` (its mention of the fact's
         subject taken out) is worded as a training question that asked the predicate: the most
         pieces shared with one of them over the pieces of both (Jaccard); 0 for other facts."""
-        key, asked, out = fold(question), self._pieces, np.zeros(len(facts))
+        key, asked, out = fold(question), self._asked, np.zeros(len(facts))
+        rests: dict[str, frozenset[str]] = {}  # per subject surface: a question's facts share few
         for k, fact in enumerate(facts):
             if fact.predicate in asked:
-                mine = _pieces(without_mention(key, fold(fact.surface)))
-                out[k] = max((len(mine & theirs) / max(len(mine | theirs), 1) for theirs in asked[fact.predicate]),
-                             default=0.0)
+                if fact.surface not in rests:
+                    rests[fact.surface] = _pieces(without_mention(key, fold(fact.surface)))
+                mine = rests[fact.surface]
+                out[k] = max((_jaccard(mine, theirs) for theirs in asked[fact.predicate]), default=0.0)
         return out
 
     def save(self, checkpoint: str) -> None:
