@@ -59,7 +59,7 @@ def _candidates(index, question, surface, trained=frozenset(), likelihood=0.0, a
     sid = index.names.surface_id(surface)
     keys = [key for key, _, _ in index.keys(sid)] if sid is not None else []
     facts = [index.fact(k) for k in keys]
-    taught = TrainedPredicates(frozenset(trained), asked or {})
+    taught = TrainedPredicates({predicate: (asked or {}).get(predicate, ()) for predicate in trained})
     return CandidateSet(question, keys, facts, [], {
         "likelihoods": np.full((len(keys), 4), likelihood),
         "prominence": np.array([index.prominence(k) for k in keys]).reshape(-1, 3),

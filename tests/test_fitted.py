@@ -28,7 +28,7 @@ MODELS = {  # each model class, one of its instances, its manifest name and how 
     "wording": (Wording, Wording({"什么": 9, "哪里": 5}), "question wording"),
     "channel": (Channel, Channel(["址", "在"], ChannelModel(SPECIAL + 2, ChannelShape(8, 1, 2, 16))),
                 "noisy channel"),
-    "trained_predicates": (TrainedPredicates, TrainedPredicates(frozenset({"出生日期", "毕业院校"}), {
+    "trained_predicates": (TrainedPredicates, TrainedPredicates({
         "出生日期": ("是什么时候出生的?",), "毕业院校": ("是哪个学校毕业的?", "毕业于哪所大学?")}), "trained predicates"),
 }
 

@@ -40,15 +40,15 @@ def test_a_question_worded_as_trainings_resembles_it_and_a_fallback_or_an_untrai
 
 
 def test_without_training_wordings_nothing_resembles():
-    assert TrainedPredicates(frozenset({"毕业院校"})).resemblance("张三是哪个学校毕业的？", _facts("张三")).tolist() == \
+    assert TrainedPredicates({"毕业院校": ()}).resemblance("张三是哪个学校毕业的？", _facts("张三")).tolist() == \
         [0.0, 0.0, 0.0]
-    assert np.array_equal(TrainedPredicates(frozenset()).flags(_facts("张三")), np.zeros(3))
+    assert np.array_equal(TrainedPredicates({}).flags(_facts("张三")), np.zeros(3))
 
 
 def test_trained_predicates_an_earlier_kgqa_saved_are_read_without_wordings(tmp_path):
     write_fitted(str(tmp_path), "trained_predicates", {"predicates": np.array(["毕业院校"], dtype=str)})
     earlier = TrainedPredicates.load(str(tmp_path))
-    assert earlier.predicates == {"毕业院校"} and earlier.wordings == {}  # the reranker reads them as before
+    assert earlier.predicates == {"毕业院校"} and earlier.wordings == {"毕业院校": ()}  # no wording; the reranker reads them as before
     assert earlier.resemblance("张三是哪个学校毕业的？", _facts("张三")).tolist() == [0.0, 0.0, 0.0]
     fit_trained_predicates(PAIRS).save(str(tmp_path))
     assert TrainedPredicates.load(str(tmp_path)) == fit_trained_predicates(PAIRS)

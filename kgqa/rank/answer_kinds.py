@@ -28,7 +28,7 @@ from kgqa.data import Pairs
 from kgqa.rank.storage import read_fitted, unreadable, write_fitted
 from kgqa.kb.index import KBIndex
 from kgqa.kb.triples import Fact
-from kgqa.text import without_mention
+from kgqa.text import question_cues, without_mention
 
 FORMS = 2000  # the commonest forms across the KB's predicates
 MIN_CUE_COUNT = 3  # cues seen in fewer train questions than this teach noise
@@ -50,11 +50,6 @@ def object_forms(obj: str) -> set[str]:
     forms.update(["before " + m for m in _BEFORE.findall(folded)])
     forms.update(["has " + c for c in folded])
     return forms
-
-
-def question_cues(rest: str) -> set[str]:
-    """The cues of a question with its subject's mention taken out: characters and pairs."""
-    return set(rest) | {rest[i:i + 2] for i in range(len(rest) - 1)}
 
 
 @dataclass

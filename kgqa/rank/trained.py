@@ -18,7 +18,7 @@ were); a person asking about the trained predicate words it much as they did
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -27,54 +27,54 @@ from kgqa.data import Pairs
 from kgqa.kb.triples import Fact
 from kgqa.rank.storage import read_fitted, write_fitted
 from kgqa.spelling import fold
-from kgqa.text import without_mention
+from kgqa.text import question_cues, without_mention
 
 
-def _pieces(rest: str) -> frozenset[str]:
-    """A question's wording (its subject's mention out) as its characters and character pairs."""
-    return frozenset(rest) | frozenset(rest[i:i + 2] for i in range(len(rest) - 1))
-
-
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def _jaccard(a: set[str], b: set[str]) -> float:
     shared = len(a & b)
     return shared / max(len(a) + len(b) - shared, 1)
 
 
 @dataclass
 class TrainedPredicates:
-    """The gold predicates of the questions the model trained on, and per predicate the wording of
-    those questions (spelling keys, `spelling.fold`, their subject's mention taken out)."""
+    """The gold predicates of the questions the model trained on, each with the wording of those
+    questions (spelling keys, `spelling.fold`, their subject's mention taken out; none where an
+    earlier kgqa fitted them)."""
 
-    predicates: frozenset[str]
-    wordings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    wordings: dict[str, tuple[str, ...]]
+
+    @property
+    def predicates(self) -> frozenset[str]:
+        return frozenset(self.wordings)
 
     @cached_property
-    def _asked(self) -> dict[str, list[frozenset[str]]]:
-        """Per trained predicate, the pieces of each training question's wording."""
-        return {predicate: [_pieces(rest) for rest in rests] for predicate, rests in self.wordings.items()}
+    def _asked(self) -> dict[str, list[set[str]]]:
+        """Per trained predicate, the cues of each training question's wording."""
+        return {predicate: [question_cues(rest) for rest in rests] for predicate, rests in self.wordings.items()}
 
     def flags(self, facts: list[Fact]) -> np.ndarray:
         """1 for each fact whose predicate the model trained on, else 0."""
-        return np.array([float(fact.predicate in self.predicates) for fact in facts])
+        return np.array([float(fact.predicate in self.wordings) for fact in facts])
 
     def resemblance(self, question: str, facts: list[Fact]) -> np.ndarray:
         """For each fact of a trained predicate, how much `question` (its mention of the fact's
         subject taken out) is worded as a training question that asked the predicate: the most
-        pieces shared with one of them over the pieces of both (Jaccard); 0 for other facts."""
+        cues (`question_cues`) shared with one of them over the cues of both (Jaccard); 0 for
+        other facts."""
         key, asked, out = fold(question), self._asked, np.zeros(len(facts))
-        rests: dict[str, frozenset[str]] = {}  # per subject surface: a question's facts share few
+        rests: dict[str, set[str]] = {}  # per subject surface: a question's facts share few
         for k, fact in enumerate(facts):
             if fact.predicate in asked:
                 if fact.surface not in rests:
-                    rests[fact.surface] = _pieces(without_mention(key, fold(fact.surface)))
+                    rests[fact.surface] = question_cues(without_mention(key, fold(fact.surface)))
                 mine = rests[fact.surface]
                 out[k] = max((_jaccard(mine, theirs) for theirs in asked[fact.predicate]), default=0.0)
         return out
 
     def save(self, checkpoint: str) -> None:
         asked = [(predicate, rest) for predicate in sorted(self.wordings) for rest in self.wordings[predicate]]
-        write_fitted(checkpoint, "trained_predicates", {
-            "predicates": np.array(sorted(self.predicates), dtype=str),
+        write_fitted(checkpoint, "trained_predicates", {  # "predicates" alone: what an earlier kgqa reads
+            "predicates": np.array(sorted(self.wordings), dtype=str),
             "asked_predicates": np.array([predicate for predicate, _ in asked], dtype=str),
             "asked_wordings": np.array([rest for _, rest in asked], dtype=str)})
 
@@ -87,11 +87,10 @@ class TrainedPredicates:
                             ("asked_predicates", "asked_wordings"))
         if saved is None:
             return None
-        wordings: dict[str, list[str]] = {}
-        for predicate, rest in zip(saved.get("asked_predicates", np.zeros(0, str)).tolist(),
-                                   saved.get("asked_wordings", np.zeros(0, str)).tolist()):
-            wordings.setdefault(predicate, []).append(rest)
-        return cls(frozenset(str(p) for p in saved["predicates"]), {p: tuple(r) for p, r in wordings.items()})
+        wordings: dict[str, list[str]] = {str(predicate): [] for predicate in saved["predicates"]}
+        for predicate, rest in zip(saved.get("asked_predicates", []), saved.get("asked_wordings", [])):
+            wordings[str(predicate)].append(str(rest))
+        return cls({predicate: tuple(rests) for predicate, rests in wordings.items()})
 
 
 def fit_trained_predicates(pairs: Pairs) -> TrainedPredicates:
@@ -100,4 +99,4 @@ def fit_trained_predicates(pairs: Pairs) -> TrainedPredicates:
     wordings: dict[str, list[str]] = {}
     for question, gold in pairs:
         wordings.setdefault(gold.predicate, []).append(without_mention(fold(question), fold(gold.surface)))
-    return TrainedPredicates(frozenset(wordings), {p: tuple(rests) for p, rests in wordings.items()})
+    return TrainedPredicates({predicate: tuple(rests) for predicate, rests in wordings.items()})
